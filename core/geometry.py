@@ -1,0 +1,290 @@
+"""Polygon and mask geometry in original image pixels.
+
+Coordinates are ``(x, y)`` floats with the origin at the top-left corner of the top-left
+pixel, so the centre of pixel ``(col, row)`` is ``(col + 0.5, row + 0.5)``. A *ring* is an
+``(K, 2)`` float64 array; a :class:`Polygon` is an exterior ring with optional hole rings;
+a :class:`Shape` is one or more polygons (a multi-part instance). Masks are ``(H, W)`` bool.
+
+Rasterisation is pure numpy. Tracing masks back to polygons uses OpenCV, imported lazily.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class GeometryError(ValueError):
+    """A polygon that cannot describe a region (too few points, NaN, zero area...)."""
+
+
+def as_ring(points: object, *, where: str = "polygon") -> np.ndarray:
+    """Validate ``points`` (``[[x, y], ...]`` or a flat ``[x0, y0, x1, y1, ...]``) as a ring."""
+    arr = np.asarray(points, dtype=np.float64)
+    if arr.ndim == 1:
+        if arr.size % 2:
+            raise GeometryError(f"{where}: a flat coordinate list needs an even length, got {arr.size}")
+        arr = arr.reshape(-1, 2)
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise GeometryError(f"{where}: expected points shaped (K, 2), got {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise GeometryError(f"{where}: coordinates must be finite numbers (found NaN or infinity)")
+    if len(arr) > 1 and np.array_equal(arr[0], arr[-1]):
+        arr = arr[:-1]  # closed rings repeat the first point; we store them open
+    if len(arr) < 3:
+        raise GeometryError(f"{where}: a polygon needs at least 3 points, got {len(arr)}")
+    return arr
+
+
+def ring_area(ring: np.ndarray) -> float:
+    """Unsigned shoelace area of a ring."""
+    x, y = ring[:, 0], ring[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
+@dataclass(frozen=True)
+class Polygon:
+    exterior: np.ndarray
+    holes: tuple[np.ndarray, ...] = field(default=())
+
+    @property
+    def area(self) -> float:
+        return max(0.0, ring_area(self.exterior) - sum(ring_area(h) for h in self.holes))
+
+    def rings(self) -> tuple[np.ndarray, ...]:
+        return (self.exterior, *self.holes)
+
+    def translated(self, dx: float, dy: float) -> Polygon:
+        d = np.array([dx, dy])
+        return Polygon(self.exterior + d, tuple(h + d for h in self.holes))
+
+    def scaled(self, sx: float, sy: float) -> Polygon:
+        s = np.array([sx, sy])
+        return Polygon(self.exterior * s, tuple(h * s for h in self.holes))
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One instance's region: one or more polygons, each with holes."""
+
+    polygons: tuple[Polygon, ...]
+
+    def __post_init__(self) -> None:
+        if not self.polygons:
+            raise GeometryError("a shape needs at least one polygon")
+
+    # -- constructors ----------------------------------------------------------
+    @classmethod
+    def from_ring(cls, points: object) -> Shape:
+        return cls((Polygon(as_ring(points)),))
+
+    @classmethod
+    def from_rings(cls, rings: Iterable[object]) -> Shape:
+        """Several exteriors without holes (the COCO polygon list)."""
+        return cls(tuple(Polygon(as_ring(r, where=f"part {i + 1}")) for i, r in enumerate(rings)))
+
+    @classmethod
+    def from_box(cls, x0: float, y0: float, x1: float, y1: float) -> Shape:
+        return cls.from_ring([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+
+    @classmethod
+    def from_json(cls, data: object) -> Shape:
+        """Parse ``[{"exterior": [[x, y], ...], "holes": [[[x, y], ...], ...]}, ...]``."""
+        if not isinstance(data, list) or not data:
+            raise GeometryError("geometry must be a non-empty list of polygons")
+        polys = []
+        for i, p in enumerate(data):
+            if not isinstance(p, dict) or "exterior" not in p:
+                raise GeometryError(f"polygon {i + 1}: expected an object with 'exterior'")
+            holes = tuple(
+                as_ring(h, where=f"polygon {i + 1}, hole {j + 1}")
+                for j, h in enumerate(p.get("holes") or [])
+            )
+            polys.append(Polygon(as_ring(p["exterior"], where=f"polygon {i + 1}"), holes))
+        return cls(tuple(polys))
+
+    def to_json(self, ndigits: int = 2) -> list[dict]:
+        def r(a: np.ndarray) -> list[list[float]]:
+            return np.round(a, ndigits).tolist()
+
+        return [{"exterior": r(p.exterior), "holes": [r(h) for h in p.holes]} for p in self.polygons]
+
+    # -- measures --------------------------------------------------------------
+    @property
+    def area(self) -> float:
+        return sum(p.area for p in self.polygons)
+
+    @property
+    def bbox(self) -> np.ndarray:
+        """``[x0, y0, x1, y1]`` float64."""
+        pts = np.concatenate([p.exterior for p in self.polygons])
+        return np.array([*pts.min(axis=0), *pts.max(axis=0)], dtype=np.float64)
+
+    @property
+    def has_holes(self) -> bool:
+        return any(p.holes for p in self.polygons)
+
+    @property
+    def num_vertices(self) -> int:
+        return sum(len(r) for p in self.polygons for r in p.rings())
+
+    def translated(self, dx: float, dy: float) -> Shape:
+        return Shape(tuple(p.translated(dx, dy) for p in self.polygons))
+
+    def scaled(self, sx: float, sy: float | None = None) -> Shape:
+        return Shape(tuple(p.scaled(sx, sx if sy is None else sy) for p in self.polygons))
+
+    def to_mask(self, height: int, width: int) -> np.ndarray:
+        return shape_to_mask(self, height, width)
+
+    def almost_equal(self, other: Shape, atol: float = 1e-6) -> bool:
+        if len(self.polygons) != len(other.polygons):
+            return False
+        for a, b in zip(self.polygons, other.polygons, strict=True):
+            if len(a.holes) != len(b.holes):
+                return False
+            for ra, rb in zip(a.rings(), b.rings(), strict=True):
+                if ra.shape != rb.shape or not np.allclose(ra, rb, atol=atol):
+                    return False
+        return True
+
+
+# -- rasterisation -------------------------------------------------------------
+
+
+def rings_to_mask(rings: Sequence[np.ndarray], height: int, width: int) -> np.ndarray:
+    """Even-odd fill of ``rings`` sampled at pixel centres; holes are simply more rings."""
+    parity = np.zeros((height, width + 1), dtype=np.int32)
+    for ring in rings:
+        p0 = ring
+        p1 = np.roll(ring, -1, axis=0)
+        y0, y1 = p0[:, 1], p1[:, 1]
+        keep = y0 != y1
+        p0, p1, y0, y1 = p0[keep], p1[keep], y0[keep], y1[keep]
+        ylo, yhi = np.minimum(y0, y1), np.maximum(y0, y1)
+        # rows whose centre lies in [ylo, yhi)
+        r_start = np.clip(np.ceil(ylo - 0.5), 0, height).astype(np.int64)
+        r_end = np.clip(np.ceil(yhi - 0.5), 0, height).astype(np.int64)
+        counts = np.maximum(r_end - r_start, 0)
+        if counts.sum() == 0:
+            continue
+        edge = np.repeat(np.arange(len(counts)), counts)
+        offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        rows = r_start[edge] + offsets
+        yc = rows + 0.5
+        x0, x1 = p0[edge, 0], p1[edge, 0]
+        t = (yc - y0[edge]) / (y1[edge] - y0[edge])
+        xc = x0 + t * (x1 - x0)
+        cols = np.clip(np.ceil(xc - 0.5), 0, width).astype(np.int64)
+        np.add.at(parity, (rows, cols), 1)
+    return (np.cumsum(parity, axis=1)[:, :width] % 2).astype(bool)
+
+
+def shape_to_mask(shape: Shape, height: int, width: int) -> np.ndarray:
+    """Rasterise a shape: each polygon minus its holes, polygons united."""
+    mask = np.zeros((height, width), dtype=bool)
+    for poly in shape.polygons:
+        mask |= rings_to_mask(poly.rings(), height, width)
+    return mask
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 0.0
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of ``(N, 4)`` and ``(M, 4)`` xyxy boxes, shaped ``(N, M)``."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(axis=2)
+    area_a = (a[:, 2:] - a[:, :2]).clip(0).prod(axis=1)
+    area_b = (b[:, 2:] - b[:, :2]).clip(0).prod(axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+# -- tracing -------------------------------------------------------------------
+
+
+def simplify_ring(ring: np.ndarray, tolerance: float) -> np.ndarray:
+    """Douglas-Peucker with ``tolerance`` in pixels; never fewer than 3 points."""
+    if tolerance <= 0 or len(ring) <= 3:
+        return ring
+    import cv2
+
+    approx = cv2.approxPolyDP(ring.astype(np.float32).reshape(-1, 1, 2), tolerance, True)
+    approx = approx.reshape(-1, 2).astype(np.float64)
+    return approx if len(approx) >= 3 else ring
+
+
+def mask_to_shape(
+    mask: np.ndarray, *, tolerance: float = 1.0, min_area: float = 4.0
+) -> Shape | None:
+    """Trace a bool mask into a shape, keeping holes and separate parts.
+
+    Returns None for an empty or degenerate mask (no part reaches ``min_area`` pixels).
+    Vertices lie on pixel corners, so ``shape_to_mask`` of the result reproduces the mask.
+    """
+    import cv2
+
+    m = np.asarray(mask, dtype=np.uint8)
+    if m.ndim != 2 or not m.any():
+        return None
+    # Trace at twice the resolution: OpenCV's contours run through the centres of boundary
+    # pixels, which at 2x lie a quarter pixel inside the original pixel edges, so the
+    # polygon rasterises (at pixel centres) back to exactly the same mask.
+    m = np.ascontiguousarray(np.repeat(np.repeat(m, 2, axis=0), 2, axis=1))
+    contours, hierarchy = cv2.findContours(m, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if hierarchy is None:
+        return None
+    hierarchy = hierarchy[0]
+    polys = []
+    for i, cnt in enumerate(contours):
+        if hierarchy[i][3] != -1:  # a hole; collected with its parent
+            continue
+        ext = _contour_to_ring(cnt, tolerance)
+        if ext is None or ring_area(ext) < min_area:
+            continue
+        holes = []
+        child = hierarchy[i][2]
+        while child != -1:
+            hole = _contour_to_ring(contours[child], tolerance)
+            if hole is not None and ring_area(hole) >= min_area:
+                holes.append(hole)
+            child = hierarchy[child][0]
+        polys.append(Polygon(ext, tuple(holes)))
+    if not polys:
+        return None
+    polys.sort(key=lambda p: -p.area)
+    return Shape(tuple(polys))
+
+
+def _contour_to_ring(cnt: np.ndarray, tolerance: float) -> np.ndarray | None:
+    pts = (cnt.reshape(-1, 2).astype(np.float64) + 0.5) / 2.0  # back to original pixels
+    if len(pts) < 3:
+        return None
+    pts = simplify_ring(pts, tolerance)
+    return pts if len(pts) >= 3 else None
+
+
+def masks_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of ``(N, H, W)`` and ``(M, H, W)`` bool masks."""
+    af = a.reshape(len(a), -1).astype(np.float32)
+    bf = b.reshape(len(b), -1).astype(np.float32)
+    inter = af @ bf.T
+    union = af.sum(1)[:, None] + bf.sum(1)[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+
+
+def ellipse_ring(cx: float, cy: float, rx: float, ry: float, theta: float = 0.0, n: int = 32) -> np.ndarray:
+    """A polygon approximating an ellipse (VIA's circle and ellipse shapes)."""
+    t = np.linspace(0, 2 * math.pi, n, endpoint=False)
+    x, y = rx * np.cos(t), ry * np.sin(t)
+    c, s = math.cos(theta), math.sin(theta)
+    return np.stack([cx + c * x - s * y, cy + s * x + c * y], axis=1)
