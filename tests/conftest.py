@@ -26,3 +26,92 @@ def datasets_dir() -> Path:
     if not SHARED_DATASETS.is_dir():
         pytest.skip(f"real datasets not found at {SHARED_DATASETS}")
     return SHARED_DATASETS
+
+
+# -- the store ------------------------------------------------------------------
+#: A PostgreSQL server for the db tests (.ci/run starts one on loopback and sets this).
+POSTGRES_URL = os.environ.get("PANELBEATER_TEST_POSTGRES_URL", "")
+
+
+def _fresh_postgres_database(base_url: str) -> str:
+    """Create an empty database on the test server and return its URL."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    name = f"pb_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return base_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def configure_store(data_dir: Path, database_url: str = "") -> None:
+    """Point settings and the engine at a fresh store and migrate it."""
+    from core.config import configure
+    from db.session import init_db, reset_engine
+
+    configure(data_dir=data_dir, database_url=database_url)
+    reset_engine()
+    init_db()
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    """A fresh SQLite store in a temporary data dir."""
+    from core.config import reset_settings
+    from db.session import reset_engine
+
+    configure_store(tmp_path / "data")
+    yield tmp_path / "data"
+    reset_engine()
+    reset_settings()
+
+
+def _backends() -> list:
+    params = [pytest.param("sqlite", id="sqlite")]
+    ci = os.environ.get("CI", "").lower() == "true"
+    params.append(
+        pytest.param(
+            "postgres",
+            id="postgres",
+            marks=pytest.mark.skipif(
+                not POSTGRES_URL and not ci,
+                reason="no PostgreSQL server: set PANELBEATER_TEST_POSTGRES_URL (.ci/run starts one)",
+            ),
+        )
+    )
+    return params
+
+
+@pytest.fixture(params=_backends())
+def any_store(request, tmp_path: Path):
+    """A fresh store on SQLite and, where a server is configured, on PostgreSQL."""
+    from core.config import reset_settings
+    from db.session import reset_engine
+
+    if request.param == "postgres":
+        if not POSTGRES_URL:
+            pytest.fail("CI=true but PANELBEATER_TEST_POSTGRES_URL is not set: .ci/run must start PostgreSQL")
+        configure_store(tmp_path / "data", _fresh_postgres_database(POSTGRES_URL))
+    else:
+        configure_store(tmp_path / "data")
+    yield request.param
+    reset_engine()
+    reset_settings()
+
+
+@pytest.fixture
+def db_session(store):
+    from db.session import session_scope
+
+    with session_scope() as session:
+        yield session
+
+
+@pytest.fixture
+def project(db_session):
+    from services.projects import get_or_create_project
+
+    return get_or_create_project(db_session)

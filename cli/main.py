@@ -1,0 +1,288 @@
+"""``panelbeater``: the command-line interface. Every command calls the service layer."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from core.config import configure, get_settings
+
+app = typer.Typer(
+    name="panelbeater",
+    help="Label car damage, fake damage and car parts with models in the loop.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+import_app = typer.Typer(help="Import images and labels into the project.", no_args_is_help=True)
+export_app = typer.Typer(help="Export the project's labels.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+app.add_typer(export_app, name="export")
+
+
+def fail(message: str, code: int = 1) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+@app.callback()
+def main_options(
+    data_dir: Optional[Path] = typer.Option(
+        None, "--data-dir", help="Data directory (default ./panelbeater-data or $PANELBEATER_DATA_DIR)."
+    ),
+    project: Optional[str] = typer.Option(None, "--project", help="Project name (default 'default')."),
+) -> None:
+    overrides = {}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    if project is not None:
+        overrides["project_name"] = project
+    if overrides:
+        base = get_settings().model_dump()
+        configure(**{**base, **overrides})
+
+
+def open_project() -> None:
+    """Bring the store's schema up to date before a command uses it."""
+    from db.session import init_db
+
+    init_db()
+
+
+# -- taxonomy -------------------------------------------------------------------
+
+
+@app.command()
+def taxonomy(
+    as_json: bool = typer.Option(False, "--json", help="Print the classes as JSON."),
+    file: Optional[Path] = typer.Option(None, "--file", help="Validate and show this taxonomy file instead."),
+) -> None:
+    """Show (or validate) the label set: damage, fake-damage and part classes."""
+    from core.taxonomy import TaxonomyError, load_taxonomy
+
+    try:
+        tax = load_taxonomy(file or get_settings().taxonomy_path)
+    except TaxonomyError as e:
+        fail(str(e))
+    if as_json:
+        typer.echo(json.dumps(tax.as_list(), indent=1))
+        return
+    typer.echo(f"{tax.source}: {tax.summary()}")
+    for group in tax.counts():
+        names = ", ".join(c.name for c in tax.group(group))
+        typer.echo(f"\n[{group}] {names}")
+
+
+# -- import ---------------------------------------------------------------------
+
+
+def _run_import(kind: str, path: Path, images: Optional[Path], map_file: Optional[Path]) -> None:
+    from tqdm import tqdm
+
+    from core.records import load_label_map
+    from core.taxonomy import TaxonomyError
+    from db.session import session_scope
+    from exports.errors import FormatError
+    from services.imports import IMPORTERS
+    from services.projects import get_or_create_project
+
+    open_project()
+    try:
+        label_map = load_label_map(map_file)
+        with session_scope() as session, tqdm(desc=f"import {kind}", unit="img", disable=None) as bar:
+
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.n = done
+                bar.refresh()
+
+            project = get_or_create_project(session)
+            report = IMPORTERS[kind](
+                session, project, path, images_dir=images, label_map=label_map, progress=progress
+            )
+    except (FormatError, TaxonomyError) as e:
+        fail(f"{e}\nNothing was imported.")
+    for line in report.messages[:50]:
+        typer.echo(f"  - {line}")
+    if len(report.messages) > 50:
+        typer.echo(f"  ... and {len(report.messages) - 50} more")
+    typer.secho(report.summary(), fg=typer.colors.GREEN)
+
+
+MAP_HELP = 'JSON file mapping source labels to taxonomy names: {"back_bumper": "rear_bumper"}.'
+IMAGES_HELP = "Folder the file's image paths are relative to (default: the file's folder)."
+
+
+@import_app.command("folder")
+def import_folder_cmd(
+    folder: Path = typer.Argument(..., help="Folder of images (searched recursively)."),
+    map_file: Optional[Path] = typer.Option(None, "--map", help=MAP_HELP),
+) -> None:
+    """Import every image in a folder, without labels."""
+    _run_import("folder", folder, None, map_file)
+
+
+@import_app.command("coco")
+def import_coco_cmd(
+    file: Path = typer.Argument(..., help="COCO instances JSON (also COCO-Annotator's)."),
+    images: Optional[Path] = typer.Option(None, "--images", help=IMAGES_HELP),
+    map_file: Optional[Path] = typer.Option(None, "--map", help=MAP_HELP),
+) -> None:
+    """Import a COCO instance-segmentation file (polygons and RLE)."""
+    _run_import("coco", file, images, map_file)
+
+
+@import_app.command("via")
+def import_via_cmd(
+    file: Path = typer.Argument(..., help="VGG Image Annotator JSON (1.x or 2.x)."),
+    images: Optional[Path] = typer.Option(None, "--images", help=IMAGES_HELP),
+    map_file: Optional[Path] = typer.Option(None, "--map", help=MAP_HELP),
+) -> None:
+    """Import a VIA project or region file."""
+    _run_import("via", file, images, map_file)
+
+
+@import_app.command("yolo")
+def import_yolo_cmd(
+    data_yaml: Path = typer.Argument(..., help="The dataset's data.yaml (Ultralytics segmentation layout)."),
+    map_file: Optional[Path] = typer.Option(None, "--map", help=MAP_HELP),
+) -> None:
+    """Import an Ultralytics YOLO segmentation dataset."""
+    _run_import("yolo", data_yaml, None, map_file)
+
+
+@import_app.command("label-studio")
+def import_label_studio_cmd(
+    file: Path = typer.Argument(..., help="Label Studio JSON export."),
+    images: Optional[Path] = typer.Option(None, "--images", help=IMAGES_HELP),
+    map_file: Optional[Path] = typer.Option(None, "--map", help=MAP_HELP),
+) -> None:
+    """Import a Label Studio JSON export (polygons, brush masks, rectangles)."""
+    _run_import("label-studio", file, images, map_file)
+
+
+# -- export ---------------------------------------------------------------------
+
+SPLIT_OPT = typer.Option(None, "--split", help="Only this split: train, val or test.")
+GROUP_OPT = typer.Option(None, "--group", help="Only this group: damage, fake or part.")
+STATUS_OPT = typer.Option(None, "--status", help="Only images with these statuses, comma-separated.")
+
+
+def _run_export(fn_name: str, out: Path, **kwargs) -> None:
+    import services.exports as exports
+    from db.session import session_scope
+    from services.errors import Invalid
+    from services.projects import get_or_create_project
+
+    open_project()
+    try:
+        with session_scope() as session:
+            counts = getattr(exports, fn_name)(session, get_or_create_project(session), out, **kwargs)
+    except Invalid as e:
+        fail(str(e))
+    typer.secho(f"wrote {out}: " + ", ".join(f"{v} {k}" for k, v in counts.items()), fg=typer.colors.GREEN)
+
+
+@export_app.command("coco")
+def export_coco_cmd(
+    out: Path = typer.Argument(..., help="Output JSON file."),
+    split: Optional[str] = SPLIT_OPT,
+    group: Optional[str] = GROUP_OPT,
+    status: Optional[str] = STATUS_OPT,
+) -> None:
+    """COCO instance segmentation; categories are the taxonomy (supercategory = group)."""
+    _run_export("export_coco", out, split=split, group=group, status=status)
+
+
+@export_app.command("yolo")
+def export_yolo_cmd(
+    out_dir: Path = typer.Argument(..., help="Output folder (data.yaml, images/, labels/)."),
+    split: Optional[str] = SPLIT_OPT,
+    group: Optional[str] = GROUP_OPT,
+    status: Optional[str] = STATUS_OPT,
+    labels_only: bool = typer.Option(False, "--labels-only", help="Write labels and data.yaml, not images."),
+) -> None:
+    """Ultralytics YOLO segmentation layout."""
+    _run_export("export_yolo", out_dir, split=split, group=group, status=status, copy_images=not labels_only)
+
+
+@export_app.command("label-studio")
+def export_label_studio_cmd(
+    out: Path = typer.Argument(..., help="Output JSON file (the labelling config goes beside it)."),
+    include_predictions: bool = typer.Option(False, "--include-predictions", help="Add model predictions."),
+    split: Optional[str] = SPLIT_OPT,
+    group: Optional[str] = GROUP_OPT,
+    status: Optional[str] = STATUS_OPT,
+) -> None:
+    """Label Studio tasks JSON plus the labelling config XML for the taxonomy."""
+    _run_export(
+        "export_label_studio", out, include_predictions=include_predictions, split=split, group=group, status=status
+    )
+
+
+# -- stats ----------------------------------------------------------------------
+
+
+@app.command()
+def stats(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Counts of images and annotations, per group and per class."""
+    from db.session import session_scope
+    from services.projects import get_or_create_project
+    from services.stats import project_stats
+
+    open_project()
+    with session_scope() as session:
+        result = project_stats(session, get_or_create_project(session))
+    if as_json:
+        typer.echo(json.dumps(result, indent=1))
+        return
+    typer.echo(f"project {result['project']}: {result['images']} images, {result['annotations']} annotations")
+    for group, n in result["per_group"].items():
+        typer.echo(f"  {group}: {n}")
+    for name, n in list(result["per_class"].items())[:20]:
+        typer.echo(f"    {name}: {n}")
+
+
+# -- serve ----------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Optional[str] = typer.Option(None, help="Interface to listen on (default 127.0.0.1)."),
+    port: Optional[int] = typer.Option(None, help="Port (default 7860)."),
+    worker: bool = typer.Option(True, "--worker/--no-worker", help="Start a background job worker too."),
+) -> None:
+    """Start the web app: the annotation UI at /ui and the REST API at /api."""
+    import uvicorn
+
+    from app import create_app
+
+    settings = get_settings()
+    host = host or settings.host
+    port = port or settings.port
+    application = create_app(start_worker=worker)
+    typer.secho(f"Panelbeater is starting: open http://{host}:{port}/ui  (API docs: /docs)", fg=typer.colors.GREEN)
+    uvicorn.run(application, host=host, port=port, log_level="info")
+
+
+# Commands that other packages contribute: each module has register(app).
+for _module in ("cli.users_cmd", "cli.models_cmd", "cli.al_cmd"):
+    try:
+        _mod = importlib.import_module(_module)
+    except ModuleNotFoundError as _e:
+        if _e.name != _module:
+            raise
+        continue
+    _mod.register(app)
+
+
+def main() -> None:
+    app(prog_name="panelbeater")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

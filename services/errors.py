@@ -1,0 +1,35 @@
+"""Domain errors the service layer raises; the API maps them to HTTP status codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ServiceError(Exception):
+    """Base class: the message is a sentence a user can act on."""
+
+
+class NotFound(ServiceError, LookupError):
+    """404: the thing asked for does not exist."""
+
+
+class Invalid(ServiceError, ValueError):
+    """422: the input is malformed; the message names the field."""
+
+
+class Forbidden(ServiceError, PermissionError):
+    """403: the user's role may not do this."""
+
+
+class VersionConflict(ServiceError):
+    """409: someone saved this image since the caller loaded it."""
+
+    def __init__(self, image_id: int, expected: int, current_version: int, current: list[dict[str, Any]]):
+        self.image_id = image_id
+        self.expected = expected
+        self.current_version = current_version
+        self.current_annotations = current
+        super().__init__(
+            f"image {image_id} was saved by someone else (you edited version {expected}, "
+            f"it is now version {current_version}); reload to see their changes, then reapply yours"
+        )

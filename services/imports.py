@@ -1,0 +1,282 @@
+"""Importing images and labels into a project, all-or-nothing per import.
+
+Each ``import_*`` function parses its format with the pure converter in ``exports/``,
+resolves labels through the taxonomy and an optional map file (an unknown label stops
+the import before anything is written, listing every unknown label), reads and hashes
+each image (a corrupt or missing file is reported by name and the rest goes on), and then
+writes everything in one transaction. Importing the same file twice changes nothing:
+images are deduplicated by content hash and instances by class and geometry.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, insert
+from sqlmodel import Session, select
+
+from core.records import ImageRecord, LabelResolver, ParseReport
+from db.models import Annotation, AnnotationSource, Image, Project, utcnow
+from exports.errors import FormatError, ImageReadError
+from exports.image_files import ImageInfo, list_image_files, read_image_info
+from exports.splits import split_for
+from services.projects import project_taxonomy
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class ImportReport:
+    source: str
+    images_added: int = 0
+    images_skipped: int = 0
+    images_failed: int = 0
+    instances_added: int = 0
+    instances_skipped: int = 0
+    instances_failed: int = 0
+    messages: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    def summary(self) -> str:
+        return (
+            f"{self.source}: images {self.images_added} added, {self.images_skipped} skipped, "
+            f"{self.images_failed} failed; instances {self.instances_added} added, "
+            f"{self.instances_skipped} skipped, {self.instances_failed} failed"
+        )
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise FormatError(f"{path}: the file does not exist") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise FormatError(f"{path}: not valid JSON ({e}); is it the right file?") from e
+
+
+def import_folder(
+    session: Session, project: Project, path: str | Path, *, label_map=None, progress: Progress | None = None, **_
+) -> ImportReport:
+    """Every image under ``path`` (recursively), without labels."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FormatError(f"{folder}: not a folder")
+    records = [
+        ImageRecord(file_name=str(p.relative_to(folder)), width=0, height=0)
+        for p in list_image_files(folder)
+    ]
+    return _store(session, project, records, ParseReport(), folder, str(folder), AnnotationSource.imported, progress)
+
+
+def import_coco(session, project, path, *, images_dir=None, label_map=None, progress=None) -> ImportReport:
+    from exports import coco
+
+    path = Path(path)
+    resolver = LabelResolver(project_taxonomy(project), label_map)
+    records, report = coco.parse(_read_json(path), resolver, source=str(path))
+    resolver.raise_if_unknown(str(path))
+    return _store(session, project, records, report, Path(images_dir or path.parent), str(path), AnnotationSource.imported, progress)
+
+
+def import_via(session, project, path, *, images_dir=None, label_map=None, progress=None) -> ImportReport:
+    from exports import via
+
+    path = Path(path)
+    images_dir = Path(images_dir or path.parent)
+    resolver = LabelResolver(project_taxonomy(project), label_map)
+    records, report = via.parse(_read_json(path), resolver, source=str(path), images_dir=images_dir)
+    resolver.raise_if_unknown(str(path))
+    return _store(session, project, records, report, images_dir, str(path), AnnotationSource.imported, progress)
+
+
+def import_yolo(session, project, path, *, images_dir=None, label_map=None, progress=None) -> ImportReport:
+    from exports import yolo
+
+    path = Path(path)
+    resolver = LabelResolver(project_taxonomy(project), label_map)
+    records, report = yolo.parse(path, resolver, source=str(path))
+    resolver.raise_if_unknown(str(path))
+    return _store(session, project, records, report, Path(images_dir or path.parent), str(path), AnnotationSource.imported, progress)
+
+
+def import_label_studio(session, project, path, *, images_dir=None, label_map=None, progress=None) -> ImportReport:
+    from exports import label_studio
+
+    path = Path(path)
+    images_dir = Path(images_dir or path.parent)
+    resolver = LabelResolver(project_taxonomy(project), label_map)
+    records, report = label_studio.parse(_read_json(path), resolver, source=str(path), images_dir=images_dir)
+    resolver.raise_if_unknown(str(path))
+    return _store(session, project, records, report, images_dir, str(path), AnnotationSource.imported, progress)
+
+
+IMPORTERS: dict[str, Callable[..., ImportReport]] = {
+    "folder": import_folder,
+    "coco": import_coco,
+    "via": import_via,
+    "yolo": import_yolo,
+    "label-studio": import_label_studio,
+}
+
+
+def _resolve_path(images_dir: Path, record: ImageRecord) -> Path:
+    explicit = record.meta.get("path")
+    if explicit:
+        return Path(explicit)
+    p = Path(record.file_name)
+    return p if p.is_absolute() else images_dir / p
+
+
+def _read_all(paths: list[Path]) -> list[ImageInfo | ImageReadError]:
+    def one(p: Path) -> ImageInfo | ImageReadError:
+        try:
+            return read_image_info(p)
+        except ImageReadError as e:
+            return e
+
+    # Pillow releases the GIL while decoding, so threads overlap hashing and decoding.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(one, paths, chunksize=16))
+
+
+def _geometry_key(class_id: int, geometry: list[dict]) -> str:
+    return f"{class_id}:{json.dumps(geometry, separators=(',', ':'))}"
+
+
+def _store(
+    session: Session,
+    project: Project,
+    records: list[ImageRecord],
+    report: ParseReport,
+    images_dir: Path,
+    source: str,
+    annotation_source: AnnotationSource,
+    progress: Progress | None,
+) -> ImportReport:
+    out = ImportReport(source=source)
+    out.messages += report.skipped + report.failed
+    out.instances_failed += len(report.failed)
+    out.instances_skipped += len(report.skipped)
+
+    paths = [_resolve_path(images_dir, r).resolve() for r in records]
+    infos = _read_all(paths)
+
+    existing_by_hash: dict[str, Image] = {
+        img.sha256: img for img in session.exec(select(Image).where(Image.project_id == project.id))
+    }
+    next_order = (
+        session.exec(select(func.max(Image.import_order)).where(Image.project_id == project.id)).one() or 0
+    ) + 1
+    now = utcnow()
+    new_images: list[dict[str, Any]] = []
+    pending_annotations: list[tuple[str, list[dict[str, Any]]]] = []  # (sha256, rows)
+    seen_in_this_import: dict[str, str] = {}
+
+    for i, (record, path, info) in enumerate(zip(records, paths, infos, strict=True)):
+        if progress:
+            progress(i + 1, len(records))
+        n = len(record.instances)
+        if isinstance(info, ImageReadError):
+            out.images_failed += 1
+            out.instances_failed += n
+            out.messages.append(f"{record.file_name}: {info}")
+            continue
+        if record.width and record.height and (record.width, record.height) != (info.width, info.height):
+            out.messages.append(
+                f"{record.file_name}: the labels say {record.width}x{record.height} but the file is "
+                f"{info.width}x{info.height}; labels kept in the file's pixel space as given"
+            )
+        rows = [
+            {
+                "class_id": int(cid),
+                "group": project_taxonomy(project).by_id(int(cid)).group,
+                "geometry": shape.to_json(),
+                "attributes": attrs or {},
+            }
+            for shape, cid, attrs in zip(
+                record.instances.shapes, record.instances.class_ids, record.instances.attributes, strict=True
+            )
+        ]
+        image = existing_by_hash.get(info.sha256)
+        if info.sha256 in seen_in_this_import:
+            out.images_skipped += 1
+            out.messages.append(
+                f"{record.file_name}: same bytes as {seen_in_this_import[info.sha256]}; kept once"
+            )
+        elif image is not None:
+            out.images_skipped += 1
+        else:
+            seen_in_this_import[info.sha256] = record.file_name
+            new_images.append(
+                {
+                    "project_id": project.id,
+                    "path": str(path),
+                    "file_name": record.file_name,
+                    "sha256": info.sha256,
+                    "width": info.width,
+                    "height": info.height,
+                    "split": split_for(info.sha256),
+                    "status": "new",
+                    "annotation_version": 0,
+                    "import_order": next_order + len(new_images),
+                    "meta": {"source": source, **({"source_meta": record.meta} if record.meta else {})},
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+        if rows:
+            pending_annotations.append((info.sha256, rows))
+
+    if new_images:
+        session.execute(insert(Image), new_images)
+    image_ids = dict(
+        session.exec(select(Image.sha256, Image.id).where(Image.project_id == project.id)).all()
+    )
+    # Instances already stored on an image are not added again (idempotent re-import).
+    touched = {image_ids[h] for h, _ in pending_annotations}
+    known: set[tuple[int, str]] = set()
+    if touched:
+        for image_id, class_id, geometry in session.exec(
+            select(Annotation.image_id, Annotation.class_id, Annotation.geometry).where(
+                Annotation.image_id.in_(touched), Annotation.deleted == False  # noqa: E712
+            )
+        ):
+            known.add((image_id, _geometry_key(class_id, geometry)))
+    new_annotations = []
+    for sha, rows in pending_annotations:
+        image_id = image_ids[sha]
+        for row in rows:
+            key = (image_id, _geometry_key(row["class_id"], row["geometry"]))
+            if key in known:
+                out.instances_skipped += 1
+                continue
+            known.add(key)
+            new_annotations.append(
+                {
+                    **row,
+                    "image_id": image_id,
+                    "source": annotation_source.name,
+                    "author": f"import:{Path(source).name}",
+                    "version": 1,
+                    "deleted": False,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+    if new_annotations:
+        session.execute(insert(Annotation), new_annotations)
+    out.images_added = len(new_images)
+    out.instances_added = len(new_annotations)
+    session.flush()
+    return out
+
+
+def summarise(reports: Iterable[ImportReport]) -> str:
+    return "\n".join(r.summary() for r in reports)
