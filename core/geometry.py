@@ -91,8 +91,21 @@ class Shape:
         return cls.from_ring([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
 
     @classmethod
-    def from_json(cls, data: object) -> Shape:
-        """Parse ``[{"exterior": [[x, y], ...], "holes": [[[x, y], ...], ...]}, ...]``."""
+    def from_json(cls, data: object, *, trusted: bool = False) -> Shape:
+        """Parse ``[{"exterior": [[x, y], ...], "holes": [[[x, y], ...], ...]}, ...]``.
+
+        ``trusted`` skips validation, for geometry the store already validated on save.
+        """
+        if trusted:
+            return cls(
+                tuple(
+                    Polygon(
+                        np.asarray(p["exterior"], dtype=np.float64),
+                        tuple(np.asarray(h, dtype=np.float64) for h in p.get("holes") or ()),
+                    )
+                    for p in data  # type: ignore[union-attr]
+                )
+            )
         if not isinstance(data, list) or not data:
             raise GeometryError("geometry must be a non-empty list of polygons")
         polys = []

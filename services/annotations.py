@@ -90,7 +90,7 @@ def image_instances(session: Session, image_id: int) -> Instances:
     if not rows:
         return Instances.empty()
     return Instances(
-        shapes=[Shape.from_json(a.geometry) for a in rows],
+        shapes=[Shape.from_json(a.geometry, trusted=True) for a in rows],
         class_ids=np.array([a.class_id for a in rows]),
         attributes=[dict(a.attributes or {}) for a in rows],
         data={"annotation_id": [a.id for a in rows], "source": [a.source for a in rows]},

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 from sqlmodel import Session, select
 
 from core.geometry import Shape
@@ -79,7 +80,7 @@ def collect_records(
         rows = by_image.get(img.id, [])
         instances = (
             Instances(
-                shapes=[Shape.from_json(g) for _, _, g, _ in rows],
+                shapes=[Shape.from_json(g, trusted=True) for _, _, g, _ in rows],
                 class_ids=np.array([c for _, c, _, _ in rows], dtype=np.int64),
                 attributes=[dict(a or {}) for *_, a in rows],
                 data={"annotation_id": [i for i, *_ in rows]},
@@ -122,7 +123,7 @@ def _pending_predictions(session: Session, image_ids: set[int], group: str | Non
             {
                 "model_version": version_name,
                 "instances": Instances(
-                    shapes=[Shape.from_json(p.geometry) for p in preds],
+                    shapes=[Shape.from_json(p.geometry, trusted=True) for p in preds],
                     class_ids=np.array([p.class_id for p in preds]),
                     scores=np.array([p.score for p in preds]),
                     data={"prediction_id": [p.id for p in preds]},
@@ -133,11 +134,15 @@ def _pending_predictions(session: Session, image_ids: set[int], group: str | Non
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
+    _atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -149,7 +154,7 @@ def export_coco(session: Session, project: Project, out_path: str | Path, **filt
 
     records = collect_records(session, project, **filters)
     data = coco.build(records, project_taxonomy(project))
-    _atomic_write_text(Path(out_path), json.dumps(data, separators=(",", ":")))
+    _atomic_write_bytes(Path(out_path), orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY))
     return {"images": len(data["images"]), "annotations": len(data["annotations"])}
 
 
