@@ -121,7 +121,7 @@ class Shape:
 
     def to_json(self, ndigits: int = 2) -> list[dict]:
         def r(a: np.ndarray) -> list[list[float]]:
-            return np.round(a, ndigits).tolist()
+            return a.round(ndigits).tolist()
 
         return [{"exterior": r(p.exterior), "holes": [r(h) for h in p.holes]} for p in self.polygons]
 

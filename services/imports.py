@@ -117,6 +117,37 @@ def import_label_studio(session, project, path, *, images_dir=None, label_map=No
     return _store(session, project, records, report, images_dir, str(path), AnnotationSource.imported, progress)
 
 
+def import_uploads(
+    session: Session, project: Project, files: Iterable[tuple[str, bytes]], *, progress: Progress | None = None
+) -> ImportReport:
+    """Images uploaded through the browser or the API: stored under the data dir's media
+    folder by content hash (so a re-upload is a no-op), then imported like a folder."""
+    import hashlib
+
+    from core.config import get_settings
+    from exports.image_files import is_image_file
+
+    media = get_settings().media_dir
+    media.mkdir(parents=True, exist_ok=True)
+    records: list[ImageRecord] = []
+    rejected: list[str] = []
+    for name, data in files:
+        if not is_image_file(name):
+            rejected.append(f"{name}: not an image file name (jpg, png, webp, bmp or tiff); skipped")
+            continue
+        digest = hashlib.sha256(data).hexdigest()
+        target = media / f"{digest}{Path(name).suffix.lower()}"
+        if not target.exists():
+            tmp = target.with_suffix(target.suffix + ".part")
+            tmp.write_bytes(data)
+            tmp.replace(target)
+        records.append(ImageRecord(file_name=Path(name).name, width=0, height=0, meta={"path": str(target)}))
+    report = _store(session, project, records, ParseReport(), media, "upload", AnnotationSource.imported, progress)
+    report.images_failed += len(rejected)
+    report.messages += rejected
+    return report
+
+
 IMPORTERS: dict[str, Callable[..., ImportReport]] = {
     "folder": import_folder,
     "coco": import_coco,
@@ -165,6 +196,7 @@ def _store(
     out.instances_failed += len(report.failed)
     out.instances_skipped += len(report.skipped)
 
+    group_of = {c.id: c.group for c in project_taxonomy(project)}
     paths = [_resolve_path(images_dir, r).resolve() for r in records]
     infos = _read_all(paths)
 
@@ -196,7 +228,7 @@ def _store(
         rows = [
             {
                 "class_id": int(cid),
-                "group": project_taxonomy(project).by_id(int(cid)).group,
+                "group": group_of[int(cid)],
                 "geometry": shape.to_json(),
                 "attributes": attrs or {},
             }

@@ -138,3 +138,17 @@ def test_cli_import_reports_counts(tmp_path, datasets_dir):
     finally:
         reset_engine()
         reset_settings()
+
+
+def test_uploads_are_stored_by_hash_and_deduplicated(store):
+    import io
+
+    buf = io.BytesIO()
+    PILImage.fromarray(np.full((10, 12, 3), 7, np.uint8)).save(buf, format="PNG")
+    files = [("car.png", buf.getvalue()), ("same-again.png", buf.getvalue()), ("notes.txt", b"hi")]
+    with session_scope() as s:
+        report = imports.import_uploads(s, get_or_create_project(s), files)
+    assert (report.images_added, report.images_skipped, report.images_failed) == (1, 1, 1)
+    with session_scope() as s:
+        img = s.exec(select(Image)).one()
+        assert Path(img.path).parent == store / "media" and (img.width, img.height) == (12, 10)
