@@ -1,0 +1,14 @@
+"""Errors shared by the format converters."""
+
+from __future__ import annotations
+
+
+class FormatError(ValueError):
+    """A file whose structure does not fit its format.
+
+    The message names the file, the field or entry, what was expected and what to do.
+    """
+
+
+class ImageReadError(ValueError):
+    """An image file that cannot be opened or fully decoded."""
