@@ -61,17 +61,6 @@ def _cocoeval_segm_ap(gt_path: Path) -> float:
     return float(ev.stats[0])
 
 
-def _outline_band(shape, height: int, width: int) -> np.ndarray:
-    """Pixels within about 1.5 px of the shape's outline (all rings), as ``(H, W)`` bool."""
-    import cv2
-
-    band = np.zeros((height, width), np.uint8)
-    # cv2 puts pixel (c, r) at integer (c, r); our pixel centres are at +0.5. 4 fractional bits.
-    rings = [np.round((r - 0.5) * 16).astype(np.int32) for p in shape.polygons for r in p.rings()]
-    cv2.polylines(band, rings, True, 1, thickness=3, lineType=cv2.LINE_8, shift=4)
-    return band.astype(bool)
-
-
 @pytest.mark.parametrize("which", ["synthetic", "coco_car_damage", "car_parts_dsmlr"])
 def test_pycocotools_loads_evaluates_and_rasterises_like_us(
     datasets_dir: Path, tmp_path: Path, which: str
@@ -93,27 +82,16 @@ def test_pycocotools_loads_evaluates_and_rasterises_like_us(
     assert len(gt.getImgIds()) == len(recs) and len(gt.getAnnIds()) == instance_count(recs)
     assert _cocoeval_segm_ap(path) == pytest.approx(1.0)
 
-    ious, outside_band = [], 0
+    ious = []
     ann_iter = iter(gt.dataset["annotations"])
     for r in recs:
         for shape in r.instances.shapes:
             ann = next(ann_iter)
             theirs = gt.annToMask(ann).astype(bool)
             ours = shape.to_mask(r.height, r.width)
-            ious.append((theirs & ours).sum() / (theirs | ours).sum())
-            outside_band += int(((theirs ^ ours) & ~_outline_band(shape, r.height, r.width)).sum())
-    ious = np.array(ious)
-    # Every differing pixel touches the outline: pycocotools rasterises polygons on a 5x grid
-    # with rounding (up to ~0.1 px off an exact centre test) and breaks centre-on-edge ties the
-    # other way, so small real instances can disagree on a few boundary pixels.
-    assert outside_band == 0
-    assert np.median(ious) >= 0.995
-    if which == "synthetic":
-        n_tiny = instance_count(tiny_records(TAX))
-        assert ious[n_tiny:].min() >= 0.99  # large random shapes: per instance
-        assert ious[:n_tiny].min() >= 0.97  # a 525 px triangle on integer vertices: 0.981
-    else:
-        assert ious.min() >= 0.9 and (ious >= 0.99).mean() >= 0.9
+            ious.append((theirs & ours).sum() / max((theirs | ours).sum(), 1))
+    # core.geometry rasterises with pycocotools' own rule, so masks agree per instance.
+    assert min(ious) >= 0.99, f"worst instance IoU {min(ious):.4f}"
 
 
 def _small_yolo_export(datasets_dir: Path, out: Path) -> tuple[list[ImageRecord], Path]:
