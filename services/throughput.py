@@ -15,11 +15,15 @@ from sqlmodel import Session, select
 from db.models import Annotation, AnnotationRevision, Image, utcnow
 
 
-def annotator_throughput(session: Session, project_id: int, *, days: float = 7.0) -> list[dict[str, Any]]:
+def annotator_throughput(
+    session: Session, project_id: int, *, days: float = 7.0
+) -> list[dict[str, Any]]:
     """``[{author, photos, instances, active_hours, photos_per_hour, instances_per_hour}]`` over ``days``."""
     since = utcnow() - timedelta(days=days)
     saves = session.exec(
-        select(AnnotationRevision.author, AnnotationRevision.image_id, AnnotationRevision.created_at)
+        select(
+            AnnotationRevision.author, AnnotationRevision.image_id, AnnotationRevision.created_at
+        )
         .join(Image, Image.id == AnnotationRevision.image_id)
         .where(Image.project_id == project_id, AnnotationRevision.created_at >= since)
     ).all()

@@ -153,7 +153,9 @@ def user_for_token(session: Session, token: str) -> User | None:
     """The active user a non-expired token belongs to, else None."""
     if not token:
         return None
-    row = session.exec(select(ApiToken).where(ApiToken.token_sha256 == _token_digest(token))).first()
+    row = session.exec(
+        select(ApiToken).where(ApiToken.token_sha256 == _token_digest(token))
+    ).first()
     if row is None or row.expires_at < utcnow():
         return None
     user = session.get(User, row.user_id)
@@ -161,7 +163,9 @@ def user_for_token(session: Session, token: str) -> User | None:
 
 
 def revoke_token(session: Session, token: str) -> bool:
-    row = session.exec(select(ApiToken).where(ApiToken.token_sha256 == _token_digest(token))).first()
+    row = session.exec(
+        select(ApiToken).where(ApiToken.token_sha256 == _token_digest(token))
+    ).first()
     if row is None:
         return False
     session.delete(row)

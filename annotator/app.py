@@ -1,0 +1,262 @@
+"""The Gradio UI mounted at ``/ui``: sign-in, the workspace canvas, the lead dashboard, help.
+
+Every handler checks the bearer token it is given (Gradio endpoints can be called directly, so
+hiding a tab is not enough); the dashboard and its downloads need the ``dashboard``/``export``
+permissions, exactly like ``/api/stats`` and ``/api/export``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from annotator.canvas import canvas_widget, session_value
+from annotator.shortcuts import shortcuts_markdown
+from db.models import User
+from db.session import session_scope
+from services import users as user_service
+
+
+def mount_options() -> dict[str, Any]:
+    """Extra keyword arguments for ``gr.mount_gradio_app`` (app.py reads this)."""
+    return {}
+
+
+def _user(token: str | None) -> User | None:
+    if not token:
+        return None
+    with session_scope() as session:
+        return user_service.user_for_token(session, token)
+
+
+def first_start_hint() -> str:
+    with session_scope() as session:
+        if user_service.count_users(session) == 0:
+            return "**No users exist yet.** On the server, run `panelbeater user add NAME --role admin` (there is no default password)."
+    return ""
+
+
+def _signed_in(token: str, user: User) -> tuple:
+    perms = sorted(user_service.permissions(user.role))
+    who = f"Signed in as **{_md_escape(user.username)}** ({user.role.value})"
+    return (
+        token,
+        token,
+        gr.update(visible=False),
+        gr.update(visible=True),
+        who,
+        session_value(token, user.username, user.role.value, perms),
+        gr.update(visible="dashboard" in perms),
+        "",
+    )
+
+
+def _signed_out(message: str = "") -> tuple:
+    return (
+        "",
+        "",
+        gr.update(visible=True),
+        gr.update(visible=False),
+        "",
+        "",
+        gr.update(visible=False),
+        message,
+    )
+
+
+def _md_escape(text: str) -> str:
+    return "".join("\\" + c if c in "\\`*_{}[]()#+-.!<>|&" else c for c in text)
+
+
+def login(username: str, password: str) -> tuple:
+    with session_scope() as session:
+        user = user_service.authenticate(session, username or "", password or "")
+        if user is None:
+            return _signed_out("Wrong user name or password.")
+        token = user_service.issue_token(session, user)
+    return _signed_in(token, user)
+
+
+def restore(stored: str | None) -> tuple:
+    user = _user(stored)
+    return _signed_in(stored, user) if user is not None else _signed_out(first_start_hint())
+
+
+def logout(token: str) -> tuple:
+    if token:
+        with session_scope() as session:
+            user_service.revoke_token(session, token)
+    return _signed_out("Signed out.")
+
+
+# ---------- dashboard ----------
+
+
+def _require(token: str, permission: str) -> User:
+    user = _user(token)
+    if user is None:
+        raise gr.Error("Your session expired; sign in again.")
+    if not user_service.can(user, permission):
+        raise gr.Error(f"Your role ({user.role.value}) may not use the dashboard.")
+    return user
+
+
+def dashboard(token: str) -> tuple:
+    _require(token, "dashboard")
+    from api.routes.dashboard import dashboard_data
+    from services.projects import get_or_create_project
+
+    with session_scope() as session:
+        data = dashboard_data(session, get_or_create_project(session))
+    st = data["stats"]
+    summary = f"**{st['images']}** photos · **{st['annotations']}** annotations · " + " · ".join(
+        f"{k}: {v}" for k, v in st["per_status"].items()
+    )
+    status_rows = [[k, v] for k, v in st["per_status"].items()]
+    group_rows = [[k, v] for k, v in st["per_group"].items()]
+    class_rows = [[k, v] for k, v in st["per_class"].items()]
+    thr_rows = [
+        [
+            t["author"],
+            t["photos"],
+            t["instances"],
+            t["active_hours"],
+            t["photos_per_hour"],
+            t["instances_per_hour"],
+        ]
+        for t in data["throughput"]
+    ]
+    model_rows = [
+        [
+            m["name"],
+            m["stage"],
+            m["version"],
+            "yes" if m["promoted"] else "",
+            ", ".join(f"{k}={v}" for k, v in m["metrics"].items()),
+        ]
+        for m in data["models"]
+    ]
+    return summary, status_rows, group_rows, class_rows, thr_rows, model_rows
+
+
+def export_file(token: str, fmt: str) -> str:
+    _require(token, "export")
+    from services import exports
+    from services.projects import get_or_create_project
+
+    out_dir = Path(tempfile.mkdtemp(prefix="panelbeater-ui-export-"))
+    with session_scope() as session:
+        project = get_or_create_project(session)
+        if fmt == "coco":
+            out = out_dir / f"{project.name}-coco.json"
+            exports.export_coco(session, project, out)
+        elif fmt == "label-studio":
+            out = out_dir / f"{project.name}-label-studio.json"
+            exports.export_label_studio(session, project, out)
+        else:
+            exports.export_yolo(session, project, out_dir / "yolo")
+            out = Path(
+                shutil.make_archive(str(out_dir / f"{project.name}-yolo"), "zip", out_dir / "yolo")
+            )
+    return str(out)
+
+
+def retrain(token: str) -> str:
+    user = _require(token, "retrain")
+    from fastapi import HTTPException
+
+    from api.routes.dashboard import start_retraining
+
+    try:
+        job = start_retraining(user.username)
+    except HTTPException as e:
+        return f"Could not start retraining: {e.detail}"
+    return f"Retraining round queued as job {job['job_id']}."
+
+
+def build_ui() -> gr.Blocks:
+    with gr.Blocks(title="Panelbeater", analytics_enabled=False) as demo:
+        stored = gr.BrowserState("", storage_key="panelbeater_token")
+        token = gr.State("")
+        with gr.Column(visible=True, elem_id="pb-login") as login_box:
+            gr.Markdown("## Panelbeater — sign in")
+            username = gr.Textbox(label="User name", elem_id="pb-login-user")
+            password = gr.Textbox(label="Password", type="password", elem_id="pb-login-password")
+            login_btn = gr.Button("Sign in", variant="primary", elem_id="pb-login-button")
+            login_msg = gr.Markdown(elem_id="pb-login-msg")
+        with gr.Column(visible=False, elem_id="pb-main") as main_box:
+            with gr.Row():
+                whoami = gr.Markdown(elem_id="pb-whoami")
+                logout_btn = gr.Button("Sign out", size="sm", scale=0, elem_id="pb-logout")
+            with gr.Tabs():
+                with gr.Tab("Workspace", id="workspace", elem_id="pb-tab-workspace"):
+                    canvas = canvas_widget()
+                with gr.Tab(
+                    "Dashboard", id="dashboard", visible=False, elem_id="pb-tab-dashboard"
+                ) as dash_tab:
+                    refresh = gr.Button("Refresh", size="sm", elem_id="pb-dash-refresh")
+                    summary = gr.Markdown(elem_id="pb-dash-summary")
+                    with gr.Row():
+                        by_status = gr.Dataframe(
+                            headers=["status", "photos"],
+                            label="Photos per status",
+                            interactive=False,
+                        )
+                        by_group = gr.Dataframe(
+                            headers=["group", "instances"],
+                            label="Instances per group",
+                            interactive=False,
+                        )
+                        by_class = gr.Dataframe(
+                            headers=["class", "instances"],
+                            label="Instances per class",
+                            interactive=False,
+                        )
+                    throughput = gr.Dataframe(
+                        headers=[
+                            "annotator",
+                            "photos",
+                            "instances",
+                            "active hours",
+                            "photos/h",
+                            "instances/h",
+                        ],
+                        label="Throughput per annotator (last 7 days)",
+                        interactive=False,
+                        elem_id="pb-dash-throughput",
+                    )
+                    models = gr.Dataframe(
+                        headers=["model", "stage", "version", "promoted", "metrics"],
+                        label="Model versions",
+                        interactive=False,
+                        elem_id="pb-dash-models",
+                    )
+                    with gr.Row():
+                        coco_btn = gr.Button("Export COCO", size="sm")
+                        yolo_btn = gr.Button("Export YOLO (zip)", size="sm")
+                        ls_btn = gr.Button("Export Label Studio", size="sm")
+                    download = gr.File(label="Download", interactive=False)
+                    retrain_btn = gr.Button(
+                        "Start retraining", variant="secondary", elem_id="pb-retrain"
+                    )
+                    retrain_msg = gr.Markdown(elem_id="pb-retrain-msg")
+                with gr.Tab("Help", id="help", elem_id="pb-tab-help"):
+                    gr.Markdown("### Keyboard shortcuts\n\n" + shortcuts_markdown())
+
+        outputs = [token, stored, login_box, main_box, whoami, canvas, dash_tab, login_msg]
+        login_btn.click(login, [username, password], outputs).then(lambda: "", None, password)
+        password.submit(login, [username, password], outputs).then(lambda: "", None, password)
+        logout_btn.click(logout, [token], outputs)
+        demo.load(restore, [stored], outputs)
+        dash_outputs = [summary, by_status, by_group, by_class, throughput, models]
+        refresh.click(dashboard, [token], dash_outputs)
+        dash_tab.select(dashboard, [token], dash_outputs)
+        coco_btn.click(lambda t: export_file(t, "coco"), [token], download)
+        yolo_btn.click(lambda t: export_file(t, "yolo"), [token], download)
+        ls_btn.click(lambda t: export_file(t, "label-studio"), [token], download)
+        retrain_btn.click(retrain, [token], retrain_msg)
+    return demo

@@ -1,0 +1,1 @@
+"""One module per resource; ``api.router`` collects them."""

@@ -1,0 +1,87 @@
+"""Background jobs over HTTP: start (POST /jobs), watch (GET /jobs/{id}), cancel
+(DELETE /jobs/{id}), retry (POST /jobs/{id}/retry), read the log (GET /jobs/{id}/log)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, Field
+from sqlmodel import Session
+
+from api.deps import db_session, require, service_errors
+from db.models import User
+from jobs import service as job_service
+from jobs.runner import recover_stale_jobs
+
+router = APIRouter(tags=["jobs"])
+
+
+class JobIn(BaseModel):
+    kind: str = Field(description="preannotate, embed, train, evaluate, select or round")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+@router.get("/jobs")
+def list_jobs(
+    status: str | None = None,
+    kind: str | None = None,
+    limit: int = Query(default=50, ge=1, le=500),
+    user: User = Depends(require("view")),
+    session: Session = Depends(db_session),
+) -> list[dict[str, Any]]:
+    """Recent jobs, newest first."""
+    recover_stale_jobs()
+    with service_errors():
+        return [
+            job_service.job_dict(j)
+            for j in job_service.list_jobs(session, status=status, kind=kind, limit=limit)
+        ]
+
+
+@router.post("/jobs", status_code=201)
+def start_job(
+    body: JobIn, user: User = Depends(require("retrain")), session: Session = Depends(db_session)
+) -> dict[str, Any]:
+    """Queue a job; the worker picks it up. Returns the job with its id."""
+    with service_errors():
+        job = job_service.create_job(session, body.kind, body.params, created_by=user.username)
+    return job_service.job_dict(job)
+
+
+@router.get("/jobs/{job_id}")
+def get_job(
+    job_id: int, user: User = Depends(require("view")), session: Session = Depends(db_session)
+) -> dict[str, Any]:
+    """Status, stage, progress (0..1), epoch, loss, message, error and result."""
+    recover_stale_jobs()
+    with service_errors():
+        job = job_service.get_job(session, job_id)
+        session.refresh(job)
+        return job_service.job_dict(job)
+
+
+@router.get("/jobs/{job_id}/log", response_class=PlainTextResponse)
+def job_log(
+    job_id: int, user: User = Depends(require("view")), session: Session = Depends(db_session)
+) -> str:
+    with service_errors():
+        return job_service.read_log(job_service.get_job(session, job_id))
+
+
+@router.delete("/jobs/{job_id}")
+def cancel_job(
+    job_id: int, user: User = Depends(require("retrain")), session: Session = Depends(db_session)
+) -> dict[str, Any]:
+    """Cancel: a queued job never starts; a running one stops at its next progress report."""
+    with service_errors():
+        return job_service.job_dict(job_service.cancel_job(session, job_id))
+
+
+@router.post("/jobs/{job_id}/retry")
+def retry_job(
+    job_id: int, user: User = Depends(require("retrain")), session: Session = Depends(db_session)
+) -> dict[str, Any]:
+    with service_errors():
+        return job_service.job_dict(job_service.retry_job(session, job_id))

@@ -1,0 +1,20 @@
+"""The project's classes, grouped, for the class picker."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from api.deps import current_project, require
+from db.models import Project, User
+from services.projects import project_taxonomy
+
+router = APIRouter(tags=["taxonomy"])
+
+
+@router.get("/taxonomy")
+def taxonomy(
+    user: User = Depends(require("view")), project: Project = Depends(current_project)
+) -> dict:
+    """``{"classes": [{id, name, group, display_name, color}, ...], "counts": {group: n}}``."""
+    tax = project_taxonomy(project)
+    return {"classes": tax.as_list(), "counts": tax.counts()}

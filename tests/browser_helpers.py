@@ -1,0 +1,212 @@
+"""Seeding a fresh Panelbeater data dir for API and browser tests, and starting a real server.
+
+``seed_workspace`` writes synthetic photos (and copies a few real ones when given), imports them,
+adds a model version with pending predictions (a fake-damage one among them), and one user per
+role, each with password ``PASSWORD``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image as PILImage
+
+PASSWORD = "correct horse battery"
+ROLES = ("annotator", "reviewer", "fraud_analyst", "lead", "admin")
+
+
+@dataclass
+class Seeded:
+    data_dir: Path
+    image_ids: list[int]
+    prediction_ids: list[int] = field(default_factory=list)
+    users: dict[str, str] = field(default_factory=dict)  # role -> username
+
+
+def synthetic_photo(path: Path, width: int = 640, height: int = 480, seed: int = 0) -> Path:
+    """A car-ish test picture: a gradient, a dark body rectangle, two wheels, a scratch."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    img = np.stack(
+        [(xx * 255 // max(width - 1, 1)), (yy * 255 // max(height - 1, 1)), np.full_like(xx, 120)],
+        axis=-1,
+    ).astype(np.uint8)
+    img[height // 3 : 2 * height // 3, width // 6 : 5 * width // 6] = (40, 60, 150)
+    for cx in (width // 3, 2 * width // 3):
+        mask = (xx - cx) ** 2 + (yy - 2 * height // 3) ** 2 < (height // 10) ** 2
+        img[mask] = (20, 20, 20)
+    img = np.clip(img.astype(np.int16) + rng.integers(0, 8, img.shape), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    PILImage.fromarray(img).save(path, quality=90)
+    return path
+
+
+def init_data_dir(data_dir: Path, taxonomy_path: Path | None = None) -> None:
+    from core.config import configure
+    from db.session import init_db, reset_engine
+
+    configure(data_dir=data_dir, start_worker=False, taxonomy_path=taxonomy_path)
+    reset_engine()
+    init_db()
+
+
+def seed_workspace(
+    data_dir: Path,
+    *,
+    n_synthetic: int = 3,
+    real_photos: list[Path] | None = None,
+    big: tuple[int, int] | None = None,
+    n_predictions: int = 3,
+    taxonomy_path: Path | None = None,
+) -> Seeded:
+    """Fill a fresh data dir (configures the process's settings to it)."""
+    from db.models import ModelVersion, Prediction
+    from db.session import session_scope
+    from services.images import queue_ids
+    from services.imports import import_folder
+    from services.projects import get_or_create_project
+    from services.users import create_user
+
+    init_data_dir(data_dir, taxonomy_path)
+    photos = data_dir / "photos"
+    for i in range(n_synthetic):
+        synthetic_photo(photos / f"synthetic_{i:02d}.jpg", seed=i)
+    for i, p in enumerate(real_photos or []):
+        shutil.copy(p, photos / f"real_{i:02d}{p.suffix.lower()}")
+    if big is not None:
+        synthetic_photo(photos / "zz_big.jpg", width=big[0], height=big[1], seed=99)
+    seeded = Seeded(data_dir=data_dir, image_ids=[])
+    with session_scope() as session:
+        project = get_or_create_project(session)
+        import_folder(session, project, photos)
+        seeded.image_ids = queue_ids(session, project.id)
+        mv = ModelVersion(
+            stage="albert",
+            version=1,
+            name="albert-v1",
+            path="/nonexistent",
+            sha256="0" * 64,
+            metrics={"damage_map50": 0.41},
+        )
+        session.add(mv)
+        session.flush()
+        first = seeded.image_ids[0]
+        specs = [
+            (26, "damage", 0.92, (100, 100, 220, 200)),
+            (27, "fake", 0.81, (300, 120, 420, 230)),
+            (1, "damage", 0.35, (420, 300, 520, 380)),
+        ][:n_predictions]
+        for class_id, group, score, (x0, y0, x1, y1) in specs:
+            pred = Prediction(
+                image_id=first,
+                model_version_id=mv.id,
+                class_id=class_id,
+                group=group,
+                geometry=[{"exterior": [[x0, y0], [x1, y0], [x1, y1], [x0, y1]], "holes": []}],
+                score=score,
+            )
+            session.add(pred)
+            session.flush()
+            seeded.prediction_ids.append(pred.id)
+        for role in ROLES:
+            create_user(session, username=f"{role}1", password=PASSWORD, role=role)
+            seeded.users[role] = f"{role}1"
+    return seeded
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``uvicorn app:create_app --factory`` on loopback in a child process, on ``data_dir``."""
+
+    def __init__(
+        self, data_dir: Path, log_path: Path | None = None, extra_env: dict[str, str] | None = None
+    ):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {
+            **os.environ,
+            "PANELBEATER_DATA_DIR": str(data_dir),
+            "PANELBEATER_START_WORKER": "false",
+            "GRADIO_ANALYTICS_ENABLED": "False",
+            "OMP_NUM_THREADS": "1",
+            **(extra_env or {}),
+        }
+        self.log = open(log_path or data_dir / "server.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "app:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=Path(__file__).resolve().parents[1],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self._wait()
+
+    def _wait(self, timeout: float = 60.0) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"server exited with {self.proc.returncode}; see {self.log.name}"
+                )
+            try:
+                if httpx.get(self.url + "/api/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(
+            f"server did not answer /api/health within {timeout} s; see {self.log.name}"
+        )
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_path() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
