@@ -18,19 +18,12 @@ log = logging.getLogger("panelbeater")
 
 def _first_start_hint() -> None:
     """With no users yet, say how to create the first admin (there is no default password)."""
-    from sqlmodel import func, select
-
-    from db.models import User
     from db.session import session_scope
+    from services.users import FIRST_START_MESSAGE, count_users
 
     with session_scope() as session:
-        if session.exec(select(func.count()).select_from(User)).one() == 0:
-            msg = (
-                "No users yet. Create the first admin with:\n"
-                "    panelbeater user add admin --role admin\n"
-                "(it asks for a password; or pipe one in with --password-stdin)"
-            )
-            print(msg, flush=True)
+        if count_users(session) == 0:
+            print(FIRST_START_MESSAGE, flush=True)
 
 
 def create_app(*, start_worker: bool = False) -> FastAPI:

@@ -165,6 +165,24 @@ def export_file(token: str, fmt: str) -> str:
     return str(out)
 
 
+def upload_photos(token: str, files: list[str] | None) -> str:
+    _require(token, "import")
+    if not files:
+        return "Choose one or more photos first."
+    from services.imports import import_uploads
+    from services.projects import get_or_create_project
+
+    payload = [(Path(f).name, Path(f).read_bytes()) for f in files]
+    with session_scope() as session:
+        report = import_uploads(session, get_or_create_project(session), payload)
+    lines = [
+        f"Added **{report.images_added}** photo(s); {report.images_skipped} already here; "
+        f"{report.images_failed} could not be read."
+    ]
+    lines += [f"- {_md_escape(m)}" for m in report.messages[:20]]
+    return "\n".join(lines)
+
+
 def retrain(token: str) -> str:
     user = _require(token, "retrain")
     from fastapi import HTTPException
@@ -240,6 +258,19 @@ def build_ui() -> gr.Blocks:
                         yolo_btn = gr.Button("Export YOLO (zip)", size="sm")
                         ls_btn = gr.Button("Export Label Studio", size="sm")
                     download = gr.File(label="Download", interactive=False)
+                    with gr.Accordion("Add photos", open=True, elem_id="pb-upload"):
+                        gr.Markdown(
+                            "Upload photos here, or on the server run "
+                            "`panelbeater import folder DIR` (or `import coco FILE --images DIR`)."
+                        )
+                        upload_files = gr.File(
+                            file_count="multiple",
+                            file_types=["image"],
+                            label="Photos",
+                            elem_id="pb-upload-files",
+                        )
+                        upload_btn = gr.Button("Add to project", size="sm", elem_id="pb-upload-button")
+                        upload_msg = gr.Markdown(elem_id="pb-upload-msg")
                     retrain_btn = gr.Button(
                         "Start retraining", variant="secondary", elem_id="pb-retrain"
                     )
@@ -259,4 +290,7 @@ def build_ui() -> gr.Blocks:
         yolo_btn.click(lambda t: export_file(t, "yolo"), [token], download)
         ls_btn.click(lambda t: export_file(t, "label-studio"), [token], download)
         retrain_btn.click(retrain, [token], retrain_msg)
+        upload_btn.click(upload_photos, [token, upload_files], upload_msg).then(
+            dashboard, [token], dash_outputs
+        )
     return demo

@@ -69,6 +69,7 @@ def test_health_needs_no_login_and_login_checks_password(env) -> None:
         ("post", "/api/retrain"),
         ("get", "/api/users"),
         ("post", "/api/users"),
+        ("post", "/api/images/upload"),
     ],
 )
 def test_every_route_needs_a_token(env, method: str, path: str) -> None:
@@ -458,3 +459,21 @@ def test_admin_manages_users(env) -> None:
         ]
         == "reviewer"
     )
+
+
+def test_upload_adds_photos_for_leads_only(env) -> None:
+    client, _, login = env
+    buf = io.BytesIO()
+    PILImage.fromarray(__import__("numpy").full((16, 20, 3), 200, "uint8")).save(buf, format="PNG")
+    files = [
+        ("files", ("new.png", buf.getvalue(), "image/png")),
+        ("files", ("broken.jpg", b"not really a jpeg", "image/jpeg")),
+    ]
+    refused = client.post("/api/images/upload", files=files, headers=login("annotator"))
+    assert refused.status_code == 403
+    before = client.get("/api/images", headers=login("lead")).json()["total"]
+    r = client.post("/api/images/upload", files=files, headers=login("lead"))
+    assert r.status_code == 201, r.text
+    assert (r.json()["images_added"], r.json()["images_failed"]) == (1, 1)
+    assert any("broken.jpg" in m for m in r.json()["messages"])
+    assert client.get("/api/images", headers=login("lead")).json()["total"] == before + 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile, status
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session, select
@@ -108,6 +108,23 @@ def list_images(
         "offset": offset,
         "items": [image_summary(i) for i in items],
     }
+
+
+@router.post("/images/upload", status_code=status.HTTP_201_CREATED)
+async def upload_images(
+    files: list[UploadFile] = File(description="image files (jpg, png, webp, bmp, tiff)"),
+    user: User = Depends(require("import")),
+    project: Project = Depends(current_project),
+    session: Session = Depends(db_session),
+) -> dict[str, Any]:
+    """Add photos to the project; each is stored by content hash, so re-uploads are no-ops.
+    A corrupt file is reported by name and the others are still added."""
+    from services.imports import import_uploads
+
+    payload = [(f.filename or "upload", await f.read()) for f in files]
+    with service_errors():
+        report = import_uploads(session, project, payload)
+    return report.as_dict()
 
 
 @router.get("/images/{image_id}")
