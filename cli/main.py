@@ -6,7 +6,6 @@ import importlib
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -31,10 +30,10 @@ def fail(message: str, code: int = 1) -> None:
 
 @app.callback()
 def main_options(
-    data_dir: Optional[Path] = typer.Option(
+    data_dir: Path | None = typer.Option(
         None, "--data-dir", help="Data directory (default ./panelbeater-data or $PANELBEATER_DATA_DIR)."
     ),
-    project: Optional[str] = typer.Option(None, "--project", help="Project name (default 'default')."),
+    project: str | None = typer.Option(None, "--project", help="Project name (default 'default')."),
 ) -> None:
     overrides = {}
     if data_dir is not None:
@@ -59,7 +58,7 @@ def open_project() -> None:
 @app.command()
 def taxonomy(
     as_json: bool = typer.Option(False, "--json", help="Print the classes as JSON."),
-    file: Optional[Path] = typer.Option(None, "--file", help="Validate and show this taxonomy file instead."),
+    file: Path | None = typer.Option(None, "--file", help="Validate and show this taxonomy file instead."),
 ) -> None:
     """Show (or validate) the label set: damage, fake-damage and part classes."""
     from core.taxonomy import TaxonomyError, load_taxonomy
@@ -80,7 +79,7 @@ def taxonomy(
 # -- import ---------------------------------------------------------------------
 
 
-def _run_import(kind: str, path: Path, images: Optional[Path], map_file: Optional[Path]) -> None:
+def _run_import(kind: str, path: Path, images: Path | None, map_file: Path | None) -> None:
     from tqdm import tqdm
 
     from core.records import load_label_map
@@ -120,7 +119,7 @@ IMAGES_HELP = "Folder the file's image paths are relative to (default: the file'
 @import_app.command("folder")
 def import_folder_cmd(
     folder: Path = typer.Argument(..., help="Folder of images (searched recursively)."),
-    map_file: Optional[Path] = typer.Option(None, "--map", help=MAP_HELP),
+    map_file: Path | None = typer.Option(None, "--map", help=MAP_HELP),
 ) -> None:
     """Import every image in a folder, without labels."""
     _run_import("folder", folder, None, map_file)
@@ -129,8 +128,8 @@ def import_folder_cmd(
 @import_app.command("coco")
 def import_coco_cmd(
     file: Path = typer.Argument(..., help="COCO instances JSON (also COCO-Annotator's)."),
-    images: Optional[Path] = typer.Option(None, "--images", help=IMAGES_HELP),
-    map_file: Optional[Path] = typer.Option(None, "--map", help=MAP_HELP),
+    images: Path | None = typer.Option(None, "--images", help=IMAGES_HELP),
+    map_file: Path | None = typer.Option(None, "--map", help=MAP_HELP),
 ) -> None:
     """Import a COCO instance-segmentation file (polygons and RLE)."""
     _run_import("coco", file, images, map_file)
@@ -139,8 +138,8 @@ def import_coco_cmd(
 @import_app.command("via")
 def import_via_cmd(
     file: Path = typer.Argument(..., help="VGG Image Annotator JSON (1.x or 2.x)."),
-    images: Optional[Path] = typer.Option(None, "--images", help=IMAGES_HELP),
-    map_file: Optional[Path] = typer.Option(None, "--map", help=MAP_HELP),
+    images: Path | None = typer.Option(None, "--images", help=IMAGES_HELP),
+    map_file: Path | None = typer.Option(None, "--map", help=MAP_HELP),
 ) -> None:
     """Import a VIA project or region file."""
     _run_import("via", file, images, map_file)
@@ -149,7 +148,7 @@ def import_via_cmd(
 @import_app.command("yolo")
 def import_yolo_cmd(
     data_yaml: Path = typer.Argument(..., help="The dataset's data.yaml (Ultralytics segmentation layout)."),
-    map_file: Optional[Path] = typer.Option(None, "--map", help=MAP_HELP),
+    map_file: Path | None = typer.Option(None, "--map", help=MAP_HELP),
 ) -> None:
     """Import an Ultralytics YOLO segmentation dataset."""
     _run_import("yolo", data_yaml, None, map_file)
@@ -158,8 +157,8 @@ def import_yolo_cmd(
 @import_app.command("label-studio")
 def import_label_studio_cmd(
     file: Path = typer.Argument(..., help="Label Studio JSON export."),
-    images: Optional[Path] = typer.Option(None, "--images", help=IMAGES_HELP),
-    map_file: Optional[Path] = typer.Option(None, "--map", help=MAP_HELP),
+    images: Path | None = typer.Option(None, "--images", help=IMAGES_HELP),
+    map_file: Path | None = typer.Option(None, "--map", help=MAP_HELP),
 ) -> None:
     """Import a Label Studio JSON export (polygons, brush masks, rectangles)."""
     _run_import("label-studio", file, images, map_file)
@@ -190,9 +189,9 @@ def _run_export(fn_name: str, out: Path, **kwargs) -> None:
 @export_app.command("coco")
 def export_coco_cmd(
     out: Path = typer.Argument(..., help="Output JSON file."),
-    split: Optional[str] = SPLIT_OPT,
-    group: Optional[str] = GROUP_OPT,
-    status: Optional[str] = STATUS_OPT,
+    split: str | None = SPLIT_OPT,
+    group: str | None = GROUP_OPT,
+    status: str | None = STATUS_OPT,
 ) -> None:
     """COCO instance segmentation; categories are the taxonomy (supercategory = group)."""
     _run_export("export_coco", out, split=split, group=group, status=status)
@@ -201,9 +200,9 @@ def export_coco_cmd(
 @export_app.command("yolo")
 def export_yolo_cmd(
     out_dir: Path = typer.Argument(..., help="Output folder (data.yaml, images/, labels/)."),
-    split: Optional[str] = SPLIT_OPT,
-    group: Optional[str] = GROUP_OPT,
-    status: Optional[str] = STATUS_OPT,
+    split: str | None = SPLIT_OPT,
+    group: str | None = GROUP_OPT,
+    status: str | None = STATUS_OPT,
     labels_only: bool = typer.Option(False, "--labels-only", help="Write labels and data.yaml, not images."),
 ) -> None:
     """Ultralytics YOLO segmentation layout."""
@@ -214,9 +213,9 @@ def export_yolo_cmd(
 def export_label_studio_cmd(
     out: Path = typer.Argument(..., help="Output JSON file (the labelling config goes beside it)."),
     include_predictions: bool = typer.Option(False, "--include-predictions", help="Add model predictions."),
-    split: Optional[str] = SPLIT_OPT,
-    group: Optional[str] = GROUP_OPT,
-    status: Optional[str] = STATUS_OPT,
+    split: str | None = SPLIT_OPT,
+    group: str | None = GROUP_OPT,
+    status: str | None = STATUS_OPT,
 ) -> None:
     """Label Studio tasks JSON plus the labelling config XML for the taxonomy."""
     _run_export(
@@ -252,8 +251,8 @@ def stats(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
 
 @app.command()
 def serve(
-    host: Optional[str] = typer.Option(None, help="Interface to listen on (default 127.0.0.1)."),
-    port: Optional[int] = typer.Option(None, help="Port (default 7860)."),
+    host: str | None = typer.Option(None, help="Interface to listen on (default 127.0.0.1)."),
+    port: int | None = typer.Option(None, help="Port (default 7860)."),
     worker: bool = typer.Option(True, "--worker/--no-worker", help="Start a background job worker too."),
 ) -> None:
     """Start the web app: the annotation UI at /ui and the REST API at /api."""

@@ -3,7 +3,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.geometry import GeometryError, Shape, as_ring, box_iou, mask_iou, mask_to_shape, shape_to_mask
+from core.geometry import (
+    GeometryError,
+    Shape,
+    as_ring,
+    box_iou,
+    mask_iou,
+    mask_to_shape,
+    shape_to_mask,
+)
 from core.instances import Instances
 
 SQUARE_WITH_HOLE = [{"exterior": [[1, 1], [7, 1], [7, 7], [1, 7]], "holes": [[[3, 3], [5, 3], [5, 5], [3, 5]]]}]

@@ -10,7 +10,13 @@ from sqlmodel import select
 
 from db.models import Annotation, AnnotationRevision, Image, ImageStatus
 from db.session import get_engine, session_scope
-from services.annotations import AnnotationInvalid, VersionConflict, annotation_dicts, save_annotations, set_status
+from services.annotations import (
+    AnnotationInvalid,
+    VersionConflict,
+    annotation_dicts,
+    save_annotations,
+    set_status,
+)
 from services.projects import get_or_create_project
 
 SQUARE = [{"exterior": [[10, 10], [50, 10], [50, 50], [10, 50]], "holes": [[[20, 20], [30, 20], [30, 30]]]}]

@@ -21,7 +21,6 @@ from services.exports import collect_records, export_coco
 from services.projects import get_or_create_project
 from services.stats import project_stats
 
-
 DSMLR_MAP = Path(__file__).parent / "data" / "dsmlr_map.json"
 
 
