@@ -141,7 +141,7 @@ def main() -> None:
     print(f"{'phase':28s} {'seconds':>8s} {'target':>7s} {'peak MB':>8s}")
     for r in results:
         target = targets.get(r["phase"])
-        print(f"{r['phase']:28s} {r['seconds']:8.2f} {('≤ %ds' % target) if target else '':>7s} {r['peak_mb']:8.0f}   {r['detail']}")
+        print(f"{r['phase']:28s} {r['seconds']:8.2f} {f'≤ {target}s' if target else '':>7s} {r['peak_mb']:8.0f}   {r['detail']}")
 
 
 if __name__ == "__main__":
