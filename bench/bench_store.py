@@ -54,7 +54,6 @@ def phase_seed(work: Path, n_images: int, n_polygons: int, q) -> None:
     records = random_records(tax, n_images, n_polygons, width=160, height=120, seed=0)
     images = work / "images"
     images.mkdir()
-    rng = np.random.default_rng(0)
     base = np.tile(np.linspace(0, 255, 160, dtype=np.uint8)[None, :, None], (120, 1, 3))
     for i, rec in enumerate(records):
         px = base.copy()
