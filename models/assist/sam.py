@@ -1,0 +1,203 @@
+"""SAM back ends: segment-anything ViT-B/L/H from a checkpoint path, and MobileSAM
+through Ultralytics from a local checkpoint. Neither ever downloads weights.
+
+The image embedding is the expensive part (seconds on a CPU): it is cached in memory and
+on disk as fp16, keyed by the image's sha256 and the model, so the first click on a photo
+whose embedding was pre-computed costs only the prompt decoder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from models.assist.base import Assistant, EmbeddingCache, image_sha256
+from models.base import CheckpointError, limit_cpu_threads, resolve_device
+
+SAM_TYPES = ("vit_b", "vit_l", "vit_h")
+
+
+def _checkpoint_key(path: str | Path | None) -> str:
+    if path is None:
+        return "random"
+    p = Path(path)
+    st = p.stat()
+    return f"{p.stem}-{st.st_size}"
+
+
+_SAM_MODELS: dict[tuple[str, str | None, str], object] = {}
+
+
+def _load_sam(model_type: str, checkpoint: str | None, device: str):
+    """One SAM model per (type, file, device) per process: assistants (the API makes one per
+    prepared image) share it, each with its own predictor state."""
+    key = (model_type, checkpoint, device)
+    if key not in _SAM_MODELS:
+        from segment_anything import sam_model_registry
+
+        try:
+            sam = sam_model_registry[model_type](checkpoint=checkpoint)
+        except Exception as e:  # a wrong/corrupt file surfaces as many torch error types
+            raise CheckpointError(
+                f"SAM checkpoint {checkpoint} could not be loaded as {model_type} ({type(e).__name__}: {e}); "
+                f"check PANELBEATER_SAM_MODEL_TYPE matches the file"
+            ) from e
+        _SAM_MODELS[key] = sam.to(device).eval()
+    return _SAM_MODELS[key]
+
+
+class SamAssistant(Assistant):
+    """segment-anything ``SamPredictor`` with a disk cache of embeddings.
+
+    ``checkpoint=None`` builds randomly initialised weights (tests and timing only)."""
+
+    def __init__(
+        self,
+        model_type: str = "vit_b",
+        checkpoint: str | Path | None = None,
+        cache_dir: str | Path | None = None,
+        device: str = "auto",
+        tolerance: float = 1.0,
+        min_area: float = 16.0,
+    ):
+        super().__init__(tolerance, min_area)
+        import torch
+        from segment_anything import SamPredictor
+
+        if model_type not in SAM_TYPES:
+            raise ValueError(f"SAM model type {model_type!r} is not one of {', '.join(SAM_TYPES)}")
+        if checkpoint is not None and not Path(checkpoint).is_file():
+            raise CheckpointError(
+                f"SAM checkpoint {checkpoint} does not exist; download sam_{model_type} weights yourself and "
+                f"set PANELBEATER_SAM_CHECKPOINT to the file, or unset it to use a weight-free back end"
+            )
+        limit_cpu_threads()
+        self.device, _ = resolve_device(device)
+        sam = _load_sam(
+            model_type, None if checkpoint is None else str(checkpoint), str(self.device)
+        )
+        self.predictor = SamPredictor(sam)
+        self._torch = torch
+        self.backend = f"sam_{model_type}" + ("" if checkpoint else "_random")
+        self.cache = EmbeddingCache(cache_dir, f"{self.backend}-{_checkpoint_key(checkpoint)}")
+        self.last_embedding_cached = False
+
+    def _prepare(self, image: np.ndarray) -> None:
+        p = self.predictor
+        key = image_sha256(image)
+        cached = self.cache.get(key)
+        p.reset_image()
+        if cached is not None:
+            input_image = p.transform.apply_image(image)
+            p.original_size = image.shape[:2]
+            p.input_size = tuple(input_image.shape[:2])
+            p.features = self._torch.from_numpy(cached.astype(np.float32)).to(self.device)
+            p.is_image_set = True
+            self.last_embedding_cached = True
+            return
+        with self._torch.inference_mode():
+            p.set_image(image, image_format="RGB")
+        self.cache.put(key, p.features.float().cpu().numpy())
+        self.last_embedding_cached = False
+
+    def _predict_mask(self, points, labels, box):
+        with self._torch.inference_mode():
+            masks, scores, _ = self.predictor.predict(
+                point_coords=points.astype(np.float32) if len(points) else None,
+                point_labels=labels if len(labels) else None,
+                box=None if box is None else box.astype(np.float32),
+                # several candidates for an ambiguous lone click; one is enough for a box
+                multimask_output=box is None and len(points) == 1,
+            )
+        best = int(np.argmax(scores))
+        return _crop_to_content(masks[best], float(scores[best]))
+
+
+class MobileSamAssistant(Assistant):
+    """MobileSAM (or any Ultralytics SAM .pt) from a local checkpoint, through Ultralytics."""
+
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        cache_dir: str | Path | None = None,
+        device: str = "auto",
+        tolerance: float = 1.0,
+        min_area: float = 16.0,
+    ):
+        super().__init__(tolerance, min_area)
+        import os
+
+        import torch
+
+        os.environ.setdefault("YOLO_OFFLINE", "1")
+        if checkpoint is None or not Path(checkpoint).is_file():
+            raise CheckpointError(
+                f"MobileSAM checkpoint {checkpoint} does not exist; download mobile_sam.pt yourself and set "
+                f"PANELBEATER_MOBILE_SAM_CHECKPOINT to it, or use another assist back end"
+            )
+        from ultralytics.models.sam.predict import Predictor
+
+        limit_cpu_threads()
+        dev, _ = resolve_device(device)
+        self._torch = torch
+        self.predictor = Predictor(
+            overrides={
+                "task": "segment",
+                "mode": "predict",
+                "imgsz": 1024,
+                "model": str(checkpoint),
+                "save": False,
+                "verbose": False,
+                "device": str(dev),
+            }
+        )
+        self.backend = "mobile_sam"
+        self.cache = EmbeddingCache(cache_dir, f"mobile_sam-{_checkpoint_key(checkpoint)}")
+        self.last_embedding_cached = False
+
+    def _prepare(self, image: np.ndarray) -> None:
+        p = self.predictor
+        key = image_sha256(image)
+        bgr = np.ascontiguousarray(image[:, :, ::-1])
+        cached = self.cache.get(key)
+        if p.model is None:
+            p.setup_model()
+        # setup_source also records the original image size the prompts are scaled from
+        p.setup_source(bgr)
+        if cached is not None:
+            p.features = self._torch.from_numpy(cached.astype(np.float32)).to(p.device)
+            self.last_embedding_cached = True
+            return
+        p.set_image(bgr)
+        if isinstance(p.features, self._torch.Tensor):
+            self.cache.put(key, p.features.float().cpu().numpy())
+        self.last_embedding_cached = False
+
+    def _predict_mask(self, points, labels, box):
+        kw = {}
+        if box is not None:
+            kw["bboxes"] = [box.tolist()]
+        if len(points):
+            kw["points"] = [points.tolist()]
+            kw["labels"] = [labels.tolist()]
+        results = self.predictor(source=None, **kw)
+        if not results or results[0].masks is None or len(results[0].masks.data) == 0:
+            return np.zeros((1, 1), dtype=bool), 0.0, (0, 0)
+        masks = results[0].masks.data.cpu().numpy().astype(bool)
+        conf = (
+            results[0].boxes.conf.cpu().numpy()
+            if results[0].boxes is not None
+            else np.ones(len(masks))
+        )
+        best = int(np.argmax(conf))
+        return _crop_to_content(masks[best], float(conf[best]))
+
+
+def _crop_to_content(mask: np.ndarray, score: float) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """Trace only the mask's bounding window: latency stays independent of photo size."""
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return np.zeros((1, 1), dtype=bool), 0.0, (0, 0)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    return mask[y0:y1, x0:x1], score, (int(x0), int(y0))

@@ -1,0 +1,296 @@
+"""The small protocol every model stage speaks, its configs, data and checkpoint files.
+
+A stage turns photos into :class:`core.instances.ImageResult` and can be trained on a
+:class:`TrainingSet`. Images are ``(H, W, 3)`` uint8 RGB numpy arrays; every coordinate
+that comes back is in original image pixels. torch is imported lazily, so importing this
+module stays cheap (the UI and the CLI import it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+from core.instances import ImageResult
+from core.records import ImageRecord
+from core.taxonomy import Taxonomy
+
+#: ``progress(step, total, info)`` — called by long operations; ``info`` holds e.g. ``{"loss": 0.4, "epoch": 2}``.
+Progress = Callable[[int, int, dict[str, Any]], None]
+
+PRESETS = ("tiny", "small", "base")
+
+
+class CheckpointError(RuntimeError):
+    """A trained-model file that cannot be used: missing, corrupt, or made for other classes."""
+
+
+class StageError(ValueError):
+    """A stage asked for by a wrong name or configured with impossible values."""
+
+
+# -- configs -------------------------------------------------------------------
+
+
+@dataclass
+class StageConfig:
+    """Fields every stage config has; stages subclass it and fill ``PRESETS``.
+
+    ``PRESETS[name]`` holds the overrides of that preset: ``tiny`` for CPU tests, ``small``,
+    ``base`` for a GPU.
+    """
+
+    preset: str = "tiny"
+    device: str = "auto"
+    epochs: int = 1
+    batch_size: int = 2
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    num_workers: int = 0
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"tiny": {}, "small": {}, "base": {}}
+
+    @classmethod
+    def from_preset(cls, preset: str = "tiny", **overrides: Any) -> StageConfig:
+        if preset not in cls.PRESETS:
+            raise StageError(
+                f"{cls.__name__}: unknown preset {preset!r}; choose one of {', '.join(cls.PRESETS)}"
+            )
+        known = {f.name for f in fields(cls)}
+        bad = sorted(set(overrides) - known)
+        if bad:
+            raise StageError(f"{cls.__name__}: unknown option(s) {bad}; known: {sorted(known)}")
+        values = {**cls.PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+        return cls(preset=preset, **values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StageConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def with_(self, **changes: Any) -> StageConfig:
+        return replace(self, **changes)
+
+
+@dataclass
+class TrainResult:
+    """Where a training run wrote its single-file artifact, and what it measured."""
+
+    artifact_path: Path
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+# -- data ------------------------------------------------------------------------
+
+
+@dataclass
+class TrainingSet:
+    """Labelled images for training: records whose image file is ``meta["path"]``
+    (else ``file_name``), absolute. Instances carry taxonomy class ids and shapes in
+    original pixels."""
+
+    records: list[ImageRecord]
+    taxonomy: Taxonomy
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def image_path(self, i: int) -> Path:
+        rec = self.records[i]
+        return Path(rec.meta.get("path") or rec.file_name)
+
+    def load_image(self, i: int) -> np.ndarray:
+        """``(H, W, 3)`` uint8 RGB of record ``i``."""
+        return load_rgb(self.image_path(i))
+
+    def split(self, name: str) -> TrainingSet:
+        return TrainingSet([r for r in self.records if r.split == name], self.taxonomy)
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Read an image file as ``(H, W, 3)`` uint8 RGB, EXIF orientation applied."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            return np.asarray(im.convert("RGB"))
+    except (OSError, ValueError) as e:
+        raise FileNotFoundError(
+            f"cannot read image {path}: {e}. Check the file exists and is a photo."
+        ) from e
+
+
+def check_images(images: Sequence[np.ndarray]) -> None:
+    for i, im in enumerate(images):
+        if (
+            not isinstance(im, np.ndarray)
+            or im.ndim != 3
+            or im.shape[2] != 3
+            or im.dtype != np.uint8
+        ):
+            shape = getattr(im, "shape", None)
+            dtype = getattr(im, "dtype", type(im).__name__)
+            raise ValueError(
+                f"image #{i} must be an (H, W, 3) uint8 RGB array, got shape {shape} dtype {dtype}"
+            )
+
+
+# -- protocol --------------------------------------------------------------------
+
+
+@runtime_checkable
+class Stage(Protocol):
+    """What the registry builds. ``name`` is the registry name (``albert``, ``yolo_seg``...)."""
+
+    name: str
+    config: StageConfig
+
+    def predict(self, images: list[np.ndarray]) -> list[ImageResult]: ...
+
+    def train(
+        self,
+        dataset: TrainingSet,
+        config: StageConfig | None = None,
+        progress: Progress | None = None,
+    ) -> TrainResult: ...
+
+    def save(self, path: str | Path) -> Path: ...
+
+
+# -- device ------------------------------------------------------------------------
+
+
+def resolve_device(device: str = "auto") -> tuple[Any, bool]:
+    """``auto`` -> CUDA with mixed precision when present, else CPU. Returns (torch.device, amp)."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise StageError(
+            "device 'cuda' was asked for but no CUDA GPU is visible; use --device cpu or auto"
+        )
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise StageError(f"device {device!r} is not one of auto, cpu, cuda")
+    dev = torch.device(device)
+    return dev, dev.type == "cuda"
+
+
+def limit_cpu_threads(n: int = 2) -> None:
+    """Several agents share two cores: never let torch take more than ``n`` threads."""
+    import torch
+
+    if torch.get_num_threads() > n:
+        torch.set_num_threads(n)
+
+
+# -- checkpoints --------------------------------------------------------------------
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_checkpoint(
+    path: str | Path,
+    *,
+    stage: str,
+    config: StageConfig,
+    class_counts: dict[str, int],
+    state_dict: Any,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write one ``torch.save`` file atomically (temporary file in the same folder, then rename)."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": "panelbeater-stage/1",
+        "stage": stage,
+        "config": config.to_dict(),
+        "class_counts": dict(class_counts),
+        "state_dict": state_dict,
+        "extra": extra or {},
+    }
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(buf.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(
+    path: str | Path, *, stage: str | None = None, class_counts: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """Read a file written by :func:`save_checkpoint`, checking stage and class counts.
+
+    Raises :class:`CheckpointError` with a sentence naming the file and what to do.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"model file {path} does not exist; train the stage first (`panelbeater train STAGE`) "
+            f"or point the setting at an existing file"
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # torch raises many types for a truncated/garbled file
+        raise CheckpointError(
+            f"model file {path} is corrupt or not a PyTorch file ({type(e).__name__}: {e}); "
+            f"delete it and train again"
+        ) from e
+    if not isinstance(payload, dict) or payload.get("format") != "panelbeater-stage/1":
+        raise CheckpointError(
+            f"model file {path} was not written by Panelbeater (no 'panelbeater-stage/1' header); "
+            f"train the stage with `panelbeater train` to get a usable file"
+        )
+    if stage is not None and payload.get("stage") != stage:
+        raise CheckpointError(
+            f"model file {path} holds stage {payload.get('stage')!r}, not {stage!r}; "
+            f"load it with the stage it was trained for"
+        )
+    if class_counts is not None:
+        have = payload.get("class_counts", {})
+        wrong = {k: (have.get(k), v) for k, v in class_counts.items() if have.get(k) != v}
+        if wrong:
+            detail = ", ".join(
+                f"{k}: file has {a}, taxonomy has {b}" for k, (a, b) in wrong.items()
+            )
+            raise CheckpointError(
+                f"model file {path} was trained for other class counts ({detail}); "
+                f"retrain it on this project's taxonomy"
+            )
+    return payload
+
+
+def taxonomy_counts(taxonomy: Taxonomy) -> dict[str, int]:
+    """Class count per group, the shape contract between a checkpoint and its heads."""
+    return {g: len(taxonomy.group(g)) for g in ("damage", "fake", "part")}

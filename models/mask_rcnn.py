@@ -1,0 +1,249 @@
+"""Mask R-CNN baseline on damage polygons (torchvision ``maskrcnn_resnet50_fpn``), weights
+from a local path or none. One more voter for active learning and a yardstick for ALBERT.
+
+``probs["damage"]`` is ``(N, n_damage + 1)`` laid out like ALBERT's (columns follow
+``taxonomy.head_index``, last = no-object). torchvision's post-processing keeps only the
+winning class's score, so the vector is that score on the class and the rest on no-object;
+it sums to 1 but is not the box head's full softmax.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from core.geometry import mask_to_shape
+from core.instances import ImageResult, Instances
+from core.taxonomy import Taxonomy, default_taxonomy
+from models.base import (
+    CheckpointError,
+    Progress,
+    StageConfig,
+    TrainingSet,
+    TrainResult,
+    check_images,
+    limit_cpu_threads,
+    load_checkpoint,
+    resolve_device,
+    save_checkpoint,
+    taxonomy_counts,
+)
+from models.registry import register_stage
+
+
+@dataclass
+class MaskRCNNConfig(StageConfig):
+    min_size: int = 128
+    max_size: int = 160
+    weights: str | None = None  # a local torchvision maskrcnn_resnet50_fpn state dict
+    score_threshold: float = 0.05
+    max_detections: int = 20
+    proposals: int = 200  # RPN proposals kept after NMS at test time
+    lr: float = 0.005
+    epochs: int = 1
+    batch_size: int = 2
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "tiny": {},
+        "small": {
+            "min_size": 512,
+            "max_size": 683,
+            "epochs": 20,
+            "max_detections": 50,
+            "proposals": 500,
+        },
+        "base": {
+            "min_size": 800,
+            "max_size": 1333,
+            "epochs": 36,
+            "batch_size": 8,
+            "lr": 0.02,
+            "max_detections": 100,
+            "proposals": 1000,
+        },
+    }
+
+
+@register_stage("mask_rcnn")
+class MaskRCNNStage:
+    config_class = MaskRCNNConfig
+    name = "mask_rcnn"
+
+    def __init__(self, config: MaskRCNNConfig | None = None, taxonomy: Taxonomy | None = None):
+        import torch
+        from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+        limit_cpu_threads()
+        self.config = config or MaskRCNNConfig.from_preset("tiny")
+        self.taxonomy = taxonomy or default_taxonomy()
+        self.class_ids = [c.id for c in self.taxonomy.group("damage")]
+        torch.manual_seed(self.config.seed)
+        self.net = maskrcnn_resnet50_fpn(
+            weights=None,
+            weights_backbone=None,
+            num_classes=len(self.class_ids) + 1,
+            min_size=self.config.min_size,
+            max_size=self.config.max_size,
+            box_score_thresh=self.config.score_threshold,
+            box_detections_per_img=self.config.max_detections,
+            rpn_post_nms_top_n_test=self.config.proposals,
+            rpn_pre_nms_top_n_test=self.config.proposals,
+        )
+        if self.config.weights:
+            p = Path(self.config.weights)
+            if not p.is_file():
+                raise CheckpointError(
+                    f"Mask R-CNN weights {p} do not exist; download them yourself or leave weights unset"
+                )
+            sd = torch.load(p, map_location="cpu", weights_only=True)
+            own = self.net.state_dict()
+            self.net.load_state_dict(
+                {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}, strict=False
+            )
+        self.device, self.amp = resolve_device(self.config.device)
+        self.net.to(self.device).eval()
+
+    def predict(self, images: list[np.ndarray]) -> list[ImageResult]:
+        import torch
+
+        check_images(images)
+        out = []
+        for im in images:
+            x = torch.from_numpy(im).permute(2, 0, 1).float().div(255).to(self.device)
+            with torch.inference_mode():
+                det = self.net([x])[0]
+            masks = (det["masks"][:, 0] > 0.5).cpu().numpy()
+            shapes, cids, scores, keep = [], [], [], []
+            for i in range(len(masks)):
+                s = mask_to_shape(masks[i], tolerance=1.0, min_area=4.0)
+                lab = int(det["labels"][i])
+                if s is None or not 1 <= lab <= len(self.class_ids):
+                    continue
+                shapes.append(s)
+                cids.append(self.class_ids[lab - 1])
+                scores.append(float(det["scores"][i]))
+                keep.append(i)
+            n_cls = len(self.class_ids) + 1
+            probs = np.zeros((len(keep), n_cls), np.float32)
+            if keep:
+                for r, i in enumerate(keep):
+                    lab = int(det["labels"][i])
+                    probs[r, lab - 1] = scores[r]
+                    probs[r, -1] = 1 - scores[r]
+            inst = Instances(
+                shapes=shapes,
+                class_ids=np.asarray(cids, np.int64),
+                scores=np.asarray(scores),
+                probs={"damage": probs},
+            )
+            out.append(ImageResult(inst, meta={"stage": self.name}))
+        return out
+
+    def train(
+        self,
+        dataset: TrainingSet,
+        config: MaskRCNNConfig | None = None,
+        progress: Progress | None = None,
+        out_path: str | Path | None = None,
+    ) -> TrainResult:
+        import torch
+
+        cfg = config or self.config
+        self.config = cfg
+        t0 = time.perf_counter()
+        samples = []
+        for i, rec in enumerate(dataset.records):
+            keep = [
+                k
+                for k, c in enumerate(rec.instances.class_ids)
+                if self.taxonomy.by_id(int(c)).group == "damage"
+            ]
+            if not keep:
+                continue
+            inst = rec.instances[keep]
+            img = dataset.load_image(i)
+            h, w = img.shape[:2]
+            boxes = inst.boxes.copy()
+            ok = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
+            if not ok.any():
+                continue
+            inst = inst[np.nonzero(ok)[0]]
+            samples.append(
+                (
+                    torch.from_numpy(img).permute(2, 0, 1).float().div(255),
+                    {
+                        "boxes": torch.from_numpy(inst.boxes),
+                        "labels": torch.tensor(
+                            [self.taxonomy.head_index(int(c)) + 1 for c in inst.class_ids]
+                        ),
+                        "masks": torch.from_numpy(inst.masks(h, w).astype(np.uint8)),
+                    },
+                )
+            )
+        if not samples:
+            raise ValueError(
+                "the training set has no damage polygons: label damage before training mask_rcnn"
+            )
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+        self.net.train()
+        history = []
+        rng = np.random.default_rng(cfg.seed)
+        for epoch in range(cfg.epochs):
+            ep = []
+            order = rng.permutation(len(samples))
+            for s in range(0, len(samples), cfg.batch_size):
+                batch = [samples[j] for j in order[s : s + cfg.batch_size]]
+                xs = [b[0].to(self.device) for b in batch]
+                ts = [{k: v.to(self.device) for k, v in b[1].items()} for b in batch]
+                losses = self.net(xs, ts)
+                loss = sum(losses.values())
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 10.0)
+                opt.step()
+                ep.append(float(loss.detach()))
+            history.append(float(np.mean(ep)))
+            if progress:
+                progress(epoch + 1, cfg.epochs, {"epoch": epoch + 1, "loss": history[-1]})
+        self.net.eval()
+        path = Path(out_path) if out_path else Path(f"{self.name}.pt")
+        self.save(path)
+        return TrainResult(
+            path,
+            {
+                "epoch_losses": history,
+                "train_images": len(samples),
+                "train_seconds": time.perf_counter() - t0,
+            },
+        )
+
+    def save(self, path: str | Path) -> Path:
+        return save_checkpoint(
+            path,
+            stage=self.name,
+            config=self.config,
+            class_counts=taxonomy_counts(self.taxonomy),
+            state_dict={k: v.cpu() for k, v in self.net.state_dict().items()},
+        )
+
+    @classmethod
+    def load(
+        cls, path: str | Path, taxonomy: Taxonomy | None = None, device: str = "auto", **_: Any
+    ) -> MaskRCNNStage:
+        taxonomy = taxonomy or default_taxonomy()
+        payload = load_checkpoint(path, stage=cls.name, class_counts=taxonomy_counts(taxonomy))
+        cfg = MaskRCNNConfig.from_dict({**payload["config"], "device": device, "weights": None})
+        st = cls(cfg, taxonomy)
+        try:
+            st.net.load_state_dict(payload["state_dict"])
+        except RuntimeError as e:
+            raise CheckpointError(
+                f"model file {path} does not fit Mask R-CNN's architecture ({e}); retrain it"
+            ) from e
+        st.net.eval()
+        return st

@@ -1,0 +1,289 @@
+"""ResNet34 "is this part damaged?" classifier, after the YOLOv12 + ResNet34 POC.
+
+A crop is the part's box cut out of the photo with everything outside the part's polygon
+greyed out, resized to 224x224. It is labelled damaged when the damage polygons cover at
+least ``damaged_share`` of the part's area. Head: Dropout 0.4 + Linear(2); layer1/2 frozen;
+AdamW groups layer3 1e-4, layer4 2e-4, head 5e-4 (weight decay 1e-4); cosine T_max 30;
+cross-entropy with label smoothing 0.1; the POC's augmentations.
+``probs["damaged"]`` is ``(N, 2)`` softmax = [undamaged, damaged].
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from core.geometry import Shape
+from core.instances import ImageResult, Instances
+from core.taxonomy import Taxonomy, default_taxonomy
+from models.base import (
+    CheckpointError,
+    Progress,
+    StageConfig,
+    TrainingSet,
+    TrainResult,
+    check_images,
+    limit_cpu_threads,
+    load_checkpoint,
+    resolve_device,
+    save_checkpoint,
+)
+from models.registry import register_stage
+
+MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+@dataclass
+class PartClassifierConfig(StageConfig):
+    crop_size: int = 224
+    damaged_share: float = 0.02
+    #: local torchvision resnet34 weights (e.g. ImageNet) to start from; None = random
+    backbone_weights: str | None = None
+    lr_layer3: float = 1e-4
+    lr_layer4: float = 2e-4
+    lr_head: float = 5e-4
+    weight_decay: float = 1e-4
+    t_max: int = 30
+    label_smoothing: float = 0.1
+    batch_size: int = 8
+    epochs: int = 1
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "tiny": {"crop_size": 64},
+        "small": {"crop_size": 160, "epochs": 10, "batch_size": 16},
+        "base": {"crop_size": 224, "epochs": 30, "batch_size": 32},
+    }
+
+
+def part_crop(image: np.ndarray, shape: Shape, size: int) -> np.ndarray:
+    """``(size, size, 3)`` uint8: the part's box, pixels outside its polygon set to grey."""
+    import cv2
+
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = shape.bbox
+    x0, y0 = int(max(0, np.floor(x0))), int(max(0, np.floor(y0)))
+    x1, y1 = int(min(w, np.ceil(x1))), int(min(h, np.ceil(y1)))
+    if x1 - x0 < 1 or y1 - y0 < 1:
+        return np.full((size, size, 3), 124, np.uint8)
+    crop = image[y0:y1, x0:x1].copy()
+    inside = shape.translated(-x0, -y0).to_mask(y1 - y0, x1 - x0)
+    crop[~inside] = (124, 116, 104)  # ImageNet mean: "nothing here" after normalisation
+    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def damaged_labels(
+    instances: Instances, taxonomy: Taxonomy, height: int, width: int, share: float
+) -> list[tuple[int, int]]:
+    """(instance index, 1 damaged / 0 not) for every part instance of an image."""
+    groups = [taxonomy.by_id(int(c)).group for c in instances.class_ids]
+    dmg = np.zeros((height, width), bool)
+    for s, g in zip(instances.shapes, groups, strict=True):
+        if g == "damage":
+            dmg |= s.to_mask(height, width)
+    out = []
+    for i, (s, g) in enumerate(zip(instances.shapes, groups, strict=True)):
+        if g == "part":
+            m = s.to_mask(height, width)
+            area = m.sum()
+            if area:
+                out.append((i, int((m & dmg).sum() / area >= share)))
+    return out
+
+
+def _build_net(cfg: PartClassifierConfig):
+    import torch
+    from torch import nn
+    from torchvision.models import resnet34
+
+    net = resnet34(weights=None)
+    if cfg.backbone_weights:
+        p = Path(cfg.backbone_weights)
+        if not p.is_file():
+            raise CheckpointError(
+                f"ResNet34 weights {p} do not exist; download them yourself or leave "
+                f"backbone_weights unset to train from scratch"
+            )
+        sd = torch.load(p, map_location="cpu", weights_only=True)
+        net.load_state_dict({k: v for k, v in sd.items() if not k.startswith("fc.")}, strict=False)
+    net.fc = nn.Sequential(nn.Dropout(0.4), nn.Linear(net.fc.in_features, 2))
+    for layer in (net.conv1, net.bn1, net.layer1, net.layer2):
+        for p in layer.parameters():
+            p.requires_grad = False
+    return net
+
+
+@register_stage("part_classifier")
+class PartClassifierStage:
+    config_class = PartClassifierConfig
+    name = "part_classifier"
+
+    def __init__(
+        self, config: PartClassifierConfig | None = None, taxonomy: Taxonomy | None = None
+    ):
+        import torch
+
+        limit_cpu_threads()
+        self.config = config or PartClassifierConfig.from_preset("tiny")
+        self.taxonomy = taxonomy or default_taxonomy()
+        torch.manual_seed(self.config.seed)
+        self.net = _build_net(self.config).eval()
+        self.device, self.amp = resolve_device(self.config.device)
+        self.net.to(self.device)
+
+    def _batch(self, crops: list[np.ndarray]):
+        import torch
+
+        x = (np.stack(crops).astype(np.float32) / 255.0 - MEAN) / STD
+        return torch.from_numpy(x.transpose(0, 3, 1, 2)).to(self.device)
+
+    def classify_crops(self, crops: list[np.ndarray]) -> np.ndarray:
+        """``(N, 2)`` softmax [undamaged, damaged] of ``(S, S, 3)`` uint8 crops."""
+        import torch
+
+        if not crops:
+            return np.zeros((0, 2), np.float32)
+        out = []
+        with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.amp):
+            for i in range(0, len(crops), 32):
+                out.append(
+                    self.net(self._batch(crops[i : i + 32])).float().softmax(-1).cpu().numpy()
+                )
+        return np.concatenate(out)
+
+    def classify_parts(self, image: np.ndarray, instances: Instances) -> np.ndarray:
+        return self.classify_crops(
+            [part_crop(image, s, self.config.crop_size) for s in instances.shapes]
+        )
+
+    def predict(self, images: list[np.ndarray]) -> list[ImageResult]:
+        """Without part polygons to classify, the whole photo is one region."""
+        check_images(images)
+        res = []
+        for im in images:
+            h, w = im.shape[:2]
+            inst = Instances(shapes=[Shape.from_box(0, 0, w, h)], class_ids=np.zeros(1, np.int64))
+            p = self.classify_parts(im, inst)
+            inst.scores = p[:, 1].astype(np.float32)
+            inst.probs["damaged"] = p
+            inst.data["damaged_prob"] = [float(v) for v in p[:, 1]]
+            res.append(ImageResult(inst, meta={"stage": self.name}))
+        return res
+
+    def training_crops(self, dataset: TrainingSet) -> tuple[list[np.ndarray], np.ndarray]:
+        crops, labels = [], []
+        for i, rec in enumerate(dataset.records):
+            img = dataset.load_image(i)
+            for k, lab in damaged_labels(
+                rec.instances,
+                dataset.taxonomy,
+                img.shape[0],
+                img.shape[1],
+                self.config.damaged_share,
+            ):
+                crops.append(part_crop(img, rec.instances.shapes[k], self.config.crop_size))
+                labels.append(lab)
+        if not crops:
+            raise ValueError(
+                "the training set has no part polygons: label parts before training part_classifier"
+            )
+        return crops, np.asarray(labels, np.int64)
+
+    def train(
+        self,
+        dataset: TrainingSet,
+        config: PartClassifierConfig | None = None,
+        progress: Progress | None = None,
+        out_path: str | Path | None = None,
+    ) -> TrainResult:
+        import torch
+        from torchvision.transforms import v2 as T
+
+        cfg = config or self.config
+        self.config = cfg
+        t0 = time.perf_counter()
+        crops, labels = self.training_crops(dataset)
+        aug = T.Compose(
+            [T.RandomHorizontalFlip(), T.ColorJitter(0.3, 0.3, 0.3), T.RandomRotation(10)]
+        )
+        net = self.net
+        opt = torch.optim.AdamW(
+            [
+                {"params": net.layer3.parameters(), "lr": cfg.lr_layer3},
+                {"params": net.layer4.parameters(), "lr": cfg.lr_layer4},
+                {"params": net.fc.parameters(), "lr": cfg.lr_head},
+            ],
+            weight_decay=cfg.weight_decay,
+        )
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.t_max)
+        lossf = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        rng = np.random.default_rng(cfg.seed)
+        x_all = torch.from_numpy(np.stack(crops).transpose(0, 3, 1, 2).copy())
+        y_all = torch.from_numpy(labels)
+        mean = torch.tensor(MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(STD).view(1, 3, 1, 1)
+        history = []
+        for epoch in range(cfg.epochs):
+            net.train()
+            for m in (net.bn1, net.layer1, net.layer2):
+                m.eval()  # frozen layers keep their statistics too
+            ep = []
+            order = torch.from_numpy(rng.permutation(len(x_all)))
+            for s in range(0, len(x_all), cfg.batch_size):
+                idx = order[s : s + cfg.batch_size]
+                xb = torch.stack([aug(x_all[i]) for i in idx]).float() / 255.0
+                xb = ((xb - mean) / std).to(self.device)
+                with torch.autocast(self.device.type, enabled=self.amp):
+                    loss = lossf(net(xb).float(), y_all[idx].to(self.device))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                ep.append(float(loss.detach()))
+            sched.step()
+            history.append(float(np.mean(ep)))
+            if progress:
+                progress(epoch + 1, cfg.epochs, {"epoch": epoch + 1, "loss": history[-1]})
+        net.eval()
+        probs = self.classify_crops(crops)
+        acc = float((probs.argmax(1) == labels).mean())
+        metrics = {
+            "epoch_losses": history,
+            "train_crops": len(crops),
+            "damaged_share_of_crops": float(labels.mean()),
+            "train_accuracy": acc,
+            "train_seconds": time.perf_counter() - t0,
+        }
+        path = Path(out_path) if out_path else Path(f"{self.name}.pt")
+        self.save(path)
+        return TrainResult(path, metrics)
+
+    def save(self, path: str | Path) -> Path:
+        return save_checkpoint(
+            path,
+            stage=self.name,
+            config=self.config,
+            class_counts={"damaged": 2},
+            state_dict={k: v.cpu() for k, v in self.net.state_dict().items()},
+        )
+
+    @classmethod
+    def load(
+        cls, path: str | Path, taxonomy: Taxonomy | None = None, device: str = "auto", **_: Any
+    ) -> PartClassifierStage:
+        payload = load_checkpoint(path, stage=cls.name, class_counts={"damaged": 2})
+        cfg = PartClassifierConfig.from_dict(
+            {**payload["config"], "device": device, "backbone_weights": None}
+        )
+        st = cls(cfg, taxonomy)
+        try:
+            st.net.load_state_dict(payload["state_dict"])
+        except RuntimeError as e:
+            raise CheckpointError(
+                f"model file {path} does not fit ResNet34 + 2-class head ({e}); retrain it"
+            ) from e
+        st.net.eval()
+        return st

@@ -1,0 +1,141 @@
+"""YOLO parts -> polygon crops -> ResNet34 P(damaged), after the YOLOv12 + ResNet34 POC.
+
+Returns the YOLO part instances with ``probs["damaged"]`` ``(N, 2)`` = [undamaged, damaged]
+and ``data["damaged_prob"]``, so the UI can show "front-left door: damaged 0.93". The
+artifact is one file holding both sub-stages' payloads.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from core.instances import ImageResult
+from core.taxonomy import Taxonomy, default_taxonomy
+from models.base import (
+    CheckpointError,
+    Progress,
+    StageConfig,
+    TrainingSet,
+    TrainResult,
+    check_images,
+    load_checkpoint,
+    save_checkpoint,
+    taxonomy_counts,
+)
+from models.part_classifier import PartClassifierConfig, PartClassifierStage
+from models.registry import register_stage
+from models.yolo_seg import YoloSegConfig, YoloSegStage
+
+
+@dataclass
+class PipelineConfig(StageConfig):
+    yolo: dict[str, Any] | None = None
+    classifier: dict[str, Any] | None = None
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"tiny": {}, "small": {}, "base": {}}
+
+    def sub_configs(self) -> tuple[YoloSegConfig, PartClassifierConfig]:
+        y = YoloSegConfig.from_preset(self.preset, **{"device": self.device, **(self.yolo or {})})
+        c = PartClassifierConfig.from_preset(
+            self.preset, **{"device": self.device, **(self.classifier or {})}
+        )
+        if self.epochs != 1 and not (self.yolo or {}).get("epochs"):
+            y.epochs = self.epochs
+        if self.epochs != 1 and not (self.classifier or {}).get("epochs"):
+            c.epochs = self.epochs
+        return y, c
+
+
+@register_stage("pipeline")
+class PipelineStage:
+    config_class = PipelineConfig
+    name = "pipeline"
+
+    def __init__(
+        self,
+        config: PipelineConfig | None = None,
+        taxonomy: Taxonomy | None = None,
+        yolo: YoloSegStage | None = None,
+        classifier: PartClassifierStage | None = None,
+    ):
+        self.config = config or PipelineConfig.from_preset("tiny")
+        self.taxonomy = taxonomy or default_taxonomy()
+        ycfg, ccfg = self.config.sub_configs()
+        self.yolo = yolo or YoloSegStage(ycfg, self.taxonomy)
+        self.classifier = classifier or PartClassifierStage(ccfg, self.taxonomy)
+
+    def predict(self, images: list[np.ndarray]) -> list[ImageResult]:
+        check_images(images)
+        results = self.yolo.predict(images)
+        for im, res in zip(images, results, strict=True):
+            inst = res.instances
+            p = self.classifier.classify_parts(im, inst)
+            inst.probs["damaged"] = p.astype(np.float32)
+            inst.data["damaged_prob"] = [float(v) for v in p[:, 1]]
+            res.meta["stage"] = self.name
+        return results
+
+    def train(
+        self,
+        dataset: TrainingSet,
+        config: PipelineConfig | None = None,
+        progress: Progress | None = None,
+        out_path: str | Path | None = None,
+    ) -> TrainResult:
+        import tempfile
+
+        cfg = config or self.config
+        self.config = cfg
+        ycfg, ccfg = cfg.sub_configs()
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            ry = self.yolo.train(dataset, ycfg, progress, out_path=Path(tmp) / "y.pt")
+            rc = self.classifier.train(dataset, ccfg, progress, out_path=Path(tmp) / "c.pt")
+        metrics = {
+            "yolo_seg": ry.metrics,
+            "part_classifier": rc.metrics,
+            "train_seconds": time.perf_counter() - t0,
+        }
+        path = Path(out_path) if out_path else Path(f"{self.name}.pt")
+        self.save(path)
+        return TrainResult(path, metrics)
+
+    def save(self, path: str | Path) -> Path:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            y = self.yolo.save(Path(tmp) / "y.pt").read_bytes()
+            c = self.classifier.save(Path(tmp) / "c.pt").read_bytes()
+        return save_checkpoint(
+            path,
+            stage=self.name,
+            config=self.config,
+            class_counts=taxonomy_counts(self.taxonomy),
+            state_dict={"yolo_seg": y, "part_classifier": c},
+        )
+
+    @classmethod
+    def load(
+        cls, path: str | Path, taxonomy: Taxonomy | None = None, device: str = "auto", **_: Any
+    ) -> PipelineStage:
+        import tempfile
+
+        taxonomy = taxonomy or default_taxonomy()
+        payload = load_checkpoint(path, stage=cls.name, class_counts=taxonomy_counts(taxonomy))
+        sd = payload["state_dict"]
+        if not isinstance(sd, dict) or not {"yolo_seg", "part_classifier"} <= set(sd):
+            raise CheckpointError(
+                f"model file {path} lacks the yolo_seg or part_classifier part; retrain the pipeline"
+            )
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "y.pt").write_bytes(sd["yolo_seg"])
+            (Path(tmp) / "c.pt").write_bytes(sd["part_classifier"])
+            y = YoloSegStage.load(Path(tmp) / "y.pt", taxonomy, device)
+            c = PartClassifierStage.load(Path(tmp) / "c.pt", taxonomy, device)
+        cfg = PipelineConfig.from_dict({**payload["config"], "device": device})
+        return cls(cfg, taxonomy, yolo=y, classifier=c)

@@ -1,0 +1,224 @@
+"""Interactive assistance: prompt checks, GrabCut, the learned net, SAM's cache, the factory."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from core.config import configure, reset_settings
+from core.geometry import mask_iou
+from models.assist import EmbeddingCache, make_assistant
+from models.assist.base import validate_prompt
+from models.assist.grabcut import BoxAssistant, GrabCutAssistant
+from models.base import CheckpointError
+
+
+def disc_image(h: int = 120, w: int = 160, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A red disc with a square hole on a noisy grey background, and its true mask."""
+    rng = np.random.default_rng(seed)
+    img = rng.integers(90, 130, (h, w, 3)).astype(np.uint8)
+    yy, xx = np.mgrid[0:h, 0:w] + 0.5
+    disc = (xx - 80) ** 2 + (yy - 60) ** 2 < 40**2
+    hole = (abs(xx - 80) < 8) & (abs(yy - 60) < 8)
+    mask = disc & ~hole
+    img[mask] = (220, 30, 30)
+    return img, mask
+
+
+def test_prompt_validation_sentences():
+    with pytest.raises(ValueError, match="2 points but 1 labels"):
+        validate_prompt([[1, 2], [3, 4]], [1], None, 10, 10)
+    with pytest.raises(ValueError, match="box or at least one foreground point"):
+        validate_prompt([[1, 2]], [0], None, 10, 10)
+    with pytest.raises(ValueError, match="is empty inside"):
+        validate_prompt(None, None, [20, 20, 30, 30], 10, 10)
+    pts, labs, box = validate_prompt(None, None, [8, 9, 2, 1], 10, 10)
+    assert box.tolist() == [2, 1, 8, 9] and len(pts) == 0
+
+
+def test_predict_before_set_image_raises():
+    with pytest.raises(RuntimeError, match="call set_image"):
+        GrabCutAssistant().predict(box=[0, 0, 5, 5])
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        GrabCutAssistant().set_image(np.zeros((4, 4), dtype=np.uint8))
+
+
+def test_grabcut_finds_disc_with_hole():
+    img, truth = disc_image()
+    a = GrabCutAssistant()
+    a.set_image(img)
+    res = a.predict(box=[36, 16, 124, 104])
+    assert res.backend == "grabcut" and res.shape is not None
+    assert mask_iou(res.shape.to_mask(*truth.shape), truth) > 0.85
+    assert res.shape.has_holes
+    body = res.to_json()
+    assert set(body) == {"polygons", "score", "backend"} and body["polygons"][0]["holes"]
+    # a background click inside the box never ends up in the mask
+    res2 = a.predict(points=[[80, 60]], labels=[0], box=[36, 16, 124, 104])
+    assert not res2.shape.to_mask(*truth.shape)[60, 80]
+
+
+def test_box_baseline_and_degenerate_box():
+    img, _ = disc_image()
+    b = BoxAssistant()
+    b.set_image(img)
+    res = b.predict(box=[10.2, 10, 30, 20.7])
+    assert res.shape is not None
+    # pixels 10..29 x 10..20 inclusive; traced vertices sit within half a pixel of their edges
+    np.testing.assert_allclose(res.shape.bbox, [10, 10, 30, 21], atol=0.5)
+    with pytest.raises(ValueError, match="empty"):
+        b.predict(box=[5, 5, 5.2, 9])
+
+
+def test_embedding_cache_disk_fp16(tmp_path):
+    c = EmbeddingCache(tmp_path, "sam_vit_b-x")
+    arr = np.linspace(0, 1, 24, dtype=np.float32).reshape(2, 3, 4)
+    c.put("abc", arr)
+    stored = np.load(tmp_path / "sam_vit_b-x" / "abc.npy")
+    assert stored.dtype == np.float16
+    fresh = EmbeddingCache(tmp_path, "sam_vit_b-x")
+    np.testing.assert_allclose(fresh.get("abc"), arr, atol=1e-3)
+    assert EmbeddingCache(tmp_path, "other").get("abc") is None
+    (tmp_path / "sam_vit_b-x" / "torn.npy").write_bytes(b"\x93NUMPY garbage")
+    assert fresh.get("torn") is None
+
+
+def test_factory_defaults_and_missing_files(tmp_path):
+    try:
+        configure(data_dir=tmp_path)
+        a = make_assistant()
+        assert a.backend == "grabcut"
+        configure(data_dir=tmp_path, assist_backend="assist_net")
+        with pytest.raises(CheckpointError, match="train one with"):
+            make_assistant()
+        configure(data_dir=tmp_path, sam_checkpoint=tmp_path / "sam_vit_b.pth")
+        with pytest.raises(CheckpointError, match="sam_vit_b.pth does not exist"):
+            make_assistant()
+        configure(data_dir=tmp_path, assist_backend="mobile_sam")
+        with pytest.raises(CheckpointError, match="MobileSAM checkpoint None does not exist"):
+            make_assistant()
+    finally:
+        reset_settings()
+
+
+def test_assist_net_trains_saves_loads_and_assists(tmp_path, datasets_dir):
+    from models.assist.learned import AssistNetConfig, AssistNetStage, LearnedAssistant
+    from models.base import TrainingSet
+    from models.data import dsmlr_training_set
+    from models.registry import build
+
+    ts = dsmlr_training_set(datasets_dir, limit=6)
+    train = TrainingSet(ts.records[:4], ts.taxonomy)
+    stage = build("assist_net", "tiny")
+    losses = []
+    cfg = AssistNetConfig.from_preset("tiny", epochs=3, max_parts=32, device="cpu")
+    art = tmp_path / "artifacts" / "assist_net-v1.pt"
+    result = stage.train(
+        train, cfg, progress=lambda e, n, i: losses.append(i["loss"]), out_path=art
+    )
+    assert result.artifact_path == art and art.is_file() and len(losses) == 3
+    assert losses[-1] < losses[0]
+    # the factory picks the newest trained version when no SAM is configured
+    try:
+        configure(data_dir=tmp_path)
+        a = make_assistant()
+    finally:
+        reset_settings()
+    assert (
+        isinstance(a, LearnedAssistant)
+        and a.backend == "assist_net"
+        and a.version == "assist_net-v1"
+    )
+    img = ts.load_image(5)
+    box = ts.records[5].instances.shapes[0].bbox
+    out1 = stage.predict([img], boxes=[box[None]])[0].instances
+    out2 = AssistNetStage.load(art, device="cpu").predict([img], boxes=[box[None]])[0].instances
+    assert len(out1) == len(out2)
+    if len(out1):
+        assert out1.shapes[0].almost_equal(out2.shapes[0])
+    a.set_image(img)
+    res = a.predict(points=[box[:2] / 2 + box[2:] / 2], labels=[1], box=box)
+    assert res.backend == "assist_net"
+    if res.shape is not None:
+        bx = res.shape.bbox
+        assert bx[0] >= 0 and bx[1] >= 0 and bx[2] <= img.shape[1] and bx[3] <= img.shape[0]
+
+
+def test_grabcut_on_real_photo_returns_polygon(datasets_dir):
+    from models.data import dsmlr_training_set
+
+    ts = dsmlr_training_set(datasets_dir, limit=2)
+    img = ts.load_image(1)
+    a = make_assistant(
+        type(
+            "S",
+            (),
+            {
+                "assist_backend": "grabcut",
+                "cache_dir": "/nonexistent",
+                "device": "cpu",
+                "sam_checkpoint": None,
+            },
+        )()
+    )
+    a.set_image(img)
+    shape = max(ts.records[1].instances.shapes, key=lambda s: s.area)
+    res = a.predict(box=shape.bbox)
+    assert res.shape is not None and res.shape.area > 0.2 * shape.area
+
+
+def test_sam_random_vit_b_caches_embedding_and_makes_polygons(tmp_path):
+    pytest.importorskip("segment_anything")
+    from models.assist.sam import SamAssistant
+
+    img, _ = disc_image(48, 64)
+    a = SamAssistant("vit_b", None, cache_dir=tmp_path, device="cpu")
+    t0 = time.perf_counter()
+    a.set_image(img)
+    t_embed = time.perf_counter() - t0
+    assert not a.last_embedding_cached
+    files = list(tmp_path.rglob("*.npy"))
+    assert (
+        len(files) == 1
+        and np.load(files[0]).dtype == np.float16
+        and np.load(files[0]).shape == (1, 256, 64, 64)
+    )
+    res = a.predict(box=[10, 5, 50, 40])
+    assert res.backend == "sam_vit_b_random"
+    # drop the in-memory copy: the next set_image must read the fp16 file, not run the encoder
+    a.cache.memory.clear()
+    a.reset_image()
+    t0 = time.perf_counter()
+    a.set_image(img)
+    assert a.last_embedding_cached and time.perf_counter() - t0 < t_embed / 3
+    res_b = a.predict(box=[10, 5, 50, 40])
+    assert (res.shape is None) == (res_b.shape is None)
+    if res.shape is not None:
+        m_a, m_b = res.shape.to_mask(48, 64), res_b.shape.to_mask(48, 64)
+        assert mask_iou(m_a, m_b) > 0.9  # fp16 cache rounding may move a few pixels
+        assert res.shape.bbox[2] <= 64 and res.shape.bbox[3] <= 48
+    # the mask -> polygon path itself, on a decoder-shaped full-size mask with a hole and two parts
+    full = np.zeros((48, 64), dtype=bool)
+    full[5:30, 10:40] = True
+    full[12:20, 20:30] = False
+    full[35:45, 50:60] = True
+    from models.assist.sam import _crop_to_content
+
+    out = a._to_result(*_crop_to_content(full, 0.9))
+    assert len(out.shape.polygons) == 2 and out.shape.has_holes
+    np.testing.assert_array_equal(out.shape.to_mask(48, 64), full)
+
+
+def test_empty_or_degenerate_mask_gives_an_empty_result():
+    a = GrabCutAssistant(min_area=16)
+    res = a._to_result(np.zeros((10, 10), bool), 0.9)
+    assert res.shape is None and res.polygons == [] and res.score == 0.0
+    speck = np.zeros((10, 10), bool)
+    speck[3, 3] = True  # one pixel: below min_area
+    assert a._to_result(speck, 0.9).to_json() == {
+        "polygons": [],
+        "score": 0.0,
+        "backend": "grabcut",
+    }

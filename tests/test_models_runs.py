@@ -1,0 +1,132 @@
+"""Training, pre-annotation (resumable) and evaluation of stages through the database."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sqlmodel import select
+
+from db.models import ImagePrediction, Prediction
+
+
+@pytest.fixture
+def labelled_project(db_session, project, datasets_dir, tmp_path):
+    """Six dsmlr photos imported, labelled; two of them in the held-out split."""
+    from db.models import Image
+    from models.data import DSMLR_LABEL_MAP
+    from services.annotations import set_status
+    from services.imports import import_coco
+
+    root = datasets_dir / "car_parts_dsmlr" / "trainingset"
+    data = json.loads((root / "annotations.json").read_text())
+    keep = [
+        im for im in data["images"] if im["id"] in {a["image_id"] for a in data["annotations"]}
+    ][:6]
+    ids = {im["id"] for im in keep}
+    sub = {
+        "images": keep,
+        "categories": data["categories"],
+        "annotations": [a for a in data["annotations"] if a["image_id"] in ids],
+    }
+    path = tmp_path / "sub.json"
+    path.write_text(json.dumps(sub))
+    report = import_coco(
+        db_session,
+        project,
+        path,
+        images_dir=root / "JPEGImages",
+        label_map={**DSMLR_LABEL_MAP, "_background_": "hood"},
+    )
+    assert report.images_added == 6
+    images = db_session.exec(select(Image).order_by(Image.id)).all()
+    for k, im in enumerate(images):
+        set_status(db_session, image_id=im.id, status="labelled", author="t")
+        im.split = "test" if k >= 4 else "train"
+        db_session.add(im)
+    db_session.flush()
+    return project
+
+
+def test_train_predict_resume_evaluate(db_session, labelled_project):
+    from services.model_runs import evaluate_stage, predict_stage, resolve_version, train_stage
+
+    losses = []
+    mv = train_stage(
+        db_session,
+        labelled_project,
+        "albert",
+        config="tiny",
+        epochs=2,
+        device="cpu",
+        progress=lambda e, n, i: losses.append(i["loss"]),
+    )
+    assert mv.name == "albert-v1" and len(mv.sha256) == 64 and mv.metrics["train_images"] == 4
+    assert mv.train_snapshot["count"] == 4 and len(losses) == 2
+    mv2 = train_stage(db_session, labelled_project, "albert", config="tiny", epochs=1, device="cpu")
+    assert mv2.name == "albert-v2"
+    assert resolve_version(db_session, "albert", "v1").id == mv.id
+
+    n1 = predict_stage(
+        db_session, labelled_project, "albert", version="albert-v1", limit=2, device="cpu"
+    )
+    assert n1 == 2
+    n2 = predict_stage(db_session, labelled_project, "albert", version=1, device="cpu")
+    assert n2 == 4  # resumed: only the images not yet done
+    assert predict_stage(db_session, labelled_project, "albert", version=1, device="cpu") == 0
+    rows = db_session.exec(
+        select(ImagePrediction).where(ImagePrediction.model_version_id == mv.id)
+    ).all()
+    assert len(rows) == 6 and all(len(r.embedding) == 2 * 64 for r in rows)  # fp16 x dim 64
+    for p in db_session.exec(select(Prediction).where(Prediction.model_version_id == mv.id)).all():
+        assert len(p.probs["damage"]) == 27 and abs(sum(p.probs["part"]) - 1) < 1e-3
+        assert np.frombuffer(p.embedding, dtype=np.float16).shape == (64,)
+
+    figures = evaluate_stage(db_session, labelled_project, "albert", device="cpu")
+    assert figures["version"] == "albert-v2" and figures["images"] == 2
+    assert 0 <= figures["part"]["accuracy"] <= 1 and "coco" in figures["part"]
+
+
+def test_cli_train_and_evaluate_json(store, datasets_dir, labelled_project, db_session):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    db_session.commit()
+    runner = CliRunner()
+    r = runner.invoke(
+        app, ["train", "albert", "--config", "tiny", "--epochs", "1", "--device", "cpu"]
+    )
+    assert r.exit_code == 0, r.output
+    assert "registered albert-v1" in r.output
+    r = runner.invoke(app, ["evaluate", "albert", "--json", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output[r.output.index("{") :])["version"] == "albert-v1"
+    r = runner.invoke(app, ["predict", "albert", "--limit", "1", "--device", "cpu"])
+    assert r.exit_code == 0 and "predicted 1 image(s)" in r.output
+    r = runner.invoke(app, ["train", "nosuch"])
+    assert r.exit_code == 1 and "unknown stage 'nosuch'" in r.output
+
+
+def test_trained_assist_net_version_becomes_the_default_assistant(db_session, labelled_project):
+    from core.config import get_settings
+    from models.assist import make_assistant
+    from services.model_runs import train_stage
+
+    assert make_assistant(get_settings()).backend == "grabcut"  # fresh project: no trained net yet
+    mv = train_stage(
+        db_session, labelled_project, "assist_net", config="tiny", epochs=1, device="cpu"
+    )
+    assert mv.name == "assist_net-v1" and mv.metrics["train_parts"] > 0
+    a = make_assistant(get_settings())
+    assert a.backend == "assist_net" and a.version == "assist_net-v1"
+
+
+def test_embed_images_is_a_no_op_for_weight_free_back_ends(db_session, labelled_project):
+    from db.models import Image
+    from services.model_runs import embed_images
+
+    ids = [im.id for im in db_session.exec(select(Image)).all()]
+    out = embed_images(db_session, labelled_project, ids)
+    assert out == {"backend": "grabcut", "embedded": 0, "cached": 0}
