@@ -143,6 +143,30 @@ def dashboard(token: str) -> tuple:
     return summary, status_rows, group_rows, class_rows, thr_rows, model_rows
 
 
+def jobs_table(token: str) -> list[list[Any]]:
+    """Recent background jobs with their live progress (polled while the dashboard is open)."""
+    user = _user(token)
+    if user is None or not user_service.can(user, "dashboard"):
+        return []
+    from jobs.service import job_dict, list_jobs
+
+    with session_scope() as session:
+        rows = [job_dict(j) for j in list_jobs(session, limit=10)]
+    return [
+        [
+            r["id"],
+            r["kind"],
+            r["status"],
+            r["stage"] or "",
+            f"{100 * r['progress']:.0f}%",
+            "" if r["epoch"] is None else r["epoch"],
+            "" if r["loss"] is None else round(r["loss"], 4),
+            r["error"] or r["message"] or "",
+        ]
+        for r in rows
+    ]
+
+
 def export_file(token: str, fmt: str) -> str:
     _require(token, "export")
     from services import exports
@@ -269,12 +293,30 @@ def build_ui() -> gr.Blocks:
                             label="Photos",
                             elem_id="pb-upload-files",
                         )
-                        upload_btn = gr.Button("Add to project", size="sm", elem_id="pb-upload-button")
+                        upload_btn = gr.Button(
+                            "Add to project", size="sm", elem_id="pb-upload-button"
+                        )
                         upload_msg = gr.Markdown(elem_id="pb-upload-msg")
                     retrain_btn = gr.Button(
                         "Start retraining", variant="secondary", elem_id="pb-retrain"
                     )
                     retrain_msg = gr.Markdown(elem_id="pb-retrain-msg")
+                    jobs = gr.Dataframe(
+                        headers=[
+                            "job",
+                            "kind",
+                            "status",
+                            "stage",
+                            "progress",
+                            "epoch",
+                            "loss",
+                            "message",
+                        ],
+                        label="Background jobs (live)",
+                        interactive=False,
+                        elem_id="pb-dash-jobs",
+                    )
+                    jobs_timer = gr.Timer(2.0, active=False)  # started when the dashboard opens
                 with gr.Tab("Help", id="help", elem_id="pb-tab-help"):
                     gr.Markdown("### Keyboard shortcuts\n\n" + shortcuts_markdown())
 
@@ -289,7 +331,11 @@ def build_ui() -> gr.Blocks:
         coco_btn.click(lambda t: export_file(t, "coco"), [token], download)
         yolo_btn.click(lambda t: export_file(t, "yolo"), [token], download)
         ls_btn.click(lambda t: export_file(t, "label-studio"), [token], download)
-        retrain_btn.click(retrain, [token], retrain_msg)
+        retrain_btn.click(retrain, [token], retrain_msg).then(jobs_table, [token], jobs)
+        jobs_timer.tick(jobs_table, [token], jobs, show_progress="hidden")
+        dash_tab.select(jobs_table, [token], jobs).then(
+            lambda: gr.Timer(active=True), None, jobs_timer
+        )
         upload_btn.click(upload_photos, [token, upload_files], upload_msg).then(
             dashboard, [token], dash_outputs
         )
