@@ -208,26 +208,57 @@ def rollback(session: Session, stage: str, to: int | str | None = None) -> Model
     return set_promoted(session, target)
 
 
-def primary_metric(metrics: dict[str, Any]) -> tuple[str, float] | None:
+#: Each stage's primary metric (a dotted path into its metrics; ``holdout`` is where
+#: ``services.model_runs.evaluate_stage`` stores the held-out figures).
+STAGE_PRIMARY = {
+    "yolo_seg": ("holdout.part.coco.AP50", "holdout.part.macro_f1"),
+    "albert": ("holdout.damage.macro_f1", "holdout.part.macro_f1"),
+    "mask_rcnn": ("holdout.damage.coco.AP50", "holdout.damage.macro_f1"),
+    "part_classifier": ("holdout.accuracy", "holdout.macro_f1", "holdout.f1"),
+    "pipeline": ("holdout.part.macro_f1",),
+}
+
+
+def flatten_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """Nested metrics -> ``{"holdout.part.macro_f1": 0.4, ...}`` (numbers only)."""
+    out: dict[str, float] = {}
+    for k, v in (metrics or {}).items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten_metrics(v, key + "."))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[key] = float(v)
+    return out
+
+
+def primary_metric(metrics: dict[str, Any], stage: str | None = None) -> tuple[str, float] | None:
     """(key, value) of a version's primary metric (higher is better), or None.
 
-    A stage names it with ``metrics["primary_metric"]``; else the first of
-    :data:`PRIMARY_METRIC_FALLBACKS` that is a number.
+    Looked up in order: ``metrics["primary_metric"]`` (a key or dotted path), the stage's
+    :data:`STAGE_PRIMARY` paths, held-out figures named like :data:`PRIMARY_METRIC_FALLBACKS`,
+    then the same names at the top level (training-time figures).
     """
-    keys = [metrics["primary_metric"]] if isinstance(metrics.get("primary_metric"), str) else []
-    for key in [*keys, *PRIMARY_METRIC_FALLBACKS]:
-        v = metrics.get(key)
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            return key, float(v)
+    flat = flatten_metrics(metrics or {})
+    named = (
+        [metrics["primary_metric"]]
+        if isinstance((metrics or {}).get("primary_metric"), str)
+        else []
+    )
+    keys = [*named, *STAGE_PRIMARY.get(stage or "", ())]
+    keys += [f"holdout.{g}.{m}" for g in ("part", "damage") for m in ("macro_f1", "f1")]
+    keys += [f"holdout.{m}" for m in PRIMARY_METRIC_FALLBACKS] + list(PRIMARY_METRIC_FALLBACKS)
+    for key in keys:
+        if key in flat:
+            return key, flat[key]
     return None
 
 
 def is_better(candidate: ModelVersion, incumbent: ModelVersion | None) -> tuple[bool, str]:
     """Whether ``candidate`` beats ``incumbent`` on the primary metric, and why (a sentence)."""
-    new = primary_metric(candidate.metrics or {})
+    new = primary_metric(candidate.metrics or {}, candidate.stage)
     if incumbent is None:
         return True, f"{candidate.name} is the stage's first version"
-    old = primary_metric(incumbent.metrics or {})
+    old = primary_metric(incumbent.metrics or {}, incumbent.stage)
     if new is None:
         return False, f"{candidate.name} has no primary metric to compare"
     if old is None:

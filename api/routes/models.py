@@ -18,7 +18,7 @@ router = APIRouter(tags=["models"])
 
 
 def version_dict(mv: ModelVersion) -> dict[str, Any]:
-    pm = registry.primary_metric(mv.metrics or {})
+    pm = registry.primary_metric(mv.metrics or {}, mv.stage)
     snap = mv.train_snapshot or {}
     return {
         "id": mv.id,
@@ -100,7 +100,7 @@ def learning_curve_plot(
 
     series: dict[str, tuple[list[float], list[float]]] = {}
     for mv in registry.versions(session):
-        pm = registry.primary_metric(mv.metrics or {})
+        pm = registry.primary_metric(mv.metrics or {}, mv.stage)
         n = (mv.train_snapshot or {}).get("count")
         if pm is None or n is None:
             continue

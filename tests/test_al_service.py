@@ -1,0 +1,160 @@
+"""Selection through the store: scores stored, the queue reordered, held-out never picked."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sqlmodel import select
+
+from db.models import Image, ImagePrediction, ImageScore, ImageStatus, ModelVersion, Prediction
+
+BOX = [{"exterior": [[1, 1], [30, 1], [30, 30], [1, 30]], "holes": []}]
+
+
+def make_images(session, project, n=8):
+    ims = []
+    for i in range(n):
+        im = Image(
+            project_id=project.id,
+            path=f"/nowhere/{i}.jpg",
+            file_name=f"{i}.jpg",
+            sha256=f"{i:064x}",
+            width=64,
+            height=48,
+            import_order=i,
+        )
+        session.add(im)
+        ims.append(im)
+    session.flush()
+    return ims
+
+
+def add_version(session, stage="yolo_seg", promoted=True):
+    mv = ModelVersion(
+        stage=stage, version=1, name=f"{stage}-v1", path="/x", sha256="0", promoted=promoted
+    )
+    session.add(mv)
+    session.flush()
+    return mv
+
+
+def predict(session, mv, image, probs, emb=None, class_id=40):
+    session.add(
+        Prediction(
+            image_id=image.id,
+            model_version_id=mv.id,
+            class_id=class_id,
+            group="part",
+            geometry=BOX,
+            score=float(max(probs)),
+            probs={"part": list(map(float, probs))},
+        )
+    )
+    session.add(
+        ImagePrediction(
+            image_id=image.id,
+            model_version_id=mv.id,
+            embedding=None if emb is None else np.asarray(emb, np.float16).tobytes(),
+        )
+    )
+
+
+def test_uncertainty_select_orders_queue_and_stores_scores(db_session, project):
+    from active_learning.service import select as al_select
+    from services.images import queue_ids
+
+    ims = make_images(db_session, project)
+    mv = add_version(db_session)
+    conf = [0.95, 0.9, 0.6, 0.4, 0.99, 0.8, 0.35, 0.97]
+    for im, c in zip(ims, conf, strict=True):
+        rest = (1 - c) / 3
+        predict(db_session, mv, im, [c, rest, rest, rest])
+    ims[6].status = ImageStatus.labelled  # most uncertain, but already labelled
+    ims[3].split = "test"  # next most uncertain, but held out
+    db_session.add_all([ims[6], ims[3]])
+    db_session.flush()
+    before = queue_ids(db_session, project.id)
+    picks = al_select(db_session, project, strategy="uncertainty", k=2)
+    assert [p[0] for p in picks] == [ims[2].id, ims[5].id]
+    assert picks[0][1] > picks[1][1]
+    after = queue_ids(db_session, project.id)
+    assert after != before and after[:2] == [ims[2].id, ims[5].id]
+    # the other open images follow by uncertainty: 1 (0.9) before 0 (0.95) before 4 (0.99)
+    assert after.index(ims[1].id) < after.index(ims[0].id) < after.index(ims[4].id)
+    rows = db_session.exec(select(ImageScore).order_by(ImageScore.rank)).all()
+    assert [(r.image_id, r.rank, r.model_version_id) for r in rows] == [
+        (ims[2].id, 0, mv.id),
+        (ims[5].id, 1, mv.id),
+    ]
+
+
+def test_hybrid_and_kcenter_use_stage_embeddings(db_session, project):
+    from active_learning.service import select as al_select
+
+    ims = make_images(db_session, project, 10)
+    mv = add_version(db_session)
+    for i, im in enumerate(ims):
+        # images 0-7 sit together; 8 and 9 far away; 9 more uncertain than 8
+        emb = [0.0, 0.0] if i < 8 else [50.0, 50.0 + i]
+        c = 0.9 if i < 8 else (0.7 if i == 8 else 0.5)
+        predict(db_session, mv, im, [c, 1 - c], emb=emb)
+    ims[0].status = ImageStatus.labelled
+    db_session.add(ims[0])
+    db_session.flush()
+    info: dict = {}
+    kc = al_select(db_session, project, strategy="kcenter", k=1, info=info)
+    assert kc[0][0] in (ims[8].id, ims[9].id)
+    assert info["has_embeddings"] and "yolo_seg-v1" in info["notes"][0]
+    hy = al_select(db_session, project, strategy="hybrid", k=2)
+    assert {p[0] for p in hy} == {ims[8].id, ims[9].id}
+
+
+def test_random_works_without_models_and_uncertainty_explains(db_session, project):
+    from active_learning.service import select as al_select
+    from services.errors import Invalid
+
+    ims = make_images(db_session, project, 5)
+    ims[1].split = "test"
+    db_session.add(ims[1])
+    picks = al_select(db_session, project, strategy="random", k=10, seed=1)
+    assert len(picks) == 4 and ims[1].id not in {p[0] for p in picks}
+    with pytest.raises(Invalid, match="run pre-annotation first"):
+        al_select(db_session, project, strategy="uncertainty", k=2)
+    with pytest.raises(Invalid, match="choose one of"):
+        al_select(db_session, project, strategy="vibes", k=2)
+
+
+def test_cli_select_prints_json_and_explains_errors(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from core.config import reset_settings
+    from db.session import reset_engine
+
+    data = tmp_path / "data"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    from PIL import Image as PILImage
+
+    for i in range(4):
+        PILImage.new("RGB", (32, 24), (60 * i, 20, 200 - 40 * i)).save(photos / f"p{i}.jpg")
+    runner = CliRunner()
+    try:
+        r = runner.invoke(app, ["--data-dir", str(data), "import", "folder", str(photos)])
+        assert r.exit_code == 0, r.output
+        r = runner.invoke(
+            app,
+            ["--data-dir", str(data), "select", "--strategy", "cold_start", "--k", "2", "--json"],
+        )
+        assert r.exit_code == 0, r.output
+        out = json.loads(r.output)
+        assert len(out["selected"]) == 2 and out["pool"]["has_descriptors"]
+        r = runner.invoke(
+            app, ["--data-dir", str(data), "select", "--strategy", "uncertainty", "--k", "2"]
+        )
+        assert r.exit_code == 1 and "run pre-annotation first" in r.output
+    finally:
+        reset_engine()
+        reset_settings()
