@@ -76,11 +76,28 @@ def _read_bytes(path: Path) -> bytes:
         ) from e
 
 
-def _open_decoded(path: Path, data: bytes):
-    from PIL import Image, UnidentifiedImageError
+def _pil_open():
+    """Pillow's own ``Image.open``: Ultralytics replaces it with a wrapper that, on an
+    unreadable file, tries to pip-install a HEIF plugin instead of failing."""
+    import sys
 
+    from PIL import Image
+
+    patches = sys.modules.get("ultralytics.utils.patches")
+    if patches is not None and Image.open is getattr(patches, "image_open", None):
+        return patches._image_open
+    return Image.open
+
+
+def _open_decoded(path: Path, data: bytes):
+    from PIL import ImageFile, UnidentifiedImageError
+
+    # Ultralytics sets LOAD_TRUNCATED_IMAGES=True at import for its loaders, which would make
+    # Pillow pad a truncated file silently; imports must see truncation as an error.
+    tolerant = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
-        img = Image.open(io.BytesIO(data))
+        img = _pil_open()(io.BytesIO(data))
         img.load()  # full decode: truncated or corrupt data raises here
     except UnidentifiedImageError as e:
         raise ImageReadError(
@@ -92,6 +109,8 @@ def _open_decoded(path: Path, data: bytes):
             f"image {path}: the file is truncated or corrupt ({e}); "
             "re-export or re-download it, or remove it from the folder"
         ) from e
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = tolerant
     return img
 
 

@@ -42,6 +42,8 @@ from models.registry import register_stage
 def offline_ultralytics() -> None:
     """Never reach the network: no hub, no font or weight downloads, no telemetry."""
     os.environ["YOLO_OFFLINE"] = "1"
+    # No pip installs at run time either (Ultralytics would try, e.g. for a HEIF plugin).
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
     from ultralytics.utils import SETTINGS
 
     if SETTINGS.get("sync"):

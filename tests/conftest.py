@@ -19,6 +19,7 @@ requires_datasets = pytest.mark.skipif(
 # Several agents and CI share two cores: keep torch from oversubscribing them.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 
 
 @pytest.fixture
