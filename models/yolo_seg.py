@@ -39,6 +39,15 @@ from models.base import (
 from models.registry import register_stage
 
 
+def _total_loss(tloss) -> float | None:
+    """The trainer's running mean loss summed over its terms (a tensor in older
+    Ultralytics releases, a dict of tensors in newer ones)."""
+    if tloss is None:
+        return None
+    values = tloss.values() if isinstance(tloss, dict) else [tloss]
+    return float(sum(float(v.sum()) if hasattr(v, "sum") else float(v) for v in values))
+
+
 def offline_ultralytics() -> None:
     """Never reach the network: no hub, no font or weight downloads, no telemetry."""
     os.environ["YOLO_OFFLINE"] = "1"
@@ -230,7 +239,7 @@ class YoloSegStage:
                         cfg.epochs,
                         {
                             "epoch": tr.epoch + 1,
-                            "loss": float(tr.tloss.sum()) if tr.tloss is not None else None,
+                            "loss": _total_loss(tr.tloss),
                         },
                     ),
                 )
