@@ -121,16 +121,12 @@ class TrainingSet:
 
 def load_rgb(path: str | Path) -> np.ndarray:
     """Read an image file as ``(H, W, 3)`` uint8 RGB, EXIF orientation applied."""
-    from PIL import Image, ImageOps
+    from exports.image_files import ImageReadError, load_image_rgb
 
     try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            return np.asarray(im.convert("RGB"))
-    except (OSError, ValueError) as e:
-        raise FileNotFoundError(
-            f"cannot read image {path}: {e}. Check the file exists and is a photo."
-        ) from e
+        return load_image_rgb(path)
+    except ImageReadError as e:
+        raise FileNotFoundError(str(e)) from e
 
 
 def check_images(images: Sequence[np.ndarray]) -> None:
