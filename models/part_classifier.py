@@ -52,6 +52,12 @@ class PartClassifierConfig(StageConfig):
     label_smoothing: float = 0.1
     batch_size: int = 8
     epochs: int = 1
+    #: parts whose box is smaller than this (pixels^2) are not classified: [0.5, 0.5]
+    min_part_area: float = 0.0
+    #: opt-in, CPU only: int8 static quantization (torch.ao FX, x86 engine) of the inference
+    #: copy, calibrated on the first crops it classifies; ~3-4x faster than fp32. Measure its
+    #: agreement with fp32 on your data (bench/bench_models.py --int8) before turning it on.
+    int8: bool = False
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"crop_size": 64},
@@ -74,6 +80,24 @@ def part_crop(image: np.ndarray, shape: Shape, size: int) -> np.ndarray:
     inside = shape.translated(-x0, -y0).to_mask(y1 - y0, x1 - x0)
     crop[~inside] = (124, 116, 104)  # ImageNet mean: "nothing here" after normalisation
     return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def _quantize_int8(net, calib):
+    """int8 copy of ``net`` (x86 static quantization, FX graph mode), observers fed ``calib``
+    ``(B, 3, S, S)`` float."""
+    import warnings
+
+    import torch
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    torch.backends.quantized.engine = "x86"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepared = prepare_fx(net, get_default_qconfig_mapping("x86"), (calib[:1],))
+        with torch.inference_mode():
+            prepared(calib)
+        return convert_fx(prepared)
 
 
 def damaged_labels(
@@ -134,6 +158,32 @@ class PartClassifierStage:
         self.net = _build_net(self.config).eval()
         self.device, self.amp = resolve_device(self.config.device)
         self.net.to(self.device)
+        self._fast = None  # inference copy of self.net (BatchNorm folded), built lazily
+
+    def _inference_net(self, calib=None):
+        """On the CPU: a copy of the net with BatchNorm folded into the convolutions
+        (``torch.fx`` fuse) in channels-last layout, same weights and outputs up to float
+        rounding; int8 when ``config.int8`` (calibrated on ``calib``). Rebuilt after training
+        or loading (they reset ``_fast``). Elsewhere: the eager net.
+
+        Measured on this 2-core CPU at one thread, 8 crops of 224 px: eager ~575 ms, folded
+        channels-last ~555 ms, TorchScript freeze + optimize_for_inference ~530 ms (not
+        worth its ~4 s build), int8 ~140-200 ms. ResNet34 is compute-bound here."""
+        import torch
+
+        if self.device.type != "cpu":
+            return self.net
+        if self._fast is None:
+            import copy
+
+            from torch.fx.experimental.optimization import fuse
+
+            net = copy.deepcopy(self.net).eval()
+            if self.config.int8 and calib is not None:
+                self._fast = _quantize_int8(net, calib)
+            else:
+                self._fast = fuse(net).to(memory_format=torch.channels_last)
+        return self._fast
 
     def _batch(self, crops: list[np.ndarray]):
         import torch
@@ -147,18 +197,37 @@ class PartClassifierStage:
 
         if not crops:
             return np.zeros((0, 2), np.float32)
+        net = self._inference_net(self._batch(crops[:32]) if self.config.int8 else None)
         out = []
         with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.amp):
             for i in range(0, len(crops), 32):
-                out.append(
-                    self.net(self._batch(crops[i : i + 32])).float().softmax(-1).cpu().numpy()
-                )
+                x = self._batch(crops[i : i + 32])
+                if net is not self.net and not self.config.int8:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                out.append(net(x).float().softmax(-1).cpu().numpy())
         return np.concatenate(out)
 
     def classify_parts(self, image: np.ndarray, instances: Instances) -> np.ndarray:
-        return self.classify_crops(
-            [part_crop(image, s, self.config.crop_size) for s in instances.shapes]
-        )
+        return self.classify_many([(image, instances)])[0]
+
+    def classify_many(self, items: list[tuple[np.ndarray, Instances]]) -> list[np.ndarray]:
+        """``(N_i, 2)`` softmax per (image, parts) pair, all crops in one batched forward.
+
+        Parts whose box covers fewer than ``min_part_area`` pixels get no forward and the
+        uninformative [0.5, 0.5] (a crop that small upscaled to 224 px carries no evidence)."""
+        size, crops, where = self.config.crop_size, [], []
+        out = [np.full((len(inst), 2), 0.5, np.float32) for _, inst in items]
+        for k, (im, inst) in enumerate(items):
+            for j, s in enumerate(inst.shapes):
+                x0, y0, x1, y1 = s.bbox
+                if (x1 - x0) * (y1 - y0) >= self.config.min_part_area:
+                    crops.append(part_crop(im, s, size))
+                    where.append((k, j))
+        if crops:
+            p = self.classify_crops(crops)
+            for (k, j), row in zip(where, p, strict=True):
+                out[k][j] = row
+        return out
 
     def predict(self, images: list[np.ndarray]) -> list[ImageResult]:
         """Without part polygons to classify, the whole photo is one region."""
@@ -248,6 +317,7 @@ class PartClassifierStage:
             if progress:
                 progress(epoch + 1, cfg.epochs, {"epoch": epoch + 1, "loss": history[-1]})
         net.eval()
+        self._fast = None  # the weights changed: rebuild the inference copy
         probs = self.classify_crops(crops)
         acc = float((probs.argmax(1) == labels).mean())
         metrics = {
@@ -286,4 +356,5 @@ class PartClassifierStage:
                 f"model file {path} does not fit ResNet34 + 2-class head ({e}); retrain it"
             ) from e
         st.net.eval()
+        st._fast = None
         return st

@@ -105,3 +105,62 @@ def test_yolo_returns_class_vectors_and_embeddings_of_kept_detections(images):
     cols = [stage.class_ids.index(int(c)) for c in inst.class_ids]
     assert (inst.probs["part"].argmax(1) == np.asarray(cols)).all()
     assert inst.embeddings is not None and len(inst.embeddings) == len(inst)
+
+
+def test_part_classifier_fast_paths_agree_with_eager():
+    """The BatchNorm-folded channels-last copy gives the eager net's probabilities; the
+    opt-in int8 copy is quantized and agrees on the winning class; tiny parts are skipped."""
+    import torch
+
+    from core.geometry import Shape
+    from core.instances import Instances
+    from models.part_classifier import PartClassifierConfig, PartClassifierStage
+
+    rng = np.random.default_rng(3)
+    crops = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(6)]
+    st = PartClassifierStage(PartClassifierConfig.from_preset("tiny", device="cpu"))
+    fast = st.classify_crops(crops)
+    assert st._fast is not None and st._fast is not st.net
+    with torch.inference_mode():
+        eager = st.net(st._batch(crops)).softmax(-1).numpy()
+    np.testing.assert_allclose(fast, eager, atol=1e-4)
+    q = PartClassifierStage(PartClassifierConfig.from_preset("tiny", device="cpu", int8=True))
+    q.net.load_state_dict(st.net.state_dict())
+    pq = q.classify_crops(crops)
+    assert any("quantized" in str(type(m)).lower() for m in q._fast.modules())
+    np.testing.assert_allclose(pq.sum(1), 1, atol=1e-4)
+    assert (pq.argmax(1) == fast.argmax(1)).mean() >= 0.8
+    # a part below min_part_area gets no forward and the uninformative [0.5, 0.5]
+    st.config.min_part_area = 100
+    img = crops[0]
+    inst = Instances(
+        shapes=[Shape.from_box(0, 0, 5, 5), Shape.from_box(0, 0, 40, 40)],
+        class_ids=np.zeros(2, np.int64),
+    )
+    p = st.classify_parts(img, inst)
+    np.testing.assert_allclose(p[0], [0.5, 0.5])
+    np.testing.assert_allclose(p[1], st.classify_crops([part_crop_of(img, inst, 1)])[0], atol=1e-5)
+
+
+def part_crop_of(img, inst, k):
+    from models.part_classifier import part_crop
+
+    return part_crop(img, inst.shapes[k], 64)
+
+
+def test_pipeline_overlapped_batch_equals_one_by_one(images):
+    """Several photos per call run ResNet in a worker thread beside YOLO: same results as
+    one photo per call."""
+    stage = build(
+        "pipeline",
+        {"preset": "tiny", "device": "cpu", "yolo": {"conf": 0.0, "max_det": 3}},
+    )
+    batch = stage.predict(images)
+    one = [stage.predict([im])[0] for im in images]
+    assert sum(len(r.instances) for r in batch) > 0
+    for a, b in zip(batch, one, strict=True):
+        assert len(a.instances) == len(b.instances)
+        np.testing.assert_allclose(
+            a.instances.probs["damaged"], b.instances.probs["damaged"], atol=1e-5
+        )
+        assert a.instances.data["damaged_prob"] == pytest.approx(b.instances.data["damaged_prob"])
