@@ -27,7 +27,9 @@ def as_ring(points: object, *, where: str = "polygon") -> np.ndarray:
     arr = np.asarray(points, dtype=np.float64)
     if arr.ndim == 1:
         if arr.size % 2:
-            raise GeometryError(f"{where}: a flat coordinate list needs an even length, got {arr.size}")
+            raise GeometryError(
+                f"{where}: a flat coordinate list needs an even length, got {arr.size}"
+            )
         arr = arr.reshape(-1, 2)
     if arr.ndim != 2 or arr.shape[1] != 2:
         raise GeometryError(f"{where}: expected points shaped (K, 2), got {arr.shape}")
@@ -120,11 +122,17 @@ class Shape:
             polys.append(Polygon(as_ring(p["exterior"], where=f"polygon {i + 1}"), holes))
         return cls(tuple(polys))
 
-    def to_json(self, ndigits: int = 2) -> list[dict]:
-        def r(a: np.ndarray) -> list[list[float]]:
-            return a.round(ndigits).tolist()
+    def to_json(self, ndigits: int = 2, *, arrays: bool = False) -> list[dict]:
+        """The JSON form, coordinates rounded to ``ndigits``. With ``arrays`` the rings stay
+        numpy arrays, for writers that serialise numpy themselves (orjson in bulk imports)."""
 
-        return [{"exterior": r(p.exterior), "holes": [r(h) for h in p.holes]} for p in self.polygons]
+        def r(a: np.ndarray):
+            rounded = a.round(ndigits)
+            return rounded if arrays else rounded.tolist()
+
+        return [
+            {"exterior": r(p.exterior), "holes": [r(h) for h in p.holes]} for p in self.polygons
+        ]
 
     # -- measures --------------------------------------------------------------
     @property
@@ -134,12 +142,17 @@ class Shape:
     @property
     def bbox(self) -> np.ndarray:
         """``[x0, y0, x1, y1]`` float64."""
-        pts = np.concatenate([p.exterior for p in self.polygons])
-        return np.array([*pts.min(axis=0), *pts.max(axis=0)], dtype=np.float64)
+        polys = self.polygons
+        pts = polys[0].exterior if len(polys) == 1 else np.concatenate([p.exterior for p in polys])
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        return np.array([lo[0], lo[1], hi[0], hi[1]], dtype=np.float64)
 
     @property
     def has_holes(self) -> bool:
-        return any(p.holes for p in self.polygons)
+        for p in self.polygons:
+            if p.holes:
+                return True
+        return False
 
     @property
     def num_vertices(self) -> int:
@@ -318,7 +331,9 @@ def masks_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
 
 
-def ellipse_ring(cx: float, cy: float, rx: float, ry: float, theta: float = 0.0, n: int = 32) -> np.ndarray:
+def ellipse_ring(
+    cx: float, cy: float, rx: float, ry: float, theta: float = 0.0, n: int = 32
+) -> np.ndarray:
     """A polygon approximating an ellipse (VIA's circle and ellipse shapes)."""
     t = np.linspace(0, 2 * math.pi, n, endpoint=False)
     x, y = rx * np.cos(t), ry * np.sin(t)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+from sqlalchemy import String, type_coerce
 from sqlmodel import Session, select
 
 from core.geometry import Shape
@@ -62,15 +63,22 @@ def collect_records(
     images = list(session.exec(img_stmt.order_by(Image.import_order, Image.id)))
     wanted = {img.id for img in images}
 
+    # Attributes come back as text and are parsed only when not empty: most are "{}".
     ann_stmt = select(
-        Annotation.image_id, Annotation.id, Annotation.class_id, Annotation.geometry, Annotation.attributes
+        Annotation.image_id,
+        Annotation.id,
+        Annotation.class_id,
+        Annotation.geometry,
+        type_coerce(Annotation.attributes, String),
     ).where(Annotation.deleted == False)  # noqa: E712
     if group:
         ann_stmt = ann_stmt.where(Annotation.group == group)
     if split or status:
         ann_stmt = ann_stmt.where(Annotation.image_id.in_(wanted))
     by_image: dict[int, list[tuple]] = defaultdict(list)
-    for image_id, ann_id, class_id, geometry, attributes in session.exec(ann_stmt.order_by(Annotation.id)):
+    for image_id, ann_id, class_id, geometry, attributes in session.exec(
+        ann_stmt.order_by(Annotation.id)
+    ):
         if image_id in wanted:
             by_image[image_id].append((ann_id, class_id, geometry, attributes))
 
@@ -82,7 +90,7 @@ def collect_records(
             Instances(
                 shapes=[Shape.from_json(g, trusted=True) for _, _, g, _ in rows],
                 class_ids=np.array([c for _, c, _, _ in rows], dtype=np.int64),
-                attributes=[dict(a or {}) for *_, a in rows],
+                attributes=[_attributes(a) for *_, a in rows],
                 data={"annotation_id": [i for i, *_ in rows]},
             )
             if rows
@@ -105,7 +113,16 @@ def collect_records(
     return records
 
 
-def _pending_predictions(session: Session, image_ids: set[int], group: str | None) -> dict[int, list[dict]]:
+def _attributes(raw: str | dict | None) -> dict[str, Any]:
+    # SQLite hands back the text; PostgreSQL's driver has already decoded the JSON.
+    if isinstance(raw, str):
+        return orjson.loads(raw) if raw != "{}" else {}
+    return dict(raw or {})
+
+
+def _pending_predictions(
+    session: Session, image_ids: set[int], group: str | None
+) -> dict[int, list[dict]]:
     stmt = (
         select(Prediction, ModelVersion.name)
         .join(ModelVersion, ModelVersion.id == Prediction.model_version_id)
@@ -149,7 +166,9 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def export_coco(session: Session, project: Project, out_path: str | Path, **filters) -> dict[str, int]:
+def export_coco(
+    session: Session, project: Project, out_path: str | Path, **filters
+) -> dict[str, int]:
     from exports import coco
 
     records = collect_records(session, project, **filters)
@@ -165,7 +184,9 @@ def export_yolo(
 
     group = filters.get("group")
     records = collect_records(session, project, **filters)
-    yolo.write(records, project_taxonomy(project), Path(out_dir), copy_images=copy_images, group=group)
+    yolo.write(
+        records, project_taxonomy(project), Path(out_dir), copy_images=copy_images, group=group
+    )
     return {"images": len(records), "annotations": sum(len(r.instances) for r in records)}
 
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert
+import orjson
+from sqlalchemy import func
 from sqlmodel import Session, select
 
 from core.records import ImageRecord, LabelResolver, ParseReport
@@ -62,7 +63,13 @@ def _read_json(path: Path) -> Any:
 
 
 def import_folder(
-    session: Session, project: Project, path: str | Path, *, label_map=None, progress: Progress | None = None, **_
+    session: Session,
+    project: Project,
+    path: str | Path,
+    *,
+    label_map=None,
+    progress: Progress | None = None,
+    **_,
 ) -> ImportReport:
     """Every image under ``path`` (recursively), without labels."""
     folder = Path(path)
@@ -72,20 +79,42 @@ def import_folder(
         ImageRecord(file_name=str(p.relative_to(folder)), width=0, height=0)
         for p in list_image_files(folder)
     ]
-    return _store(session, project, records, ParseReport(), folder, str(folder), AnnotationSource.imported, progress)
+    return _store(
+        session,
+        project,
+        records,
+        ParseReport(),
+        folder,
+        str(folder),
+        AnnotationSource.imported,
+        progress,
+    )
 
 
-def import_coco(session, project, path, *, images_dir=None, label_map=None, progress=None) -> ImportReport:
+def import_coco(
+    session, project, path, *, images_dir=None, label_map=None, progress=None
+) -> ImportReport:
     from exports import coco
 
     path = Path(path)
     resolver = LabelResolver(project_taxonomy(project), label_map)
     records, report = coco.parse(_read_json(path), resolver, source=str(path))
     resolver.raise_if_unknown(str(path))
-    return _store(session, project, records, report, Path(images_dir or path.parent), str(path), AnnotationSource.imported, progress)
+    return _store(
+        session,
+        project,
+        records,
+        report,
+        Path(images_dir or path.parent),
+        str(path),
+        AnnotationSource.imported,
+        progress,
+    )
 
 
-def import_via(session, project, path, *, images_dir=None, label_map=None, progress=None) -> ImportReport:
+def import_via(
+    session, project, path, *, images_dir=None, label_map=None, progress=None
+) -> ImportReport:
     from exports import via
 
     path = Path(path)
@@ -93,32 +122,69 @@ def import_via(session, project, path, *, images_dir=None, label_map=None, progr
     resolver = LabelResolver(project_taxonomy(project), label_map)
     records, report = via.parse(_read_json(path), resolver, source=str(path), images_dir=images_dir)
     resolver.raise_if_unknown(str(path))
-    return _store(session, project, records, report, images_dir, str(path), AnnotationSource.imported, progress)
+    return _store(
+        session,
+        project,
+        records,
+        report,
+        images_dir,
+        str(path),
+        AnnotationSource.imported,
+        progress,
+    )
 
 
-def import_yolo(session, project, path, *, images_dir=None, label_map=None, progress=None) -> ImportReport:
+def import_yolo(
+    session, project, path, *, images_dir=None, label_map=None, progress=None
+) -> ImportReport:
     from exports import yolo
 
     path = Path(path)
     resolver = LabelResolver(project_taxonomy(project), label_map)
     records, report = yolo.parse(path, resolver, source=str(path))
     resolver.raise_if_unknown(str(path))
-    return _store(session, project, records, report, Path(images_dir or path.parent), str(path), AnnotationSource.imported, progress)
+    return _store(
+        session,
+        project,
+        records,
+        report,
+        Path(images_dir or path.parent),
+        str(path),
+        AnnotationSource.imported,
+        progress,
+    )
 
 
-def import_label_studio(session, project, path, *, images_dir=None, label_map=None, progress=None) -> ImportReport:
+def import_label_studio(
+    session, project, path, *, images_dir=None, label_map=None, progress=None
+) -> ImportReport:
     from exports import label_studio
 
     path = Path(path)
     images_dir = Path(images_dir or path.parent)
     resolver = LabelResolver(project_taxonomy(project), label_map)
-    records, report = label_studio.parse(_read_json(path), resolver, source=str(path), images_dir=images_dir)
+    records, report = label_studio.parse(
+        _read_json(path), resolver, source=str(path), images_dir=images_dir
+    )
     resolver.raise_if_unknown(str(path))
-    return _store(session, project, records, report, images_dir, str(path), AnnotationSource.imported, progress)
+    return _store(
+        session,
+        project,
+        records,
+        report,
+        images_dir,
+        str(path),
+        AnnotationSource.imported,
+        progress,
+    )
 
 
 def import_uploads(
-    session: Session, project: Project, files: Iterable[tuple[str, bytes]], *, progress: Progress | None = None
+    session: Session,
+    project: Project,
+    files: Iterable[tuple[str, bytes]],
+    *,
+    progress: Progress | None = None,
 ) -> ImportReport:
     """Images uploaded through the browser or the API: stored under the data dir's media
     folder by content hash (so a re-upload is a no-op), then imported like a folder."""
@@ -133,7 +199,9 @@ def import_uploads(
     rejected: list[str] = []
     for name, data in files:
         if not is_image_file(name):
-            rejected.append(f"{name}: not an image file name (jpg, png, webp, bmp or tiff); skipped")
+            rejected.append(
+                f"{name}: not an image file name (jpg, png, webp, bmp or tiff); skipped"
+            )
             continue
         digest = hashlib.sha256(data).hexdigest()
         target = media / f"{digest}{Path(name).suffix.lower()}"
@@ -141,8 +209,19 @@ def import_uploads(
             tmp = target.with_suffix(target.suffix + ".part")
             tmp.write_bytes(data)
             tmp.replace(target)
-        records.append(ImageRecord(file_name=Path(name).name, width=0, height=0, meta={"path": str(target)}))
-    report = _store(session, project, records, ParseReport(), media, "upload", AnnotationSource.imported, progress)
+        records.append(
+            ImageRecord(file_name=Path(name).name, width=0, height=0, meta={"path": str(target)})
+        )
+    report = _store(
+        session,
+        project,
+        records,
+        ParseReport(),
+        media,
+        "upload",
+        AnnotationSource.imported,
+        progress,
+    )
     report.images_failed += len(rejected)
     report.messages += rejected
     return report
@@ -178,7 +257,7 @@ def _read_all(paths: list[Path]) -> list[ImageInfo | ImageReadError]:
 
 
 def _geometry_key(class_id: int, geometry: list[dict]) -> str:
-    return f"{class_id}:{json.dumps(geometry, separators=(',', ':'))}"
+    return f"{class_id}:{orjson.dumps(geometry, option=orjson.OPT_SERIALIZE_NUMPY).decode()}"
 
 
 def _store(
@@ -204,7 +283,10 @@ def _store(
         img.sha256: img for img in session.exec(select(Image).where(Image.project_id == project.id))
     }
     next_order = (
-        session.exec(select(func.max(Image.import_order)).where(Image.project_id == project.id)).one() or 0
+        session.exec(
+            select(func.max(Image.import_order)).where(Image.project_id == project.id)
+        ).one()
+        or 0
     ) + 1
     now = utcnow()
     new_images: list[dict[str, Any]] = []
@@ -220,7 +302,11 @@ def _store(
             out.instances_failed += n
             out.messages.append(f"{record.file_name}: {info}")
             continue
-        if record.width and record.height and (record.width, record.height) != (info.width, info.height):
+        if (
+            record.width
+            and record.height
+            and (record.width, record.height) != (info.width, info.height)
+        ):
             out.messages.append(
                 f"{record.file_name}: the labels say {record.width}x{record.height} but the file is "
                 f"{info.width}x{info.height}; labels kept in the file's pixel space as given"
@@ -229,11 +315,14 @@ def _store(
             {
                 "class_id": int(cid),
                 "group": group_of[int(cid)],
-                "geometry": shape.to_json(),
+                "geometry": shape.to_json(arrays=True),  # the engine's orjson writes numpy
                 "attributes": attrs or {},
             }
             for shape, cid, attrs in zip(
-                record.instances.shapes, record.instances.class_ids, record.instances.attributes, strict=True
+                record.instances.shapes,
+                record.instances.class_ids,
+                record.instances.attributes,
+                strict=True,
             )
         ]
         image = existing_by_hash.get(info.sha256)
@@ -258,7 +347,10 @@ def _store(
                     "status": "new",
                     "annotation_version": 0,
                     "import_order": next_order + len(new_images),
-                    "meta": {"source": source, **({"source_meta": record.meta} if record.meta else {})},
+                    "meta": {
+                        "source": source,
+                        **({"source_meta": record.meta} if record.meta else {}),
+                    },
                     "created_at": now,
                     "updated_at": now,
                 }
@@ -267,7 +359,7 @@ def _store(
             pending_annotations.append((info.sha256, rows))
 
     if new_images:
-        session.execute(insert(Image), new_images)
+        session.connection().execute(Image.__table__.insert(), new_images)
     image_ids = dict(
         session.exec(select(Image.sha256, Image.id).where(Image.project_id == project.id)).all()
     )
@@ -277,7 +369,8 @@ def _store(
     if touched:
         for image_id, class_id, geometry in session.exec(
             select(Annotation.image_id, Annotation.class_id, Annotation.geometry).where(
-                Annotation.image_id.in_(touched), Annotation.deleted == False  # noqa: E712
+                Annotation.image_id.in_(touched),
+                Annotation.deleted == False,  # noqa: E712
             )
         ):
             known.add((image_id, _geometry_key(class_id, geometry)))
@@ -303,7 +396,7 @@ def _store(
                 }
             )
     if new_annotations:
-        session.execute(insert(Annotation), new_annotations)
+        session.connection().execute(Annotation.__table__.insert(), new_annotations)
     out.images_added = len(new_images)
     out.instances_added = len(new_annotations)
     session.flush()

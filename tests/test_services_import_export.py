@@ -40,10 +40,14 @@ def run_import(kind, path, **kw):
 def test_dsmlr_import_is_complete_and_idempotent(any_store, datasets_dir):
     root = datasets_dir / "car_parts_dsmlr" / "trainingset"
     label_map = load_label_map(DSMLR_MAP)
-    report = run_import("coco", root / "annotations.json", images_dir=root / "JPEGImages", label_map=label_map)
+    report = run_import(
+        "coco", root / "annotations.json", images_dir=root / "JPEGImages", label_map=label_map
+    )
     assert report.images_added == 400 and report.images_failed == 0
     assert report.instances_added == 3073 and report.instances_failed == 0
-    again = run_import("coco", root / "annotations.json", images_dir=root / "JPEGImages", label_map=label_map)
+    again = run_import(
+        "coco", root / "annotations.json", images_dir=root / "JPEGImages", label_map=label_map
+    )
     assert (again.images_added, again.instances_added) == (0, 0)
     assert (again.images_skipped, again.instances_skipped) == (400, 3073)
     assert counts() == (400, 3073)
@@ -66,8 +70,15 @@ def test_unknown_labels_stop_the_import_and_list_every_one(store, datasets_dir):
 def test_leaky_duplicates_are_kept_once(store, datasets_dir):
     root = datasets_dir / "car_damage_v0" / "customImages"
     label_map = {"damage": "damage"}
-    train = run_import("via", root / "train" / "via_region_data.json", images_dir=root / "train", label_map=label_map)
-    val = run_import("via", root / "val" / "via_region_data.json", images_dir=root / "val", label_map=label_map)
+    train = run_import(
+        "via",
+        root / "train" / "via_region_data.json",
+        images_dir=root / "train",
+        label_map=label_map,
+    )
+    val = run_import(
+        "via", root / "val" / "via_region_data.json", images_dir=root / "val", label_map=label_map
+    )
     assert train.images_added == 49
     assert val.images_skipped >= 3  # image80/65/78 are byte copies of train images
     with session_scope() as s:
@@ -98,7 +109,12 @@ def test_malformed_coco_changes_nothing(store, tmp_path):
 def test_export_filters_and_cli(store, datasets_dir, tmp_path):
     root = datasets_dir / "coco_car_damage"
     label_map = {"damage": "damage", "headlamp": "left_headlight", "door": "front_left_door"}
-    run_import("coco", root / "train" / "COCO_mul_train_annos.json", images_dir=root / "train", label_map=label_map)
+    run_import(
+        "coco",
+        root / "train" / "COCO_mul_train_annos.json",
+        images_dir=root / "train",
+        label_map=label_map,
+    )
     out = tmp_path / "out.json"
     with session_scope() as s:
         project = get_or_create_project(s)
@@ -114,7 +130,9 @@ def test_export_filters_and_cli(store, datasets_dir, tmp_path):
     result = CliRunner().invoke(app, ["--data-dir", str(store), "stats", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["annotations"] == n_part
-    bad = CliRunner().invoke(app, ["--data-dir", str(store), "export", "coco", str(out), "--group", "bodywork"])
+    bad = CliRunner().invoke(
+        app, ["--data-dir", str(store), "export", "coco", str(out), "--group", "bodywork"]
+    )
     assert bad.exit_code == 1 and "--group 'bodywork'" in bad.output
 
 
@@ -129,8 +147,15 @@ def test_cli_import_reports_counts(tmp_path, datasets_dir):
     try:
         result = CliRunner().invoke(
             app,
-            ["--data-dir", str(data_dir), "import", "via", str(tmp_path / "val" / "via_region_data.json"),
-             "--images", str(tmp_path / "val")],
+            [
+                "--data-dir",
+                str(data_dir),
+                "import",
+                "via",
+                str(tmp_path / "val" / "via_region_data.json"),
+                "--images",
+                str(tmp_path / "val"),
+            ],
         )
         assert result.exit_code == 0, result.output
         assert "images 15 added" in result.output
@@ -151,3 +176,29 @@ def test_uploads_are_stored_by_hash_and_deduplicated(store):
     with session_scope() as s:
         img = s.exec(select(Image)).one()
         assert Path(img.path).parent == store / "media" and (img.width, img.height) == (12, 10)
+
+
+def test_attributes_survive_export_on_both_databases(any_store, tmp_path):
+    from services.annotations import save_annotations
+
+    folder = tmp_path / "p"
+    folder.mkdir()
+    PILImage.fromarray(np.full((40, 50, 3), 90, np.uint8)).save(folder / "a.png")
+    run_import("folder", folder)
+    square = [{"exterior": [[5, 5], [30, 5], [30, 30], [5, 30]]}]
+    with session_scope() as s:
+        image_id = s.exec(select(Image.id)).one()
+        attrs = {"severity": "severe", "fake": True, "fake_note": "painted on", "occluded": False}
+        save_annotations(
+            s,
+            image_id=image_id,
+            expected_version=0,
+            author="a",
+            annotations=[
+                {"class_name": "dent", "geometry": square, "attributes": attrs},
+                {"class_name": "hood", "geometry": square},
+            ],
+        )
+    with session_scope() as s:
+        records = collect_records(s, get_or_create_project(s))
+    assert records[0].instances.attributes == [attrs, {}]
