@@ -24,6 +24,7 @@ from core.instances import Instances
 from core.records import SPLITS, ImageRecord
 from core.taxonomy import GROUPS
 from db.models import Annotation, Image, ImageStatus, ModelVersion, Prediction, Project
+from services.bulk import without_gc
 from services.errors import Invalid
 from services.projects import project_taxonomy
 
@@ -39,6 +40,7 @@ def _check_filters(split: str | None, group: str | None, status: str | None) -> 
                 raise Invalid(f"--status {s!r} must be one of {', '.join(ImageStatus.__members__)}")
 
 
+@without_gc
 def collect_records(
     session: Session,
     project: Project,
@@ -166,6 +168,7 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+@without_gc
 def export_coco(
     session: Session, project: Project, out_path: str | Path, **filters
 ) -> dict[str, int]:
@@ -177,6 +180,7 @@ def export_coco(
     return {"images": len(data["images"]), "annotations": len(data["annotations"])}
 
 
+@without_gc
 def export_yolo(
     session: Session, project: Project, out_dir: str | Path, *, copy_images: bool = True, **filters
 ) -> dict[str, int]:
@@ -190,6 +194,7 @@ def export_yolo(
     return {"images": len(records), "annotations": sum(len(r.instances) for r in records)}
 
 
+@without_gc
 def export_label_studio(
     session: Session,
     project: Project,

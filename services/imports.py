@@ -26,6 +26,7 @@ from db.models import Annotation, AnnotationSource, Image, Project, utcnow
 from exports.errors import FormatError, ImageReadError
 from exports.image_files import ImageInfo, list_image_files, read_image_info
 from exports.splits import split_for
+from services.bulk import without_gc
 from services.projects import project_taxonomy
 
 Progress = Callable[[int, int], None]
@@ -62,6 +63,7 @@ def _read_json(path: Path) -> Any:
         raise FormatError(f"{path}: not valid JSON ({e}); is it the right file?") from e
 
 
+@without_gc
 def import_folder(
     session: Session,
     project: Project,
@@ -91,6 +93,7 @@ def import_folder(
     )
 
 
+@without_gc
 def import_coco(
     session, project, path, *, images_dir=None, label_map=None, progress=None
 ) -> ImportReport:
@@ -112,6 +115,7 @@ def import_coco(
     )
 
 
+@without_gc
 def import_via(
     session, project, path, *, images_dir=None, label_map=None, progress=None
 ) -> ImportReport:
@@ -134,6 +138,7 @@ def import_via(
     )
 
 
+@without_gc
 def import_yolo(
     session, project, path, *, images_dir=None, label_map=None, progress=None
 ) -> ImportReport:
@@ -155,6 +160,7 @@ def import_yolo(
     )
 
 
+@without_gc
 def import_label_studio(
     session, project, path, *, images_dir=None, label_map=None, progress=None
 ) -> ImportReport:
@@ -179,6 +185,7 @@ def import_label_studio(
     )
 
 
+@without_gc
 def import_uploads(
     session: Session,
     project: Project,
