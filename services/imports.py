@@ -93,25 +93,53 @@ def import_folder(
     )
 
 
-@without_gc
-def import_coco(
-    session, project, path, *, images_dir=None, label_map=None, progress=None
+def _import_labelled(
+    session: Session,
+    project: Project,
+    path: str | Path,
+    parse: Callable[..., tuple[list[ImageRecord], ParseReport]],
+    *,
+    images_dir: str | Path | None,
+    label_map: dict[str, str] | None,
+    progress: Progress | None,
+    reads_json: bool = True,
+    passes_images_dir: bool = False,
 ) -> ImportReport:
-    from exports import coco
-
+    """Parse a label file with ``parse``, stop on unknown labels, then store it."""
     path = Path(path)
+    images_dir = Path(images_dir or path.parent)
     resolver = LabelResolver(project_taxonomy(project), label_map)
-    records, report = coco.parse(_read_json(path), resolver, source=str(path))
+    source = _read_json(path) if reads_json else path
+    extra = {"images_dir": images_dir} if passes_images_dir else {}
+    records, report = parse(source, resolver, source=str(path), **extra)
     resolver.raise_if_unknown(str(path))
     return _store(
         session,
         project,
         records,
         report,
-        Path(images_dir or path.parent),
+        images_dir,
         str(path),
         AnnotationSource.imported,
         progress,
+    )
+
+
+@without_gc
+def import_coco(
+    session, project, path, *, images_dir=None, label_map=None, progress=None
+) -> ImportReport:
+    """A COCO instances file (polygons, RLE; also COCO-Annotator's flavour)."""
+    from exports import coco
+
+    return _import_labelled(
+        session,
+        project,
+        path,
+        coco.parse,
+        images_dir=images_dir,
+        label_map=label_map,
+        progress=progress,
     )
 
 
@@ -119,22 +147,18 @@ def import_coco(
 def import_via(
     session, project, path, *, images_dir=None, label_map=None, progress=None
 ) -> ImportReport:
+    """A VGG Image Annotator 1.x/2.x file; entries whose image is missing are reported."""
     from exports import via
 
-    path = Path(path)
-    images_dir = Path(images_dir or path.parent)
-    resolver = LabelResolver(project_taxonomy(project), label_map)
-    records, report = via.parse(_read_json(path), resolver, source=str(path), images_dir=images_dir)
-    resolver.raise_if_unknown(str(path))
-    return _store(
+    return _import_labelled(
         session,
         project,
-        records,
-        report,
-        images_dir,
-        str(path),
-        AnnotationSource.imported,
-        progress,
+        path,
+        via.parse,
+        images_dir=images_dir,
+        label_map=label_map,
+        progress=progress,
+        passes_images_dir=True,
     )
 
 
@@ -142,21 +166,18 @@ def import_via(
 def import_yolo(
     session, project, path, *, images_dir=None, label_map=None, progress=None
 ) -> ImportReport:
+    """An Ultralytics segmentation dataset, from its data.yaml."""
     from exports import yolo
 
-    path = Path(path)
-    resolver = LabelResolver(project_taxonomy(project), label_map)
-    records, report = yolo.parse(path, resolver, source=str(path))
-    resolver.raise_if_unknown(str(path))
-    return _store(
+    return _import_labelled(
         session,
         project,
-        records,
-        report,
-        Path(images_dir or path.parent),
-        str(path),
-        AnnotationSource.imported,
-        progress,
+        path,
+        yolo.parse,
+        images_dir=images_dir,
+        label_map=label_map,
+        progress=progress,
+        reads_json=False,
     )
 
 
@@ -164,24 +185,18 @@ def import_yolo(
 def import_label_studio(
     session, project, path, *, images_dir=None, label_map=None, progress=None
 ) -> ImportReport:
+    """A Label Studio JSON export (polygons, brush RLE, rectangles)."""
     from exports import label_studio
 
-    path = Path(path)
-    images_dir = Path(images_dir or path.parent)
-    resolver = LabelResolver(project_taxonomy(project), label_map)
-    records, report = label_studio.parse(
-        _read_json(path), resolver, source=str(path), images_dir=images_dir
-    )
-    resolver.raise_if_unknown(str(path))
-    return _store(
+    return _import_labelled(
         session,
         project,
-        records,
-        report,
-        images_dir,
-        str(path),
-        AnnotationSource.imported,
-        progress,
+        path,
+        label_studio.parse,
+        images_dir=images_dir,
+        label_map=label_map,
+        progress=progress,
+        passes_images_dir=True,
     )
 
 

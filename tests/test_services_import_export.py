@@ -202,3 +202,80 @@ def test_attributes_survive_export_on_both_databases(any_store, tmp_path):
     with session_scope() as s:
         records = collect_records(s, get_or_create_project(s))
     assert records[0].instances.attributes == [attrs, {}]
+
+
+@pytest.mark.parametrize("fmt", ["coco", "yolo", "label-studio"])
+def test_store_round_trip_through_each_export(tmp_path, fmt):
+    """import(export(x)) through the store: same images, classes and masks."""
+    from conftest import configure_store
+
+    from core.config import reset_settings
+    from db.session import reset_engine
+    from services import exports
+    from services.annotations import save_annotations
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(3):
+        PILImage.fromarray(np.full((60, 80, 3), 30 + 50 * i, np.uint8)).save(folder / f"p{i}.png")
+    holed = [
+        {
+            "exterior": [[5, 5], [45, 5], [45, 45], [5, 45]],
+            "holes": [[[15, 15], [30, 15], [30, 30], [15, 30]]],
+        }
+    ]
+    two_parts = [
+        {"exterior": [[50, 5], [70, 5], [70, 20]]},
+        {"exterior": [[50, 30], [75, 30], [75, 55], [50, 55]]},
+    ]
+    try:
+        configure_store(tmp_path / "a")
+        run_import("folder", folder)
+        with session_scope() as s:
+            for image_id in s.exec(select(Image.id)).all():
+                save_annotations(
+                    s,
+                    image_id=image_id,
+                    expected_version=0,
+                    author="a",
+                    annotations=[
+                        {"class_name": "dent", "geometry": holed},
+                        {"class_name": "hood", "geometry": two_parts},
+                    ],
+                )
+        out = tmp_path / "out"
+        with session_scope() as s:
+            project = get_or_create_project(s)
+            before = {r.sha256: r for r in collect_records(s, project)}
+            if fmt == "coco":
+                exports.export_coco(s, project, out / "c.json")
+            elif fmt == "yolo":
+                exports.export_yolo(s, project, out)
+            else:
+                exports.export_label_studio(s, project, out / "ls.json")
+        configure_store(tmp_path / "b")
+        if fmt == "coco":
+            run_import("coco", out / "c.json", images_dir=folder)
+        elif fmt == "yolo":
+            run_import("yolo", out / "data.yaml")
+        else:
+            run_import("label-studio", out / "ls.json", images_dir=folder)
+        with session_scope() as s:
+            after = {r.sha256: r for r in collect_records(s, get_or_create_project(s))}
+        assert set(after) == set(before)
+        for sha, rec in before.items():
+            got = after[sha]
+            assert sorted(got.instances.class_ids.tolist()) == sorted(
+                rec.instances.class_ids.tolist()
+            )
+            for want in rec.instances.shapes:
+                m = want.to_mask(rec.height, rec.width)
+                best = max(
+                    (m & g.to_mask(rec.height, rec.width)).sum()
+                    / (m | g.to_mask(rec.height, rec.width)).sum()
+                    for g in got.instances.shapes
+                )
+                assert best >= 0.95, f"{fmt}: a shape came back with IoU {best:.3f}"
+    finally:
+        reset_engine()
+        reset_settings()
