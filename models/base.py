@@ -287,6 +287,20 @@ def load_checkpoint(
     return payload
 
 
+def restore_weights(module: Any, state_dict: dict, path: str | Path, architecture: str) -> None:
+    """Load a checkpoint's weights into ``module`` and switch it to eval mode.
+
+    Raises CheckpointError naming the file when the weights do not fit the architecture.
+    """
+    try:
+        module.load_state_dict(state_dict)
+    except RuntimeError as e:
+        raise CheckpointError(
+            f"model file {path} does not fit {architecture} ({e}); retrain it"
+        ) from e
+    module.eval()
+
+
 def taxonomy_counts(taxonomy: Taxonomy) -> dict[str, int]:
     """Class count per group, the shape contract between a checkpoint and its heads."""
     return {g: len(taxonomy.group(g)) for g in ("damage", "fake", "part")}

@@ -29,6 +29,7 @@ from models.base import (
     limit_cpu_threads,
     load_checkpoint,
     resolve_device,
+    restore_weights,
     save_checkpoint,
     taxonomy_counts,
 )
@@ -239,11 +240,5 @@ class MaskRCNNStage:
         payload = load_checkpoint(path, stage=cls.name, class_counts=taxonomy_counts(taxonomy))
         cfg = MaskRCNNConfig.from_dict({**payload["config"], "device": device, "weights": None})
         st = cls(cfg, taxonomy)
-        try:
-            st.net.load_state_dict(payload["state_dict"])
-        except RuntimeError as e:
-            raise CheckpointError(
-                f"model file {path} does not fit Mask R-CNN's architecture ({e}); retrain it"
-            ) from e
-        st.net.eval()
+        restore_weights(st.net, payload["state_dict"], path, "Mask R-CNN's architecture")
         return st

@@ -30,6 +30,7 @@ from models.base import (
     limit_cpu_threads,
     load_checkpoint,
     resolve_device,
+    restore_weights,
     save_checkpoint,
 )
 from models.registry import register_stage
@@ -349,12 +350,6 @@ class PartClassifierStage:
             {**payload["config"], "device": device, "backbone_weights": None}
         )
         st = cls(cfg, taxonomy)
-        try:
-            st.net.load_state_dict(payload["state_dict"])
-        except RuntimeError as e:
-            raise CheckpointError(
-                f"model file {path} does not fit ResNet34 + 2-class head ({e}); retrain it"
-            ) from e
-        st.net.eval()
+        restore_weights(st.net, payload["state_dict"], path, "ResNet34 + 2-class head")
         st._fast = None
         return st

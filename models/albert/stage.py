@@ -27,7 +27,6 @@ from models.albert.config import AlbertConfig
 from models.albert.losses import Target, albert_loss
 from models.albert.model import AlbertModel
 from models.base import (
-    CheckpointError,
     Progress,
     TrainingSet,
     TrainResult,
@@ -35,6 +34,7 @@ from models.base import (
     limit_cpu_threads,
     load_checkpoint,
     resolve_device,
+    restore_weights,
     save_checkpoint,
     taxonomy_counts,
 )
@@ -341,13 +341,7 @@ class AlbertStage:
         payload = load_checkpoint(path, stage=cls.name, class_counts=taxonomy_counts(taxonomy))
         cfg = AlbertConfig.from_dict({**payload["config"], "device": device, "vit_weights": None})
         stage = cls(cfg, taxonomy)
-        try:
-            stage.model.load_state_dict(payload["state_dict"])
-        except RuntimeError as e:
-            raise CheckpointError(
-                f"model file {path} does not fit ALBERT's architecture ({e}); retrain it"
-            ) from e
-        stage.model.eval()
+        restore_weights(stage.model, payload["state_dict"], path, "ALBERT's architecture")
         return stage
 
     def evaluate(self, dataset: TrainingSet) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from models.base import (
     limit_cpu_threads,
     load_checkpoint,
     resolve_device,
+    restore_weights,
     save_checkpoint,
 )
 from models.registry import register_stage
@@ -373,18 +374,11 @@ class AssistNetStage:
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto", **_: Any) -> AssistNetStage:
-        from models.base import CheckpointError
 
         payload = load_checkpoint(path, stage=cls.name)
         cfg = AssistNetConfig.from_dict({**payload["config"], "device": device})
         stage = cls(cfg)
-        try:
-            stage.net.load_state_dict(payload["state_dict"])
-        except RuntimeError as e:
-            raise CheckpointError(
-                f"model file {path} does not fit the assist_net architecture ({e}); retrain it"
-            ) from e
-        stage.net.eval()
+        restore_weights(stage.net, payload["state_dict"], path, "the assist_net architecture")
         return stage
 
 
