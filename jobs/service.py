@@ -33,6 +33,11 @@ def create_job(
 
     params = validate_params(kind, dict(params or {}))
     job = Job(kind=kind, params=params, created_by=created_by, status=JobStatus.queued)
+    return _enqueue(session, job)
+
+
+def _enqueue(session: Session, job: Job) -> Job:
+    """Commit the row first (the worker reads it), then hand its id to the task queue."""
     session.add(job)
     session.commit()
     job.task_id = queue.enqueue(job.id)
@@ -98,13 +103,7 @@ def retry_job(session: Session, job_id: int) -> Job:
     job.progress = 0.0
     job.stage = None
     job.finished_at = None
-    session.add(job)
-    session.commit()
-    job.task_id = queue.enqueue(job.id)
-    session.add(job)
-    session.commit()
-    session.refresh(job)
-    return job
+    return _enqueue(session, job)
 
 
 def job_dict(job: Job) -> dict[str, Any]:

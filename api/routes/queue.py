@@ -33,35 +33,37 @@ def _step(
     }
 
 
-@router.get("/queue/next")
-def queue_next(
-    after_id: int | None = None,
+def queue_filters(
     status: str | None = Query(
         default=None, description="comma-separated; default: new,in_progress,rejected"
     ),
     split: str | None = None,
     class_id: int | None = None,
     flagged: bool | None = None,
+) -> dict[str, Any]:
+    """The queue's filters, shared by next and previous."""
+    return {"status": status, "split": split, "class_id": class_id, "flagged": flagged}
+
+
+@router.get("/queue/next")
+def queue_next(
+    after_id: int | None = None,
+    filters: dict[str, Any] = Depends(queue_filters),
     user: User = Depends(require("view")),
     project: Project = Depends(current_project),
     session: Session = Depends(db_session),
 ) -> dict[str, Any]:
     """The photo after ``after_id`` in queue order (active-learning score, else import order)."""
-    filters = {"status": status, "split": split, "class_id": class_id, "flagged": flagged}
     return _step("next", session, project, after_id, filters)
 
 
 @router.get("/queue/previous")
 def queue_previous(
     after_id: int | None = None,
-    status: str | None = None,
-    split: str | None = None,
-    class_id: int | None = None,
-    flagged: bool | None = None,
+    filters: dict[str, Any] = Depends(queue_filters),
     user: User = Depends(require("view")),
     project: Project = Depends(current_project),
     session: Session = Depends(db_session),
 ) -> dict[str, Any]:
     """The photo before ``after_id`` in queue order."""
-    filters = {"status": status, "split": split, "class_id": class_id, "flagged": flagged}
     return _step("previous", session, project, after_id, filters)
