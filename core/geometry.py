@@ -295,7 +295,7 @@ def mask_to_shape(
     hierarchy = hierarchy[0]
     polys = []
     for i, cnt in enumerate(contours):
-        if hierarchy[i][3] != -1:  # a hole; collected with its parent
+        if hierarchy[i][3] != -1 or _too_small(cnt, min_area):  # holes go with their parent
             continue
         ext = _contour_to_ring(cnt, tolerance)
         if ext is None or ring_area(ext) < min_area:
@@ -303,15 +303,26 @@ def mask_to_shape(
         holes = []
         child = hierarchy[i][2]
         while child != -1:
-            hole = _contour_to_ring(contours[child], tolerance)
-            if hole is not None and ring_area(hole) >= min_area:
-                holes.append(hole)
+            if not _too_small(contours[child], min_area):
+                hole = _contour_to_ring(contours[child], tolerance)
+                if hole is not None and ring_area(hole) >= min_area:
+                    holes.append(hole)
             child = hierarchy[child][0]
         polys.append(Polygon(ext, tuple(holes)))
     if not polys:
         return None
     polys.sort(key=lambda p: -p.area)
     return Shape(tuple(polys))
+
+
+def _too_small(cnt: np.ndarray, min_area: float) -> bool:
+    """Whether no ring made of this contour's points can reach ``min_area``: simplification
+    keeps a subset of the points, so the area is at most that of their bounding box. A cheap
+    exact test that spares the thousands of specks of a noisy mask the Python path."""
+    import cv2
+
+    _, _, w, h = cv2.boundingRect(cnt)
+    return (w - 1) * (h - 1) / 4.0 < min_area  # 2x contour pixels -> original pixels
 
 
 def _contour_to_ring(cnt: np.ndarray, tolerance: float) -> np.ndarray | None:

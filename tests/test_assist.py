@@ -245,3 +245,120 @@ def test_grabcut_beats_box_baseline_on_real_photos(datasets_dir):
     assert r["parts"] >= 30
     assert r["mean_iou"] >= r["box_mean_iou"], r
     assert time.perf_counter() - t0 < 15
+
+
+@pytest.fixture(scope="module")
+def sam_random():
+    """One random-weight ViT-B assistant (the model is shared per process by _load_sam)."""
+    pytest.importorskip("segment_anything")
+    from models.assist.sam import SamAssistant
+
+    return SamAssistant("vit_b", None, cache_dir=None, device="cpu")
+
+
+def _blob_logits(rng: np.random.Generator, n: int = 256):
+    """(1, 1, n, n) logits: a few smooth bumps minus a level, so the positive part is a
+    partial, irregular region (sometimes touching the grid's border)."""
+    import torch
+
+    yy, xx = np.mgrid[0:n, 0:n]
+    z = np.zeros((n, n))
+    for _ in range(rng.integers(1, 4)):
+        cy, cx = rng.uniform(-10, n + 10, 2)
+        s = rng.uniform(4, 50)
+        z += rng.uniform(1, 3) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s * s))
+    z += 0.05 * rng.standard_normal((n, n))
+    return torch.from_numpy((z - 0.8).astype(np.float32))[None, None]
+
+
+def test_sam_upsample_window_equals_postprocess_masks(sam_random):
+    """The windowed upsampling gives exactly SAM's thresholded full-size mask."""
+    import torch
+
+    from models.assist.sam_decode import upsample_window
+
+    model = sam_random.predictor.model
+    rng = np.random.default_rng(0)
+    cases = [((1024, 1024), (1024, 1024)), ((768, 1024), (768, 1024)), ((1024, 700), (1024, 700))]
+    cases.append(((1024, 768), (600, 450)))  # a small photo: SAM upsampled it, fallback path
+    for input_size, original_size in cases:
+        for _ in range(6):
+            logits = _blob_logits(rng)
+            with torch.inference_mode():
+                want = (model.postprocess_masks(logits, input_size, original_size) > 0)[0, 0]
+                win, (x0, y0) = upsample_window(model, logits, input_size, original_size)
+            want = want.numpy()
+            got = np.zeros_like(want)
+            if win is not None:
+                got[y0 : y0 + win.shape[0], x0 : x0 + win.shape[1]] = win
+            np.testing.assert_array_equal(got, want, err_msg=f"{input_size} {original_size}")
+    with torch.inference_mode():
+        empty = upsample_window(
+            model, torch.full((1, 1, 256, 256), -1.0), (1024, 1024), (1024, 1024)
+        )
+    assert empty == (None, (0, 0))
+
+
+def test_sam_predict_equals_sam_predictor(sam_random):
+    """Best candidate, score and mask equal SamPredictor.predict's (random weights, a cached
+    random embedding, so no encoder run)."""
+    import torch
+
+    from models.assist.base import image_sha256
+
+    a = sam_random
+    img = np.random.default_rng(1).integers(0, 255, (768, 1024, 3), dtype=np.uint8)
+    gen = torch.Generator().manual_seed(0)
+    # scale the random embedding down so the random decoder gives partial masks
+    a.cache.put(image_sha256(img), 0.3 * torch.randn(1, 256, 64, 64, generator=gen).numpy())
+    a.set_image(img)
+    assert a.last_embedding_cached
+    prompts = [
+        ([], [], np.array([100.0, 200.0, 600.0, 500.0])),
+        ([[500.0, 300.0]], [1], None),  # a lone click: three candidates
+        ([[300.0, 300.0], [700.0, 400.0]], [1, 0], np.array([50.0, 60.0, 900.0, 700.0])),
+    ]
+    for pts, labs, box in prompts:
+        pts, labs = (
+            np.asarray(pts, dtype=np.float64).reshape(-1, 2),
+            np.asarray(labs, dtype=np.int64),
+        )
+        with torch.inference_mode():
+            masks, scores, _ = a.predictor.predict(
+                point_coords=pts.astype(np.float32) if len(pts) else None,
+                point_labels=labs if len(labs) else None,
+                box=None if box is None else box.astype(np.float32),
+                multimask_output=box is None and len(pts) == 1,
+            )
+        best = int(np.argmax(scores))
+        assert 0.01 < masks[best].mean() < 0.99  # neither empty nor full
+        state = a._state
+        assert state is not None  # ViT-B's decoder takes the cached path
+        for cached_decoder in (True, False):  # DecoderState, and SAM's decoder as fallback
+            a._state = state if cached_decoder else None
+            crop, score, (x0, y0) = a._predict_mask(pts, labs, box)
+            got = np.zeros_like(masks[best])
+            got[y0 : y0 + crop.shape[0], x0 : x0 + crop.shape[1]] = crop
+            if cached_decoder:  # float32 sums in another order: a pixel at ~0 may flip
+                assert mask_iou(got, masks[best]) >= 0.999
+            else:
+                np.testing.assert_array_equal(got, masks[best])
+            assert score == pytest.approx(float(scores[best]), abs=1e-5)
+        a._state = state
+    # the cached decoder's logits are SAM's up to float32 rounding
+    p = a.predictor
+    with torch.inference_mode():
+        sparse, dense = p.model.prompt_encoder(
+            points=(torch.tensor([[[400.0, 300.0]]]), torch.tensor([[1]])), boxes=None, masks=None
+        )
+        want = p.model.mask_decoder(
+            image_embeddings=p.features,
+            image_pe=p.model.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=True,
+        )
+        got = state.decode(sparse, True)
+    torch.testing.assert_close(got[0], want[0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(got[1], want[1], rtol=0, atol=1e-5)
+    assert want[0].abs().max() > 0.01  # not a vacuous comparison

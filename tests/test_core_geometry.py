@@ -14,8 +14,13 @@ from core.geometry import (
 )
 from core.instances import Instances
 
-SQUARE_WITH_HOLE = [{"exterior": [[1, 1], [7, 1], [7, 7], [1, 7]], "holes": [[[3, 3], [5, 3], [5, 5], [3, 5]]]}]
-TWO_PARTS = [{"exterior": [[0, 0], [2, 0], [2, 2], [0, 2]]}, {"exterior": [[4, 4], [8, 4], [8, 8], [4, 8]]}]
+SQUARE_WITH_HOLE = [
+    {"exterior": [[1, 1], [7, 1], [7, 7], [1, 7]], "holes": [[[3, 3], [5, 3], [5, 5], [3, 5]]]}
+]
+TWO_PARTS = [
+    {"exterior": [[0, 0], [2, 0], [2, 2], [0, 2]]},
+    {"exterior": [[4, 4], [8, 4], [8, 8], [4, 8]]},
+]
 
 
 @pytest.mark.parametrize(
@@ -77,9 +82,9 @@ def test_ious():
     b = np.zeros((4, 4), bool)
     b[1:3] = True
     assert mask_iou(a, b) == pytest.approx(4 / 12)
-    assert box_iou(np.array([[0, 0, 2, 2]]), np.array([[1, 1, 3, 3], [5, 5, 6, 6]])) == pytest.approx(
-        np.array([[1 / 7, 0]])
-    )
+    assert box_iou(
+        np.array([[0, 0, 2, 2]]), np.array([[1, 1, 3, 3], [5, 5, 6, 6]])
+    ) == pytest.approx(np.array([[1 / 7, 0]]))
 
 
 def test_json_round_trip():
@@ -100,3 +105,24 @@ def test_instances_validate_and_slice():
         Instances(shapes, [1, 2], probs={"damage": np.ones((3, 27))})
     with pytest.raises(ValueError, match="class_ids has 1 entries but there are 2 shapes"):
         Instances(shapes, [1])
+
+
+def test_speck_prefilter_never_changes_the_traced_shape(monkeypatch):
+    """The bounding-box test that skips specks early gives exactly the shapes of the full path."""
+    import core.geometry as g
+
+    rng = np.random.default_rng(7)
+    masks = [rng.random((120, 160)) > p for p in (0.5, 0.6, 0.7)]
+    masks.append(np.pad(np.ones((6, 6), bool), 20))  # area 36: kept at 16, dropped at 40
+    cases = [(1.0, 16.0), (1.0, 4.0), (0.0, 0.5), (2.0, 40.0)]
+    fast = [g.mask_to_shape(m, tolerance=t, min_area=a) for m in masks for t, a in cases]
+    monkeypatch.setattr(g, "_too_small", lambda cnt, min_area: False)
+    full = [g.mask_to_shape(m, tolerance=t, min_area=a) for m in masks for t, a in cases]
+    assert fast[-3] is not None and fast[-1] is None
+    for a, b in zip(fast, full, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert len(a.polygons) == len(b.polygons)
+            for p, q in zip(a.polygons, b.polygons, strict=True):
+                np.testing.assert_array_equal(p.exterior, q.exterior)
+                assert len(p.holes) == len(q.holes)
