@@ -1,16 +1,22 @@
 """Mask R-CNN baseline on damage polygons (torchvision ``maskrcnn_resnet50_fpn``), weights
 from a local path or none. One more voter for active learning and a yardstick for ALBERT.
 
-``probs["damage"]`` is ``(N, n_damage + 1)`` laid out like ALBERT's (columns follow
-``taxonomy.head_index``, last = no-object). torchvision's post-processing keeps only the
-winning class's score, so the vector is that score on the class and the rest on no-object;
-it sums to 1 but is not the box head's full softmax.
+``probs["damage"]`` is ``(N, n_damage + 1)`` float32, laid out like ALBERT's (columns
+follow ``taxonomy.head_index``, last = no-object): the box head's full softmax over the
+proposal each detection came from (torchvision's background column 0 moved last), so the
+detection's score is the entry in its class's column. ``embeddings`` are ``(N, 1024)``
+float32, the box head's representation (TwoMLPHead ``fc7``) of that proposal.
+``image_embedding`` is ``(1024,)`` float32: the FPN levels P2-P5 average-pooled over the
+image (padding excluded) and concatenated. torchvision's post-processing drops all of this,
+so :func:`_track_detections` swaps in a RoIHeads subclass that follows each detection's
+proposal through the very same steps; boxes, labels, scores and masks are unchanged.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -105,6 +111,7 @@ class MaskRCNNStage:
             self.net.load_state_dict(
                 {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}, strict=False
             )
+        _track_detections(self.net.roi_heads)
         self.device, self.amp = resolve_device(self.config.device)
         self.net.to(self.device).eval()
 
@@ -128,20 +135,23 @@ class MaskRCNNStage:
                 cids.append(self.class_ids[lab - 1])
                 scores.append(float(det["scores"][i]))
                 keep.append(i)
-            n_cls = len(self.class_ids) + 1
-            probs = np.zeros((len(keep), n_cls), np.float32)
-            if keep:
-                for r, i in enumerate(keep):
-                    lab = int(det["labels"][i])
-                    probs[r, lab - 1] = scores[r]
-                    probs[r, -1] = 1 - scores[r]
+            probs = det["class_probs"].float().cpu().numpy()[keep]
+            # torchvision's column 0 is background; ours put no-object last (ALBERT's layout)
+            probs = np.concatenate([probs[:, 1:], probs[:, :1]], axis=1)
             inst = Instances(
                 shapes=shapes,
                 class_ids=np.asarray(cids, np.int64),
                 scores=np.asarray(scores),
                 probs={"damage": probs},
+                embeddings=det["box_features"].float().cpu().numpy()[keep],
             )
-            out.append(ImageResult(inst, meta={"stage": self.name}))
+            out.append(
+                ImageResult(
+                    inst,
+                    image_embedding=det["image_embedding"].float().cpu().numpy(),
+                    meta={"stage": self.name},
+                )
+            )
         return out
 
     def train(
@@ -242,3 +252,107 @@ class MaskRCNNStage:
         st = cls(cfg, taxonomy)
         restore_weights(st.net, payload["state_dict"], path, "Mask R-CNN's architecture")
         return st
+
+
+#: FPN levels pooled into the image embedding. "pool" is P5 subsampled by 2 (nothing new).
+IMAGE_LEVELS = ("0", "1", "2", "3")
+#: their strides in input pixels (ResNet-FPN: P2-P5)
+LEVEL_STRIDES = (4, 8, 16, 32)
+
+
+def _track_detections(roi_heads) -> None:
+    """Make a torchvision ``RoIHeads`` also return, per kept detection, ``class_probs`` (the
+    box head's full softmax, background first), ``box_features`` (its 1024-d representation)
+    and, per image, ``image_embedding``. Swapping the class keeps the modules, parameters and
+    state-dict keys as they are, so checkpoints of plain torchvision load unchanged."""
+    cls = _tracking_roi_heads_class()
+    if not isinstance(roi_heads, cls):
+        roi_heads.__class__ = cls
+        roi_heads._box_feats = None
+        # the box head's output is computed inside RoIHeads.forward and not returned
+        roi_heads.box_head.register_forward_hook(roi_heads._keep_box_feats)
+
+
+@cache
+def _tracking_roi_heads_class():
+    import torch
+    import torch.nn.functional as F
+    from torchvision.models.detection.roi_heads import RoIHeads
+    from torchvision.ops import boxes as box_ops
+
+    class TrackingRoIHeads(RoIHeads):
+        def _keep_box_feats(self, module, inputs, output) -> None:
+            self._box_feats = None if self.training else output
+
+        def forward(self, features, proposals, image_shapes, targets=None):
+            result, losses = super().forward(features, proposals, image_shapes, targets)
+            if self.training:
+                return result, losses
+            pooled = _image_embeddings(features, image_shapes)
+            feats = self._box_feats.split([len(p) for p in proposals])
+            for r, src, probs, f, emb in zip(
+                result, self._src, self._probs, feats, pooled, strict=True
+            ):
+                r["class_probs"], r["box_features"], r["image_embedding"] = probs, f[src], emb
+            self._box_feats = self._src = self._probs = None
+            return result, losses
+
+        def postprocess_detections(self, class_logits, box_regression, proposals, image_shapes):
+            """torchvision's own steps (0.2x), line for line, with ``src``: the proposal each
+            surviving (proposal, class) pair came from, carried through every filter."""
+            device = class_logits.device
+            num_classes = class_logits.shape[-1]
+            boxes_per_image = [len(p) for p in proposals]
+            pred_boxes = self.box_coder.decode(box_regression, proposals)
+            pred_scores = F.softmax(class_logits, -1)
+            all_boxes, all_scores, all_labels = [], [], []
+            self._src, self._probs = [], []
+            for boxes, scores, image_shape in zip(
+                pred_boxes.split(boxes_per_image, 0),
+                pred_scores.split(boxes_per_image, 0),
+                image_shapes,
+                strict=True,
+            ):
+                full = scores
+                boxes = box_ops.clip_boxes_to_image(boxes, image_shape)
+                labels = torch.arange(num_classes, device=device).view(1, -1).expand_as(scores)
+                src = torch.arange(len(scores), device=device).view(-1, 1).expand_as(scores)
+                boxes, scores, labels, src = boxes[:, 1:], scores[:, 1:], labels[:, 1:], src[:, 1:]
+                boxes = boxes.reshape(-1, 4)
+                scores, labels, src = scores.reshape(-1), labels.reshape(-1), src.reshape(-1)
+                inds = torch.where(scores > self.score_thresh)[0]
+                boxes, scores, labels, src = boxes[inds], scores[inds], labels[inds], src[inds]
+                keep = box_ops.remove_small_boxes(boxes, min_size=1e-2)
+                boxes, scores, labels, src = boxes[keep], scores[keep], labels[keep], src[keep]
+                keep = box_ops.batched_nms(boxes, scores, labels, self.nms_thresh)
+                keep = keep[: self.detections_per_img]
+                boxes, scores, labels, src = boxes[keep], scores[keep], labels[keep], src[keep]
+                all_boxes.append(boxes)
+                all_scores.append(scores)
+                all_labels.append(labels)
+                self._src.append(src)
+                self._probs.append(full[src])
+            return all_boxes, all_scores, all_labels
+
+    return TrackingRoIHeads
+
+
+def _image_embeddings(features, image_shapes) -> list:
+    """Per image ``(256 * len(IMAGE_LEVELS),)``: each FPN level averaged over the cells that
+    hold the image (the batch is zero-padded to a common size divisible by 32; padding would
+    dilute the mean by an amount that depends on the aspect ratio), levels concatenated.
+    Concatenated rather than averaged so that fine (P2) and coarse (P5) evidence stay apart:
+    P2-P5 span texture to whole-car layout, which is what tells photos apart for diversity
+    sampling. 1024 values, the size of an instance embedding."""
+    import torch
+
+    out = []
+    for b, (h, w) in enumerate(image_shapes):
+        parts = []
+        for name, stride in zip(IMAGE_LEVELS, LEVEL_STRIDES, strict=True):
+            f = features[name][b]
+            rows = min(f.shape[-2], -(-h // stride))
+            cols = min(f.shape[-1], -(-w // stride))
+            parts.append(f[:, :rows, :cols].float().mean((1, 2)))
+        out.append(torch.cat(parts))
+    return out

@@ -5,7 +5,11 @@ greyed out, resized to 224x224. It is labelled damaged when the damage polygons 
 least ``damaged_share`` of the part's area. Head: Dropout 0.4 + Linear(2); layer1/2 frozen;
 AdamW groups layer3 1e-4, layer4 2e-4, head 5e-4 (weight decay 1e-4); cosine T_max 30;
 cross-entropy with label smoothing 0.1; the POC's augmentations.
-``probs["damaged"]`` is ``(N, 2)`` softmax = [undamaged, damaged].
+``probs["damaged"]`` is ``(N, 2)`` softmax = [undamaged, damaged]. ``embeddings`` are
+``(N, 512)`` float32: ResNet34's average-pooled features of each crop (what the head sees,
+before dropout and the linear layer), taken from the same forward as the probabilities.
+``image_embedding`` is ``(512,)`` float32, the mean of the classified parts' embeddings
+(None when no part was classified).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -35,6 +39,8 @@ from models.base import (
 )
 from models.registry import register_stage
 
+#: ResNet34's pooled feature width: the size of an embedding
+EMBED_DIM = 512
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
@@ -67,6 +73,21 @@ class PartClassifierConfig(StageConfig):
     }
 
 
+class PartFeatures(NamedTuple):
+    """What the classifier says about one image's N parts."""
+
+    probs: np.ndarray  #: (N, 2) float32 softmax [undamaged, damaged]; [0.5, 0.5] if skipped
+    embeddings: np.ndarray  #: (N, 512) float32 pooled ResNet34 features; zeros if skipped
+    classified: np.ndarray  #: (N,) bool, False for parts skipped for their size
+
+    def image_embedding(self) -> np.ndarray | None:
+        """``(512,)`` float32 mean of the classified parts' embeddings; None without any
+        (a zero vector would pose as a real image in diversity sampling)."""
+        if not self.classified.any():
+            return None
+        return self.embeddings[self.classified].mean(0).astype(np.float32)
+
+
 def part_crop(image: np.ndarray, shape: Shape, size: int) -> np.ndarray:
     """``(size, size, 3)`` uint8: the part's box, pixels outside its polygon set to grey."""
     import cv2
@@ -81,6 +102,13 @@ def part_crop(image: np.ndarray, shape: Shape, size: int) -> np.ndarray:
     inside = shape.translated(-x0, -y0).to_mask(y1 - y0, x1 - x0)
     crop[~inside] = (124, 116, 104)  # ImageNet mean: "nothing here" after normalisation
     return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def _body_forward(net, x):
+    """ResNet34 up to its average pool: ``(B, 512)``, what ``net.fc`` receives."""
+    x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+    x = net.layer4(net.layer3(net.layer2(net.layer1(x))))
+    return net.avgpool(x).flatten(1)
 
 
 def _quantize_int8(net, calib):
@@ -162,28 +190,34 @@ class PartClassifierStage:
         self._fast = None  # inference copy of self.net (BatchNorm folded), built lazily
 
     def _inference_net(self, calib=None):
-        """On the CPU: a copy of the net with BatchNorm folded into the convolutions
-        (``torch.fx`` fuse) in channels-last layout, same weights and outputs up to float
-        rounding; int8 when ``config.int8`` (calibrated on ``calib``). Rebuilt after training
-        or loading (they reset ``_fast``). Elsewhere: the eager net.
+        """The net as ``Sequential(body, head)``: ``body`` maps ``(B, 3, S, S)`` crops to the
+        ``(B, 512)`` pooled features, ``head`` (dropout + linear) maps those to the 2 logits,
+        so one forward yields both. On the CPU ``body`` is a copy with BatchNorm folded into
+        the convolutions (``torch.fx`` fuse) in channels-last layout, same weights and
+        outputs up to float rounding; int8 when ``config.int8`` (calibrated on ``calib``;
+        the 512x2 head stays float). Rebuilt after training or loading (they reset
+        ``_fast``). Elsewhere None: the eager net, through :func:`_body_forward` and ``fc``.
 
         Measured on this 2-core CPU at one thread, 8 crops of 224 px: eager ~575 ms, folded
         channels-last ~555 ms, TorchScript freeze + optimize_for_inference ~530 ms (not
         worth its ~4 s build), int8 ~140-200 ms. ResNet34 is compute-bound here."""
         import torch
+        from torch import nn
 
         if self.device.type != "cpu":
-            return self.net
+            return None  # eager: _body_forward and self.net.fc
         if self._fast is None:
             import copy
 
             from torch.fx.experimental.optimization import fuse
 
             net = copy.deepcopy(self.net).eval()
+            head, net.fc = net.fc, nn.Identity()
             if self.config.int8 and calib is not None:
-                self._fast = _quantize_int8(net, calib)
+                body = _quantize_int8(net, calib)
             else:
-                self._fast = fuse(net).to(memory_format=torch.channels_last)
+                body = fuse(net).to(memory_format=torch.channels_last)
+            self._fast = nn.Sequential(body, head)
         return self._fast
 
     def _batch(self, crops: list[np.ndarray]):
@@ -194,19 +228,33 @@ class PartClassifierStage:
 
     def classify_crops(self, crops: list[np.ndarray]) -> np.ndarray:
         """``(N, 2)`` softmax [undamaged, damaged] of ``(S, S, 3)`` uint8 crops."""
+        return self.classify_crops_with_embeddings(crops)[0]
+
+    def classify_crops_with_embeddings(
+        self, crops: list[np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(N, 2)`` float32 softmax [undamaged, damaged] and ``(N, 512)`` float32 pooled
+        features of ``(S, S, 3)`` uint8 crops, both from one forward."""
         import torch
 
         if not crops:
-            return np.zeros((0, 2), np.float32)
+            return np.zeros((0, 2), np.float32), np.zeros((0, EMBED_DIM), np.float32)
         net = self._inference_net(self._batch(crops[:32]) if self.config.int8 else None)
-        out = []
+        if net is None:
+            body, head = (lambda x: _body_forward(self.net, x)), self.net.fc
+        else:
+            body, head = net[0], net[1]
+        channels_last = net is not None and not self.config.int8
+        probs, feats = [], []
         with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.amp):
             for i in range(0, len(crops), 32):
                 x = self._batch(crops[i : i + 32])
-                if net is not self.net and not self.config.int8:
+                if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                out.append(net(x).float().softmax(-1).cpu().numpy())
-        return np.concatenate(out)
+                f = body(x)
+                probs.append(head(f).float().softmax(-1).cpu().numpy())
+                feats.append(f.float().cpu().numpy())
+        return np.concatenate(probs), np.concatenate(feats)
 
     def classify_parts(self, image: np.ndarray, instances: Instances) -> np.ndarray:
         return self.classify_many([(image, instances)])[0]
@@ -216,8 +264,24 @@ class PartClassifierStage:
 
         Parts whose box covers fewer than ``min_part_area`` pixels get no forward and the
         uninformative [0.5, 0.5] (a crop that small upscaled to 224 px carries no evidence)."""
+        return [pf.probs for pf in self.classify_many_with_embeddings(items)]
+
+    def classify_many_with_embeddings(
+        self, items: list[tuple[np.ndarray, Instances]]
+    ) -> list[PartFeatures]:
+        """Per (image, parts) pair: the softmax of :meth:`classify_many`, ``(N_i, 512)``
+        float32 embeddings and which parts were classified, all crops in one batched forward.
+        A part skipped for its size (``min_part_area``) has a zero embedding row and
+        ``classified`` False: it was not looked at."""
         size, crops, where = self.config.crop_size, [], []
-        out = [np.full((len(inst), 2), 0.5, np.float32) for _, inst in items]
+        out = [
+            PartFeatures(
+                np.full((len(inst), 2), 0.5, np.float32),
+                np.zeros((len(inst), EMBED_DIM), np.float32),
+                np.zeros(len(inst), bool),
+            )
+            for _, inst in items
+        ]
         for k, (im, inst) in enumerate(items):
             for j, s in enumerate(inst.shapes):
                 x0, y0, x1, y1 = s.bbox
@@ -225,9 +289,9 @@ class PartClassifierStage:
                     crops.append(part_crop(im, s, size))
                     where.append((k, j))
         if crops:
-            p = self.classify_crops(crops)
-            for (k, j), row in zip(where, p, strict=True):
-                out[k][j] = row
+            p, f = self.classify_crops_with_embeddings(crops)
+            for (k, j), prow, frow in zip(where, p, f, strict=True):
+                out[k].probs[j], out[k].embeddings[j], out[k].classified[j] = prow, frow, True
         return out
 
     def predict(self, images: list[np.ndarray]) -> list[ImageResult]:
@@ -237,11 +301,12 @@ class PartClassifierStage:
         for im in images:
             h, w = im.shape[:2]
             inst = Instances(shapes=[Shape.from_box(0, 0, w, h)], class_ids=np.zeros(1, np.int64))
-            p = self.classify_parts(im, inst)
-            inst.scores = p[:, 1].astype(np.float32)
-            inst.probs["damaged"] = p
-            inst.data["damaged_prob"] = [float(v) for v in p[:, 1]]
-            res.append(ImageResult(inst, meta={"stage": self.name}))
+            pf = self.classify_many_with_embeddings([(im, inst)])[0]
+            inst.scores = pf.probs[:, 1].astype(np.float32)
+            inst.probs["damaged"] = pf.probs
+            inst.embeddings = pf.embeddings
+            inst.data["damaged_prob"] = [float(v) for v in pf.probs[:, 1]]
+            res.append(ImageResult(inst, pf.image_embedding(), meta={"stage": self.name}))
         return res
 
     def training_crops(self, dataset: TrainingSet) -> tuple[list[np.ndarray], np.ndarray]:

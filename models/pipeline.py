@@ -1,8 +1,10 @@
 """YOLO parts -> polygon crops -> ResNet34 P(damaged), after the YOLOv12 + ResNet34 POC.
 
 Returns the YOLO part instances with ``probs["damaged"]`` ``(N, 2)`` = [undamaged, damaged]
-and ``data["damaged_prob"]``, so the UI can show "front-left door: damaged 0.93". The
-artifact is one file holding both sub-stages' payloads.
+and ``data["damaged_prob"]``, so the UI can show "front-left door: damaged 0.93". YOLO's
+``probs["part"]``, per-object ``embeddings`` and ``image_embedding`` (see models/yolo_seg.py)
+pass through unchanged: they describe the whole photo and every part YOLO found, while the
+ResNet sees only the crops. The artifact is one file holding both sub-stages' payloads.
 """
 
 from __future__ import annotations
