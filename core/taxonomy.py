@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 GROUPS: tuple[str, ...] = ("damage", "fake", "part")
@@ -66,9 +67,7 @@ class Taxonomy:
         self._by_id = {c.id: c for c in classes}
         self._by_name = {c.name: c for c in classes}
         self._by_group = {g: tuple(c for c in classes if c.group == g) for g in GROUPS}
-        self._head_index = {
-            c.id: i for g in GROUPS for i, c in enumerate(self._by_group[g])
-        }
+        self._head_index = {c.id: i for g in GROUPS for i, c in enumerate(self._by_group[g])}
 
     # -- loading ---------------------------------------------------------------
     @classmethod
@@ -137,6 +136,23 @@ class Taxonomy:
 
     def class_at(self, group: str, index: int) -> LabelClass:
         return self._by_group[group][index]
+
+    def mirror_id(self, class_id: int) -> int:
+        """The class a horizontally flipped photo shows instead: ``front_left_door`` <->
+        ``front_right_door``; classes without a side (or whose other side is missing from this
+        taxonomy) map to themselves."""
+        name = self.by_id(class_id).name
+        swap = {"left": "right", "right": "left"}
+        words = name.split("_")
+        mirrored = "_".join(swap.get(w, w) for w in words)
+        other = self._by_name.get(mirrored)
+        return other.id if other is not None else int(class_id)
+
+    def mirror_index(self, group: str) -> np.ndarray:
+        """``(C,)`` int64: head index -> head index of the mirrored class, within ``group``."""
+        return np.asarray(
+            [self.head_index(self.mirror_id(c.id)) for c in self.group(group)], dtype=np.int64
+        )
 
     def counts(self) -> dict[str, int]:
         return {g: len(self._by_group[g]) for g in GROUPS}

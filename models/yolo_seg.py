@@ -7,7 +7,10 @@ project's single-file artifact (bytes), with the YOLO-index -> taxonomy-id table
 
 ``probs["part"]`` is ``(N, n_part)``: YOLO's per-class sigmoid scores of each kept detection,
 read from the head at the anchors NMS kept, normalised to sum to 1; ``scores`` is the raw
-winning score. ``embeddings`` are Ultralytics' per-object features.
+winning score. ``embeddings`` are Ultralytics' per-object features ``(N, D)`` float32.
+``image_embedding`` is 1-D float32: each feature map the head reads (one per stride),
+average-pooled over the photo's own cells (letterbox padding excluded) and concatenated
+(64 + 128 + 256 = 448 values for yolo11n-seg); taken from the same forward.
 """
 
 from __future__ import annotations
@@ -77,7 +80,8 @@ class YoloSegConfig(StageConfig):
     hsv_h: float = 0.015
     hsv_s: float = 0.7
     hsv_v: float = 0.4
-    fliplr: float = 0.0  # left/right parts have different names: flipping would swap them wrongly
+    #: flips swap left/right classes (models/yolo_augment.py), so the POC's 0.5 is safe
+    fliplr: float = 0.5
     batch_size: int = 8
     epochs: int = 1
 
@@ -158,7 +162,12 @@ class YoloSegStage:
             results = self.yolo.predict(bgr, **kw)
         finally:
             tap.remove()
-        return [self._to_result(r, tap.class_scores(b)) for b, r in enumerate(results)]
+        out = []
+        for b, r in enumerate(results):
+            res = self._to_result(r, tap.class_scores(b))
+            res.image_embedding = tap.image_embedding(b, r.orig_shape)
+            out.append(res)
+        return out
 
     def _to_result(self, r, class_scores: np.ndarray | None = None) -> ImageResult:
         """``class_scores``: ``(K, nc)`` per-class sigmoid scores of the K kept detections."""
@@ -243,7 +252,11 @@ class YoloSegStage:
                         },
                     ),
                 )
+            from models.yolo_augment import sided_trainer, yolo_mirror_table
+
+            mirror = yolo_mirror_table(export.names, dataset.taxonomy)
             self.yolo.train(
+                trainer=sided_trainer(mirror),
                 data=str(export.data_yaml),
                 epochs=cfg.epochs,
                 imgsz=cfg.imgsz,
@@ -350,6 +363,8 @@ class _HeadTap:
     def __init__(self, predictor):
         self.raw = None
         self.idxs = None
+        self.maps = None
+        self.strides = None
         self.pred = predictor
         head = predictor.model.model.model[-1] if hasattr(predictor.model, "model") else None
         self.hook = None
@@ -360,7 +375,8 @@ class _HeadTap:
             predictor.get_obj_feats = self._obj_feats
 
     def _on_head(self, module, inputs, output):
-        self.pred._feats = list(inputs[0])
+        self.pred._feats = self.maps = list(inputs[0])
+        self.strides = getattr(module, "stride", None)
         out = output[0] if isinstance(output, (tuple, list)) else output
         self.raw = out[0] if isinstance(out, (tuple, list)) else out
         self.nc = getattr(module, "nc", None)
@@ -375,6 +391,31 @@ class _HeadTap:
             return self.raw[b, 4 : 4 + self.nc, idx].T.float().cpu().numpy()
         except Exception:  # a layout this Ultralytics version does not share: leave probs out
             return None
+
+    def image_embedding(self, b: int, orig_shape: tuple[int, int]) -> np.ndarray | None:
+        """``(sum of channels,)`` float32: each head input map averaged over the cells that
+        hold image ``b`` (Ultralytics letterboxes: it scales the photo to fit and pads the
+        rest evenly on both sides; the padding's share depends on the aspect ratio and on the
+        batch, so it is left out), levels concatenated."""
+        try:
+            maps, strides = self.maps, [float(s) for s in self.strides]
+        except Exception:  # no head input seen (or no strides): no image embedding
+            return None
+        # input size in pixels, from the finest map and its stride
+        in_h, in_w = maps[0].shape[-2] * strides[0], maps[0].shape[-1] * strides[0]
+        h0, w0 = orig_shape
+        gain = min(in_h / h0, in_w / w0)
+        pad_y, pad_x = (in_h - h0 * gain) / 2, (in_w - w0 * gain) / 2
+        parts = []
+        for f, s in zip(maps, strides, strict=True):
+            r0 = min(int(pad_y // s), f.shape[-2] - 1)
+            c0 = min(int(pad_x // s), f.shape[-1] - 1)
+            r1 = max(r0 + 1, min(f.shape[-2], -int(-(in_h - pad_y) // s)))
+            c1 = max(c0 + 1, min(f.shape[-1], -int(-(in_w - pad_x) // s)))
+            parts.append(f[b, :, r0:r1, c0:c1].float().mean((1, 2)))
+        import torch
+
+        return torch.cat(parts).cpu().numpy().astype(np.float32)
 
     def remove(self) -> None:
         if self.hook is not None:

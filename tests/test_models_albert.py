@@ -77,6 +77,37 @@ def test_focal_and_weighted_ce_on_hand_values():
     assert weighted_ce(z2, torch.tensor([0, 2]), 0.1).item() == pytest.approx((a + 0.1 * b) / 1.1)
 
 
+def test_mirrored_target_flips_masks_and_swaps_sides():
+    from core.taxonomy import default_taxonomy
+    from models.albert.losses import Target
+
+    tax = default_taxonomy()
+    hi = lambda name: tax.head_index(tax.by_name(name).id)  # noqa: E731
+    n_dmg, n_part = len(tax.group("damage")), len(tax.group("part"))
+    masks = torch.zeros(3, 2, 4)
+    masks[:, :, 0] = 1  # everything on the left edge
+    fake = torch.zeros(3, len(tax.group("fake")))
+    fake[1, 2] = 1
+    t = Target(
+        masks=masks,
+        # a dent on the front-left door, a fake instance on no part, the front-left door itself
+        damage=torch.tensor([hi("dent"), n_dmg, n_dmg]),
+        part=torch.tensor([hi("front_left_door"), n_part, hi("front_left_door")]),
+        fake=fake,
+        head=torch.tensor([0, 1, 2]),
+        index=torch.tensor([hi("dent"), 2, hi("front_left_door")]),
+    )
+    mirrors = {h: torch.from_numpy(tax.mirror_index(h)) for h in ("damage", "fake", "part")}
+    m = t.mirrored(mirrors)
+    assert m.masks[:, :, 3].eq(1).all() and m.masks[:, :, :3].eq(0).all()
+    assert m.damage.tolist() == [hi("dent"), n_dmg, n_dmg]
+    assert m.part.tolist() == [hi("front_right_door"), n_part, hi("front_right_door")]
+    assert m.index.tolist() == [hi("dent"), 2, hi("front_right_door")]
+    assert torch.equal(m.fake, fake) and torch.equal(m.head, t.head)
+    back = m.mirrored(mirrors)
+    assert torch.equal(back.masks, t.masks) and torch.equal(back.part, t.part)
+
+
 def test_schedule_and_priors():
     assert warmup_cosine(0, 10, 100) == pytest.approx(0.1)
     assert warmup_cosine(9, 10, 100) == pytest.approx(1.0)

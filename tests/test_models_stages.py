@@ -63,9 +63,18 @@ def test_wrong_stage_and_bad_files(tmp_path):
         build("yolo_seg", {"model": str(tmp_path / "nope.pt"), "device": "cpu"})
 
 
-def test_pipeline_trains_end_to_end_on_real_photos(datasets_dir, tmp_path):
+def test_pipeline_trains_end_to_end_on_real_photos(datasets_dir, tmp_path, monkeypatch):
+    import models.yolo_augment as yolo_augment
     from models.data import coco_training_set
     from models.registry import build as b
+
+    sided_datasets = []  # YOLO's training set flips with left/right swapped
+    real_use = yolo_augment.use_sided_flips
+    monkeypatch.setattr(
+        yolo_augment,
+        "use_sided_flips",
+        lambda ds, table: (sided_datasets.append(table), real_use(ds, table))[1],
+    )
 
     root = datasets_dir / "coco_car_damage" / "train"
     ts = coco_training_set(
@@ -87,6 +96,7 @@ def test_pipeline_trains_end_to_end_on_real_photos(datasets_dir, tmp_path):
     )
     res = stage.train(ts, out_path=tmp_path / "pipeline-v1.pt")
     assert res.artifact_path.is_file()
+    assert len(sided_datasets) == 1 and (sided_datasets[0] != range(61)).sum() >= 30
     assert res.metrics["part_classifier"]["train_crops"] > 0
     again = load(res.artifact_path, device="cpu")
     out = again.predict([ts.load_image(0)])

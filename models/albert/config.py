@@ -39,6 +39,9 @@ class AlbertConfig(StageConfig):
     layer_decay: float = 0.75
     warmup_steps: int = 20
     grad_clip: float = 1.0
+    #: chance of training on the mirrored photo, with left/right classes swapped (tiny: off,
+    #: so the CPU learning test memorises its 8 photos as before)
+    hflip: float = 0.0
     # -- inference (eq. 10, 14, 20) --
     score_threshold: float = 0.3  # tau
     nms_iou: float = 0.5  # epsilon
@@ -62,6 +65,7 @@ class AlbertConfig(StageConfig):
             "dec_layers": 3,
             "epochs": 30,
             "batch_size": 8,
+            "hflip": 0.5,
         },
         "base": {
             "image_size": 512,
@@ -75,5 +79,6 @@ class AlbertConfig(StageConfig):
             "batch_size": 16,
             "lr": 1e-4,
             "warmup_steps": 500,
+            "hflip": 0.5,
         },
     }

@@ -73,6 +73,32 @@ class Target:
     head: torch.Tensor
     index: torch.Tensor
 
+    def mirrored(self, mirrors: dict[str, torch.Tensor]) -> Target:
+        """The ground truth of the horizontally flipped photo: masks flipped, and each sided
+        class swapped for its other side (``mirrors[head]``: head index -> mirrored head index,
+        from :meth:`core.taxonomy.Taxonomy.mirror_index`). No-object labels stay as they are."""
+        heads = ("damage", "fake", "part")
+
+        def swap(labels: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+            real = labels < len(table)  # the no-object index is len(table)
+            out = labels.clone()
+            out[real] = table[labels[real]]
+            return out
+
+        index = self.index.clone()
+        for h, name in enumerate(heads):
+            mine = self.head == h
+            index[mine] = mirrors[name][self.index[mine]]
+        return Target(
+            masks=self.masks.flip(-1),
+            damage=swap(self.damage, mirrors["damage"]),
+            part=swap(self.part, mirrors["part"]),
+            # a mirror map is its own inverse, so gathering the columns with it swaps them
+            fake=self.fake[:, mirrors["fake"]],
+            head=self.head.clone(),
+            index=index,
+        )
+
 
 def class_prob_for_targets(
     out_d: torch.Tensor, out_f: torch.Tensor, out_p: torch.Tensor, t: Target

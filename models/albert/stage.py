@@ -192,6 +192,10 @@ class AlbertStage:
             opt, lambda s: warmup_cosine(s, cfg.warmup_steps, total)
         )
         gen = torch.Generator().manual_seed(cfg.seed)
+        mirrors = {
+            h: torch.from_numpy(dataset.taxonomy.mirror_index(h))
+            for h in ("damage", "fake", "part")
+        }
         self.model.train()
         history: list[float] = []
         for epoch in range(cfg.epochs):
@@ -200,8 +204,14 @@ class AlbertStage:
             ep = []
             for s in range(steps_per_epoch):
                 idx = order[s * cfg.batch_size : (s + 1) * cfg.batch_size]
-                x = xs[idx].to(self.device)
-                tg = [_target_to(targets[int(i)], self.device) for i in idx]
+                flip = torch.rand(len(idx), generator=gen) < cfg.hflip
+                x = torch.where(flip.view(-1, 1, 1, 1), xs[idx].flip(-1), xs[idx]).to(self.device)
+                tg = [
+                    _target_to(
+                        targets[int(i)].mirrored(mirrors) if f else targets[int(i)], self.device
+                    )
+                    for i, f in zip(idx, flip.tolist(), strict=True)
+                ]
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                     out = net(x)
                 loss, terms = albert_loss(out, tg, cfg)
