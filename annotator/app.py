@@ -20,6 +20,15 @@ from db.models import User
 from db.session import session_scope
 from services import users as user_service
 
+#: (label, stage) choices for a retraining round on the dashboard.
+ROUND_STAGES = [
+    ("YOLO parts", "yolo_seg"),
+    ("ResNet34 damaged part", "part_classifier"),
+    ("ALBERT", "albert"),
+    ("Mask R-CNN", "mask_rcnn"),
+    ("Click/box assist net", "assist_net"),
+]
+
 
 def mount_options() -> dict[str, Any]:
     """Extra keyword arguments for ``gr.mount_gradio_app`` (app.py reads this)."""
@@ -207,17 +216,18 @@ def upload_photos(token: str, files: list[str] | None) -> str:
     return "\n".join(lines)
 
 
-def retrain(token: str) -> str:
+def retrain(token: str, stages: list[str] | None = None, preset: str = "tiny") -> str:
     user = _require(token, "retrain")
     from fastapi import HTTPException
 
     from api.routes.dashboard import start_retraining
 
     try:
-        job = start_retraining(user.username)
+        job = start_retraining(user.username, stages or None, preset or "tiny")
     except HTTPException as e:
         return f"Could not start retraining: {e.detail}"
-    return f"Retraining round queued as job {job['job_id']}."
+    what = ", ".join(stages) if stages else "the promoted stages (YOLO parts at first)"
+    return f"Retraining round queued as job {job['job_id']}: {what}, {preset or 'tiny'} preset."
 
 
 def build_ui() -> gr.Blocks:
@@ -297,6 +307,18 @@ def build_ui() -> gr.Blocks:
                             "Add to project", size="sm", elem_id="pb-upload-button"
                         )
                         upload_msg = gr.Markdown(elem_id="pb-upload-msg")
+                    with gr.Row():
+                        retrain_stages = gr.CheckboxGroup(
+                            choices=ROUND_STAGES,
+                            label="Stages to retrain (none ticked: the promoted ones)",
+                            elem_id="pb-retrain-stages",
+                        )
+                        retrain_preset = gr.Dropdown(
+                            choices=["tiny", "small", "base"],
+                            value="tiny",
+                            label="Preset (base needs a GPU)",
+                            elem_id="pb-retrain-preset",
+                        )
                     retrain_btn = gr.Button(
                         "Start retraining", variant="secondary", elem_id="pb-retrain"
                     )
@@ -331,7 +353,9 @@ def build_ui() -> gr.Blocks:
         coco_btn.click(lambda t: export_file(t, "coco"), [token], download)
         yolo_btn.click(lambda t: export_file(t, "yolo"), [token], download)
         ls_btn.click(lambda t: export_file(t, "label-studio"), [token], download)
-        retrain_btn.click(retrain, [token], retrain_msg).then(jobs_table, [token], jobs)
+        retrain_btn.click(retrain, [token, retrain_stages, retrain_preset], retrain_msg).then(
+            jobs_table, [token], jobs
+        )
         jobs_timer.tick(jobs_table, [token], jobs, show_progress="hidden")
         dash_tab.select(jobs_table, [token], jobs).then(
             lambda: gr.Timer(active=True), None, jobs_timer

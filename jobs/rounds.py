@@ -4,7 +4,8 @@
 2. train the chosen stages;
 3. evaluate each new version on the held-out split;
 4. promote it only if it beats the promoted version on its primary metric (or when forced);
-5. pre-annotate the unlabelled images with the promoted versions;
+5. pre-annotate the unlabelled images with the promoted versions (``assist_net`` is only
+   promoted: the workspace's assistance then uses it);
 6. re-select the queue.
 
 Model work goes through ``services.model_runs`` (see :mod:`jobs.tasks`). A round killed
@@ -24,6 +25,7 @@ from jobs.runner import JobContext
 from jobs.tasks import call_model
 from services import registry
 from services.errors import Invalid
+from services.model_runs import PROMPTED_STAGES
 
 #: Stages a round trains when none are named and none has been promoted yet.
 DEFAULT_STAGES = ("yolo_seg",)
@@ -45,7 +47,13 @@ def start_round(
     """Queue a round; a worker runs it. ``session``/``project`` default to a new session and
     the default project (the dashboard calls ``start_round(created_by=...)``)."""
     from jobs.service import create_job
+    from models.registry import stage_names
 
+    unknown = sorted(set(stages or []) - set(stage_names()))
+    if unknown:
+        raise Invalid(
+            f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(stage_names())}"
+        )
     params: dict[str, Any] = {
         "config": config,
         "strategy": strategy,
@@ -175,7 +183,7 @@ def run_round(
     # 5. pre-annotate the unlabelled images with the promoted versions
     predicted: dict[str, Any] = {}
     with session_scope() as s:
-        promoted = {st: registry.current(s, st) for st in stages}
+        promoted = {st: registry.current(s, st) for st in stages if st not in PROMPTED_STAGES}
         promoted = {st: mv.name for st, mv in promoted.items() if mv is not None}
     for i, (stage, name) in enumerate(promoted.items()):
         lo = 0.75 + 0.2 * i / max(len(promoted), 1)

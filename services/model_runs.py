@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,10 @@ STAGE_GROUPS = {
     "mask_rcnn": "damage",
     "assist_net": None,
 }
+
+#: Stages that need a person's prompt (a box or a click) to predict: they are trained,
+#: evaluated and promoted like the others but never pre-annotate photos on their own.
+PROMPTED_STAGES = frozenset({"assist_net"})
 
 
 def _training_set(session: Session, project: Project, split_filter: Callable[[ImageRecord], bool]):
@@ -151,6 +156,11 @@ def predict_stage(
     from services.images import load_image_array
     from services.projects import project_taxonomy
 
+    if stage in PROMPTED_STAGES:
+        raise Invalid(
+            f"{stage!r} answers a box or a click in the workspace and does not pre-annotate photos; "
+            f"its promoted version is used by the assistance (POST /api/images/{{id}}/assist)"
+        )
     mv = resolve_version(session, stage, version)
     taxonomy = project_taxonomy(project)
     done = select(ImagePrediction.image_id).where(ImagePrediction.model_version_id == mv.id)
@@ -252,6 +262,26 @@ def _generic_evaluate(model, data) -> dict[str, Any]:
     return out
 
 
+def assist_net_path(session: Session) -> Path | None:
+    """The assist_net file the assistance should use: the promoted version (a lead's rollback
+    included), else the newest registered one; None when none is registered."""
+    from services.registry import current, versions
+
+    mv = current(session, "assist_net") or (versions(session, "assist_net") or [None])[-1]
+    if mv is None or not Path(mv.path).is_file():
+        return None
+    return Path(mv.path)
+
+
+def project_assistant(session: Session) -> Any:
+    """The assistance back end for the workspace: the configured SAM, else the registry's
+    assist_net (see :func:`assist_net_path`), else GrabCut. ``.backend`` names it."""
+    from core.config import get_settings
+    from models.assist import make_assistant
+
+    return make_assistant(get_settings(), assist_net_path=assist_net_path(session))
+
+
 #: The API's assistance works on photos scaled to this longest side (api/routes/assist.py);
 #: pre-computed embeddings must be of the same pixels to hit the cache.
 ASSIST_MAX_SIDE = 1024
@@ -268,10 +298,9 @@ def embed_images(
     """Pre-compute the assistance back end's per-image work (SAM's embedding, written to the
     disk cache) for the given images, so the annotator's first click costs only the decoder.
     Back ends without an expensive embedding (assist_net, GrabCut) are a no-op."""
-    from models.assist import make_assistant
     from services.images import load_image_array
 
-    assistant = make_assistant()
+    assistant = project_assistant(session)
     if not hasattr(assistant, "cache"):
         return {"backend": assistant.backend, "embedded": 0, "cached": 0}
     embedded = cached = 0

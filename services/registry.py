@@ -216,6 +216,7 @@ STAGE_PRIMARY = {
     "mask_rcnn": ("holdout.damage.coco.AP50", "holdout.damage.macro_f1"),
     "part_classifier": ("holdout.accuracy", "holdout.macro_f1", "holdout.f1"),
     "pipeline": ("holdout.part.macro_f1",),
+    "assist_net": ("holdout.mean_iou",),
 }
 
 

@@ -433,6 +433,19 @@ def test_lead_starts_retraining_round(env) -> None:
         job = s.get(Job, r.json()["job_id"])
         assert job.kind == "round" and job.created_by == "lead1"
         assert len(s.exec(select(Job)).all()) == 1
+    # the dashboard's choice of stages and preset travels to the round's parameters
+    r = client.post(
+        "/api/retrain",
+        headers=login("lead"),
+        json={"stages": ["yolo_seg", "assist_net"], "config": "small"},
+    )
+    assert r.status_code == 200, r.text
+    with session_scope() as s:
+        params = s.get(Job, r.json()["job_id"]).params
+        assert params["stages"] == ["yolo_seg", "assist_net"] and params["config"] == "small"
+    bad = client.post("/api/retrain", headers=login("lead"), json={"stages": ["yolo9000"]})
+    assert bad.status_code == 422 and "yolo9000" in bad.json()["detail"]
+    assert "assist_net" in bad.json()["detail"]  # it lists what can be chosen
 
 
 def test_admin_manages_users(env) -> None:

@@ -64,7 +64,7 @@ def test_mini_round_trains_evaluates_promotes_preannotates_and_reselects(round_p
         job_id = start_round(
             s,
             project,
-            stages=["albert"],
+            stages=["albert", "assist_net"],
             epochs=1,
             k=2,
             strategy="hybrid",
@@ -110,6 +110,24 @@ def test_mini_round_trains_evaluates_promotes_preannotates_and_reselects(round_p
             ).one()
             == 8
         )
+        # the click/box assist net is trained, evaluated on held-out parts and promoted, but
+        # pre-annotates nothing; the workspace's assistance now uses it
+        anet = s.exec(select(ModelVersion).where(ModelVersion.stage == "assist_net")).one()
+        assert result["stages"]["assist_net"]["promoted"] and anet.promoted
+        assert 0.0 <= anet.metrics["holdout"]["mean_iou"] <= 1.0
+        assert "assist_net" not in result["predicted"]
+        assert (
+            s.exec(
+                select(func.count())
+                .select_from(ImagePrediction)
+                .where(ImagePrediction.model_version_id == anet.id)
+            ).one()
+            == 0
+        )
+        from services.model_runs import project_assistant
+
+        assistant = project_assistant(s)
+        assert assistant.backend == "assist_net" and assistant.version == anet.name
         sel = result["selection"]
         # a model-driven choice (the untrained-ish tiny model may find no instances, so hybrid
         # can fall back to k-center on its image embeddings), never the random fallback

@@ -18,7 +18,6 @@ from pydantic import BaseModel, Field, field_validator
 from sqlmodel import Session
 
 from api.deps import db_session, require, service_errors
-from core.config import get_settings
 from core.geometry import GeometryError, Polygon, Shape, simplify_ring
 from db.models import User
 from services import annotations as ann_service
@@ -71,12 +70,13 @@ _cache_lock = threading.Lock()
 _prepare_lock = threading.Lock()
 
 
-def _make_assistant() -> Any:
+def _make_assistant(session: Session) -> Any:
     try:
-        from models.assist import make_assistant
+        from services.model_runs import project_assistant
+
+        return project_assistant(session)
     except ImportError as e:
         raise HTTPException(503, detail=f"assistance is not installed in this build ({e})") from e
-    return make_assistant(get_settings())
 
 
 def prepared(session: Session, image_id: int) -> _Prepared:
@@ -98,7 +98,7 @@ def _prepare(session: Session, image_id: int) -> _Prepared:
         image = ann_service.get_image(session, image_id)
     pixels = image_service.load_image_array(image, max_side=ASSIST_MAX_SIDE)
     scale = pixels.shape[1] / image.width
-    assistant = _make_assistant()
+    assistant = _make_assistant(session)
     assistant.set_image(pixels)
     item = _Prepared(assistant, scale)
     with _cache_lock:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException
+from pydantic import BaseModel, Field
 from sqlmodel import Session, select
 
 from api.deps import current_project, db_session, require, service_errors
@@ -52,7 +53,16 @@ def stats(
         return dashboard_data(session, project)
 
 
-def start_retraining(username: str) -> dict[str, Any]:
+class RetrainBody(BaseModel):
+    """What a round trains; empty ``stages`` = the promoted stages, or YOLO parts at first."""
+
+    stages: list[str] = Field(default_factory=list)
+    config: Literal["tiny", "small", "base"] = "tiny"
+
+
+def start_retraining(
+    username: str, stages: list[str] | None = None, config: str = "tiny"
+) -> dict[str, Any]:
     """Enqueue an active-learning round through ``jobs.rounds.start_round``."""
     try:
         from jobs.rounds import start_round
@@ -60,7 +70,8 @@ def start_retraining(username: str) -> dict[str, Any]:
         raise HTTPException(
             503, detail=f"retraining jobs are not available in this build ({e})"
         ) from e
-    job = start_round(created_by=username)
+    with service_errors():
+        job = start_round(created_by=username, stages=list(stages or []) or None, config=config)
     job_id = getattr(job, "id", job)
     return {
         "job_id": job_id,
@@ -69,7 +80,10 @@ def start_retraining(username: str) -> dict[str, Any]:
 
 
 @router.post("/retrain")
-def retrain(user: User = Depends(require("retrain"))) -> dict[str, Any]:
-    """Start a retraining round (pre-annotate, train, evaluate, select); returns the job id."""
-    with service_errors():
-        return start_retraining(user.username)
+def retrain(
+    body: RetrainBody | None = None, user: User = Depends(require("retrain"))
+) -> dict[str, Any]:
+    """Start a retraining round (train, evaluate, promote, pre-annotate, select); returns the
+    job id. The body is optional: ``{"stages": ["yolo_seg", "assist_net"], "config": "tiny"}``."""
+    body = body or RetrainBody()
+    return start_retraining(user.username, body.stages, body.config)
