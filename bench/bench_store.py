@@ -21,7 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-DSMLR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "car_parts_dsmlr" / "trainingset"
+DSMLR = (
+    Path(__file__).resolve().parents[2] / "shared" / "datasets" / "car_parts_dsmlr" / "trainingset"
+)
 DSMLR_MAP = Path(__file__).resolve().parents[1] / "tests" / "data" / "dsmlr_map.json"
 
 
@@ -65,7 +67,14 @@ def phase_seed(work: Path, n_images: int, n_polygons: int, q) -> None:
     t = time.perf_counter()
     with session_scope() as s:
         report = import_coco(s, get_or_create_project(s), work / "seed.json", images_dir=images)
-    q.put({"phase": "seed import", "seconds": time.perf_counter() - t, "peak_mb": _peak_mb(), "detail": report.summary()})
+    q.put(
+        {
+            "phase": "seed import",
+            "seconds": time.perf_counter() - t,
+            "peak_mb": _peak_mb(),
+            "detail": report.summary(),
+        }
+    )
 
 
 def phase_export(work: Path, kind: str, q) -> None:
@@ -81,7 +90,14 @@ def phase_export(work: Path, kind: str, q) -> None:
             counts = exports.export_coco(s, project, work / "export.json")
         else:
             counts = exports.export_yolo(s, project, work / "yolo", copy_images=False)
-    q.put({"phase": f"export {kind}", "seconds": time.perf_counter() - t, "peak_mb": _peak_mb(), "detail": counts})
+    q.put(
+        {
+            "phase": f"export {kind}",
+            "seconds": time.perf_counter() - t,
+            "peak_mb": _peak_mb(),
+            "detail": counts,
+        }
+    )
 
 
 def phase_reimport(work: Path, q) -> None:
@@ -92,8 +108,17 @@ def phase_reimport(work: Path, q) -> None:
     _open(work / "store2")
     t = time.perf_counter()
     with session_scope() as s:
-        report = import_coco(s, get_or_create_project(s), work / "export.json", images_dir=work / "images")
-    q.put({"phase": "import coco export back", "seconds": time.perf_counter() - t, "peak_mb": _peak_mb(), "detail": report.summary()})
+        report = import_coco(
+            s, get_or_create_project(s), work / "export.json", images_dir=work / "images"
+        )
+    q.put(
+        {
+            "phase": "import coco export back",
+            "seconds": time.perf_counter() - t,
+            "peak_mb": _peak_mb(),
+            "detail": report.summary(),
+        }
+    )
 
 
 def phase_dsmlr(work: Path, q) -> None:
@@ -106,10 +131,20 @@ def phase_dsmlr(work: Path, q) -> None:
     t = time.perf_counter()
     with session_scope() as s:
         report = import_coco(
-            s, get_or_create_project(s), DSMLR / "annotations.json", images_dir=DSMLR / "JPEGImages",
+            s,
+            get_or_create_project(s),
+            DSMLR / "annotations.json",
+            images_dir=DSMLR / "JPEGImages",
             label_map=load_label_map(DSMLR_MAP),
         )
-    q.put({"phase": "import car_parts_dsmlr", "seconds": time.perf_counter() - t, "peak_mb": _peak_mb(), "detail": report.summary()})
+    q.put(
+        {
+            "phase": "import car_parts_dsmlr",
+            "seconds": time.perf_counter() - t,
+            "peak_mb": _peak_mb(),
+            "detail": report.summary(),
+        }
+    )
 
 
 def run(target, *args) -> dict:
@@ -127,7 +162,12 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=10_000)
     ap.add_argument("--polygons", type=int, default=100_000)
     args = ap.parse_args()
-    targets = {"export coco": 5, "export yolo": 5, "import coco export back": 15, "import car_parts_dsmlr": 10}
+    targets = {
+        "export coco": 5,
+        "export yolo": 5,
+        "import coco export back": 15,
+        "import car_parts_dsmlr": 10,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         results = [run(phase_seed, work, args.images, args.polygons)]
@@ -136,11 +176,15 @@ def main() -> None:
         results.append(run(phase_reimport, work))
         if DSMLR.is_dir():
             results.append(run(phase_dsmlr, work))
-    print(f"\nsynthetic project: {args.images} images, {args.polygons} polygons (SQLite, this machine)")
+    print(
+        f"\nsynthetic project: {args.images} images, {args.polygons} polygons (SQLite, this machine)"
+    )
     print(f"{'phase':28s} {'seconds':>8s} {'target':>7s} {'peak MB':>8s}")
     for r in results:
         target = targets.get(r["phase"])
-        print(f"{r['phase']:28s} {r['seconds']:8.2f} {f'≤ {target}s' if target else '':>7s} {r['peak_mb']:8.0f}   {r['detail']}")
+        print(
+            f"{r['phase']:28s} {r['seconds']:8.2f} {f'≤ {target}s' if target else '':>7s} {r['peak_mb']:8.0f}   {r['detail']}"
+        )
 
 
 if __name__ == "__main__":

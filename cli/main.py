@@ -31,7 +31,9 @@ def fail(message: str, code: int = 1) -> None:
 @app.callback()
 def main_options(
     data_dir: Path | None = typer.Option(
-        None, "--data-dir", help="Data directory (default ./panelbeater-data or $PANELBEATER_DATA_DIR)."
+        None,
+        "--data-dir",
+        help="Data directory (default ./panelbeater-data or $PANELBEATER_DATA_DIR).",
     ),
     project: str | None = typer.Option(None, "--project", help="Project name (default 'default')."),
 ) -> None:
@@ -58,7 +60,9 @@ def open_project() -> None:
 @app.command()
 def taxonomy(
     as_json: bool = typer.Option(False, "--json", help="Print the classes as JSON."),
-    file: Path | None = typer.Option(None, "--file", help="Validate and show this taxonomy file instead."),
+    file: Path | None = typer.Option(
+        None, "--file", help="Validate and show this taxonomy file instead."
+    ),
 ) -> None:
     """Show (or validate) the label set: damage, fake-damage and part classes."""
     from core.taxonomy import TaxonomyError, load_taxonomy
@@ -92,7 +96,10 @@ def _run_import(kind: str, path: Path, images: Path | None, map_file: Path | Non
     open_project()
     try:
         label_map = load_label_map(map_file)
-        with session_scope() as session, tqdm(desc=f"import {kind}", unit="img", disable=None) as bar:
+        with (
+            session_scope() as session,
+            tqdm(desc=f"import {kind}", unit="img", disable=None) as bar,
+        ):
 
             def progress(done: int, total: int) -> None:
                 bar.total = total
@@ -147,7 +154,9 @@ def import_via_cmd(
 
 @import_app.command("yolo")
 def import_yolo_cmd(
-    data_yaml: Path = typer.Argument(..., help="The dataset's data.yaml (Ultralytics segmentation layout)."),
+    data_yaml: Path = typer.Argument(
+        ..., help="The dataset's data.yaml (Ultralytics segmentation layout)."
+    ),
     map_file: Path | None = typer.Option(None, "--map", help=MAP_HELP),
 ) -> None:
     """Import an Ultralytics YOLO segmentation dataset."""
@@ -168,7 +177,9 @@ def import_label_studio_cmd(
 
 SPLIT_OPT = typer.Option(None, "--split", help="Only this split: train, val or test.")
 GROUP_OPT = typer.Option(None, "--group", help="Only this group: damage, fake or part.")
-STATUS_OPT = typer.Option(None, "--status", help="Only images with these statuses, comma-separated.")
+STATUS_OPT = typer.Option(
+    None, "--status", help="Only images with these statuses, comma-separated."
+)
 
 
 def _run_export(fn_name: str, out: Path, **kwargs) -> None:
@@ -180,10 +191,14 @@ def _run_export(fn_name: str, out: Path, **kwargs) -> None:
     open_project()
     try:
         with session_scope() as session:
-            counts = getattr(exports, fn_name)(session, get_or_create_project(session), out, **kwargs)
+            counts = getattr(exports, fn_name)(
+                session, get_or_create_project(session), out, **kwargs
+            )
     except Invalid as e:
         fail(str(e))
-    typer.secho(f"wrote {out}: " + ", ".join(f"{v} {k}" for k, v in counts.items()), fg=typer.colors.GREEN)
+    typer.secho(
+        f"wrote {out}: " + ", ".join(f"{v} {k}" for k, v in counts.items()), fg=typer.colors.GREEN
+    )
 
 
 @export_app.command("coco")
@@ -203,23 +218,34 @@ def export_yolo_cmd(
     split: str | None = SPLIT_OPT,
     group: str | None = GROUP_OPT,
     status: str | None = STATUS_OPT,
-    labels_only: bool = typer.Option(False, "--labels-only", help="Write labels and data.yaml, not images."),
+    labels_only: bool = typer.Option(
+        False, "--labels-only", help="Write labels and data.yaml, not images."
+    ),
 ) -> None:
     """Ultralytics YOLO segmentation layout."""
-    _run_export("export_yolo", out_dir, split=split, group=group, status=status, copy_images=not labels_only)
+    _run_export(
+        "export_yolo", out_dir, split=split, group=group, status=status, copy_images=not labels_only
+    )
 
 
 @export_app.command("label-studio")
 def export_label_studio_cmd(
     out: Path = typer.Argument(..., help="Output JSON file (the labelling config goes beside it)."),
-    include_predictions: bool = typer.Option(False, "--include-predictions", help="Add model predictions."),
+    include_predictions: bool = typer.Option(
+        False, "--include-predictions", help="Add model predictions."
+    ),
     split: str | None = SPLIT_OPT,
     group: str | None = GROUP_OPT,
     status: str | None = STATUS_OPT,
 ) -> None:
     """Label Studio tasks JSON plus the labelling config XML for the taxonomy."""
     _run_export(
-        "export_label_studio", out, include_predictions=include_predictions, split=split, group=group, status=status
+        "export_label_studio",
+        out,
+        include_predictions=include_predictions,
+        split=split,
+        group=group,
+        status=status,
     )
 
 
@@ -239,7 +265,9 @@ def stats(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
     if as_json:
         typer.echo(json.dumps(result, indent=1))
         return
-    typer.echo(f"project {result['project']}: {result['images']} images, {result['annotations']} annotations")
+    typer.echo(
+        f"project {result['project']}: {result['images']} images, {result['annotations']} annotations"
+    )
     for group, n in result["per_group"].items():
         typer.echo(f"  {group}: {n}")
     for name, n in list(result["per_class"].items())[:20]:
@@ -253,7 +281,9 @@ def stats(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
 def serve(
     host: str | None = typer.Option(None, help="Interface to listen on (default 127.0.0.1)."),
     port: int | None = typer.Option(None, help="Port (default 7860)."),
-    worker: bool = typer.Option(True, "--worker/--no-worker", help="Start a background job worker too."),
+    worker: bool = typer.Option(
+        True, "--worker/--no-worker", help="Start a background job worker too."
+    ),
 ) -> None:
     """Start the web app: the annotation UI at /ui and the REST API at /api."""
     import uvicorn
@@ -264,7 +294,10 @@ def serve(
     host = host or settings.host
     port = port or settings.port
     application = create_app(start_worker=worker)
-    typer.secho(f"Panelbeater is starting: open http://{host}:{port}/ui  (API docs: /docs)", fg=typer.colors.GREEN)
+    typer.secho(
+        f"Panelbeater is starting: open http://{host}:{port}/ui  (API docs: /docs)",
+        fg=typer.colors.GREEN,
+    )
     uvicorn.run(application, host=host, port=port, log_level="info")
 
 

@@ -73,7 +73,9 @@ class Instances:
         if self.embeddings is not None:
             self.embeddings = np.asarray(self.embeddings, dtype=np.float32)
             if self.embeddings.ndim != 2 or len(self.embeddings) != n:
-                raise ValueError(f"embeddings must be shaped (N={n}, D), got {self.embeddings.shape}")
+                raise ValueError(
+                    f"embeddings must be shaped (N={n}, D), got {self.embeddings.shape}"
+                )
         if self.attributes is None:
             self.attributes = [{} for _ in range(n)]
         _check_len("attributes", self.attributes, n)

@@ -39,7 +39,9 @@ def make_engine(url: str) -> Engine:
     # orjson: geometry columns dominate export and import time, and it is ~5x faster.
     json_args = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **json_args)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, **json_args
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         engine = create_engine(url, pool_pre_ping=True, **json_args)

@@ -121,11 +121,15 @@ def normalise_attributes(raw: object, taxonomy: Taxonomy, where: str) -> dict[st
     note = out.get("fake_note")
     if note is not None:
         if not isinstance(note, str) or len(note) > MAX_NOTE_LENGTH:
-            raise AnnotationInvalid(f"{where}: fake_note must be text of at most {MAX_NOTE_LENGTH} characters")
+            raise AnnotationInvalid(
+                f"{where}: fake_note must be text of at most {MAX_NOTE_LENGTH} characters"
+            )
     return out
 
 
-def normalise_annotation(raw: dict[str, Any], taxonomy: Taxonomy, index: int, image: Image) -> dict[str, Any]:
+def normalise_annotation(
+    raw: dict[str, Any], taxonomy: Taxonomy, index: int, image: Image
+) -> dict[str, Any]:
     """Validate one incoming annotation; raises AnnotationInvalid naming the field."""
     where = f"annotation {index + 1}"
     if not isinstance(raw, dict):
@@ -135,7 +139,9 @@ def normalise_annotation(raw: dict[str, Any], taxonomy: Taxonomy, index: int, im
         try:
             cls = taxonomy.by_id(int(raw["class_id"]))
         except (TaxonomyError, TypeError, ValueError):
-            raise AnnotationInvalid(f"{where}: class_id {raw['class_id']!r} is not in the taxonomy") from None
+            raise AnnotationInvalid(
+                f"{where}: class_id {raw['class_id']!r} is not in the taxonomy"
+            ) from None
     elif raw.get("class_name") is not None:
         cls = taxonomy.get(str(raw["class_name"]))
         if cls is None:
@@ -147,9 +153,13 @@ def normalise_annotation(raw: dict[str, Any], taxonomy: Taxonomy, index: int, im
     except GeometryError as e:
         raise AnnotationInvalid(f"{where}: {e}") from None
     x0, y0, x1, y1 = shape.bbox
-    slack = 0.5 * max(image.width, image.height)  # partly-outside polygons are fine; far-off ones are a bug
+    slack = 0.5 * max(
+        image.width, image.height
+    )  # partly-outside polygons are fine; far-off ones are a bug
     if x1 < -slack or y1 < -slack or x0 > image.width + slack or y0 > image.height + slack:
-        raise AnnotationInvalid(f"{where}: polygon lies outside the {image.width}x{image.height} image")
+        raise AnnotationInvalid(
+            f"{where}: polygon lies outside the {image.width}x{image.height} image"
+        )
     if not math.isfinite(shape.area) or shape.area <= 0:
         raise AnnotationInvalid(f"{where}: polygon has zero area")
     source = raw.get("source") or AnnotationSource.manual.value
@@ -200,7 +210,12 @@ def save_annotations(
         session.rollback()
         image = get_image(session, image_id)
         session.refresh(image)
-        raise VersionConflict(image_id, expected_version, image.annotation_version, annotation_dicts(session, image_id))
+        raise VersionConflict(
+            image_id,
+            expected_version,
+            image.annotation_version,
+            annotation_dicts(session, image_id),
+        )
 
     existing = {a.id: a for a in current_annotations(session, image_id)}
     session.add(
@@ -274,11 +289,15 @@ def set_status(
     try:
         status = ImageStatus(status)
     except ValueError:
-        raise Invalid(f"status {status!r} must be one of {', '.join(s.value for s in ImageStatus)}") from None
+        raise Invalid(
+            f"status {status!r} must be one of {', '.join(s.value for s in ImageStatus)}"
+        ) from None
     if status == ImageStatus.rejected and not (comment and comment.strip()):
         raise Invalid("rejecting a photo needs a comment that tells the annotator what to fix")
     image.status = status
-    image.review_comment = comment if status in (ImageStatus.rejected, ImageStatus.reviewed) else image.review_comment
+    image.review_comment = (
+        comment if status in (ImageStatus.rejected, ImageStatus.reviewed) else image.review_comment
+    )
     image.updated_at = utcnow()
     image.meta = {**(image.meta or {}), "status_by": author}
     session.add(image)
@@ -286,14 +305,18 @@ def set_status(
     return image
 
 
-def set_prediction_state(session: Session, *, prediction_id: int, state: PredictionState | str) -> Prediction:
+def set_prediction_state(
+    session: Session, *, prediction_id: int, state: PredictionState | str
+) -> Prediction:
     pred = session.get(Prediction, prediction_id)
     if pred is None:
         raise NotFound(f"prediction {prediction_id} does not exist")
     try:
         pred.state = PredictionState(state)
     except ValueError:
-        raise Invalid(f"state {state!r} must be one of {', '.join(s.value for s in PredictionState)}") from None
+        raise Invalid(
+            f"state {state!r} must be one of {', '.join(s.value for s in PredictionState)}"
+        ) from None
     session.add(pred)
     session.flush()
     return pred

@@ -24,7 +24,9 @@ class Forbidden(ServiceError, PermissionError):
 class VersionConflict(ServiceError):
     """409: someone saved this image since the caller loaded it."""
 
-    def __init__(self, image_id: int, expected: int, current_version: int, current: list[dict[str, Any]]):
+    def __init__(
+        self, image_id: int, expected: int, current_version: int, current: list[dict[str, Any]]
+    ):
         self.image_id = image_id
         self.expected = expected
         self.current_version = current_version

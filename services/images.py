@@ -40,7 +40,9 @@ def _filtered(
     if flagged is not None:
         # "flagged" = a fake-damage annotation, a fake flag, or a fake-damage prediction
         is_flagged = or_(
-            exists().where(live, or_(Annotation.group == "fake", Annotation.attributes["fake"].as_boolean())),
+            exists().where(
+                live, or_(Annotation.group == "fake", Annotation.attributes["fake"].as_boolean())
+            ),
             exists().where(Prediction.image_id == Image.id, Prediction.group == "fake"),
         )
         stmt = stmt.where(is_flagged if flagged else ~is_flagged)
@@ -76,7 +78,9 @@ def _queue_order(stmt):
     )
 
 
-def queue_ids(session: Session, project_id: int, *, status: str | None = None, **filters) -> list[int]:
+def queue_ids(
+    session: Session, project_id: int, *, status: str | None = None, **filters
+) -> list[int]:
     """Image ids of the queue, in order (open photos unless ``status`` says otherwise)."""
     status = status or ",".join(s.value for s in OPEN_STATUSES)
     stmt = _filtered(project_id, status=status, **filters).with_only_columns(Image.id)
@@ -86,16 +90,22 @@ def queue_ids(session: Session, project_id: int, *, status: str | None = None, *
     return list(session.exec(stmt).all())
 
 
-def queue_next(session: Session, project_id: int, *, after_id: int | None = None, **filters) -> Image | None:
+def queue_next(
+    session: Session, project_id: int, *, after_id: int | None = None, **filters
+) -> Image | None:
     """The photo after ``after_id`` in the queue (the first one when None)."""
     return _step(session, project_id, after_id, +1, **filters)
 
 
-def queue_previous(session: Session, project_id: int, *, after_id: int | None = None, **filters) -> Image | None:
+def queue_previous(
+    session: Session, project_id: int, *, after_id: int | None = None, **filters
+) -> Image | None:
     return _step(session, project_id, after_id, -1, **filters)
 
 
-def _step(session: Session, project_id: int, current: int | None, step: int, **filters) -> Image | None:
+def _step(
+    session: Session, project_id: int, current: int | None, step: int, **filters
+) -> Image | None:
     ids = queue_ids(session, project_id, **filters)
     if not ids:
         return None
@@ -107,7 +117,9 @@ def _step(session: Session, project_id: int, current: int | None, step: int, **f
 
 def queue_progress(session: Session, project_id: int) -> dict[str, int]:
     rows = session.exec(
-        select(Image.status, func.count()).where(Image.project_id == project_id).group_by(Image.status)
+        select(Image.status, func.count())
+        .where(Image.project_id == project_id)
+        .group_by(Image.status)
     ).all()
     counts = {s.value: 0 for s in ImageStatus}
     for status, n in rows:
@@ -132,4 +144,3 @@ def load_image_array(image: Image, max_side: int | None = None) -> np.ndarray:
     from exports.image_files import load_image_rgb
 
     return load_image_rgb(image_path(image), max_side=max_side)
-

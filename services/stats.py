@@ -26,7 +26,9 @@ def project_stats(session: Session, project: Project) -> dict[str, Any]:
         per_group[group] = per_group.get(group, 0) + n
         per_class[taxonomy.by_id(class_id).name] = n
     split_rows = session.exec(
-        select(Image.split, func.count()).where(Image.project_id == project.id).group_by(Image.split)
+        select(Image.split, func.count())
+        .where(Image.project_id == project.id)
+        .group_by(Image.split)
     ).all()
     progress = queue_progress(session, project.id)
     return {

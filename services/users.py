@@ -27,10 +27,31 @@ PERMISSIONS: dict[Role, frozenset[str]] = {
     Role.reviewer: frozenset({"view", "annotate", "assist", "review"}),
     Role.fraud_analyst: frozenset({"view", "annotate", "assist", "fraud"}),
     Role.lead: frozenset(
-        {"view", "annotate", "assist", "review", "fraud", "dashboard", "export", "retrain", "import"}
+        {
+            "view",
+            "annotate",
+            "assist",
+            "review",
+            "fraud",
+            "dashboard",
+            "export",
+            "retrain",
+            "import",
+        }
     ),
     Role.admin: frozenset(
-        {"view", "annotate", "assist", "review", "fraud", "dashboard", "export", "retrain", "import", "users"}
+        {
+            "view",
+            "annotate",
+            "assist",
+            "review",
+            "fraud",
+            "dashboard",
+            "export",
+            "retrain",
+            "import",
+            "users",
+        }
     ),
 }
 

@@ -9,7 +9,9 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: Real public car photos with polygon labels; absent on users' machines.
-SHARED_DATASETS = Path(os.environ.get("PANELBEATER_SHARED_DATASETS", REPO_ROOT.parent / "shared" / "datasets"))
+SHARED_DATASETS = Path(
+    os.environ.get("PANELBEATER_SHARED_DATASETS", REPO_ROOT.parent / "shared" / "datasets")
+)
 
 requires_datasets = pytest.mark.skipif(
     not SHARED_DATASETS.is_dir(),
@@ -94,7 +96,9 @@ def any_store(request, tmp_path: Path):
 
     if request.param == "postgres":
         if not POSTGRES_URL:
-            pytest.fail("CI=true but PANELBEATER_TEST_POSTGRES_URL is not set: .ci/run must start PostgreSQL")
+            pytest.fail(
+                "CI=true but PANELBEATER_TEST_POSTGRES_URL is not set: .ci/run must start PostgreSQL"
+            )
         configure_store(tmp_path / "data", _fresh_postgres_database(POSTGRES_URL))
     else:
         configure_store(tmp_path / "data")
