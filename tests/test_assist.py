@@ -362,3 +362,39 @@ def test_sam_predict_equals_sam_predictor(sam_random):
     torch.testing.assert_close(got[0], want[0], rtol=0, atol=1e-5)
     torch.testing.assert_close(got[1], want[1], rtol=0, atol=1e-5)
     assert want[0].abs().max() > 0.01  # not a vacuous comparison
+
+
+@pytest.mark.timeout(120)
+def test_mobile_sam_through_ultralytics_with_a_random_checkpoint(tmp_path):
+    """The MobileSAM back end end to end on a randomly initialised checkpoint written in the
+    layout Ultralytics loads: embedding cache, a polygon for a box and for a click, and a
+    corrupt file named in a CheckpointError."""
+    import torch
+    from ultralytics.models.sam.build import build_mobile_sam
+
+    from models.assist.sam import MobileSamAssistant
+
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "mobile_sam.pt"
+    torch.save(build_mobile_sam().state_dict(), checkpoint)
+    img, _ = disc_image(240, 320)
+    first = MobileSamAssistant(checkpoint, cache_dir=tmp_path / "cache", device="cpu")
+    first.set_image(img)
+    assert first.backend == "mobile_sam" and not first.last_embedding_cached
+    boxed = first.predict(box=[40, 20, 200, 180])
+    clicked = first.predict(points=[[160, 120]], labels=[1])
+    for res in (boxed, clicked):
+        # random weights give a speckled mask, but always a polygon inside the photo
+        assert res.shape is not None and res.backend == "mobile_sam"
+        x0, y0, x1, y1 = res.shape.bbox
+        assert 0 <= x0 < x1 <= 320 and 0 <= y0 < y1 <= 240
+    again = MobileSamAssistant(checkpoint, cache_dir=tmp_path / "cache", device="cpu")
+    again.set_image(img)
+    assert again.last_embedding_cached  # the fp16 embedding from disk, no encoder run
+    assert again.predict(box=[40, 20, 200, 180]).shape is not None
+
+    broken = tmp_path / "broken" / "mobile_sam.pt"
+    broken.parent.mkdir()
+    broken.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"broken/mobile_sam.pt could not be loaded"):
+        MobileSamAssistant(broken, cache_dir=tmp_path / "cache", device="cpu")

@@ -201,6 +201,17 @@ class MobileSamAssistant(Assistant):
                 "device": str(dev),
             }
         )
+        # Keep every candidate and pick the best, as the SAM back end does: Ultralytics drops
+        # masks whose predicted IoU is under ``conf``, which would answer an awkward box with
+        # nothing (its config check refuses a negative value, hence set after construction).
+        self.predictor.args.conf = float("-inf")
+        try:
+            self.predictor.setup_model(verbose=False)
+        except Exception as e:  # a wrong/corrupt file surfaces as many error types
+            raise CheckpointError(
+                f"MobileSAM checkpoint {checkpoint} could not be loaded ({type(e).__name__}: {e}); "
+                f"point PANELBEATER_MOBILE_SAM_CHECKPOINT at a mobile_sam.pt file"
+            ) from e
         self.backend = "mobile_sam"
         self.cache = EmbeddingCache(cache_dir, f"mobile_sam-{_checkpoint_key(checkpoint)}")
         self.last_embedding_cached = False
