@@ -77,11 +77,15 @@ def test_retrain_button_starts_a_round_and_shows_its_progress(store, datasets_di
             page.fill("#pb-login-password input", PASSWORD)
             page.click("#pb-login-button")
             page.get_by_role("tab", name="Dashboard").click()
+            # the lead picks what the round trains
+            page.locator("#pb-retrain-stages").get_by_label("YOLO parts").check()
             page.click("#pb-retrain")
             page.wait_for_selector("#pb-retrain-msg:has-text('queued as job')")
+            assert "yolo_seg, tiny preset" in page.locator("#pb-retrain-msg").inner_text()
             with session_scope() as s:
                 job = s.exec(__import__("sqlmodel").select(Job).where(Job.kind == "round")).one()
                 job_id = job.id
+                assert job.params["stages"] == ["yolo_seg"] and job.params["config"] == "tiny"
             # The live table shows the round's stage and progress while it runs, then completion.
             seen_running = False
             deadline = time.monotonic() + 300
