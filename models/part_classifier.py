@@ -14,6 +14,9 @@ before dropout and the linear layer), taken from the same forward as the probabi
 
 from __future__ import annotations
 
+import copy
+import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,10 +42,16 @@ from models.base import (
 )
 from models.registry import register_stage
 
+log = logging.getLogger(__name__)
+
+#: crops whose activation ranges calibrate the int8 copy
+CALIBRATION_CROPS = 64
 #: ResNet34's pooled feature width: the size of an embedding
 EMBED_DIM = 512
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+#: what a crop shows outside its part: the ImageNet mean, "nothing here" once normalised
+OUTSIDE_GREY = (124, 116, 104)
 
 
 @dataclass
@@ -61,10 +70,12 @@ class PartClassifierConfig(StageConfig):
     epochs: int = 1
     #: parts whose box is smaller than this (pixels^2) are not classified: [0.5, 0.5]
     min_part_area: float = 0.0
-    #: opt-in, CPU only: int8 static quantization (torch.ao FX, x86 engine) of the inference
-    #: copy, calibrated on the first crops it classifies; ~3-4x faster than fp32. Measure its
-    #: agreement with fp32 on your data (bench/bench_models.py --int8) before turning it on.
-    int8: bool = False
+    #: CPU inference in int8 (x86 static quantization, eager mode): ~4x faster than fp32 for
+    #: ResNet34 on this 2-core CPU, which is what lets the pipeline keep pace with bare YOLO.
+    #: Activations are calibrated on training crops when the stage trains (stored in its
+    #: file), else on the first crops it classifies. Set False for fp32 (BatchNorm folded).
+    #: Ignored on a GPU, which runs the eager net (with AMP under ``device: auto``).
+    int8: bool = True
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"crop_size": 64},
@@ -89,7 +100,9 @@ class PartFeatures(NamedTuple):
 
 
 def part_crop(image: np.ndarray, shape: Shape, size: int) -> np.ndarray:
-    """``(size, size, 3)`` uint8: the part's box, pixels outside its polygon set to grey."""
+    """``(size, size, 3)`` uint8: the part's box resized to ``size``, pixels outside its
+    polygon set to grey. The polygon is rasterised at the crop's size, after the resize:
+    parts are often 500+ px wide, and masking them at full size cost twice the time."""
     import cv2
 
     h, w = image.shape[:2]
@@ -97,11 +110,11 @@ def part_crop(image: np.ndarray, shape: Shape, size: int) -> np.ndarray:
     x0, y0 = int(max(0, np.floor(x0))), int(max(0, np.floor(y0)))
     x1, y1 = int(min(w, np.ceil(x1))), int(min(h, np.ceil(y1)))
     if x1 - x0 < 1 or y1 - y0 < 1:
-        return np.full((size, size, 3), 124, np.uint8)
-    crop = image[y0:y1, x0:x1].copy()
-    inside = shape.translated(-x0, -y0).to_mask(y1 - y0, x1 - x0)
-    crop[~inside] = (124, 116, 104)  # ImageNet mean: "nothing here" after normalisation
-    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+        return np.full((size, size, 3), OUTSIDE_GREY, np.uint8)
+    crop = cv2.resize(image[y0:y1, x0:x1], (size, size), interpolation=cv2.INTER_AREA)
+    in_crop = shape.translated(-x0, -y0).scaled(size / (x1 - x0), size / (y1 - y0))
+    crop[~in_crop.to_mask(size, size)] = OUTSIDE_GREY
+    return crop
 
 
 def _body_forward(net, x):
@@ -111,22 +124,82 @@ def _body_forward(net, x):
     return net.avgpool(x).flatten(1)
 
 
-def _quantize_int8(net, calib):
-    """int8 copy of ``net`` (x86 static quantization, FX graph mode), observers fed ``calib``
-    ``(B, 3, S, S)`` float."""
+def _fold_batchnorm(net):
+    """Copy of a ResNet in eval mode with every BatchNorm folded into the convolution before
+    it (and replaced by Identity): same outputs up to float rounding, one pass less.
+
+    Done module by module rather than with ``torch.fx`` on purpose: fx tracing patches
+    ``nn.Module.__call__`` for the whole process while it runs, which breaks any model
+    running meanwhile in another thread (the pipeline's YOLO runs beside this classifier)."""
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    net = copy.deepcopy(net).eval()
+    pairs = [(net, "conv1", "bn1")]
+    for layer in (net.layer1, net.layer2, net.layer3, net.layer4):
+        for block in layer:
+            pairs += [(block, "conv1", "bn1"), (block, "conv2", "bn2")]
+            if block.downsample is not None:
+                pairs.append((block.downsample, "0", "1"))
+    for parent, conv, bn in pairs:
+        folded = fuse_conv_bn_eval(getattr(parent, conv), getattr(parent, bn))
+        setattr(parent, conv, folded)
+        setattr(parent, bn, nn.Identity())
+    return net
+
+
+def _observed_int8_body(net):
+    """ResNet34 body (up to the average pool, ``(B, 512)`` float out) rebuilt as torchvision's
+    quantizable ResNet with ``net``'s weights, conv+bn+relu fused and x86 observers attached:
+    feed it calibration crops, then :func:`torch.ao.quantization.convert` it. Eager-mode
+    quantization (module hooks only): thread-safe, unlike fx's (see :func:`_fold_batchnorm`)."""
+    import torch
+    from torch import nn
+    from torchvision.models.quantization.resnet import QuantizableBasicBlock, QuantizableResNet
+
+    torch.backends.quantized.engine = "x86"
+    body = QuantizableResNet(QuantizableBasicBlock, [3, 4, 6, 3])
+    body.fc = nn.Identity()
+    weights = {k: v for k, v in net.state_dict().items() if not k.startswith("fc.")}
+    body.load_state_dict(weights)
+    body.eval()
+    body.fuse_model(is_qat=False)
+    body.qconfig = torch.ao.quantization.get_default_qconfig("x86")
+    return torch.ao.quantization.prepare(body)
+
+
+def int8_calibration(net, calib) -> dict[str, Any]:
+    """The activation ranges (observer state) of ``net`` on ``calib`` ``(B, 3, S, S)`` float
+    crops: what :func:`_quantize_int8` needs to rebuild the same int8 copy later."""
     import warnings
 
     import torch
-    from torch.ao.quantization import get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
-    torch.backends.quantized.engine = "x86"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # observer deprecation chatter
+        body = _observed_int8_body(net)
+        with torch.inference_mode():
+            body(calib)
+    return {k: v.clone() for k, v in body.state_dict().items() if "activation_post_process" in k}
+
+
+def _quantize_int8(net, calibration: dict[str, Any]):
+    """int8 body of ``net`` with the activation ranges of :func:`int8_calibration`."""
+    import warnings
+
+    import torch
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        prepared = prepare_fx(net, get_default_qconfig_mapping("x86"), (calib[:1],))
-        with torch.inference_mode():
-            prepared(calib)
-        return convert_fx(prepared)
+        body = _observed_int8_body(net)
+        keys = body.load_state_dict(calibration, strict=False)
+        bad = keys.unexpected_keys + [k for k in keys.missing_keys if "activation_post" in k]
+        if bad:
+            raise CheckpointError(
+                f"the stored int8 calibration does not fit ResNet34 ({bad[:3]}); "
+                f"retrain part_classifier or set its int8 option to false"
+            )
+        return torch.ao.quantization.convert(body)
 
 
 def damaged_labels(
@@ -187,38 +260,51 @@ class PartClassifierStage:
         self.net = _build_net(self.config).eval()
         self.device, self.amp = resolve_device(self.config.device)
         self.net.to(self.device)
-        self._fast = None  # inference copy of self.net (BatchNorm folded), built lazily
+        self._fast = None  # inference copy of self.net (CPU), built lazily
+        # the pipeline classifies from two threads: one of them builds the copy
+        self._fast_lock = threading.Lock()
+        #: activation ranges for the int8 copy (see int8_calibration): set by train and
+        #: load, else taken from the first crops classified; saved with the weights
+        self.int8_calibration: dict[str, Any] | None = None
 
-    def _inference_net(self, calib=None):
+    def _inference_net(self, calib_crops: list[np.ndarray]):
         """The net as ``Sequential(body, head)``: ``body`` maps ``(B, 3, S, S)`` crops to the
         ``(B, 512)`` pooled features, ``head`` (dropout + linear) maps those to the 2 logits,
-        so one forward yields both. On the CPU ``body`` is a copy with BatchNorm folded into
-        the convolutions (``torch.fx`` fuse) in channels-last layout, same weights and
-        outputs up to float rounding; int8 when ``config.int8`` (calibrated on ``calib``;
-        the 512x2 head stays float). Rebuilt after training or loading (they reset
-        ``_fast``). Elsewhere None: the eager net, through :func:`_body_forward` and ``fc``.
+        so one forward yields both. On the CPU ``body`` is int8 when ``config.int8`` (its
+        activation ranges from :attr:`int8_calibration`, else from ``calib_crops``), otherwise
+        a channels-last copy with BatchNorm folded into the convolutions (same outputs up to
+        float rounding); the 512x2 head stays float. Rebuilt after training or loading (they
+        reset ``_fast``). Elsewhere None: the eager net, through :func:`_body_forward` and
+        ``fc``.
 
-        Measured on this 2-core CPU at one thread, 8 crops of 224 px: eager ~575 ms, folded
-        channels-last ~555 ms, TorchScript freeze + optimize_for_inference ~530 ms (not
-        worth its ~4 s build), int8 ~140-200 ms. ResNet34 is compute-bound here."""
-        import torch
-        from torch import nn
+        Measured on this 2-core CPU at one thread, 8 crops of 224 px: eager ~630 ms, folded
+        channels-last ~580 ms, int8 ~140 ms. ResNet34 is compute-bound here."""
 
         if self.device.type != "cpu":
             return None  # eager: _body_forward and self.net.fc
-        if self._fast is None:
-            import copy
-
-            from torch.fx.experimental.optimization import fuse
-
-            net = copy.deepcopy(self.net).eval()
-            head, net.fc = net.fc, nn.Identity()
-            if self.config.int8 and calib is not None:
-                body = _quantize_int8(net, calib)
-            else:
-                body = fuse(net).to(memory_format=torch.channels_last)
-            self._fast = nn.Sequential(body, head)
+        with self._fast_lock:
+            if self._fast is None:
+                self._fast = self._build_inference_net(calib_crops)
         return self._fast
+
+    def _build_inference_net(self, calib_crops: list[np.ndarray]):
+        import torch
+        from torch import nn
+
+        if not self.config.int8:
+            body = _fold_batchnorm(self.net)
+            body.fc = nn.Identity()
+            body = body.to(memory_format=torch.channels_last)
+        else:
+            if self.int8_calibration is None:
+                log.info(
+                    "part_classifier: no stored int8 calibration, calibrating on the first %d crops",
+                    min(len(calib_crops), CALIBRATION_CROPS),
+                )
+                calib = self._batch(calib_crops[:CALIBRATION_CROPS])
+                self.int8_calibration = int8_calibration(self.net, calib)
+            body = _quantize_int8(self.net, self.int8_calibration)
+        return nn.Sequential(body, copy.deepcopy(self.net.fc).eval())
 
     def _batch(self, crops: list[np.ndarray]):
         import torch
@@ -239,7 +325,7 @@ class PartClassifierStage:
 
         if not crops:
             return np.zeros((0, 2), np.float32), np.zeros((0, EMBED_DIM), np.float32)
-        net = self._inference_net(self._batch(crops[:32]) if self.config.int8 else None)
+        net = self._inference_net(crops)
         if net is None:
             body, head = (lambda x: _body_forward(self.net, x)), self.net.fc
         else:
@@ -384,6 +470,12 @@ class PartClassifierStage:
                 progress(epoch + 1, cfg.epochs, {"epoch": epoch + 1, "loss": history[-1]})
         net.eval()
         self._fast = None  # the weights changed: rebuild the inference copy
+        # activation ranges for int8 CPU inference, from training crops (not augmented); also
+        # after GPU training, so the file pre-annotates on a CPU machine as well
+        pick = rng.choice(len(crops), min(len(crops), CALIBRATION_CROPS), replace=False)
+        cpu_net = copy.deepcopy(net).cpu() if self.device.type != "cpu" else net
+        calib = self._batch([crops[i] for i in pick]).cpu()
+        self.int8_calibration = int8_calibration(cpu_net, calib)
         probs = self.classify_crops(crops)
         acc = float((probs.argmax(1) == labels).mean())
         metrics = {
@@ -404,17 +496,27 @@ class PartClassifierStage:
             config=self.config,
             class_counts={"damaged": 2},
             state_dict={k: v.cpu() for k, v in self.net.state_dict().items()},
+            extra={"int8_calibration": self.int8_calibration},
         )
 
     @classmethod
     def load(
-        cls, path: str | Path, taxonomy: Taxonomy | None = None, device: str = "auto", **_: Any
+        cls,
+        path: str | Path,
+        taxonomy: Taxonomy | None = None,
+        device: str = "auto",
+        cpu_int8: bool | None = None,
+        **_: Any,
     ) -> PartClassifierStage:
+        """``cpu_int8`` (None: as trained) chooses int8 or fp32 CPU inference."""
         payload = load_checkpoint(path, stage=cls.name, class_counts={"damaged": 2})
         cfg = PartClassifierConfig.from_dict(
             {**payload["config"], "device": device, "backbone_weights": None}
         )
+        if cpu_int8 is not None:
+            cfg.int8 = cpu_int8
         st = cls(cfg, taxonomy)
         restore_weights(st.net, payload["state_dict"], path, "ResNet34 + 2-class head")
         st._fast = None
+        st.int8_calibration = (payload.get("extra") or {}).get("int8_calibration")
         return st

@@ -75,20 +75,28 @@ class PipelineStage:
         """YOLO parts, then P(damaged) per part. On the CPU, with several images, the ResNet
         work of image i runs in a worker thread while YOLO does image i+1: Ultralytics runs
         its CPU predict on ``cpu_count - 1`` threads (one on a 2-core machine), so the other
-        core would otherwise sit idle. Results are identical to the sequential order."""
+        core would otherwise sit idle. Once YOLO is done, this thread takes over the images
+        the worker has not started, from the last one back. Results are identical to the
+        sequential order."""
         check_images(images)
         if len(images) < 2 or self.classifier.device.type != "cpu":
             return self._finish(images, self.yolo.predict(images), None)
         from concurrent.futures import ThreadPoolExecutor
 
         results: list[ImageResult] = []
-        futures = []
+        items, futures = [], []
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="part-classifier") as pool:
             for im in images:
                 res = self.yolo.predict([im])
                 results.extend(res)
-                futures.append(pool.submit(self.classifier.classify_many, [(im, res[0].instances)]))
-            probs = [f.result()[0] for f in futures]
+                items.append([(im, res[0].instances)])
+                futures.append(pool.submit(self.classifier.classify_many, items[-1]))
+            probs: list[np.ndarray] = [np.empty(0)] * len(images)
+            for k in reversed(range(len(images))):
+                done = futures[k].cancel()  # True: the worker had not started it
+                probs[k] = (
+                    self.classifier.classify_many(items[k]) if done else futures[k].result()
+                )[0]
         return self._finish(images, results, probs)
 
     def _finish(
@@ -150,8 +158,14 @@ class PipelineStage:
 
     @classmethod
     def load(
-        cls, path: str | Path, taxonomy: Taxonomy | None = None, device: str = "auto", **_: Any
+        cls,
+        path: str | Path,
+        taxonomy: Taxonomy | None = None,
+        device: str = "auto",
+        cpu_int8: bool | None = None,
+        **_: Any,
     ) -> PipelineStage:
+        """``cpu_int8``: see :meth:`PartClassifierStage.load`."""
         import tempfile
 
         taxonomy = taxonomy or default_taxonomy()
@@ -165,6 +179,6 @@ class PipelineStage:
             (Path(tmp) / "y.pt").write_bytes(sd["yolo_seg"])
             (Path(tmp) / "c.pt").write_bytes(sd["part_classifier"])
             y = YoloSegStage.load(Path(tmp) / "y.pt", taxonomy, device)
-            c = PartClassifierStage.load(Path(tmp) / "c.pt", taxonomy, device)
+            c = PartClassifierStage.load(Path(tmp) / "c.pt", taxonomy, device, cpu_int8)
         cfg = PipelineConfig.from_dict({**payload["config"], "device": device})
         return cls(cfg, taxonomy, yolo=y, classifier=c)

@@ -123,14 +123,16 @@ def resolve_version(session: Session, stage: str, version: str | int | None) -> 
 
 
 def load_version(mv: ModelVersion, taxonomy, device: str = "auto"):
+    from core.config import get_settings
     from models.registry import stage_class
 
     cls = stage_class(mv.stage)
-    return (
-        cls.load(mv.path, taxonomy=taxonomy, device=device)
-        if mv.stage != "assist_net"
-        else cls.load(mv.path, device=device)
-    )
+    if mv.stage == "assist_net":
+        return cls.load(mv.path, device=device)
+    if mv.stage in ("part_classifier", "pipeline"):
+        cpu_int8 = get_settings().cpu_int8  # PANELBEATER_CPU_INT8
+        return cls.load(mv.path, taxonomy=taxonomy, device=device, cpu_int8=cpu_int8)
+    return cls.load(mv.path, taxonomy=taxonomy, device=device)
 
 
 def _fp16(a: np.ndarray | None) -> bytes | None:

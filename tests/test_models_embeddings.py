@@ -127,7 +127,7 @@ def test_mask_rcnn_image_embedding_leaves_padding_out():
 def classifier():
     from models.part_classifier import PartClassifierConfig, PartClassifierStage
 
-    return PartClassifierStage(PartClassifierConfig.from_preset("tiny", device="cpu"))
+    return PartClassifierStage(PartClassifierConfig.from_preset("tiny", device="cpu", int8=False))
 
 
 def test_part_classifier_embeddings_come_from_the_same_forward(classifier):
@@ -254,3 +254,110 @@ def test_pipeline_passes_yolo_image_embedding_through(yolo):
             np.testing.assert_allclose(g.image_embedding, r.image_embedding, rtol=1e-5)
             assert g.instances.embeddings.shape == r.instances.embeddings.shape
             assert "damaged" in g.instances.probs
+
+
+def _synthetic_part_set(tmp_path, n: int = 3):
+    """``n`` photos with a door part (half of them dented) as a TrainingSet."""
+    from PIL import Image
+
+    from core.geometry import Shape
+    from core.instances import Instances
+    from core.records import ImageRecord
+    from core.taxonomy import default_taxonomy
+    from models.base import TrainingSet
+
+    tax = default_taxonomy()
+    rng = np.random.default_rng(10)
+    recs = []
+    for i in range(n):
+        path = tmp_path / f"car{i}.png"
+        Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(path)
+        shapes = [Shape.from_box(5, 5, 45, 50)]
+        ids = [tax.get("front_left_door").id]
+        if i % 2:
+            shapes.append(Shape.from_box(10, 10, 40, 45))
+            ids.append(tax.get("dent").id)
+        recs.append(
+            ImageRecord(
+                str(path), 80, 60, Instances(shapes=shapes, class_ids=np.asarray(ids)), "train"
+            )
+        )
+    return TrainingSet(recs, tax)
+
+
+def test_part_classifier_int8_calibration_is_trained_saved_and_loaded(tmp_path):
+    """Training stores the int8 activation ranges from training crops in the model file; the
+    loaded stage quantizes with them (not with whatever it classifies first), so it gives
+    the trained stage's outputs exactly."""
+    from models.part_classifier import PartClassifierConfig, PartClassifierStage
+
+    st = PartClassifierStage(PartClassifierConfig.from_preset("tiny", device="cpu"))
+    res = st.train(_synthetic_part_set(tmp_path), out_path=tmp_path / "pc.pt")
+    assert st.int8_calibration and all("activation_post_process" in k for k in st.int8_calibration)
+    rng = np.random.default_rng(11)
+    crops = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(4)]
+    p, f = st.classify_crops_with_embeddings(crops)
+    loaded = PartClassifierStage.load(res.artifact_path, device="cpu")
+    # a very different first batch: calibrating on it would change the int8 ranges
+    lp, lf = loaded.classify_crops_with_embeddings([c // 8 for c in crops[:1]] + crops)
+    np.testing.assert_array_equal(lp[1:], p)
+    np.testing.assert_array_equal(lf[1:], f)
+
+
+def test_part_classifier_int8_is_a_load_time_choice(tmp_path, monkeypatch):
+    """PANELBEATER_CPU_INT8=false makes pre-annotation load a trained file in fp32."""
+    from types import SimpleNamespace
+
+    from core.config import reset_settings
+    from models.part_classifier import PartClassifierConfig, PartClassifierStage
+    from services.model_runs import load_version
+
+    st = PartClassifierStage(PartClassifierConfig.from_preset("tiny", device="cpu"))
+    path = st.train(_synthetic_part_set(tmp_path), out_path=tmp_path / "pc.pt").artifact_path
+    crops = [np.random.default_rng(12).integers(0, 255, (64, 64, 3), dtype=np.uint8)]
+
+    def quantized(stage) -> bool:
+        stage.classify_crops(crops)
+        return any("quantized" in str(type(m)).lower() for m in stage._fast.modules())
+
+    mv = SimpleNamespace(stage="part_classifier", path=str(path))
+    monkeypatch.setenv("PANELBEATER_CPU_INT8", "false")
+    reset_settings()
+    try:
+        fp32 = load_version(mv, None, device="cpu")
+        assert not quantized(fp32)
+        monkeypatch.setenv("PANELBEATER_CPU_INT8", "true")
+        reset_settings()
+        assert quantized(load_version(mv, None, device="cpu"))
+    finally:
+        monkeypatch.delenv("PANELBEATER_CPU_INT8")
+        reset_settings()
+    np.testing.assert_allclose(fp32.classify_crops(crops), st.classify_crops(crops), atol=0.05)
+
+
+def test_part_classifier_bad_int8_calibration_is_a_clear_error(tmp_path):
+    from models.base import CheckpointError
+    from models.part_classifier import PartClassifierConfig, PartClassifierStage
+
+    st = PartClassifierStage(PartClassifierConfig.from_preset("tiny", device="cpu"))
+    st.int8_calibration = {"layer9.activation_post_process.min_val": np.zeros(1)}
+    with pytest.raises(CheckpointError, match="int8 calibration.*int8 option to false"):
+        st.classify_crops([np.zeros((64, 64, 3), np.uint8)])
+
+
+@pytest.mark.parametrize("int8", [True, False])
+def test_part_classifier_inference_copy_does_not_trace(int8, monkeypatch):
+    """torch.fx tracing patches nn.Module.__call__ for the whole process while it runs, so
+    building the inference copy with it breaks the pipeline's YOLO, which runs in another
+    thread meanwhile. The copies are built without it."""
+    import torch.fx
+
+    from models.part_classifier import PartClassifierConfig, PartClassifierStage
+
+    def refuse(*a, **k):
+        raise AssertionError("torch.fx tracing while other threads may run models")
+
+    monkeypatch.setattr(torch.fx.Tracer, "trace", refuse)
+    st = PartClassifierStage(PartClassifierConfig.from_preset("tiny", device="cpu", int8=int8))
+    p = st.classify_crops([np.full((64, 64, 3), 90, np.uint8)])
+    np.testing.assert_allclose(p.sum(1), 1, atol=1e-5)

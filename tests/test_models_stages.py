@@ -118,8 +118,8 @@ def test_yolo_returns_class_vectors_and_embeddings_of_kept_detections(images):
 
 
 def test_part_classifier_fast_paths_agree_with_eager():
-    """The BatchNorm-folded channels-last copy gives the eager net's probabilities; the
-    opt-in int8 copy is quantized and agrees on the winning class; tiny parts are skipped."""
+    """The fp32 BatchNorm-folded channels-last copy gives the eager net's probabilities; the
+    default int8 copy is quantized and agrees on the winning class; tiny parts are skipped."""
     import torch
 
     from core.geometry import Shape
@@ -128,13 +128,14 @@ def test_part_classifier_fast_paths_agree_with_eager():
 
     rng = np.random.default_rng(3)
     crops = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(6)]
-    st = PartClassifierStage(PartClassifierConfig.from_preset("tiny", device="cpu"))
+    st = PartClassifierStage(PartClassifierConfig.from_preset("tiny", device="cpu", int8=False))
     fast = st.classify_crops(crops)
     assert st._fast is not None and st._fast is not st.net
     with torch.inference_mode():
         eager = st.net(st._batch(crops)).softmax(-1).numpy()
     np.testing.assert_allclose(fast, eager, atol=1e-4)
-    q = PartClassifierStage(PartClassifierConfig.from_preset("tiny", device="cpu", int8=True))
+    q = PartClassifierStage(PartClassifierConfig.from_preset("tiny", device="cpu"))
+    assert q.config.int8  # the CPU default
     q.net.load_state_dict(st.net.state_dict())
     pq = q.classify_crops(crops)
     assert any("quantized" in str(type(m)).lower() for m in q._fast.modules())
@@ -174,3 +175,20 @@ def test_pipeline_overlapped_batch_equals_one_by_one(images):
             a.instances.probs["damaged"], b.instances.probs["damaged"], atol=1e-5
         )
         assert a.instances.data["damaged_prob"] == pytest.approx(b.instances.data["damaged_prob"])
+
+
+def test_part_crop_greys_out_what_lies_outside_the_part():
+    from core.geometry import Shape
+    from models.part_classifier import part_crop
+
+    img = np.zeros((300, 400, 3), np.uint8)
+    img[:, :, 0] = 250  # a red photo
+    tri = Shape.from_ring([[100, 50], [300, 50], [100, 250]])  # box 200 x 200 at (100, 50)
+    crop = part_crop(img, tri, 64)
+    assert crop.shape == (64, 64, 3) and crop.dtype == np.uint8
+    assert (crop[5, 5] == [250, 0, 0]).all()  # the triangle's right angle: inside
+    assert (crop[60, 60] == [124, 116, 104]).all()  # the opposite corner: outside
+    share_inside = (crop[:, :, 0] == 250).mean()
+    assert 0.45 < share_inside < 0.55  # half of the box, as the triangle covers
+    off_photo = part_crop(img, Shape.from_box(450, 10, 500, 60), 16)
+    assert (off_photo == [124, 116, 104]).all()
