@@ -104,6 +104,7 @@ def main() -> None:
             for im, r in zip(imgs, res, strict=True)
             for s in r.instances.shapes
         ]
+        pipe.classifier.calibrate_int8(crops)  # a trained file carries its training crops' ranges
         q = pipe.classifier.classify_crops(crops)
         fp = PartClassifierStage(
             pipe.classifier.config.__class__(**{**vars(pipe.classifier.config), "int8": False})

@@ -34,8 +34,9 @@ class Settings(BaseSettings):
     sam_model_type: Literal["vit_b", "vit_l", "vit_h"] = "vit_b"
     mobile_sam_checkpoint: Path | None = None
 
-    #: The part classifier's ResNet34 runs in int8 on the CPU (about 4x faster; false: fp32).
-    cpu_int8: bool = True
+    #: The part classifier's ResNet34 on the CPU: false forces fp32, true int8 (about 4x
+    #: faster; needs the calibration training stores); unset: as the model was trained.
+    cpu_int8: bool | None = None
 
     #: Task queue: empty means Huey on SQLite in the data dir; ``redis://...`` for Redis.
     queue_url: str = ""

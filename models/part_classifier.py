@@ -72,8 +72,9 @@ class PartClassifierConfig(StageConfig):
     min_part_area: float = 0.0
     #: CPU inference in int8 (x86 static quantization, eager mode): ~4x faster than fp32 for
     #: ResNet34 on this 2-core CPU, which is what lets the pipeline keep pace with bare YOLO.
-    #: Activations are calibrated on training crops when the stage trains (stored in its
-    #: file), else on the first crops it classifies. Set False for fp32 (BatchNorm folded).
+    #: Needs activation ranges from training crops, which training stores in the model file
+    #: (or :meth:`PartClassifierStage.calibrate_int8`); without them, or on a CPU without
+    #: PyTorch's x86 quantized engine, inference is fp32 (BatchNorm folded), as with False.
     #: Ignored on a GPU, which runs the eager net (with AMP under ``device: auto``).
     int8: bool = True
 
@@ -148,6 +149,37 @@ def _fold_batchnorm(net):
     return net
 
 
+def int8_supported() -> bool:
+    """Whether this PyTorch build has the x86 quantized engine (not on ARM, for one)."""
+    import torch
+
+    return "x86" in torch.backends.quantized.supported_engines
+
+
+def _int8_body(quantized):
+    """The converted quantizable ResNet as a ``(B, 512)`` feature extractor that leaves int8
+    before the average pool: pooling 7x7 int8 values in float gives embeddings with fine
+    steps, where int8 pooling would round them to 256 levels (coarse for diversity
+    sampling)."""
+    import torch
+    from torch import nn
+
+    class Int8ResNetBody(nn.Module):
+        int8 = True  # marks it for classify_crops_with_embeddings (no channels-last step)
+
+        def __init__(self, q):
+            super().__init__()
+            self.q = q
+
+        def forward(self, x):
+            q = self.q
+            x = q.maxpool(q.relu(q.bn1(q.conv1(q.quant(x)))))
+            x = q.layer4(q.layer3(q.layer2(q.layer1(x))))
+            return torch.flatten(q.avgpool(q.dequant(x)), 1)
+
+    return Int8ResNetBody(quantized).eval()
+
+
 def _observed_int8_body(net):
     """ResNet34 body (up to the average pool, ``(B, 512)`` float out) rebuilt as torchvision's
     quantizable ResNet with ``net``'s weights, conv+bn+relu fused and x86 observers attached:
@@ -160,7 +192,7 @@ def _observed_int8_body(net):
     torch.backends.quantized.engine = "x86"
     body = QuantizableResNet(QuantizableBasicBlock, [3, 4, 6, 3])
     body.fc = nn.Identity()
-    weights = {k: v for k, v in net.state_dict().items() if not k.startswith("fc.")}
+    weights = {k: v.cpu() for k, v in net.state_dict().items() if not k.startswith("fc.")}
     body.load_state_dict(weights)
     body.eval()
     body.fuse_model(is_qat=False)
@@ -199,7 +231,7 @@ def _quantize_int8(net, calibration: dict[str, Any]):
                 f"the stored int8 calibration does not fit ResNet34 ({bad[:3]}); "
                 f"retrain part_classifier or set its int8 option to false"
             )
-        return torch.ao.quantization.convert(body)
+        return _int8_body(torch.ao.quantization.convert(body))
 
 
 def damaged_labels(
@@ -263,54 +295,71 @@ class PartClassifierStage:
         self._fast = None  # inference copy of self.net (CPU), built lazily
         # the pipeline classifies from two threads: one of them builds the copy
         self._fast_lock = threading.Lock()
-        #: activation ranges for the int8 copy (see int8_calibration): set by train and
-        #: load, else taken from the first crops classified; saved with the weights
+        #: activation ranges for the int8 copy (see int8_calibration): set by train, load
+        #: and calibrate_int8; saved with the weights
         self.int8_calibration: dict[str, Any] | None = None
 
-    def _inference_net(self, calib_crops: list[np.ndarray]):
+    def calibrate_int8(self, crops: list[np.ndarray]) -> None:
+        """Take the int8 activation ranges from these ``(S, S, 3)`` uint8 crops (training
+        does this with up to :data:`CALIBRATION_CROPS` of its own)."""
+        if int8_supported():
+            self.int8_calibration = int8_calibration(
+                self.net, self._batch(crops[:CALIBRATION_CROPS], "cpu")
+            )
+            self._fast = None
+
+    @property
+    def runs_int8(self) -> bool:
+        """Whether CPU inference runs in int8 (asked for, calibrated and supported)."""
+        return (
+            self.device.type == "cpu"
+            and self.config.int8
+            and self.int8_calibration is not None
+            and int8_supported()
+        )
+
+    def _inference_net(self):
         """The net as ``Sequential(body, head)``: ``body`` maps ``(B, 3, S, S)`` crops to the
         ``(B, 512)`` pooled features, ``head`` (dropout + linear) maps those to the 2 logits,
-        so one forward yields both. On the CPU ``body`` is int8 when ``config.int8`` (its
-        activation ranges from :attr:`int8_calibration`, else from ``calib_crops``), otherwise
-        a channels-last copy with BatchNorm folded into the convolutions (same outputs up to
-        float rounding); the 512x2 head stays float. Rebuilt after training or loading (they
-        reset ``_fast``). Elsewhere None: the eager net, through :func:`_body_forward` and
-        ``fc``.
+        so one forward yields both. On the CPU ``body`` is int8 when :attr:`runs_int8`,
+        otherwise a channels-last copy with BatchNorm folded into the convolutions (same
+        outputs up to float rounding); the 512x2 head stays float. Rebuilt after training,
+        loading or calibrating (they reset ``_fast``). Elsewhere None: the eager net, through
+        :func:`_body_forward` and ``fc``.
 
         Measured on this 2-core CPU at one thread, 8 crops of 224 px: eager ~630 ms, folded
-        channels-last ~580 ms, int8 ~140 ms. ResNet34 is compute-bound here."""
-
+        channels-last ~580 ms, int8 ~150 ms. ResNet34 is compute-bound here."""
         if self.device.type != "cpu":
             return None  # eager: _body_forward and self.net.fc
         with self._fast_lock:
             if self._fast is None:
-                self._fast = self._build_inference_net(calib_crops)
+                self._fast = self._build_inference_net()
         return self._fast
 
-    def _build_inference_net(self, calib_crops: list[np.ndarray]):
+    def _build_inference_net(self):
         import torch
         from torch import nn
 
-        if not self.config.int8:
+        if self.runs_int8:
+            body = _quantize_int8(self.net, self.int8_calibration)
+        else:
+            if self.config.int8:
+                log.info(
+                    "part_classifier runs in fp32: %s",
+                    "this PyTorch has no x86 quantized engine"
+                    if not int8_supported()
+                    else "no int8 calibration in the model file (retrain it to get one)",
+                )
             body = _fold_batchnorm(self.net)
             body.fc = nn.Identity()
             body = body.to(memory_format=torch.channels_last)
-        else:
-            if self.int8_calibration is None:
-                log.info(
-                    "part_classifier: no stored int8 calibration, calibrating on the first %d crops",
-                    min(len(calib_crops), CALIBRATION_CROPS),
-                )
-                calib = self._batch(calib_crops[:CALIBRATION_CROPS])
-                self.int8_calibration = int8_calibration(self.net, calib)
-            body = _quantize_int8(self.net, self.int8_calibration)
         return nn.Sequential(body, copy.deepcopy(self.net.fc).eval())
 
-    def _batch(self, crops: list[np.ndarray]):
+    def _batch(self, crops: list[np.ndarray], device=None):
         import torch
 
         x = (np.stack(crops).astype(np.float32) / 255.0 - MEAN) / STD
-        return torch.from_numpy(x.transpose(0, 3, 1, 2)).to(self.device)
+        return torch.from_numpy(x.transpose(0, 3, 1, 2)).to(device or self.device)
 
     def classify_crops(self, crops: list[np.ndarray]) -> np.ndarray:
         """``(N, 2)`` softmax [undamaged, damaged] of ``(S, S, 3)`` uint8 crops."""
@@ -325,12 +374,12 @@ class PartClassifierStage:
 
         if not crops:
             return np.zeros((0, 2), np.float32), np.zeros((0, EMBED_DIM), np.float32)
-        net = self._inference_net(crops)
+        net = self._inference_net()
         if net is None:
             body, head = (lambda x: _body_forward(self.net, x)), self.net.fc
         else:
             body, head = net[0], net[1]
-        channels_last = net is not None and not self.config.int8
+        channels_last = net is not None and not getattr(body, "int8", False)
         probs, feats = [], []
         with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.amp):
             for i in range(0, len(crops), 32):
@@ -473,9 +522,8 @@ class PartClassifierStage:
         # activation ranges for int8 CPU inference, from training crops (not augmented); also
         # after GPU training, so the file pre-annotates on a CPU machine as well
         pick = rng.choice(len(crops), min(len(crops), CALIBRATION_CROPS), replace=False)
-        cpu_net = copy.deepcopy(net).cpu() if self.device.type != "cpu" else net
-        calib = self._batch([crops[i] for i in pick]).cpu()
-        self.int8_calibration = int8_calibration(cpu_net, calib)
+        self.int8_calibration = None
+        self.calibrate_int8([crops[i] for i in pick])
         probs = self.classify_crops(crops)
         acc = float((probs.argmax(1) == labels).mean())
         metrics = {
@@ -508,7 +556,8 @@ class PartClassifierStage:
         cpu_int8: bool | None = None,
         **_: Any,
     ) -> PartClassifierStage:
-        """``cpu_int8`` (None: as trained) chooses int8 or fp32 CPU inference."""
+        """``cpu_int8`` (None: as trained) chooses int8 or fp32 CPU inference (int8 needs
+        the calibration that training stores; files without one run fp32)."""
         payload = load_checkpoint(path, stage=cls.name, class_counts={"damaged": 2})
         cfg = PartClassifierConfig.from_dict(
             {**payload["config"], "device": device, "backbone_weights": None}

@@ -85,7 +85,8 @@ class PipelineStage:
 
         results: list[ImageResult] = []
         items, futures = [], []
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="part-classifier") as pool:
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="part-classifier")
+        try:
             for im in images:
                 res = self.yolo.predict([im])
                 results.extend(res)
@@ -93,10 +94,12 @@ class PipelineStage:
                 futures.append(pool.submit(self.classifier.classify_many, items[-1]))
             probs: list[np.ndarray] = [np.empty(0)] * len(images)
             for k in reversed(range(len(images))):
-                done = futures[k].cancel()  # True: the worker had not started it
+                taken = futures[k].cancel()  # True: the worker had not started it
                 probs[k] = (
-                    self.classifier.classify_many(items[k]) if done else futures[k].result()
+                    self.classifier.classify_many(items[k]) if taken else futures[k].result()
                 )[0]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # after an error: drop queued work
         return self._finish(images, results, probs)
 
     def _finish(

@@ -139,6 +139,10 @@ def _fp16(a: np.ndarray | None) -> bytes | None:
     return None if a is None else np.asarray(a, dtype=np.float16).tobytes()
 
 
+#: photos per model call when pre-annotating (see :func:`predict_stage`)
+PREDICT_BATCH = 8
+
+
 def predict_stage(
     session: Session,
     project: Project,
@@ -152,8 +156,10 @@ def predict_stage(
 ) -> int:
     """Run a version over the project's images it has not processed yet; returns how many it did.
 
-    Each image's predictions and its ``ImagePrediction`` row are committed together, so a
-    stopped run loses at most the image in flight and the next run resumes after it.
+    Photos go to the model :data:`PREDICT_BATCH` at a time (the pipeline overlaps YOLO and
+    ResNet across the photos of one call). Each image's predictions and its
+    ``ImagePrediction`` row are committed together, so a stopped run loses at most the
+    batch in flight, never half an image, and the next run resumes after the last commit.
     """
     from services.images import load_image_array
     from services.projects import project_taxonomy
@@ -177,39 +183,44 @@ def predict_stage(
         return 0
     model = load_version(mv, taxonomy, device)
     n = 0
-    for k, img in enumerate(todo):
+    for start in range(0, len(todo), PREDICT_BATCH):
         if should_stop and should_stop():
             break
-        arr = load_image_array(img)
-        res = model.predict([arr])[0]
-        inst = res.instances
-        for i in range(len(inst)):
-            cid = int(inst.class_ids[i])
-            group = taxonomy.by_id(cid).group if cid in taxonomy else "part"
-            extra = {key: _jsonable(col[i]) for key, col in inst.data.items()}
-            session.add(
-                Prediction(
-                    image_id=img.id,
-                    model_version_id=mv.id,
-                    class_id=cid,
-                    group=group,
-                    geometry=inst.shapes[i].to_json(),
-                    score=float(inst.scores[i]),
-                    probs={h: [round(float(v), 6) for v in p[i]] for h, p in inst.probs.items()},
-                    embedding=_fp16(None if inst.embeddings is None else inst.embeddings[i]),
-                    extra=extra,
-                )
-            )
+        batch = todo[start : start + PREDICT_BATCH]
+        results = model.predict([load_image_array(img) for img in batch])
+        for img, res in zip(batch, results, strict=True):
+            _store_predictions(session, img, mv, res, taxonomy)
+            session.commit()
+            n += 1
+            if progress:
+                progress(n, len(todo), {"image_id": img.id, "instances": len(res.instances)})
+    return n
+
+
+def _store_predictions(session: Session, img: Image, mv: ModelVersion, res, taxonomy) -> None:
+    inst = res.instances
+    for i in range(len(inst)):
+        cid = int(inst.class_ids[i])
+        group = taxonomy.by_id(cid).group if cid in taxonomy else "part"
+        extra = {key: _jsonable(col[i]) for key, col in inst.data.items()}
         session.add(
-            ImagePrediction(
-                image_id=img.id, model_version_id=mv.id, embedding=_fp16(res.image_embedding)
+            Prediction(
+                image_id=img.id,
+                model_version_id=mv.id,
+                class_id=cid,
+                group=group,
+                geometry=inst.shapes[i].to_json(),
+                score=float(inst.scores[i]),
+                probs={h: [round(float(v), 6) for v in p[i]] for h, p in inst.probs.items()},
+                embedding=_fp16(None if inst.embeddings is None else inst.embeddings[i]),
+                extra=extra,
             )
         )
-        session.commit()
-        n += 1
-        if progress:
-            progress(k + 1, len(todo), {"image_id": img.id, "instances": len(inst)})
-    return n
+    session.add(
+        ImagePrediction(
+            image_id=img.id, model_version_id=mv.id, embedding=_fp16(res.image_embedding)
+        )
+    )
 
 
 def _jsonable(v: Any) -> Any:

@@ -161,13 +161,16 @@ def test_part_classifier_int8_still_gives_probs_and_embeddings(classifier):
     crops = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(6)]
     q = PartClassifierStage(PartClassifierConfig.from_preset("tiny", device="cpu", int8=True))
     q.net.load_state_dict(classifier.net.state_dict())
+    q.calibrate_int8(crops)
     p, f = q.classify_crops_with_embeddings(crops)
-    assert any("quantized" in str(type(m)).lower() for m in q._fast.modules())
+    assert q.runs_int8 and any("quantized" in str(type(m)).lower() for m in q._fast.modules())
     np.testing.assert_allclose(p.sum(1), 1, atol=1e-5)
     _, ref = classifier.classify_crops_with_embeddings(crops)
     assert f.shape == (6, 512) and np.isfinite(f).all()
     cos = (f * ref).sum(1) / np.linalg.norm(f, axis=1) / np.linalg.norm(ref, axis=1)
     assert cos.min() > 0.9
+    # pooled in float after int8 (2x2 cells at 64 px): finer than int8's 256 levels
+    assert len(np.unique(f)) > 256
 
 
 def test_part_classifier_image_embedding_is_the_mean_of_classified_parts(classifier):
@@ -292,13 +295,15 @@ def test_part_classifier_int8_calibration_is_trained_saved_and_loaded(tmp_path):
     from models.part_classifier import PartClassifierConfig, PartClassifierStage
 
     st = PartClassifierStage(PartClassifierConfig.from_preset("tiny", device="cpu"))
+    assert not st.runs_int8  # untrained, uncalibrated: fp32
     res = st.train(_synthetic_part_set(tmp_path), out_path=tmp_path / "pc.pt")
     assert st.int8_calibration and all("activation_post_process" in k for k in st.int8_calibration)
+    assert st.runs_int8
     rng = np.random.default_rng(11)
     crops = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(4)]
     p, f = st.classify_crops_with_embeddings(crops)
     loaded = PartClassifierStage.load(res.artifact_path, device="cpu")
-    # a very different first batch: calibrating on it would change the int8 ranges
+    assert loaded.runs_int8
     lp, lf = loaded.classify_crops_with_embeddings([c // 8 for c in crops[:1]] + crops)
     np.testing.assert_array_equal(lp[1:], p)
     np.testing.assert_array_equal(lf[1:], f)
@@ -321,14 +326,14 @@ def test_part_classifier_int8_is_a_load_time_choice(tmp_path, monkeypatch):
         return any("quantized" in str(type(m)).lower() for m in stage._fast.modules())
 
     mv = SimpleNamespace(stage="part_classifier", path=str(path))
-    monkeypatch.setenv("PANELBEATER_CPU_INT8", "false")
+    monkeypatch.delenv("PANELBEATER_CPU_INT8", raising=False)
     reset_settings()
     try:
+        assert quantized(load_version(mv, None, device="cpu"))  # as trained: int8
+        monkeypatch.setenv("PANELBEATER_CPU_INT8", "false")
+        reset_settings()
         fp32 = load_version(mv, None, device="cpu")
         assert not quantized(fp32)
-        monkeypatch.setenv("PANELBEATER_CPU_INT8", "true")
-        reset_settings()
-        assert quantized(load_version(mv, None, device="cpu"))
     finally:
         monkeypatch.delenv("PANELBEATER_CPU_INT8")
         reset_settings()
@@ -359,5 +364,8 @@ def test_part_classifier_inference_copy_does_not_trace(int8, monkeypatch):
 
     monkeypatch.setattr(torch.fx.Tracer, "trace", refuse)
     st = PartClassifierStage(PartClassifierConfig.from_preset("tiny", device="cpu", int8=int8))
-    p = st.classify_crops([np.full((64, 64, 3), 90, np.uint8)])
+    crops = [np.full((64, 64, 3), 90, np.uint8)]
+    st.calibrate_int8(crops)
+    p = st.classify_crops(crops)
+    assert st.runs_int8 == int8
     np.testing.assert_allclose(p.sum(1), 1, atol=1e-5)

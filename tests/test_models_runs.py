@@ -49,7 +49,8 @@ def labelled_project(db_session, project, datasets_dir, tmp_path):
     return project
 
 
-def test_train_predict_resume_evaluate(db_session, labelled_project):
+def test_train_predict_resume_evaluate(db_session, labelled_project, monkeypatch):
+    import services.model_runs as runs
     from services.model_runs import evaluate_stage, predict_stage, resolve_version, train_stage
 
     losses = []
@@ -72,8 +73,29 @@ def test_train_predict_resume_evaluate(db_session, labelled_project):
         db_session, labelled_project, "albert", version="albert-v1", limit=2, device="cpu"
     )
     assert n1 == 2
+    # photos go to the model in batches (the pipeline overlaps YOLO and ResNet in one)
+    batches, real_load = [], runs.load_version
+
+    def spying_load(*a, **k):
+        model = real_load(*a, **k)
+        real_predict = model.predict
+        model.predict = lambda ims: batches.append(len(ims)) or real_predict(ims)
+        return model
+
+    monkeypatch.setattr(runs, "load_version", spying_load)
+    monkeypatch.setattr(runs, "PREDICT_BATCH", 3)
+    stops = iter([False, True])
+    n_stopped = predict_stage(
+        db_session,
+        labelled_project,
+        "albert",
+        version=1,
+        device="cpu",
+        should_stop=lambda: next(stops),
+    )
+    assert n_stopped == 3 and batches == [3]  # stopped between batches, the first one kept
     n2 = predict_stage(db_session, labelled_project, "albert", version=1, device="cpu")
-    assert n2 == 4  # resumed: only the images not yet done
+    assert n2 == 1 and batches == [3, 1]  # resumed: only the images not yet done
     assert predict_stage(db_session, labelled_project, "albert", version=1, device="cpu") == 0
     rows = db_session.exec(
         select(ImagePrediction).where(ImagePrediction.model_version_id == mv.id)

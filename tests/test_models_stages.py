@@ -135,8 +135,10 @@ def test_part_classifier_fast_paths_agree_with_eager():
         eager = st.net(st._batch(crops)).softmax(-1).numpy()
     np.testing.assert_allclose(fast, eager, atol=1e-4)
     q = PartClassifierStage(PartClassifierConfig.from_preset("tiny", device="cpu"))
-    assert q.config.int8  # the CPU default
+    assert q.config.int8  # the CPU default, once calibrated (training calibrates)
     q.net.load_state_dict(st.net.state_dict())
+    np.testing.assert_allclose(q.classify_crops(crops), fast, atol=1e-5)  # not yet: fp32
+    q.calibrate_int8(crops)
     pq = q.classify_crops(crops)
     assert any("quantized" in str(type(m)).lower() for m in q._fast.modules())
     np.testing.assert_allclose(pq.sum(1), 1, atol=1e-4)
@@ -177,17 +179,56 @@ def test_pipeline_overlapped_batch_equals_one_by_one(images):
         assert a.instances.data["damaged_prob"] == pytest.approx(b.instances.data["damaged_prob"])
 
 
+def test_pipeline_main_thread_takes_over_unstarted_classification(images):
+    """When YOLO is done first, the calling thread classifies the photos the worker has not
+    started (last first); the results stay in photo order. A failing classification
+    propagates and drops the queued work."""
+    import threading
+    import time
+
+    stage = build("pipeline", {"preset": "tiny", "device": "cpu", "yolo": {"conf": 0.0}})
+    photos = [images[0], images[1], images[0], images[1]]
+    expected = [stage.predict([im])[0].instances.probs["damaged"] for im in photos]
+    real = stage.classifier.classify_many
+    threads: list[str] = []
+
+    def slow(items):
+        threads.append(threading.current_thread().name)
+        if threading.current_thread() is not threading.main_thread():
+            time.sleep(0.5)  # the worker lags: YOLO finishes with work still queued
+        return real(items)
+
+    stage.classifier.classify_many = slow
+    got = stage.predict(photos)
+    assert threads.count("MainThread") >= 2  # it took over queued photos
+    for g, e in zip(got, expected, strict=True):
+        np.testing.assert_allclose(g.instances.probs["damaged"], e, atol=1e-5)
+
+    calls = []
+
+    def broken(items):
+        calls.append(1)
+        raise RuntimeError("classifier failed")
+
+    stage.classifier.classify_many = broken
+    with pytest.raises(RuntimeError, match="classifier failed"):
+        stage.predict(photos)
+
+
 def test_part_crop_greys_out_what_lies_outside_the_part():
     from core.geometry import Shape
     from models.part_classifier import part_crop
 
     img = np.zeros((300, 400, 3), np.uint8)
     img[:, :, 0] = 250  # a red photo
-    tri = Shape.from_ring([[100, 50], [300, 50], [100, 250]])  # box 200 x 200 at (100, 50)
+    # a right triangle in a 200 x 100 box at (100, 50); the crop stretches it to 64 x 64
+    tri = Shape.from_ring([[100, 50], [300, 50], [100, 150]])
     crop = part_crop(img, tri, 64)
     assert crop.shape == (64, 64, 3) and crop.dtype == np.uint8
     assert (crop[5, 5] == [250, 0, 0]).all()  # the triangle's right angle: inside
     assert (crop[60, 60] == [124, 116, 104]).all()  # the opposite corner: outside
+    # the hypotenuse runs corner to corner in the square crop: row 16 is inside up to ~x 48
+    assert (crop[16, 44] == [250, 0, 0]).all() and (crop[16, 52] == [124, 116, 104]).all()
     share_inside = (crop[:, :, 0] == 250).mean()
     assert 0.45 < share_inside < 0.55  # half of the box, as the triangle covers
     off_photo = part_crop(img, Shape.from_box(450, 10, 500, 60), 16)
