@@ -18,6 +18,7 @@ from annotator.canvas import canvas_widget, session_value
 from annotator.shortcuts import shortcuts_markdown
 from db.models import User
 from db.session import session_scope
+from models.base import PRESETS
 from services import users as user_service
 
 #: (label, stage) choices for a retraining round on the dashboard.
@@ -222,12 +223,13 @@ def retrain(token: str, stages: list[str] | None = None, preset: str = "tiny") -
 
     from api.routes.dashboard import start_retraining
 
+    preset = preset or "tiny"
     try:
-        job = start_retraining(user.username, stages or None, preset or "tiny")
+        job = start_retraining(user.username, stages, preset)
     except HTTPException as e:
         return f"Could not start retraining: {e.detail}"
     what = ", ".join(stages) if stages else "the promoted stages (YOLO parts at first)"
-    return f"Retraining round queued as job {job['job_id']}: {what}, {preset or 'tiny'} preset."
+    return f"Retraining round queued as job {job['job_id']}: {what}, {preset} preset."
 
 
 def build_ui() -> gr.Blocks:
@@ -314,7 +316,7 @@ def build_ui() -> gr.Blocks:
                             elem_id="pb-retrain-stages",
                         )
                         retrain_preset = gr.Dropdown(
-                            choices=["tiny", "small", "base"],
+                            choices=list(PRESETS),
                             value="tiny",
                             label="Preset (base needs a GPU)",
                             elem_id="pb-retrain-preset",

@@ -295,24 +295,31 @@ def mask_to_shape(
     hierarchy = hierarchy[0]
     polys = []
     for i, cnt in enumerate(contours):
-        if hierarchy[i][3] != -1 or _too_small(cnt, min_area):  # holes go with their parent
+        if hierarchy[i][3] != -1:  # holes go with their parent
             continue
-        ext = _contour_to_ring(cnt, tolerance)
-        if ext is None or ring_area(ext) < min_area:
+        ext = _ring_of(cnt, tolerance, min_area)
+        if ext is None:
             continue
         holes = []
         child = hierarchy[i][2]
         while child != -1:
-            if not _too_small(contours[child], min_area):
-                hole = _contour_to_ring(contours[child], tolerance)
-                if hole is not None and ring_area(hole) >= min_area:
-                    holes.append(hole)
+            hole = _ring_of(contours[child], tolerance, min_area)
+            if hole is not None:
+                holes.append(hole)
             child = hierarchy[child][0]
         polys.append(Polygon(ext, tuple(holes)))
     if not polys:
         return None
     polys.sort(key=lambda p: -p.area)
     return Shape(tuple(polys))
+
+
+def _ring_of(cnt: np.ndarray, tolerance: float, min_area: float) -> np.ndarray | None:
+    """The simplified ring of a contour, None when degenerate or under ``min_area``."""
+    if _too_small(cnt, min_area):
+        return None
+    ring = _contour_to_ring(cnt, tolerance)
+    return ring if ring is not None and ring_area(ring) >= min_area else None
 
 
 def _too_small(cnt: np.ndarray, min_area: float) -> bool:

@@ -118,11 +118,15 @@ def part_crop(image: np.ndarray, shape: Shape, size: int) -> np.ndarray:
     return crop
 
 
+def _conv_features(net, x):
+    """ResNet34's stem and four stages: the feature map its average pool reduces."""
+    x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+    return net.layer4(net.layer3(net.layer2(net.layer1(x))))
+
+
 def _body_forward(net, x):
     """ResNet34 up to its average pool: ``(B, 512)``, what ``net.fc`` receives."""
-    x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
-    x = net.layer4(net.layer3(net.layer2(net.layer1(x))))
-    return net.avgpool(x).flatten(1)
+    return net.avgpool(_conv_features(net, x)).flatten(1)
 
 
 def _fold_batchnorm(net):
@@ -161,21 +165,16 @@ def _int8_body(quantized):
     before the average pool: pooling 7x7 int8 values in float gives embeddings with fine
     steps, where int8 pooling would round them to 256 levels (coarse for diversity
     sampling)."""
-    import torch
     from torch import nn
 
     class Int8ResNetBody(nn.Module):
-        int8 = True  # marks it for classify_crops_with_embeddings (no channels-last step)
-
         def __init__(self, q):
             super().__init__()
             self.q = q
 
         def forward(self, x):
             q = self.q
-            x = q.maxpool(q.relu(q.bn1(q.conv1(q.quant(x)))))
-            x = q.layer4(q.layer3(q.layer2(q.layer1(x))))
-            return torch.flatten(q.avgpool(q.dequant(x)), 1)
+            return q.avgpool(q.dequant(_conv_features(q, q.quant(x)))).flatten(1)
 
     return Int8ResNetBody(quantized).eval()
 
@@ -379,12 +378,11 @@ class PartClassifierStage:
             body, head = (lambda x: _body_forward(self.net, x)), self.net.fc
         else:
             body, head = net[0], net[1]
-        channels_last = net is not None and not getattr(body, "int8", False)
         probs, feats = [], []
         with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.amp):
             for i in range(0, len(crops), 32):
                 x = self._batch(crops[i : i + 32])
-                if channels_last:
+                if net is not None:  # the CPU copies: channels-last (int8 gives the same)
                     x = x.contiguous(memory_format=torch.channels_last)
                 f = body(x)
                 probs.append(head(f).float().softmax(-1).cpu().numpy())

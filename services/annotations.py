@@ -153,9 +153,8 @@ def normalise_annotation(
     except GeometryError as e:
         raise AnnotationInvalid(f"{where}: {e}") from None
     x0, y0, x1, y1 = shape.bbox
-    slack = 0.5 * max(
-        image.width, image.height
-    )  # partly-outside polygons are fine; far-off ones are a bug
+    # partly-outside polygons are fine; far-off ones are a bug
+    slack = 0.5 * max(image.width, image.height)
     if x1 < -slack or y1 < -slack or x0 > image.width + slack or y0 > image.height + slack:
         raise AnnotationInvalid(
             f"{where}: polygon lies outside the {image.width}x{image.height} image"

@@ -126,13 +126,9 @@ def load_version(mv: ModelVersion, taxonomy, device: str = "auto"):
     from core.config import get_settings
     from models.registry import stage_class
 
-    cls = stage_class(mv.stage)
-    if mv.stage == "assist_net":
-        return cls.load(mv.path, device=device)
-    if mv.stage in ("part_classifier", "pipeline"):
-        cpu_int8 = get_settings().cpu_int8  # PANELBEATER_CPU_INT8
-        return cls.load(mv.path, taxonomy=taxonomy, device=device, cpu_int8=cpu_int8)
-    return cls.load(mv.path, taxonomy=taxonomy, device=device)
+    # every stage's load takes keyword options and ignores those it has no use for
+    cpu_int8 = get_settings().cpu_int8  # PANELBEATER_CPU_INT8: the ResNet part classifier's
+    return stage_class(mv.stage).load(mv.path, taxonomy=taxonomy, device=device, cpu_int8=cpu_int8)
 
 
 def _fp16(a: np.ndarray | None) -> bytes | None:
@@ -278,12 +274,11 @@ def _generic_evaluate(model, data) -> dict[str, Any]:
 def assist_net_path(session: Session) -> Path | None:
     """The assist_net file the assistance should use: the promoted version (a lead's rollback
     included), else the newest registered one; None when none is registered."""
-    from services.registry import current, versions
-
-    mv = current(session, "assist_net") or (versions(session, "assist_net") or [None])[-1]
-    if mv is None or not Path(mv.path).is_file():
+    try:
+        mv = resolve_version(session, "assist_net", None)
+    except NotFound:
         return None
-    return Path(mv.path)
+    return Path(mv.path) if Path(mv.path).is_file() else None
 
 
 def project_assistant(session: Session) -> Any:

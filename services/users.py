@@ -21,38 +21,18 @@ from db.models import ApiToken, Role, User, utcnow
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 MIN_PASSWORD_LENGTH = 8
 
+#: What a lead may do: everything but managing users, which is the admin's alone.
+_LEAD_PERMISSIONS = frozenset(
+    {"view", "annotate", "assist", "review", "fraud", "dashboard", "export", "retrain", "import"}
+)
+
 #: What each role may do. The UI hides, and the API refuses, everything else.
 PERMISSIONS: dict[Role, frozenset[str]] = {
     Role.annotator: frozenset({"view", "annotate", "assist"}),
     Role.reviewer: frozenset({"view", "annotate", "assist", "review"}),
     Role.fraud_analyst: frozenset({"view", "annotate", "assist", "fraud"}),
-    Role.lead: frozenset(
-        {
-            "view",
-            "annotate",
-            "assist",
-            "review",
-            "fraud",
-            "dashboard",
-            "export",
-            "retrain",
-            "import",
-        }
-    ),
-    Role.admin: frozenset(
-        {
-            "view",
-            "annotate",
-            "assist",
-            "review",
-            "fraud",
-            "dashboard",
-            "export",
-            "retrain",
-            "import",
-            "users",
-        }
-    ),
+    Role.lead: _LEAD_PERMISSIONS,
+    Role.admin: _LEAD_PERMISSIONS | {"users"},
 }
 
 FIRST_START_MESSAGE = (

@@ -13,6 +13,14 @@ from sqlmodel import func, select
 pytestmark = [requires_datasets, pytest.mark.timeout(300), pytest.mark.slow]
 
 
+def predicted_images(session, version) -> int:
+    """How many photos this model version has pre-annotated."""
+    from db.models import ImagePrediction
+
+    query = select(func.count()).select_from(ImagePrediction)
+    return session.exec(query.where(ImagePrediction.model_version_id == version.id)).one()
+
+
 @pytest.fixture
 def round_project(store, datasets_dir, tmp_path):
     """Eight dsmlr photos with their part polygons: five labelled, three still to label."""
@@ -51,7 +59,7 @@ def round_project(store, datasets_dir, tmp_path):
 
 def test_mini_round_trains_evaluates_promotes_preannotates_and_reselects(round_project, tmp_path):
     from core.config import get_settings
-    from db.models import Image, ImagePrediction, ImageScore, Job, ModelVersion
+    from db.models import Image, ImageScore, Job, ModelVersion
     from db.session import session_scope
     from jobs.rounds import start_round
     from jobs.worker import start_worker_process
@@ -102,28 +110,14 @@ def test_mini_round_trains_evaluates_promotes_preannotates_and_reselects(round_p
         assert result["stages"]["albert"]["promoted"] and mv.promoted
         assert "holdout" in mv.metrics
         assert mv.train_snapshot["image_ids"] == sorted(im.id for im in train)
-        assert (
-            s.exec(
-                select(func.count())
-                .select_from(ImagePrediction)
-                .where(ImagePrediction.model_version_id == mv.id)
-            ).one()
-            == 8
-        )
+        assert predicted_images(s, mv) == 8
         # the click/box assist net is trained, evaluated on held-out parts and promoted, but
         # pre-annotates nothing; the workspace's assistance now uses it
         anet = s.exec(select(ModelVersion).where(ModelVersion.stage == "assist_net")).one()
         assert result["stages"]["assist_net"]["promoted"] and anet.promoted
         assert 0.0 <= anet.metrics["holdout"]["mean_iou"] <= 1.0
         assert "assist_net" not in result["predicted"]
-        assert (
-            s.exec(
-                select(func.count())
-                .select_from(ImagePrediction)
-                .where(ImagePrediction.model_version_id == anet.id)
-            ).one()
-            == 0
-        )
+        assert predicted_images(s, anet) == 0
         from services.model_runs import project_assistant
 
         assistant = project_assistant(s)

@@ -71,7 +71,7 @@ def start_retraining(
             503, detail=f"retraining jobs are not available in this build ({e})"
         ) from e
     with service_errors():
-        job = start_round(created_by=username, stages=list(stages or []) or None, config=config)
+        job = start_round(created_by=username, stages=stages, config=config)
     job_id = getattr(job, "id", job)
     return {
         "job_id": job_id,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
+from core.taxonomy import GROUPS
 from models.albert.matching import match
 
 
@@ -77,7 +78,7 @@ class Target:
         """The ground truth of the horizontally flipped photo: masks flipped, and each sided
         class swapped for its other side (``mirrors[head]``: head index -> mirrored head index,
         from :meth:`core.taxonomy.Taxonomy.mirror_index`). No-object labels stay as they are."""
-        heads = ("damage", "fake", "part")
+        heads = GROUPS  # head codes 0/1/2 in this order
 
         def swap(labels: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
             real = labels < len(table)  # the no-object index is len(table)

@@ -22,7 +22,7 @@ import torch
 from core.geometry import mask_to_shape, masks_iou_matrix
 from core.instances import ImageResult, Instances
 from core.records import ImageRecord
-from core.taxonomy import Taxonomy, default_taxonomy
+from core.taxonomy import GROUPS, Taxonomy, default_taxonomy
 from models.albert.config import AlbertConfig
 from models.albert.losses import Target, albert_loss
 from models.albert.model import AlbertModel
@@ -192,10 +192,7 @@ class AlbertStage:
             opt, lambda s: warmup_cosine(s, cfg.warmup_steps, total)
         )
         gen = torch.Generator().manual_seed(cfg.seed)
-        mirrors = {
-            h: torch.from_numpy(dataset.taxonomy.mirror_index(h))
-            for h in ("damage", "fake", "part")
-        }
+        mirrors = {h: torch.from_numpy(dataset.taxonomy.mirror_index(h)) for h in GROUPS}
         self.model.train()
         history: list[float] = []
         for epoch in range(cfg.epochs):
@@ -205,7 +202,10 @@ class AlbertStage:
             for s in range(steps_per_epoch):
                 idx = order[s * cfg.batch_size : (s + 1) * cfg.batch_size]
                 flip = torch.rand(len(idx), generator=gen) < cfg.hflip
-                x = torch.where(flip.view(-1, 1, 1, 1), xs[idx].flip(-1), xs[idx]).to(self.device)
+                x = xs[idx]  # a copy: flipping it in place leaves xs alone
+                if flip.any():
+                    x[flip] = x[flip].flip(-1)
+                x = x.to(self.device)
                 tg = [
                     _target_to(
                         targets[int(i)].mirrored(mirrors) if f else targets[int(i)], self.device

@@ -99,14 +99,10 @@ class DecoderState:
     prompt, so the dense prompt embedding is the constant ``no_mask_embed``). About 10 MB."""
 
     def __init__(self, model, features, image_pe):
-        import torch
-
         self.model = model
         pe_mod = model.prompt_encoder
-        dense = pe_mod.no_mask_embed.weight.reshape(1, -1, 1, 1)
-        dense = dense.expand(1, -1, *pe_mod.image_embedding_size)
-        # MaskDecoder.predict_masks: src = repeat_interleave(image, batch) + dense
-        src = torch.repeat_interleave(features, 1, dim=0) + dense
+        # MaskDecoder.predict_masks: src = image embedding + dense prompt (batch of one)
+        src = features + pe_mod.no_mask_embed.weight.reshape(1, -1, 1, 1)
         self.shape = tuple(src.shape)
         # TwoWayTransformer.forward's flattening, then block 0's image-side projections
         self.keys0 = src.flatten(2).permute(0, 2, 1)
