@@ -2,6 +2,8 @@
 
 Each function scores ONE image in ``[0, 1]`` (0 = full agreement). The caller collects them
 into an ``(N,)`` array; :func:`combine` averages the available committees per image.
+:func:`instances_disagreement` and :func:`damaged_disagreement` take two stages'
+:class:`~core.instances.Instances` of one photo; the others take plain arrays.
 """
 
 from __future__ import annotations
@@ -10,6 +12,63 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from core.geometry import masks_iou_matrix
+from core.instances import Instances
+
+#: Longest side of the pixel grid on which committee masks are compared; coarse is enough
+#: for IoU and keeps a pool of thousands of photos cheap.
+COMMITTEE_GRID = 128
+#: The head holding a part classifier's ``(N, 2)`` [undamaged, damaged] probabilities.
+DAMAGED_HEAD = "damaged"
+
+
+def grid_masks(inst: Instances, height: int, width: int, grid: int = COMMITTEE_GRID) -> np.ndarray:
+    """``(N, h, w)`` bool masks of the shapes of a ``height`` x ``width`` photo, rasterised on
+    a grid whose longest side is ``grid`` pixels."""
+    scale = grid / max(height, width, 1)
+    h, w = max(1, round(height * scale)), max(1, round(width * scale))
+    masks = np.zeros((len(inst), h, w), dtype=bool)
+    for i, shape in enumerate(inst.shapes):
+        masks[i] = shape.scaled(scale).to_mask(h, w)
+    return masks
+
+
+def instances_disagreement(
+    a: Instances, b: Instances, height: int, width: int, *, grid: int = COMMITTEE_GRID
+) -> float:
+    """:func:`mask_disagreement` of two stages' instances of one ``height`` x ``width``
+    photo (shapes in its pixels), compared on the coarse grid of :func:`grid_masks`."""
+    return mask_disagreement(
+        grid_masks(a, height, width, grid),
+        a.class_ids,
+        grid_masks(b, height, width, grid),
+        b.class_ids,
+    )
+
+
+def damaged_disagreement(
+    damage: Instances, parts: Instances, height: int, width: int, *, grid: int = COMMITTEE_GRID
+) -> float:
+    """How far a damage segmenter and a part classifier disagree on which parts are damaged.
+
+    For each part, the segmenter's P(part damaged) is the score of its most confident
+    ``damage`` instance overlapping the part on the coarse grid (0 when none does); the
+    classifier's is ``parts.probs["damaged"][:, 1]``. Parts without that head (a NaN row, or
+    no head at all) are left out. Returns :func:`probability_disagreement` (max).
+    """
+    p_cls = (
+        parts.probs[DAMAGED_HEAD][:, 1].astype(np.float64)
+        if DAMAGED_HEAD in parts.probs
+        else np.full(len(parts), np.nan)
+    )
+    pm = grid_masks(parts, height, width, grid)
+    dm = grid_masks(damage, height, width, grid)
+    cells = pm.shape[1] * pm.shape[2]
+    overlap = (pm.reshape(len(pm), 1, cells) & dm.reshape(1, len(dm), cells)).any(axis=2)
+    best = np.where(overlap, damage.scores[None, :].astype(np.float64), -np.inf)
+    p_seg = best.max(axis=1, initial=-np.inf)
+    p_seg[np.isinf(p_seg)] = 0.0
+    ok = ~np.isnan(p_cls)
+    return probability_disagreement(p_seg[ok], p_cls[ok])
 
 
 def mask_disagreement(

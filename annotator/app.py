@@ -7,7 +7,6 @@ permissions, exactly like ``/api/stats`` and ``/api/export``.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,16 +18,17 @@ from annotator.shortcuts import shortcuts_markdown
 from db.models import User
 from db.session import session_scope
 from models.base import PRESETS
+from models.registry import stage_infos
+from services import dashboard as dashboard_service
 from services import users as user_service
+from services.errors import ServiceError
+from services.exports import export_archive
+from services.imports import import_uploads
+from services.projects import list_projects, served_project
 
-#: (label, stage) choices for a retraining round on the dashboard.
-ROUND_STAGES = [
-    ("YOLO parts", "yolo_seg"),
-    ("ResNet34 damaged part", "part_classifier"),
-    ("ALBERT", "albert"),
-    ("Mask R-CNN", "mask_rcnn"),
-    ("Click/box assist net", "assist_net"),
-]
+#: (label, stage) choices for a retraining round on the dashboard: every stage except those
+#: made of other stages (a round trains the pipeline's parts on their own).
+ROUND_STAGES = [(s.title, s.name) for s in stage_infos() if not s.built_from]
 
 
 def mount_options() -> dict[str, Any]:
@@ -82,18 +82,34 @@ def _md_escape(text: str) -> str:
     return "".join("\\" + c if c in "\\`*_{}[]()#+-.!<>|&" else c for c in text)
 
 
+def _not_a_member(session, user: User) -> str | None:
+    """Why ``user`` may not work in the served project, or None when they may."""
+    try:
+        served_project(session, user)
+    except ServiceError as e:
+        return str(e)
+    return None
+
+
 def login(username: str, password: str) -> tuple:
     with session_scope() as session:
         user = user_service.authenticate(session, username or "", password or "")
         if user is None:
             return _signed_out("Wrong user name or password.")
+        refused = _not_a_member(session, user)
+        if refused:
+            return _signed_out(_md_escape(refused))
         token = user_service.issue_token(session, user)
     return _signed_in(token, user)
 
 
 def restore(stored: str | None) -> tuple:
     user = _user(stored)
-    return _signed_in(stored, user) if user is not None else _signed_out(first_start_hint())
+    if user is None:
+        return _signed_out(first_start_hint())
+    with session_scope() as session:
+        refused = _not_a_member(session, user)
+    return _signed_out(_md_escape(refused)) if refused else _signed_in(stored, user)
 
 
 def logout(token: str) -> tuple:
@@ -112,16 +128,17 @@ def _require(token: str, permission: str) -> User:
         raise gr.Error("Your session expired; sign in again.")
     if not user_service.can(user, permission):
         raise gr.Error(f"Your role ({user.role.value}) may not use the dashboard.")
+    with session_scope() as session:
+        refused = _not_a_member(session, user)
+    if refused:
+        raise gr.Error(refused)
     return user
 
 
 def dashboard(token: str) -> tuple:
-    _require(token, "dashboard")
-    from api.routes.dashboard import dashboard_data
-    from services.projects import get_or_create_project
-
+    user = _require(token, "dashboard")
     with session_scope() as session:
-        data = dashboard_data(session, get_or_create_project(session))
+        data = dashboard_service.dashboard_data(session, served_project(session, user))
     st = data["stats"]
     summary = f"**{st['images']}** photos · **{st['annotations']}** annotations · " + " · ".join(
         f"{k}: {v}" for k, v in st["per_status"].items()
@@ -161,7 +178,10 @@ def jobs_table(token: str) -> list[list[Any]]:
     from jobs.service import job_dict, list_jobs
 
     with session_scope() as session:
-        rows = [job_dict(j) for j in list_jobs(session, limit=10)]
+        if _not_a_member(session, user):
+            return []
+        project = served_project(session, user)
+        rows = [job_dict(j) for j in list_jobs(session, project=project, limit=10)]
     return [
         [
             r["id"],
@@ -178,37 +198,20 @@ def jobs_table(token: str) -> list[list[Any]]:
 
 
 def export_file(token: str, fmt: str) -> str:
-    _require(token, "export")
-    from services import exports
-    from services.projects import get_or_create_project
-
+    user = _require(token, "export")
     out_dir = Path(tempfile.mkdtemp(prefix="panelbeater-ui-export-"))
     with session_scope() as session:
-        project = get_or_create_project(session)
-        if fmt == "coco":
-            out = out_dir / f"{project.name}-coco.json"
-            exports.export_coco(session, project, out)
-        elif fmt == "label-studio":
-            out = out_dir / f"{project.name}-label-studio.json"
-            exports.export_label_studio(session, project, out)
-        else:
-            exports.export_yolo(session, project, out_dir / "yolo")
-            out = Path(
-                shutil.make_archive(str(out_dir / f"{project.name}-yolo"), "zip", out_dir / "yolo")
-            )
-    return str(out)
+        out = export_archive(session, served_project(session, user), fmt, out_dir)
+    return str(out.path)
 
 
 def upload_photos(token: str, files: list[str] | None) -> str:
-    _require(token, "import")
+    user = _require(token, "import")
     if not files:
         return "Choose one or more photos first."
-    from services.imports import import_uploads
-    from services.projects import get_or_create_project
-
     payload = [(Path(f).name, Path(f).read_bytes()) for f in files]
     with session_scope() as session:
-        report = import_uploads(session, get_or_create_project(session), payload)
+        report = import_uploads(session, served_project(session, user), payload)
     lines = [
         f"Added **{report.images_added}** photo(s); {report.images_skipped} already here; "
         f"{report.images_failed} could not be read."
@@ -219,17 +222,79 @@ def upload_photos(token: str, files: list[str] | None) -> str:
 
 def retrain(token: str, stages: list[str] | None = None, preset: str = "tiny") -> str:
     user = _require(token, "retrain")
-    from fastapi import HTTPException
-
-    from api.routes.dashboard import start_retraining
-
     preset = preset or "tiny"
     try:
-        job = start_retraining(user.username, stages, preset)
-    except HTTPException as e:
-        return f"Could not start retraining: {e.detail}"
+        with session_scope() as session:
+            job = dashboard_service.start_retraining(
+                session,
+                project=served_project(session, user),
+                username=user.username,
+                stages=stages,
+                config=preset,
+            )
+    except ServiceError as e:
+        return f"Could not start retraining: {e}"
     what = ", ".join(stages) if stages else "the promoted stages (YOLO parts at first)"
-    return f"Retraining round queued as job {job['job_id']}: {what}, {preset} preset."
+    return f"Retraining round queued as job {job.id}: {what}, {preset} preset."
+
+
+# ---------- users and the projects they may work in (admins) ----------
+
+
+def members_view(token: str) -> tuple:
+    """The accounts with their projects, and the choices of the membership editor; the area
+    stays hidden from anyone who may not manage users."""
+    user = _user(token)
+    if user is None or not user_service.can(user, "users"):
+        return gr.update(visible=False), [], gr.update(choices=[]), gr.update(choices=[])
+    with session_scope() as session:
+        rows = user_service.users_with_projects(session)
+        projects = [p.name for p in list_projects(session)]
+    table = [
+        [
+            r["username"],
+            r["role"],
+            "active" if r["active"] else "disabled",
+            "all (admin)" if r["role"] == "admin" else ", ".join(r["projects"]),
+        ]
+        for r in rows
+    ]
+    usernames = [r["username"] for r in rows]
+    return (
+        gr.update(visible=True),
+        table,
+        gr.update(choices=usernames),
+        gr.update(choices=projects),
+    )
+
+
+def member_projects(token: str, username: str | None) -> Any:
+    """The projects ``username`` is a member of, to edit."""
+    _require(token, "users")
+    if not username:
+        return gr.update(value=[])
+    try:
+        with session_scope() as session:
+            access = user_service.project_access(session, username=username)
+    except user_service.UserError as e:
+        raise gr.Error(str(e)) from None
+    return gr.update(value=access["projects"])
+
+
+def set_member_projects(token: str, username: str | None, projects: list[str] | None) -> str:
+    """Make ``username`` a member of exactly ``projects``."""
+    _require(token, "users")
+    if not username:
+        return "Choose a user first."
+    try:
+        with session_scope() as session:
+            names = user_service.set_user_projects(
+                session, username=username, projects=projects or []
+            )
+    except user_service.UserError as e:
+        return _md_escape(str(e))
+    listed = ", ".join(names) if names else "no project"
+    return f"**{_md_escape(username)}** is a member of: {_md_escape(listed)}."
 
 
 def build_ui() -> gr.Blocks:
@@ -341,6 +406,32 @@ def build_ui() -> gr.Blocks:
                         elem_id="pb-dash-jobs",
                     )
                     jobs_timer = gr.Timer(2.0, active=False)  # started when the dashboard opens
+                    with gr.Accordion(
+                        "Users and their projects (admins)",
+                        open=False,
+                        visible=False,
+                        elem_id="pb-admin-members",
+                    ) as members_box:
+                        members = gr.Dataframe(
+                            headers=["user", "role", "state", "projects"],
+                            label="Users",
+                            interactive=False,
+                            elem_id="pb-admin-members-table",
+                        )
+                        with gr.Row():
+                            member_user = gr.Dropdown(
+                                choices=[], label="User", elem_id="pb-admin-member-user"
+                            )
+                            member_projects_pick = gr.Dropdown(
+                                choices=[],
+                                multiselect=True,
+                                label="Projects the user may work in",
+                                elem_id="pb-admin-member-projects",
+                            )
+                        member_save = gr.Button(
+                            "Set projects", size="sm", elem_id="pb-admin-member-save"
+                        )
+                        member_msg = gr.Markdown(elem_id="pb-admin-member-msg")
                 with gr.Tab("Help", id="help", elem_id="pb-tab-help"):
                     gr.Markdown("### Keyboard shortcuts\n\n" + shortcuts_markdown())
 
@@ -362,6 +453,12 @@ def build_ui() -> gr.Blocks:
         dash_tab.select(jobs_table, [token], jobs).then(
             lambda: gr.Timer(active=True), None, jobs_timer
         )
+        members_outputs = [members_box, members, member_user, member_projects_pick]
+        dash_tab.select(members_view, [token], members_outputs)
+        member_user.change(member_projects, [token, member_user], member_projects_pick)
+        member_save.click(
+            set_member_projects, [token, member_user, member_projects_pick], member_msg
+        ).then(members_view, [token], members_outputs)
         upload_btn.click(upload_photos, [token, upload_files], upload_msg).then(
             dashboard, [token], dash_outputs
         )

@@ -3,7 +3,8 @@
 The widget's value is a small JSON string ``{token, username, role, permissions}`` set by the
 login handler; everything else (the photo, its annotations, saves) goes between the browser and
 the REST API with that bearer token, so the server stays authoritative and Gradio events stay
-tiny. See ``static/canvas.js`` for the editing logic and ``annotator.shortcuts`` for the keys.
+tiny. The editing logic lives in ``static/canvas/``, one file per concept (see
+``CANVAS_MODULES``); ``annotator.shortcuts`` lists the keys.
 """
 
 from __future__ import annotations
@@ -23,9 +24,39 @@ STATIC = Path(__file__).with_name("static")
 HTML_TEMPLATE = '<div class="pb-root"></div>'
 
 
+#: The widget's JavaScript files under ``static/canvas/``, in the order they are joined. Gradio
+#: takes one ``js_on_load`` text, so the files are concatenated rather than loaded as ES modules.
+#: Each defines one factory that ``main.js`` (last) calls; ``geometry.js`` (first) is pure and
+#: standalone, so ``tests/test_canvas_geometry.py`` can load it alone into a blank page.
+CANVAS_MODULES = (
+    "geometry",  # hit tests, nearest edge, areas, part suggestion: no DOM
+    "api",  # REST client and photo blob cache
+    "dom",  # element helpers
+    "render",  # SVG layers
+    "panels",  # toolbar and side panels
+    "edits",  # change, undo/redo, autosave
+    "actions",  # what the user can do: draw, delete, assist, predictions, status
+    "navigate",  # queue and photo opening
+    "input",  # pointer, keyboard, control bindings
+    "main",  # state, wiring, start-up
+)
+
+
+def canvas_module_path(name: str) -> Path:
+    return STATIC / "canvas" / f"{name}.js"
+
+
 @lru_cache(maxsize=1)
 def canvas_js() -> str:
-    js = (STATIC / "canvas.js").read_text(encoding="utf-8")
+    """The ``js_on_load`` text: the modules joined in order, in one function scope of their own."""
+    parts = [
+        f"// ---- static/canvas/{name}.js ----\n"
+        + canvas_module_path(name).read_text(encoding="utf-8")
+        for name in CANVAS_MODULES
+    ]
+    js = "(function () {\n" + "\n".join(parts) + "})();\n"
+    if js.count("__SHORTCUTS__") != 1:
+        raise RuntimeError("static/canvas/main.js must contain __SHORTCUTS__ exactly once")
     return js.replace("__SHORTCUTS__", json.dumps(SHORTCUTS))
 
 

@@ -2,8 +2,9 @@
 
 Gradio's ``auth`` does not cover FastAPI routes, so every ``/api`` route except
 ``/api/health`` and ``/api/login`` takes :func:`current_user` (a bearer token from
-``POST /api/login``, in an ``Authorization: Bearer ...`` header or, for ``<img src>`` and
-download links which cannot set headers, a ``token`` query parameter).
+``POST /api/login`` in an ``Authorization: Bearer ...`` header). A ``?token=`` query
+parameter is not accepted: access logs and browser histories keep URLs, so a token there
+would leak; the workspace fetches photos with the header and shows them from blob URLs.
 """
 
 from __future__ import annotations
@@ -11,30 +12,35 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from fastapi import Depends, HTTPException, Query, Request, status
+from fastapi import Depends, HTTPException, Request, status
 from sqlmodel import Session
 
 from db.models import Project, User
 from db.session import get_session
 from services import users as user_service
-from services.errors import Forbidden, Invalid, NotFound, ServiceError, VersionConflict
-from services.projects import get_or_create_project
+from services.errors import (
+    Forbidden,
+    Invalid,
+    NotFound,
+    ServiceError,
+    TooManyAttempts,
+    VersionConflict,
+)
+from services.projects import served_project
 
 
 def db_session() -> Iterator[Session]:
     yield from get_session()
 
 
-def current_user(
-    request: Request,
-    token: str | None = Query(
-        default=None, description="bearer token, for links that cannot set headers"
-    ),
-    session: Session = Depends(db_session),
-) -> User:
+def request_token(request: Request) -> str:
+    """The bearer token of ``request``'s ``Authorization`` header ('' when there is none)."""
     header = request.headers.get("authorization", "")
-    bearer = header[7:].strip() if header.lower().startswith("bearer ") else ""
-    user = user_service.user_for_token(session, bearer or token or "")
+    return header[7:].strip() if header.lower().startswith("bearer ") else ""
+
+
+def current_user(request: Request, session: Session = Depends(db_session)) -> User:
+    user = user_service.user_for_token(session, request_token(request))
     if user is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -45,10 +51,23 @@ def current_user(
     return user
 
 
-def require(permission: str) -> Callable[[User], User]:
-    """A dependency that lets only users whose role has ``permission`` through (else 403)."""
+def current_project(
+    user: User = Depends(current_user), session: Session = Depends(db_session)
+) -> Project:
+    """The project this server serves, which every route reads and writes through; 403 with
+    a sentence naming the project and who can add the user when they are not a member
+    (``services.projects.served_project``)."""
+    with service_errors():
+        return served_project(session, user)
 
-    def check(user: User = Depends(current_user)) -> User:
+
+def require(permission: str) -> Callable[[User], User]:
+    """A dependency that lets through only members of the served project (else 403, see
+    :func:`current_project`) whose role has ``permission`` (else 403)."""
+
+    def check(
+        user: User = Depends(current_user), project: Project = Depends(current_project)
+    ) -> User:
         if not user_service.can(user, permission):
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
@@ -57,10 +76,6 @@ def require(permission: str) -> Callable[[User], User]:
         return user
 
     return check
-
-
-def current_project(session: Session = Depends(db_session)) -> Project:
-    return get_or_create_project(session)
 
 
 @contextmanager
@@ -84,5 +99,11 @@ def service_errors() -> Iterator[None]:
         raise HTTPException(422, detail=str(e)) from e
     except Forbidden as e:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=str(e)) from e
+    except TooManyAttempts as e:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail=str(e),
+            headers={"Retry-After": str(e.retry_after)},
+        ) from e
     except ServiceError as e:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(e)) from e

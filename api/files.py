@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse, Response
 from PIL import Image as PILImage
 
 from core.config import get_settings
+from core.files import write_bytes_atomic
 from db.models import Image
 
 _CACHE_CONTROL = "private, max-age=86400"
@@ -68,11 +69,8 @@ def image_file_response(image: Image, max_side: int | None, if_none_match: str |
         return FileResponse(path, media_type=media, headers=headers)
     cache = get_settings().cache_dir / "display" / f"{image.sha256[:32]}_{max_side}.jpg"
     if not cache.is_file():
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        data = downscale_jpeg(path, max_side)
-        tmp = cache.with_suffix(f".{id(data)}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(cache)  # atomic: two requests racing both write whole files
+        # two requests racing both write whole files; a reader never sees half of one
+        write_bytes_atomic(cache, downscale_jpeg(path, max_side))
     return FileResponse(cache, media_type="image/jpeg", headers=headers)
 
 

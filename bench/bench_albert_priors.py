@@ -82,8 +82,9 @@ def step_seconds(cfg, ds) -> float:
     """Seconds per training step (forward, loss, backward, AdamW) on one real batch."""
     import torch
 
+    from models.albert.data import record_target, to_input
     from models.albert.losses import albert_loss
-    from models.albert.stage import AlbertStage, record_target, to_input
+    from models.albert.stage import AlbertStage
 
     st = AlbertStage(cfg, ds.taxonomy)
     st.model.train()

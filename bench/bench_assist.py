@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.base import TrainingSet, limit_cpu_threads  # noqa: E402
+from models.base import TrainingSet  # noqa: E402
 from models.data import dsmlr_training_set  # noqa: E402
 
 DATASETS = ROOT.parent / "shared" / "datasets"
@@ -182,8 +182,16 @@ def main() -> None:
     ap.add_argument(
         "--repeats", type=int, default=5, help="passes over the prompts (--sam-breakdown)"
     )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="torch threads (the recorded figures used 2; 0: torch's own choice)",
+    )
     args = ap.parse_args()
-    limit_cpu_threads(2)
+    from models.runtime import set_torch_threads
+
+    set_torch_threads(args.threads or None)
     if args.sam_breakdown:
         sam_breakdown(args.repeats)
         return

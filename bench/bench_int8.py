@@ -42,14 +42,20 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--crop", type=int, default=224)
     ap.add_argument("--model", help="a trained part_classifier file instead of training here")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="torch threads (the recorded figures used 2; 0: torch's own choice)",
+    )
     args = ap.parse_args()
     import torch
     from bench_albert_priors import load_split
 
-    from models.base import limit_cpu_threads
     from models.part_classifier import PartClassifierConfig, PartClassifierStage
+    from models.runtime import set_torch_threads
 
-    limit_cpu_threads(2)
+    set_torch_threads(args.threads or None)
     train, val = load_split("train"), load_split("val")
     if args.model:
         int8 = PartClassifierStage.load(args.model, device="cpu")

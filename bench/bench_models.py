@@ -67,11 +67,17 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--skip-base", action="store_true")
     ap.add_argument("--skip-albert", action="store_true")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="torch threads (the recorded figures used 2; 0: torch's own choice)",
+    )
     args = ap.parse_args()
-    from models.base import limit_cpu_threads
     from models.registry import build
+    from models.runtime import set_torch_threads
 
-    limit_cpu_threads(2)
+    set_torch_threads(args.threads or None)
     # random YOLO weights: detections of head classes beyond our 61 are dropped, so check
     # "parts per photo" below; a run with 0 parts measures no ResNet work (rerun it)
     imgs = photos(args.images)

@@ -37,10 +37,10 @@ def select_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Recompute the annotation queue and print the chosen image ids with their scores."""
-    from active_learning.service import select
     from db.session import session_scope
     from services.errors import ServiceError
     from services.projects import get_or_create_project
+    from services.selection import select
 
     _open()
     info: dict = {}
@@ -119,8 +119,7 @@ def round_start(
 ) -> None:
     """Queue a retraining round (a worker must be running: `panelbeater worker` or `serve`)."""
     from db.session import session_scope
-    from jobs.rounds import start_round
-    from jobs.service import get_job, job_dict
+    from jobs.service import get_job, job_dict, start_round
     from services.errors import ServiceError
 
     _open()
@@ -128,7 +127,6 @@ def round_start(
         with session_scope() as s:
             job = start_round(
                 s,
-                None,
                 stages=[x.strip() for x in stages.split(",")] if stages else None,
                 config=config,
                 epochs=epochs,

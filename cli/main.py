@@ -45,6 +45,11 @@ def main_options(
     if overrides:
         base = get_settings().model_dump()
         configure(**{**base, **overrides})
+    # every command (serve and worker included) starts here: apply the process-wide
+    # settings once, before any model is built
+    from models.runtime import apply_process_settings
+
+    apply_process_settings(get_settings())
 
 
 def open_project() -> None:

@@ -6,6 +6,8 @@ import json
 
 import typer
 
+from models.registry import stage_names
+
 
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
@@ -22,16 +24,12 @@ def _project(session):
 
 
 def _check_stage(stage: str) -> None:
-    from models.registry import stage_names
-
     if stage not in stage_names():
         _fail(f"unknown stage {stage!r}; choose one of {', '.join(stage_names())}")
 
 
 def train_cmd(
-    stage: str = typer.Argument(
-        ..., help="albert, yolo_seg, part_classifier, pipeline, mask_rcnn, assist_net"
-    ),
+    stage: str = typer.Argument(..., help=", ".join(stage_names())),
     config: str = typer.Option(
         "tiny", "--config", help="Preset: tiny (CPU tests), small, base (GPU)."
     ),

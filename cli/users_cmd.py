@@ -1,4 +1,9 @@
-"""``panelbeater user add|list|passwd``: accounts for the web UI and the REST API.
+"""``panelbeater user add|list|passwd|disable|enable|join|leave|projects``: accounts for the
+web UI and the REST API, and the projects each may work in.
+
+A user who is not an admin works only in the projects they are a member of: ``user add NAME
+--project P`` (repeatable; without it, the project this data dir serves), ``user join NAME
+--project P``, ``user leave NAME --project P``, ``user projects NAME``.
 
 Passwords are read from a prompt (typed twice, never echoed) or, for scripts, from standard
 input with ``--password-stdin``; they are never taken as a command-line argument, which would
@@ -37,6 +42,9 @@ def _read_password(from_stdin: bool) -> str:
     return first
 
 
+_PROJECT_HELP = "A project the user may work in (repeatable)."
+
+
 def _open() -> None:
     from db.session import init_db
 
@@ -52,9 +60,13 @@ def add(
     password_stdin: bool = typer.Option(
         False, "--password-stdin", help="Read the password from standard input."
     ),
+    projects: list[str] = typer.Option(
+        None, "--project", help=_PROJECT_HELP + " Default: the project this data dir serves."
+    ),
 ) -> None:
     """Create a user; asks for the password (or reads it from stdin)."""
     from db.session import session_scope
+    from services.projects import member_project_names
     from services.users import UserError, create_user
 
     if role not in {r.value for r in Role}:
@@ -63,10 +75,72 @@ def add(
     _open()
     try:
         with session_scope() as session:
-            user = create_user(session, username=name, password=password, role=role)
-            typer.echo(f"created user {user.username!r} with role {user.role.value}")
+            user = create_user(
+                session, username=name, password=password, role=role, projects=projects or None
+            )
+            typer.echo(
+                f"created user {user.username!r} with role {user.role.value}, member of "
+                f"{_names(member_project_names(session, user), user.role)}"
+            )
     except UserError as e:
         _fail(str(e))
+
+
+def _names(names: list[str], role: Role | None = None) -> str:
+    text = ", ".join(names) if names else "no project"
+    return text + (" (admins may work in every project)" if role == Role.admin else "")
+
+
+@user_app.command("join")
+def join(
+    name: str = typer.Argument(..., help="User name."),
+    projects: list[str] = typer.Option(..., "--project", help=_PROJECT_HELP),
+) -> None:
+    """Make a user a member of one or more projects."""
+    from db.session import session_scope
+    from services.users import UserError, join_projects
+
+    _open()
+    try:
+        with session_scope() as session:
+            names = join_projects(session, username=name, projects=projects)
+    except UserError as e:
+        _fail(str(e))
+    typer.echo(f"{name!r} is a member of {_names(names)}")
+
+
+@user_app.command("leave")
+def leave(
+    name: str = typer.Argument(..., help="User name."),
+    projects: list[str] = typer.Option(..., "--project", help=_PROJECT_HELP),
+) -> None:
+    """End a user's membership of one or more projects."""
+    from db.session import session_scope
+    from services.users import UserError, leave_projects
+
+    _open()
+    try:
+        with session_scope() as session:
+            names = leave_projects(session, username=name, projects=projects)
+    except UserError as e:
+        _fail(str(e))
+    typer.echo(f"{name!r} is a member of {_names(names)}")
+
+
+@user_app.command("projects")
+def projects_of(name: str = typer.Argument(..., help="User name.")) -> None:
+    """The projects a user is a member of."""
+    from db.session import session_scope
+    from services.users import UserError, get_user, user_projects
+
+    _open()
+    try:
+        with session_scope() as session:
+            names = user_projects(session, username=name)
+            role = get_user(session, name).role
+    except UserError as e:
+        _fail(str(e))
+    typer.echo(_names(names, role))
 
 
 @user_app.command("passwd")
@@ -87,16 +161,47 @@ def passwd(
             set_password(session, username=name, password=password)
     except UserError as e:
         _fail(str(e))
-    typer.echo(f"password of {name!r} changed")
+    typer.echo(f"password of {name!r} changed; its open sessions were signed out")
+
+
+@user_app.command("disable")
+def disable(name: str = typer.Argument(..., help="User name.")) -> None:
+    """Disable a user and sign it out everywhere at once (its tokens are revoked)."""
+    from db.session import session_scope
+    from services.users import UserError, disable_user
+
+    _open()
+    try:
+        with session_scope() as session:
+            disable_user(session, username=name)
+    except UserError as e:
+        _fail(str(e))
+    typer.echo(f"disabled {name!r}; its open sessions were signed out")
+
+
+@user_app.command("enable")
+def enable(name: str = typer.Argument(..., help="User name.")) -> None:
+    """Let a disabled user sign in again."""
+    from db.session import session_scope
+    from services.users import UserError, enable_user
+
+    _open()
+    try:
+        with session_scope() as session:
+            enable_user(session, username=name)
+    except UserError as e:
+        _fail(str(e))
+    typer.echo(f"enabled {name!r}")
 
 
 @user_app.command("list")
 def list_users() -> None:
-    """Every user with its role."""
+    """Every user with its role, state and projects."""
     from sqlmodel import select
 
     from db.models import User
     from db.session import session_scope
+    from services.projects import member_project_names
 
     _open()
     with session_scope() as session:
@@ -106,7 +211,11 @@ def list_users() -> None:
 
             typer.echo(FIRST_START_MESSAGE)
         for u in users:
-            typer.echo(f"{u.username}\t{u.role.value}\t{'active' if u.active else 'disabled'}")
+            state = "active" if u.active else "disabled"
+            where = (
+                "all projects" if u.role == Role.admin else _names(member_project_names(session, u))
+            )
+            typer.echo(f"{u.username}\t{u.role.value}\t{state}\t{where}")
 
 
 def register(app: typer.Typer) -> None:

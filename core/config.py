@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -38,12 +38,41 @@ class Settings(BaseSettings):
     #: faster; needs the calibration training stores); unset: as the model was trained.
     cpu_int8: bool | None = None
 
+    #: Threads torch runs CPU operators on (training, SAM embeddings, the part classifier);
+    #: unset: torch's own choice (about one per core). Applied once when a process starts
+    #: (``models.runtime.apply_process_settings``).
+    torch_threads: int | None = Field(default=None, ge=1)
+
     #: Task queue: empty means Huey on SQLite in the data dir; ``redis://...`` for Redis.
     queue_url: str = ""
     start_worker: bool = True
 
     #: Bearer tokens expire after this many hours.
     token_ttl_hours: float = 12.0
+
+    #: Image files larger than this many bytes are refused (imports, uploads, reads).
+    max_image_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    #: Images with more pixels than this (width x height) are refused before they are
+    #: decoded, so a decompression bomb is a reported bad file; also Pillow's own limit.
+    max_image_pixels: int = Field(default=100_000_000, gt=0)
+    #: Label files an import reads from inside a dataset (YOLO label and list files).
+    max_label_file_bytes: int = Field(default=1024 * 1024 * 1024, gt=0)
+    #: Points in one polygon (its outline and holes together).
+    max_vertices_per_polygon: int = Field(default=10_000, gt=0)
+    #: Annotated instances on one photo.
+    max_polygons_per_image: int = Field(default=1_000, gt=0)
+
+    #: Sign-in throttling (``services.throttle``): after this many failed sign-ins for one
+    #: user name, or from one client address, further attempts are refused for
+    #: ``login_lockout_seconds``; each later failure doubles the wait, up to
+    #: ``login_lockout_max_seconds``. Failures are forgotten ``login_failure_window_seconds``
+    #: after the last one (or after the lockout ends). An address counts more failures
+    #: because many people may sign in from behind one office router.
+    login_max_failures_per_user: int = Field(default=5, ge=1)
+    login_max_failures_per_address: int = Field(default=20, ge=1)
+    login_lockout_seconds: float = Field(default=60.0, gt=0)
+    login_lockout_max_seconds: float = Field(default=3600.0, gt=0)
+    login_failure_window_seconds: float = Field(default=900.0, gt=0)
 
     @field_validator("data_dir")
     @classmethod

@@ -357,3 +357,115 @@ def ellipse_ring(
     x, y = rx * np.cos(t), ry * np.sin(t)
     c, s = math.cos(theta), math.sin(theta)
     return np.stack([cx + c * x - s * y, cy + s * x + c * y], axis=1)
+
+
+# -- fitting a shape to its image ------------------------------------------------
+
+
+def _clip_ring_half(ring: np.ndarray, axis: int, bound: float, keep_above: bool) -> np.ndarray:
+    """One Sutherland-Hodgman pass: the part of ``ring`` on one side of a line."""
+    if not len(ring):
+        return ring
+    nxt = np.roll(ring, -1, axis=0)
+    a, b = ring[:, axis], nxt[:, axis]
+    inside_a = a >= bound if keep_above else a <= bound
+    inside_b = b >= bound if keep_above else b <= bound
+    crosses = inside_a != inside_b
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(crosses, (bound - a) / np.where(crosses, b - a, 1.0), 0.0)
+    crossing = ring + t[:, None] * (nxt - ring)
+    crossing[:, axis] = bound  # exact on the line, whatever the rounding
+    points = np.stack([ring, crossing], axis=1).reshape(-1, 2)
+    keep = np.stack([inside_a, crosses], axis=1).reshape(-1)
+    return points[keep]
+
+
+def clip_ring(ring: np.ndarray, x0: float, y0: float, x1: float, y1: float) -> np.ndarray | None:
+    """The part of ``ring`` inside the box ``[x0, x1] x [y0, y1]``, None when nothing is left.
+
+    Sutherland-Hodgman: exact for any simple ring (a concave ring cut in several pieces
+    comes back as one ring joined along the box edge, which has the same even-odd area).
+    """
+    out = ring
+    for axis, bound, keep_above in ((0, x0, True), (0, x1, False), (1, y0, True), (1, y1, False)):
+        out = _clip_ring_half(out, axis, bound, keep_above)
+    return out if len(out) >= 3 and _shoelace(out) > 0 else None
+
+
+def clip_shape(shape: Shape, x0: float, y0: float, x1: float, y1: float) -> Shape | None:
+    """The part of ``shape`` inside the box, None when nothing with an area is left."""
+    polys = []
+    for p in shape.polygons:
+        ext = clip_ring(p.exterior, x0, y0, x1, y1)
+        if ext is None:
+            continue
+        holes = (clip_ring(h, x0, y0, x1, y1) for h in p.holes)
+        polys.append(Polygon(ext, tuple(h for h in holes if h is not None)))
+    return Shape(tuple(polys)) if polys else None
+
+
+def _shoelace(ring: np.ndarray) -> float:
+    """:func:`ring_area` without ``np.roll``, which costs more than the sum on small rings."""
+    x, y = ring[:, 0], ring[:, 1]
+    twice = x[:-1] @ y[1:] - y[:-1] @ x[1:] + x[-1] * y[0] - y[-1] * x[0]
+    return 0.5 * abs(float(twice))
+
+
+def _stored_ring_ok(ring: np.ndarray) -> bool:
+    """What ``as_ring`` accepts: finite, and 3 points once a repeated first point is dropped."""
+    if not np.isfinite(ring).all():
+        return False
+    n = len(ring)
+    if n > 1 and ring[0, 0] == ring[-1, 0] and ring[0, 1] == ring[-1, 1]:
+        n -= 1
+    return n >= 3
+
+
+def fit_to_image(
+    shape: Shape, width: int, height: int, *, max_vertices: int, ndigits: int = 2
+) -> tuple[Shape, bool]:
+    """``shape`` as the store keeps it (rounded to ``ndigits``), checked against its image.
+
+    The rules are the save path's (``services.annotations.normalise_annotation``), applied
+    to the rounded coordinates that will be stored, so the stored shape saves again as it
+    is: finite rings of 3 or more points, a positive area, and not far outside the image
+    (beyond half its longer side). A shape that is partly that far out is clipped to the
+    image instead of refused. Returns the shape and whether it was clipped.
+
+    Raises:
+        GeometryError: the reason the shape cannot be stored.
+    """
+    for i, p in enumerate(shape.polygons):
+        n = sum(len(r) for r in p.rings())
+        if n > max_vertices:
+            raise GeometryError(
+                f"polygon {i + 1} has {n:,} points, more than the limit of {max_vertices:,}; "
+                "simplify it, or raise the limit (setting PANELBEATER_MAX_VERTICES_PER_POLYGON)"
+            )
+    shape = Shape(
+        tuple(
+            Polygon(p.exterior.round(ndigits), tuple(h.round(ndigits) for h in p.holes))
+            for p in shape.polygons
+        )
+    )
+    for i, p in enumerate(shape.polygons):
+        if not all(_stored_ring_ok(r) for r in p.rings()):
+            raise GeometryError(
+                f"polygon {i + 1} needs at least 3 distinct points with finite coordinates"
+            )
+    slack = 0.5 * max(width, height)
+    bx0, by0, bx1, by1 = shape.bbox
+    if bx1 < -slack or by1 < -slack or bx0 > width + slack or by0 > height + slack:
+        raise GeometryError(f"the polygon lies outside the {width}x{height} image")
+    clipped = bool(bx0 < -slack or by0 < -slack or bx1 > width + slack or by1 > height + slack)
+    if clipped:
+        cut = clip_shape(shape, 0.0, 0.0, float(width), float(height))
+        if cut is None:
+            raise GeometryError(f"the polygon lies outside the {width}x{height} image")
+        return fit_to_image(cut, width, height, max_vertices=max_vertices, ndigits=ndigits)[0], True
+    area = sum(
+        max(0.0, _shoelace(p.exterior) - sum(_shoelace(h) for h in p.holes)) for p in shape.polygons
+    )
+    if not math.isfinite(area) or area <= 0:
+        raise GeometryError("the polygon has zero area")
+    return shape, False

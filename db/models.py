@@ -74,6 +74,30 @@ class User(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class ProjectMember(SQLModel, table=True):
+    """That a user may work in a project (``services.projects``). Admins need no row: they
+    may work in every project."""
+
+    project_id: int = Field(foreign_key="project.id", primary_key=True)
+    user_id: int = Field(foreign_key="user.id", primary_key=True, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class LoginThrottle(SQLModel, table=True):
+    """Recent failed sign-ins of one user name or one client address (``services.throttle``).
+
+    Kept in the database so that every web process sees the same counts.
+    """
+
+    #: ``user:<sha256 of the name>`` or ``address:<sha256 of the address>``: hashed, so a
+    #: password typed into the name field is never stored.
+    key: str = Field(primary_key=True)
+    failures: int = 0
+    #: Unix times (seconds).
+    last_failure_at: float = Field(index=True)
+    locked_until: float = 0.0
+
+
 class ApiToken(SQLModel, table=True):
     """A bearer token; only its sha256 is stored."""
 
@@ -177,7 +201,7 @@ class Prediction(SQLModel, table=True):
     probs: dict[str, list[float]] = Field(default_factory=dict, sa_column=Column(JSON))
     #: float16 bytes of the instance embedding, if the stage gives one
     embedding: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
-    #: extra per-instance values (e.g. ``{"damaged_prob": 0.93}``)
+    #: extra per-instance values a stage reports beside its classes and probabilities
     extra: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     state: PredictionState = Field(default=PredictionState.pending, index=True)
     created_at: datetime = Field(default_factory=utcnow)
@@ -212,6 +236,9 @@ class ImageScore(SQLModel, table=True):
 
 class Job(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
+    #: The project the job works on; None only for jobs from before projects had jobs of
+    #: their own (migration 0003 gives them the database's one project when there is one).
+    project_id: int | None = Field(default=None, foreign_key="project.id", index=True)
     kind: str = Field(index=True)  # preannotate, embed, train, evaluate, select, round
     status: JobStatus = Field(default=JobStatus.queued, index=True)
     params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))

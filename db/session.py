@@ -3,23 +3,77 @@
 SQLite (the default) runs in WAL mode with foreign keys on and a busy timeout, so the web
 process and a worker process can share one file. ``PANELBEATER_DATABASE_URL`` selects
 PostgreSQL instead.
+
+The data dir is created readable by its owner only (0700), and the SQLite file too (0600;
+SQLite gives its ``-wal`` and ``-shm`` files the same mode): they hold password hashes and
+every annotation. An existing dir or file with looser modes is left alone, with a warning.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
-from core.config import get_settings
+from core.config import Settings, get_settings
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _engine: Engine | None = None
+log = logging.getLogger(__name__)
+
+
+def _warn_if_shared(path: Path) -> None:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        log.warning(
+            "%s can be read by other users of this machine (mode %o); it holds password "
+            "hashes: run `chmod go-rwx %s`",
+            path,
+            mode,
+            path,
+        )
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create ``path`` (parents as usual) readable by its owner only, unless it exists."""
+    if path.is_dir():
+        _warn_if_shared(path)
+        return
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)  # mkdir's mode passes through the umask
+
+
+def _ensure_private_sqlite_file(url: str) -> None:
+    """Create the SQLite file empty with mode 0600 before SQLite creates it with 0644."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        _warn_if_shared(path)
+        return
+    except FileNotFoundError:  # no parent dir: SQLite will say so when it connects
+        return
+    os.close(fd)
+    os.chmod(path, 0o600)
+
+
+def prepare_data_dir(settings: Settings | None = None) -> None:
+    """The data dir (0700) and, for SQLite, the database file (0600)."""
+    settings = settings or get_settings()
+    ensure_private_dir(settings.data_dir)
+    if settings.is_sqlite:
+        _ensure_private_sqlite_file(settings.db_url)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -53,7 +107,7 @@ def get_engine() -> Engine:
     if _engine is None:
         settings = get_settings()
         if settings.is_sqlite:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            prepare_data_dir(settings)
         _engine = make_engine(settings.db_url)
     return _engine
 
@@ -72,7 +126,8 @@ def init_db() -> None:
     from alembic.config import Config
 
     settings = get_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not settings.is_sqlite:  # for SQLite, get_engine prepares the dir and the file
+        ensure_private_dir(settings.data_dir)
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", settings.db_url.replace("%", "%%"))

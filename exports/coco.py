@@ -59,19 +59,87 @@ def _field(entry: Any, key: str, types: type | tuple[type, ...], where: str) -> 
     return value
 
 
+def rle_string_to_counts(s: str | bytes) -> list[int]:
+    """The run lengths of a compressed COCO RLE string (pycocotools' ``rleFrString``).
+
+    Each count is a little-endian run of 5-bit groups in characters from 48 (``'0'``); the
+    sixth bit says another group follows and, on the last group, the fifth is the sign.
+    From the fourth count on, counts are stored as the difference to the one two before.
+    Raises GeometryError on a string that ends inside a count or on a negative count.
+    """
+    data = s.encode("ascii", "replace") if isinstance(s, str) else bytes(s)
+    counts: list[int] = []
+    p, n = 0, len(data)
+    while p < n:
+        x = k = 0
+        more = True
+        while more:
+            if p >= n:
+                raise GeometryError("the RLE 'counts' string ends inside a number")
+            c = data[p] - 48
+            if not 0 <= c < 64:
+                raise GeometryError(f"the RLE 'counts' string has a bad character {chr(data[p])!r}")
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and c & 0x10:
+                x -= 1 << (5 * k)
+        if len(counts) > 2:
+            x += counts[-2]
+        if x < 0:
+            raise GeometryError("the RLE 'counts' string holds a negative run length")
+        counts.append(x)
+    return counts
+
+
 def rle_to_mask(seg: dict, height: int, width: int) -> np.ndarray:
-    """Decode a COCO RLE (``counts`` as a list or a compressed string) to ``(H, W)`` bool."""
-    from pycocotools import mask as mask_utils
+    """Decode a COCO RLE (``counts`` as a list or a compressed string) to ``(H, W)`` bool.
+
+    The RLE must be as large as its image (``size`` is ``[height, width]``), within the
+    ``max_image_pixels`` setting, and its runs must not cover more than its pixels: a
+    claimed 30000x30000 mask, or runs that overflow it, are refused before any decoding.
+    Raises GeometryError with the reason.
+    """
+    from core.config import get_settings
 
     counts = seg.get("counts")
     size = seg.get("size") or [height, width]
-    if isinstance(counts, list):
-        rle = mask_utils.frPyObjects({"counts": counts, "size": list(size)}, *size)
-    elif isinstance(counts, (str, bytes)):
-        rle = {"counts": counts.encode() if isinstance(counts, str) else counts, "size": list(size)}
+    if (
+        not isinstance(size, (list, tuple))
+        or len(size) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+    ):
+        raise GeometryError(f"RLE 'size' must be [height, width] in pixels, got {size!r:.60}")
+    h, w = size
+    max_pixels = get_settings().max_image_pixels
+    if h * w > max_pixels:
+        raise GeometryError(
+            f"the RLE claims {w}x{h} pixels, more than the limit of {max_pixels:,} "
+            "(setting PANELBEATER_MAX_IMAGE_PIXELS)"
+        )
+    if (h, w) != (height, width):
+        raise GeometryError(
+            f"the RLE is {w}x{h} pixels but its image is {width}x{height}; "
+            "a mask must cover its image exactly"
+        )
+    if isinstance(counts, (str, bytes)):
+        runs = rle_string_to_counts(counts)
+    elif isinstance(counts, list):
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts):
+            raise GeometryError("RLE 'counts' must hold run lengths (whole numbers, 0 or more)")
+        runs = counts
     else:
         raise GeometryError(f"RLE 'counts' must be a list or a string, got {type(counts).__name__}")
-    return mask_utils.decode(rle).astype(bool)
+    if sum(runs) > h * w:
+        raise GeometryError(
+            f"the RLE runs cover {sum(runs):,} pixels but its {w}x{h} mask has {h * w:,}"
+        )
+    # runs alternate background, foreground, ... over the pixels in column-major order
+    values = np.arange(len(runs)) % 2 == 1
+    flat = np.zeros(h * w, dtype=bool)
+    flat[: sum(runs)] = np.repeat(values, runs)
+    return flat.reshape(w, h).T
 
 
 def mask_to_rle(mask: np.ndarray) -> dict:

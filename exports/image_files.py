@@ -2,12 +2,19 @@
 
 ``read_image_info`` decodes the whole file (so a truncated or corrupt file fails here,
 at import, rather than later in the annotator) and hashes the same bytes it decoded.
+
+Every read is bounded by the settings: only regular files are opened (a pipe or a device
+named ``x.jpg`` is refused, never read), files over ``max_image_bytes`` are refused before
+they are read, and images over ``max_image_pixels`` are refused before they are decoded.
+:func:`resolve_inside` keeps the names a label file lists inside its images folder.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,11 +34,19 @@ __all__ = [
     "ImageInfo",
     "ImageReadError",
     "is_image_file",
+    "image_info_from_bytes",
     "list_image_files",
     "load_image_rgb",
     "read_image_info",
+    "read_regular_file",
+    "resolve_inside",
     "sha256_file",
 ]
+
+#: Pillow plugins an image may be decoded with: the formats of IMAGE_EXTENSIONS (a JPEG
+#: with extra pictures opens as MPO through JPEG). Others, such as EPS (which runs
+#: Ghostscript), never load.
+PIL_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
 
 
 @dataclass(frozen=True)
@@ -49,9 +64,51 @@ def is_image_file(path: str | Path) -> bool:
 
 
 def list_image_files(folder: str | Path) -> list[Path]:
-    """Image files under ``folder`` (recursively), sorted by path."""
-    folder = Path(folder)
-    return sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p))
+    """Image files under ``folder`` (recursively), sorted by path.
+
+    Symbolic links to folders are not followed (a link to ``/`` would walk the whole disk);
+    a link or special file with an image name is listed, so the import reports it by name
+    (a link that leads out of the folder, a pipe) rather than leaving it out silently.
+    """
+    found: list[Path] = []
+    stack = [Path(folder)]
+    while stack:
+        current = stack.pop()
+        try:
+            entries = list(os.scandir(current))
+        except OSError:
+            continue
+        for e in entries:
+            if not e.is_symlink() and e.is_dir(follow_symlinks=False):
+                stack.append(Path(e.path))
+            elif is_image_file(e.name):
+                found.append(Path(e.path))
+    return sorted(found)
+
+
+def resolve_inside(folder: str | Path, name: str | Path) -> Path:
+    """``name`` (relative to ``folder``, or absolute) as a resolved path inside ``folder``.
+
+    Symbolic links are followed before the check, so a link that points out of the folder
+    is refused like ``../x`` or ``/etc/passwd``. The refusal reads the same whether or not
+    the outside file exists, so a label file cannot probe the disk.
+
+    Raises:
+        ImageReadError: the path leads outside ``folder``; the message names the folder, and
+            the caller names the entry.
+    """
+    base = Path(folder).resolve()
+    try:
+        path = (base / name).resolve()
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte
+        path = None
+    if path is None or not path.is_relative_to(base):
+        raise ImageReadError(
+            f"the path leads outside the images folder {folder}, and only files inside that "
+            "folder are imported; copy the image into the folder, or give the folder that "
+            "holds it (--images)"
+        )
+    return path
 
 
 def sha256_file(path: str | Path) -> str:
@@ -63,17 +120,64 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _read_bytes(path: Path) -> bytes:
+def _megabytes(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n:,} bytes"
+
+
+def read_regular_file(
+    path: str | Path,
+    *,
+    limit: int,
+    what: str = "image",
+    setting: str = "PANELBEATER_MAX_IMAGE_BYTES",
+) -> bytes:
+    """The bytes of ``path``, which must be a regular file of at most ``limit`` bytes.
+
+    ``what`` names the file in messages; ``setting`` is the variable that raises the limit.
+
+    The file is opened without blocking and checked on the open descriptor, so a pipe
+    cannot hang the caller and a device such as ``/dev/zero`` is never read.
+
+    Raises:
+        ImageReadError: missing, not a regular file, over ``limit``, or unreadable.
+    """
+    path = Path(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
-        return path.read_bytes()
+        fd = os.open(path, flags)
     except FileNotFoundError as e:
-        raise ImageReadError(
-            f"image {path}: the file does not exist; check the images folder (--images DIR)"
-        ) from e
+        hint = "; check the images folder (--images DIR)" if what == "image" else ""
+        raise ImageReadError(f"{what} {path}: the file does not exist{hint}") from e
     except OSError as e:
         raise ImageReadError(
-            f"image {path}: cannot read the file ({e}); check its permissions"
+            f"{what} {path}: cannot read the file ({e.strerror}); check its permissions"
         ) from e
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageReadError(
+                f"{what} {path}: not a regular file (a folder, pipe or device); "
+                "only ordinary files are read. Replace it with the file itself"
+            )
+        too_big = ImageReadError(
+            f"{what} {path}: the file is larger than the limit of {_megabytes(limit)}; "
+            f"shrink it, or raise the limit (setting {setting})"
+        )
+        if st.st_size > limit:
+            raise too_big
+        try:
+            data = f.read(limit + 1)
+        except OSError as e:
+            raise ImageReadError(f"{what} {path}: cannot read the file ({e.strerror})") from e
+        if len(data) > limit:  # it grew while we read it
+            raise too_big
+        return data
+
+
+def _read_bytes(path: Path) -> bytes:
+    from core.config import get_settings
+
+    return read_regular_file(path, limit=get_settings().max_image_bytes)
 
 
 def _pil_open():
@@ -89,16 +193,37 @@ def _pil_open():
     return Image.open
 
 
-def _open_decoded(path: Path, data: bytes):
-    from PIL import ImageFile, UnidentifiedImageError
+def _open_decoded(path: Path | str, data: bytes):
+    """The decoded Pillow image of ``data``; ``path`` names the file in messages."""
+    from PIL import Image, ImageFile, UnidentifiedImageError
+
+    from core.config import get_settings
+
+    max_pixels = get_settings().max_image_pixels
+    # Pillow's own guard, for every use of Pillow in the process: it refuses images over
+    # twice this and warns above it. The check below refuses them at the limit itself.
+    Image.MAX_IMAGE_PIXELS = max_pixels
+
+    def too_large(size: str) -> ImageReadError:
+        return ImageReadError(
+            f"image {path}: {size}more than the limit of {max_pixels:,} pixels, so it is refused "
+            "as a possible decompression bomb; shrink the photo, or raise the limit "
+            "(setting PANELBEATER_MAX_IMAGE_PIXELS)"
+        )
 
     # Ultralytics sets LOAD_TRUNCATED_IMAGES=True at import for its loaders, which would make
     # Pillow pad a truncated file silently; imports must see truncation as an error.
     tolerant = ImageFile.LOAD_TRUNCATED_IMAGES
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
-        img = _pil_open()(io.BytesIO(data))
+        img = _pil_open()(io.BytesIO(data), formats=PIL_FORMATS)
+        if img.width * img.height > max_pixels:
+            raise too_large(f"{img.width}x{img.height} is ")
         img.load()  # full decode: truncated or corrupt data raises here
+    except ImageReadError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise too_large("") from e
     except UnidentifiedImageError as e:
         raise ImageReadError(
             f"image {path}: not a readable image (expected one of {', '.join(IMAGE_EXTENSIONS)}); "
@@ -125,11 +250,28 @@ def read_image_info(path: str | Path) -> ImageInfo:
     """Size (after EXIF orientation), sha256 of the bytes and format of an image file.
 
     Raises:
-        ImageReadError: missing, unreadable, truncated or corrupt file (the message names it).
+        ImageReadError: missing, unreadable, not a regular file, over the byte or pixel
+            limits, truncated or corrupt file (the message names it).
     """
     path = Path(path)
-    data = _read_bytes(path)
-    img = _open_decoded(path, data)
+    return image_info_from_bytes(_read_bytes(path), path)
+
+
+def image_info_from_bytes(data: bytes, name: str | Path) -> ImageInfo:
+    """:func:`read_image_info` for bytes already in memory (an upload named ``name``).
+
+    Raises:
+        ImageReadError: over the byte or pixel limits, not an image, truncated or corrupt.
+    """
+    from core.config import get_settings
+
+    limit = get_settings().max_image_bytes
+    if len(data) > limit:
+        raise ImageReadError(
+            f"image {name}: the file is larger than the limit of {_megabytes(limit)}; "
+            "shrink it, or raise the limit (setting PANELBEATER_MAX_IMAGE_BYTES)"
+        )
+    img = _open_decoded(name, data)
     w, h = img.size
     if _orientation(img) in _SWAPPING_ORIENTATIONS:
         w, h = h, w

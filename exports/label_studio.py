@@ -7,10 +7,11 @@ polygon, so it becomes a ``brushlabels`` region in Label Studio's own brush RLE 
 encoder and decoder of ``label_studio_sdk.converter.brush``), rasterised at pixel centres.
 Per-region attributes are ``choices``/``textarea`` results sharing the region's id.
 
-Predictions travel in ``record.meta["predictions"]``: an :class:`Instances` with scores
-(version in ``record.meta["model_version"]``) or a list of ``{"model_version", "instances"}``;
-each becomes one Label Studio prediction. Parse puts a task's last prediction back as an
-:class:`Instances` in ``meta["predictions"]`` with ``meta["model_version"]``.
+Predictions travel in ``record.meta["predictions"]``: one :class:`Instances` with scores.
+Each instance's model version is its ``data["model_version"]`` when that column exists, else
+``record.meta["model_version"]``; each version becomes one Label Studio prediction. Parse
+puts a task's last prediction back as an :class:`Instances` in ``meta["predictions"]`` with
+``meta["model_version"]``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from core.records import ImageRecord, LabelResolver, ParseReport
 from core.taxonomy import Taxonomy
 
 from .errors import FormatError, ImageReadError
-from .image_files import read_image_info
+from .image_files import read_image_info, resolve_inside
 
 IMAGE = "image"
 POLYGON = "polygon"
@@ -171,18 +172,21 @@ def instance_results(
 
 
 def _prediction_sets(rec: ImageRecord) -> list[tuple[str, Instances]]:
-    """``(model_version, instances)`` pairs from ``record.meta["predictions"]``: either one
-    :class:`Instances` (version in ``meta["model_version"]``) or a list of
-    ``{"model_version": str, "instances": Instances}`` (one per model version)."""
+    """``(model_version, instances)`` per version in ``record.meta["predictions"]``, in the
+    order the versions first appear (see the module docstring)."""
     preds = rec.meta.get("predictions")
-    if isinstance(preds, Instances):
-        preds = [{"model_version": rec.meta.get("model_version"), "instances": preds}]
-    out = []
-    for p in preds or []:
-        inst = p.get("instances") if isinstance(p, dict) else None
-        if isinstance(inst, Instances) and len(inst):
-            out.append((str(p.get("model_version") or DEFAULT_MODEL_VERSION), inst))
-    return out
+    if preds is None:
+        return []
+    if not isinstance(preds, Instances):
+        raise TypeError(
+            f"{rec.file_name}: meta['predictions'] must be an Instances, got {type(preds).__name__}"
+        )
+    default = str(rec.meta.get("model_version") or DEFAULT_MODEL_VERSION)
+    versions = [str(v or default) for v in preds.data.get("model_version", [default] * len(preds))]
+    return [
+        (v, preds[np.array([w == v for w in versions], dtype=bool)])
+        for v in dict.fromkeys(versions)
+    ]
 
 
 def build_tasks(
@@ -397,12 +401,13 @@ def parse(
         meta: dict[str, Any] = {"label_studio_id": task.get("id")}
         if images_dir is not None:
             try:
-                info = read_image_info(images_dir / fname)
+                path = resolve_inside(images_dir, fname)
+                info = read_image_info(path)
             except ImageReadError as e:
                 report.skipped.append(f"{where}: {e}; task left out")
                 continue
             width, height, sha = info.width, info.height, info.sha256
-            meta["path"] = str((images_dir / fname).resolve())
+            meta["path"] = str(path)
         if not (width and height):
             report.failed.append(f"{where}: image size unknown (no results and no images folder)")
             continue

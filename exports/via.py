@@ -23,7 +23,7 @@ from core.instances import Instances
 from core.records import ImageRecord, LabelResolver, ParseReport
 
 from .errors import FormatError, ImageReadError
-from .image_files import read_image_info
+from .image_files import read_image_info, resolve_inside
 
 LABEL_KEYS = ("name", "label", "class")
 
@@ -55,6 +55,10 @@ def _entries(data: Any, source: str) -> list[tuple[str, dict]]:
 
 def region_shape(sa: dict) -> Shape:
     """A VIA ``shape_attributes`` dict as a shape; raises GeometryError with the reason."""
+    if not isinstance(sa, dict):
+        raise GeometryError(
+            f"shape_attributes must be an object with 'name' and coordinates, got {sa!r:.60}"
+        )
     name = sa.get("name")
     try:
         if name in ("polygon", "polyline"):
@@ -141,11 +145,16 @@ def parse(
     for key, e in _entries(data, source):
         fname = e.get("filename")
         raw_regions = e.get("regions") or []
-        regions = (
-            list(raw_regions.items())
-            if isinstance(raw_regions, dict)
-            else [(str(j), r) for j, r in enumerate(raw_regions)]
-        )
+        if isinstance(raw_regions, dict):
+            regions = list(raw_regions.items())
+        elif isinstance(raw_regions, list):
+            regions = [(str(j), r) for j, r in enumerate(raw_regions)]
+        else:
+            report.failed.append(
+                f"{source}: entry {key!r}: 'regions' must be a list (VIA 2) or an object "
+                f"(VIA 1), got {raw_regions!r:.60}; fix or delete the entry"
+            )
+            continue
         if not isinstance(fname, str) or not fname.strip():
             report.failed.append(
                 f"{source}: entry {key!r} has no 'filename'; add the image's file name or delete the entry"
@@ -155,8 +164,12 @@ def parse(
         width = height = 0
         sha = fmt = None
         if images_dir is not None:
-            path = images_dir / fname
-            if not path.is_file():
+            try:  # refused before any look at the disk, so the outside stays unprobed
+                path = resolve_inside(images_dir, fname)
+            except ImageReadError as err:
+                report.failed.append(f"{where}: {err}; entry left out")
+                continue
+            if not path.exists():
                 demo = "" if regions else " and no regions (VIA's demo entries look like this)"
                 report.skipped.append(
                     f"{where}: the file is not in {images_dir}{demo}; entry left out"

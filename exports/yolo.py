@@ -34,7 +34,7 @@ from core.records import SPLITS, ImageRecord, LabelResolver, ParseReport
 from core.taxonomy import LabelClass, Taxonomy
 
 from .errors import FormatError, ImageReadError
-from .image_files import IMAGE_EXTENSIONS, read_image_info
+from .image_files import list_image_files, read_image_info, read_regular_file, resolve_inside
 from .rings import fast_ring
 from .splits import split_for
 
@@ -206,20 +206,48 @@ def _label_path(image: Path) -> Path:
     return Path(*parts).with_suffix(".txt")
 
 
-def _split_images(root: Path, entry: Any, where: str) -> list[Path]:
+def _read_text(path: Path) -> str:
+    """A label or list file inside the dataset: a regular file within the size limit."""
+    from core.config import get_settings
+
+    data = read_regular_file(
+        path,
+        limit=get_settings().max_label_file_bytes,
+        what="label file",
+        setting="PANELBEATER_MAX_LABEL_FILE_BYTES",
+    )
+    return data.decode("utf-8")
+
+
+def _split_images(
+    root: Path, base: Path, entry: Any, where: str, report: ParseReport
+) -> list[Path]:
+    """The image paths a data.yaml split names (folders, ``.txt`` lists, single images);
+    every one inside ``base``, and any that leads out reported by name and left out."""
     entries = entry if isinstance(entry, list) else [entry]
     files: list[Path] = []
     for e in entries:
-        p = Path(str(e))
-        p = p if p.is_absolute() else root / p
+        try:
+            p = resolve_inside(base, root / str(e))
+        except ImageReadError as err:
+            report.failed.append(f"{where}: entry {str(e)!r}: {err}; entry left out")
+            continue
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
-        elif p.is_file() and p.suffix == ".txt":  # a list of image paths
-            for line in p.read_text(encoding="utf-8").split():
-                q = Path(line)
-                files.append(q if q.is_absolute() else root / q)
+            files += list_image_files(p)
+        elif p.suffix == ".txt" and p.exists():  # a list of image paths
+            try:
+                lines = _read_text(p).split()
+            except (ImageReadError, UnicodeDecodeError) as err:
+                report.failed.append(f"{where}: {err}; entry left out")
+                continue
+            for n, line in enumerate(lines, start=1):
+                try:
+                    resolve_inside(base, root / line)
+                    files.append(root / line)
+                except ImageReadError as err:
+                    report.failed.append(f"{p}:{n}: image {line!r}: {err}; left out")
         else:
-            raise FormatError(f"{where}: {p} is neither a folder nor a .txt list of images")
+            raise FormatError(f"{where}: {e!r} is neither a folder nor a .txt list of images")
     return files
 
 
@@ -240,7 +268,7 @@ def parse_label_file(
 ) -> Instances:
     """Instances of one label file; bad lines are reported with ``file:line``."""
     shapes, ids = [], []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(_read_text(path).splitlines(), start=1):
         vals = line.split()
         if not vals:
             continue
@@ -280,16 +308,46 @@ def parse_label_file(
     return Instances(shapes, ids) if shapes else Instances.empty()
 
 
+def _dataset_root(
+    data: dict, data_yaml_path: Path, base: Path, source: str, report: ParseReport
+) -> Path:
+    """The folder data.yaml's ``path`` names, when it lies inside ``base``; else the folder
+    of data.yaml (a moved dataset, whose files sit beside it), with a note when ``path``
+    leads out. The note reads the same whether or not the outside folder exists."""
+    beside = data_yaml_path.parent.resolve()
+    if not beside.is_relative_to(base):
+        beside = base
+    if not data.get("path"):
+        return beside
+    try:
+        root = resolve_inside(base, data_yaml_path.parent / str(data["path"]))
+    except ImageReadError:
+        report.skipped.append(
+            f"{source}: 'path' ({str(data['path'])!r}) leads outside the dataset folder {base}; "
+            f"the dataset was read from {beside} instead. Give the dataset folder (--images) "
+            "to read it from elsewhere"
+        )
+        return beside
+    return root if root.is_dir() else beside
+
+
 def parse(
-    data_yaml_path: str | Path, resolver: LabelResolver, *, source: str | None = None
+    data_yaml_path: str | Path,
+    resolver: LabelResolver,
+    *,
+    source: str | None = None,
+    images_dir: str | Path | None = None,
 ) -> tuple[list[ImageRecord], ParseReport]:
     """Records from an Ultralytics dataset (detection boxes or segmentation rings).
 
     Images are read for their size and sha256 (``record.meta["path"]`` = absolute path);
     ``record.file_name`` is relative to the dataset root; ``record.split`` is the data.yaml key.
+    Every file read lies inside ``images_dir`` (default: the folder of data.yaml): a ``path``,
+    split entry, list line or label file that leads out is reported and left out.
     """
     data_yaml_path = Path(data_yaml_path)
     source = source or str(data_yaml_path)
+    base = Path(images_dir or data_yaml_path.parent).resolve()
     try:
         data = yaml.safe_load(data_yaml_path.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
@@ -298,32 +356,38 @@ def parse(
         raise FormatError(f"{source}: not valid YAML ({e})") from e
     if not isinstance(data, dict):
         raise FormatError(f"{source}: data.yaml must be a mapping with path, train, val and names")
-    root = Path(str(data.get("path") or data_yaml_path.parent))
-    if not root.is_absolute():
-        root = data_yaml_path.parent / root
-    if not root.is_dir():
-        root = data_yaml_path.parent  # a moved dataset: its files sit beside data.yaml
+    report = ParseReport()
+    root = _dataset_root(data, data_yaml_path, base, source, report)
     classes: dict[int, int | None] = {}
     for idx, name in _names(data, source).items():
         cls = resolver.resolve(name)
         classes[idx] = None if cls is None else cls.id
-    report = ParseReport()
     records = []
     for split in SPLITS:
         if not data.get(split):
             continue
-        for img in _split_images(root, data[split], f"{source}: {split!r}"):
+        for img in _split_images(root, base, data[split], f"{source}: {split!r}", report):
+            try:
+                resolve_inside(base, img)  # a link in an image folder may lead out
+            except ImageReadError as e:
+                report.failed.append(f"{source}: image {str(img)!r}: {e}; left out")
+                continue
             try:
                 info = read_image_info(img)
             except ImageReadError as e:
                 report.failed.append(str(e))
                 continue
             label = _label_path(img)
-            inst = (
-                parse_label_file(label, info.width, info.height, classes, report)
-                if label.is_file()
-                else Instances.empty()
-            )
+            try:
+                resolve_inside(base, label)
+                inst = (
+                    parse_label_file(label, info.width, info.height, classes, report)
+                    if label.exists()
+                    else Instances.empty()
+                )
+            except (ImageReadError, UnicodeDecodeError) as e:
+                report.failed.append(f"{source}: label file of {img.name}: {e}; image left out")
+                continue
             try:
                 rel = str(img.relative_to(root))
             except ValueError:

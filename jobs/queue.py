@@ -13,6 +13,7 @@ from pathlib import Path
 from huey import Huey, RedisHuey, SqliteHuey
 
 from core.config import Settings, get_settings
+from jobs.runner import execute_job
 
 QUEUE_NAME = "panelbeater"
 
@@ -51,8 +52,6 @@ def _task_for(location: str):
 
     @huey.task(name="panelbeater.run_job")
     def run_job(job_id: int) -> None:
-        from jobs.runner import execute_job
-
         execute_job(job_id)
 
     return run_job

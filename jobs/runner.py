@@ -1,9 +1,7 @@
 """Running one job inside a worker: state transitions, progress, cancellation, heartbeat, logs.
 
-State machine of ``Job.status``: queued -> running -> completed | failed | cancelled.
-Only conditional updates (``WHERE status = 'running'``) write progress, so a cancel from the
-web process (which sets ``cancelled``) is never overwritten; the running job notices it at its
-next progress report and stops (:class:`JobCancelled`).
+State machine of ``Job.status``: queued -> running -> completed | failed | cancelled; progress
+and cancellation are :mod:`jobs.context`'s.
 
 A running job carries ``result["worker"] = {host, pid, heartbeat}``; a heartbeat thread
 refreshes it. :func:`recover_stale_jobs` marks a running job failed (and retryable) when its
@@ -18,7 +16,6 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +25,13 @@ from sqlmodel import select
 from core.config import get_settings
 from db.models import Job, JobStatus, utcnow
 from db.session import session_scope
+from jobs.context import JobCancelled, JobContext, update_running
+from jobs.tasks import HANDLERS
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 5.0
 STALE_AFTER_S = 60.0
-
-
-class JobCancelled(Exception):
-    """Raised inside a job when someone cancelled it."""
 
 
 def job_log_path(job_id: int) -> Path:
@@ -47,86 +42,6 @@ def job_log_path(job_id: int) -> Path:
 
 def _worker_info() -> dict[str, Any]:
     return {"host": socket.gethostname(), "pid": os.getpid(), "heartbeat": time.time()}
-
-
-def _update_running(job_id: int, **values: Any) -> bool:
-    """Write ``values`` only if the job is still running; False when it is not (cancelled)."""
-    with session_scope() as s:
-        res = s.execute(
-            update(Job).where(Job.id == job_id, Job.status == JobStatus.running).values(**values)
-        )
-        return res.rowcount > 0
-
-
-class JobContext:
-    """Handed to a job's function: report progress, log, and check for cancellation.
-
-    ``report`` raises :class:`JobCancelled` once the job has been cancelled, so every progress
-    report is also a cancellation point.
-    """
-
-    def __init__(self, job_id: int, params: dict[str, Any], logger: logging.Logger):
-        self.job_id = job_id
-        self.params = params
-        self.log = logger
-        self._last_write = 0.0
-
-    def report(
-        self,
-        *,
-        stage: str | None = None,
-        progress: float | None = None,
-        epoch: int | None = None,
-        loss: float | None = None,
-        message: str | None = None,
-        force: bool = False,
-    ) -> None:
-        values: dict[str, Any] = {}
-        if stage is not None:
-            values["stage"] = stage
-        if progress is not None:
-            values["progress"] = float(min(max(progress, 0.0), 1.0))
-        if epoch is not None:
-            values["epoch"] = int(epoch)
-        if loss is not None:
-            values["loss"] = float(loss)
-        if message is not None:
-            values["message"] = message
-            self.log.info(message)
-        now = time.monotonic()
-        # Throttle database writes (a training loop may report per batch); stage changes and
-        # messages always go through.
-        if not force and stage is None and message is None and now - self._last_write < 0.5:
-            self.check_cancelled()
-            return
-        self._last_write = now
-        if not _update_running(self.job_id, **values):
-            raise JobCancelled(f"job {self.job_id} was cancelled")
-
-    def check_cancelled(self) -> None:
-        with session_scope() as s:
-            status = s.exec(select(Job.status).where(Job.id == self.job_id)).one()
-        if status != JobStatus.running:
-            raise JobCancelled(f"job {self.job_id} was cancelled")
-
-    def progress_callback(self, stage: str, span: tuple[float, float] = (0.0, 1.0)) -> Callable:
-        """A ``progress(step, total, info)`` callable (the model stages' signature) that maps
-        ``step/total`` into ``span`` of this job's progress and forwards epoch and loss."""
-        lo, hi = span
-
-        def cb(step: int, total: int, info: dict[str, Any] | None = None) -> None:
-            info = info or {}
-            frac = step / total if total else 0.0
-            loss = info.get("loss")
-            self.report(
-                stage=None,
-                progress=lo + (hi - lo) * frac,
-                epoch=info.get("epoch"),
-                loss=float(loss) if isinstance(loss, (int, float)) else None,
-            )
-
-        self.report(stage=stage, progress=lo)
-        return cb
 
 
 def _heartbeat(job_id: int, stop: threading.Event) -> None:
@@ -144,8 +59,6 @@ def _heartbeat(job_id: int, stop: threading.Event) -> None:
 
 def execute_job(job_id: int) -> None:
     """Run job ``job_id`` in this process (called by the Huey task)."""
-    from jobs.tasks import HANDLERS
-
     with session_scope() as s:
         job = s.get(Job, job_id)
         if job is None:
@@ -210,7 +123,7 @@ def execute_job(job_id: int) -> None:
 
 def _finish(job_id: int, status: JobStatus, **values: Any) -> bool:
     values.setdefault("result", {})
-    return _update_running(job_id, status=status, finished_at=utcnow(), **values)
+    return update_running(job_id, status=status, finished_at=utcnow(), **values)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -2,20 +2,27 @@
 
 A job is a ``Job`` row (the user-facing record) plus one Huey task carrying its id. Creating
 a job commits the row before enqueueing, so the worker always finds it.
+
+A job belongs to the project it was started in and works on that project; given a
+``project``, the functions here answer only for its jobs (another project's job id is
+NotFound, as for images).
 """
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
 from sqlmodel import Session, select
 
-from db.models import Job, JobStatus, utcnow
+from db.models import Job, JobStatus, Project, utcnow
+from db.session import session_scope
 from jobs import queue
+from jobs.tasks import HANDLERS
 from services.errors import Invalid, NotFound
 
-JOB_KINDS = ("preannotate", "embed", "train", "evaluate", "select", "round")
+JOB_KINDS = tuple(HANDLERS)
 FINISHED = (JobStatus.completed, JobStatus.failed, JobStatus.cancelled)
 
 
@@ -25,15 +32,100 @@ def create_job(
     params: dict[str, Any] | None = None,
     *,
     created_by: str | None = None,
+    project: Project | None = None,
 ) -> Job:
-    """Record a job and put it on the queue. Commits ``session``."""
-    if kind not in JOB_KINDS:
-        raise Invalid(f"unknown job kind {kind!r}; valid kinds: {', '.join(JOB_KINDS)}.")
-    from jobs.tasks import validate_params
-
+    """Record a job of ``project`` (default: the project the settings serve) and put it on
+    the queue. Commits ``session``."""
     params = validate_params(kind, dict(params or {}))
-    job = Job(kind=kind, params=params, created_by=created_by, status=JobStatus.queued)
+    if project is None:
+        from services.projects import get_or_create_project
+
+        project = get_or_create_project(session)
+    job = Job(
+        kind=kind,
+        params=params,
+        created_by=created_by,
+        status=JobStatus.queued,
+        project_id=project.id,
+    )
     return _enqueue(session, job)
+
+
+_REQUIRED = {"preannotate": ("stage",), "train": ("stage",), "evaluate": ("stage",)}
+
+
+def validate_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Check a new job's kind and parameters before it is queued (errors name the field)."""
+    if kind not in HANDLERS:
+        raise Invalid(f"unknown job kind {kind!r}; valid kinds: {', '.join(JOB_KINDS)}.")
+    accepted = [name for name in inspect.signature(HANDLERS[kind]).parameters if name != "ctx"]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise Invalid(
+            f"a {kind} job takes no params.{unknown[0]}; its parameters are "
+            f"{', '.join(accepted) or 'none'}."
+        )
+    for key in _REQUIRED.get(kind, ()):
+        if not params.get(key):
+            raise Invalid(f'a {kind} job needs params.{key} (e.g. {{"{key}": "yolo_seg"}}).')
+    if "k" in params:
+        try:
+            params["k"] = int(params["k"])
+        except (TypeError, ValueError):
+            raise Invalid("params.k must be a whole number of images.") from None
+        if params["k"] < 1:
+            raise Invalid("params.k must be at least 1.")
+    if kind == "select" and "strategy" in params:
+        from active_learning.strategies import STRATEGIES
+
+        if params["strategy"] not in STRATEGIES:
+            raise Invalid(f"params.strategy must be one of {', '.join(STRATEGIES)}.")
+    if kind in ("round",) and params.get("stages") is not None:
+        from models.registry import stage_names
+
+        stages = params["stages"]
+        if not isinstance(stages, list) or not all(isinstance(x, str) for x in stages):
+            raise Invalid('params.stages must be a list of stage names, e.g. ["yolo_seg"].')
+        unknown_stages = sorted(set(stages) - set(stage_names()))
+        if unknown_stages:
+            raise Invalid(
+                f"unknown stage(s) {', '.join(unknown_stages)}; choose from "
+                f"{', '.join(stage_names())}"
+            )
+    return params
+
+
+def start_round(
+    session: Session | None = None,
+    *,
+    stages: list[str] | None = None,
+    config: str = "tiny",
+    epochs: int | None = None,
+    created_by: str | None = None,
+    strategy: str = "hybrid",
+    k: int = 50,
+    force_promote: bool = False,
+    device: str | None = None,
+    project: Project | None = None,
+) -> Job:
+    """Queue a retraining round (:mod:`jobs.rounds`) of ``project`` (default: the served
+    one); a worker runs it. Without ``session`` a new one is used."""
+    params: dict[str, Any] = {
+        "config": config,
+        "strategy": strategy,
+        "k": k,
+        "force_promote": force_promote,
+    }
+    if stages:
+        params["stages"] = list(stages)
+    if epochs is not None:
+        params["epochs"] = int(epochs)
+    if device:
+        params["device"] = device
+    if session is None:
+        with session_scope() as s:
+            return create_job(s, "round", params, created_by=created_by, project=project)
+    return create_job(session, "round", params, created_by=created_by, project=project)
 
 
 def _enqueue(session: Session, job: Job) -> Job:
@@ -47,17 +139,24 @@ def _enqueue(session: Session, job: Job) -> Job:
     return job
 
 
-def get_job(session: Session, job_id: int) -> Job:
+def get_job(session: Session, job_id: int, project: Project | None = None) -> Job:
+    """Job ``job_id``; NotFound when it does not exist or is another ``project``'s."""
     job = session.get(Job, job_id)
-    if job is None:
+    if job is None or (project is not None and job.project_id != project.id):
         raise NotFound(f"no job {job_id}; list jobs with GET /api/jobs.")
     return job
 
 
 def list_jobs(
-    session: Session, *, status: str | None = None, kind: str | None = None, limit: int = 50
+    session: Session,
+    *,
+    project: Project,
+    status: str | None = None,
+    kind: str | None = None,
+    limit: int = 50,
 ) -> list[Job]:
-    stmt = select(Job)
+    """``project``'s jobs, newest first."""
+    stmt = select(Job).where(Job.project_id == project.id)
     if status:
         try:
             stmt = stmt.where(Job.status == JobStatus(status))
@@ -70,10 +169,10 @@ def list_jobs(
     return list(session.exec(stmt.order_by(Job.id.desc()).limit(limit)).all())
 
 
-def cancel_job(session: Session, job_id: int) -> Job:
+def cancel_job(session: Session, job_id: int, project: Project | None = None) -> Job:
     """Cancel a queued job (revoked, never starts) or a running one (stops at its next
-    progress report). Finished jobs are returned unchanged."""
-    job = get_job(session, job_id)
+    progress report). Finished jobs are returned unchanged. See :func:`get_job`."""
+    job = get_job(session, job_id, project)
     if job.status in FINISHED:
         return job
     was_queued = job.status == JobStatus.queued
@@ -89,10 +188,10 @@ def cancel_job(session: Session, job_id: int) -> Job:
     return job
 
 
-def retry_job(session: Session, job_id: int) -> Job:
+def retry_job(session: Session, job_id: int, project: Project | None = None) -> Job:
     """Queue a failed or cancelled job again with the same parameters (same row; the
-    attempt counter keeps count)."""
-    job = get_job(session, job_id)
+    attempt counter keeps count). See :func:`get_job`."""
+    job = get_job(session, job_id, project)
     if job.status not in (JobStatus.failed, JobStatus.cancelled):
         raise Invalid(
             f"job {job_id} is {job.status.value}; only failed or cancelled jobs can be retried."

@@ -33,7 +33,6 @@ def worker_env(settings: Settings) -> dict[str, str]:
             env.pop(name, None)
         else:
             env[name] = str(value.resolve() if isinstance(value, Path) else value)
-    env.setdefault("OMP_NUM_THREADS", "2")
     return env
 
 
@@ -126,6 +125,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.data_dir:
         configure(**{**get_settings().model_dump(), "data_dir": args.data_dir})
+    from models.runtime import apply_process_settings
+
+    apply_process_settings(get_settings())  # a process started outside the CLI
     run_worker(workers=args.workers, max_delay=args.max_delay)
 
 

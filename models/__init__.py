@@ -5,16 +5,31 @@ modules only, when a stage is built.
 """
 
 from models.base import CheckpointError, StageConfig, StageError, TrainingSet, TrainResult
-from models.registry import build, load, register_stage, stage_names
+from models.registry import (
+    StageInfo,
+    build,
+    load,
+    pre_annotating_stages,
+    prompted_stages,
+    register_stage,
+    stage_info,
+    stage_infos,
+    stage_names,
+)
 
 __all__ = [
     "CheckpointError",
     "StageConfig",
     "StageError",
+    "StageInfo",
     "TrainResult",
     "TrainingSet",
     "build",
     "load",
+    "pre_annotating_stages",
+    "prompted_stages",
     "register_stage",
+    "stage_info",
+    "stage_infos",
     "stage_names",
 ]

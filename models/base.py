@@ -149,9 +149,21 @@ def check_images(images: Sequence[np.ndarray]) -> None:
 
 @runtime_checkable
 class Stage(Protocol):
-    """What the registry builds. ``name`` is the registry name (``albert``, ``yolo_seg``...)."""
+    """What the registry builds and loads. ``name`` is the registry name (``albert``,
+    ``yolo_seg``...), set by ``@register_stage``.
 
-    name: str
+    A stage class declares its config class and capabilities once, as class attributes;
+    callers ask ``models.registry`` (``stage_info``, ``prompted_stages``...) rather than
+    listing stage names. Constructors take ``(config=None, taxonomy=None)``; ``load`` takes
+    keyword options (``device``, ``cpu_int8``...) and ignores those it has no use for.
+    """
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[StageConfig]]
+    title: ClassVar[str]
+    prompted: ClassVar[bool]
+    pre_annotates: ClassVar[bool]
+    built_from: ClassVar[tuple[str, ...]]
     config: StageConfig
 
     def predict(self, images: list[np.ndarray]) -> list[ImageResult]: ...
@@ -161,9 +173,52 @@ class Stage(Protocol):
         dataset: TrainingSet,
         config: StageConfig | None = None,
         progress: Progress | None = None,
+        out_path: str | Path | None = None,
     ) -> TrainResult: ...
 
+    def evaluate(self, data: TrainingSet, progress: Progress | None = None) -> dict[str, Any]: ...
+
     def save(self, path: str | Path) -> Path: ...
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        taxonomy: Taxonomy | None = None,
+        device: str = "auto",
+        **options: Any,
+    ) -> Stage: ...
+
+
+class StageBase:
+    """Defaults a stage class inherits; it overrides what differs. Read the capabilities
+    through ``models.registry`` (``stage_info(name)``), which also covers stage classes
+    registered without this base."""
+
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type[StageConfig]] = StageConfig
+    #: what a person calls it (menus, reports)
+    title: ClassVar[str] = ""
+    #: it needs a person's box or clicks to predict (assist_net): trained, evaluated and
+    #: promoted like the others, but it never runs over photos on its own
+    prompted: ClassVar[bool] = False
+    #: it runs over unlabelled photos on its own and its predictions are stored
+    pre_annotates: ClassVar[bool] = True
+    #: the registered stages it is made of (the pipeline: YOLO parts + the part classifier);
+    #: a retraining round trains those on their own
+    built_from: ClassVar[tuple[str, ...]] = ()
+    #: taxonomy groups that :meth:`evaluate` measures by default
+    eval_groups: ClassVar[tuple[str, ...]] = ("damage", "part")
+
+    def predict(self, images: list[np.ndarray]) -> list[ImageResult]:
+        raise NotImplementedError
+
+    def evaluate(self, data: TrainingSet, progress: Progress | None = None) -> dict[str, Any]:
+        """Per-group classification figures and COCO mask AP of :meth:`predict` against the
+        labels of ``data`` (see :func:`models.evaluate.evaluate_predictions`)."""
+        from models.evaluate import evaluate_predictions
+
+        return evaluate_predictions(self.predict, data, self.eval_groups, progress=progress)
 
 
 # -- device ------------------------------------------------------------------------
@@ -183,14 +238,6 @@ def resolve_device(device: str = "auto") -> tuple[Any, bool]:
         raise StageError(f"device {device!r} is not one of auto, cpu, cuda")
     dev = torch.device(device)
     return dev, dev.type == "cuda"
-
-
-def limit_cpu_threads(n: int = 2) -> None:
-    """Several agents share two cores: never let torch take more than ``n`` threads."""
-    import torch
-
-    if torch.get_num_threads() > n:
-        torch.set_num_threads(n)
 
 
 # -- checkpoints --------------------------------------------------------------------
@@ -257,7 +304,7 @@ def load_checkpoint(
             f"or point the setting at an existing file"
         )
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a truncated/garbled file
         raise CheckpointError(
             f"model file {path} is corrupt or not a PyTorch file ({type(e).__name__}: {e}); "

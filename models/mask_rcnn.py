@@ -32,14 +32,10 @@ from models.base import (
     TrainingSet,
     TrainResult,
     check_images,
-    limit_cpu_threads,
-    load_checkpoint,
     resolve_device,
-    restore_weights,
-    save_checkpoint,
-    taxonomy_counts,
 )
 from models.registry import register_stage
+from models.torch_stage import TorchStage
 
 
 @dataclass
@@ -76,15 +72,16 @@ class MaskRCNNConfig(StageConfig):
 
 
 @register_stage("mask_rcnn")
-class MaskRCNNStage:
+class MaskRCNNStage(TorchStage):
     config_class = MaskRCNNConfig
-    name = "mask_rcnn"
+    title = "Mask R-CNN"
+    architecture = "Mask R-CNN's architecture"
+    start_weight_fields = ("weights",)
 
     def __init__(self, config: MaskRCNNConfig | None = None, taxonomy: Taxonomy | None = None):
         import torch
         from torchvision.models.detection import maskrcnn_resnet50_fpn
 
-        limit_cpu_threads()
         self.config = config or MaskRCNNConfig.from_preset("tiny")
         self.taxonomy = taxonomy or default_taxonomy()
         self.class_ids = [c.id for c in self.taxonomy.group("damage")]
@@ -232,26 +229,6 @@ class MaskRCNNStage:
                 "train_seconds": time.perf_counter() - t0,
             },
         )
-
-    def save(self, path: str | Path) -> Path:
-        return save_checkpoint(
-            path,
-            stage=self.name,
-            config=self.config,
-            class_counts=taxonomy_counts(self.taxonomy),
-            state_dict={k: v.cpu() for k, v in self.net.state_dict().items()},
-        )
-
-    @classmethod
-    def load(
-        cls, path: str | Path, taxonomy: Taxonomy | None = None, device: str = "auto", **_: Any
-    ) -> MaskRCNNStage:
-        taxonomy = taxonomy or default_taxonomy()
-        payload = load_checkpoint(path, stage=cls.name, class_counts=taxonomy_counts(taxonomy))
-        cfg = MaskRCNNConfig.from_dict({**payload["config"], "device": device, "weights": None})
-        st = cls(cfg, taxonomy)
-        restore_weights(st.net, payload["state_dict"], path, "Mask R-CNN's architecture")
-        return st
 
 
 #: FPN levels pooled into the image embedding. "pool" is P5 subsampled by 2 (nothing new).

@@ -9,7 +9,8 @@ cross-entropy with label smoothing 0.1; the POC's augmentations.
 ``(N, 512)`` float32: ResNet34's average-pooled features of each crop (what the head sees,
 before dropout and the linear layer), taken from the same forward as the probabilities.
 ``image_embedding`` is ``(512,)`` float32, the mean of the classified parts' embeddings
-(None when no part was classified).
+(None when no part was classified). On the CPU the ResNet runs as an int8 or a
+BatchNorm-folded copy (``models/int8.py``).
 """
 
 from __future__ import annotations
@@ -34,13 +35,17 @@ from models.base import (
     TrainingSet,
     TrainResult,
     check_images,
-    limit_cpu_threads,
-    load_checkpoint,
     resolve_device,
-    restore_weights,
-    save_checkpoint,
+)
+from models.int8 import (
+    fold_batchnorm,
+    int8_calibration,
+    int8_supported,
+    quantize_int8,
+    resnet_features,
 )
 from models.registry import register_stage
+from models.torch_stage import TorchStage
 
 log = logging.getLogger(__name__)
 
@@ -118,119 +123,9 @@ def part_crop(image: np.ndarray, shape: Shape, size: int) -> np.ndarray:
     return crop
 
 
-def _conv_features(net, x):
-    """ResNet34's stem and four stages: the feature map its average pool reduces."""
-    x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
-    return net.layer4(net.layer3(net.layer2(net.layer1(x))))
-
-
 def _body_forward(net, x):
     """ResNet34 up to its average pool: ``(B, 512)``, what ``net.fc`` receives."""
-    return net.avgpool(_conv_features(net, x)).flatten(1)
-
-
-def _fold_batchnorm(net):
-    """Copy of a ResNet in eval mode with every BatchNorm folded into the convolution before
-    it (and replaced by Identity): same outputs up to float rounding, one pass less.
-
-    Done module by module rather than with ``torch.fx`` on purpose: fx tracing patches
-    ``nn.Module.__call__`` for the whole process while it runs, which breaks any model
-    running meanwhile in another thread (the pipeline's YOLO runs beside this classifier)."""
-    from torch import nn
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    net = copy.deepcopy(net).eval()
-    pairs = [(net, "conv1", "bn1")]
-    for layer in (net.layer1, net.layer2, net.layer3, net.layer4):
-        for block in layer:
-            pairs += [(block, "conv1", "bn1"), (block, "conv2", "bn2")]
-            if block.downsample is not None:
-                pairs.append((block.downsample, "0", "1"))
-    for parent, conv, bn in pairs:
-        folded = fuse_conv_bn_eval(getattr(parent, conv), getattr(parent, bn))
-        setattr(parent, conv, folded)
-        setattr(parent, bn, nn.Identity())
-    return net
-
-
-def int8_supported() -> bool:
-    """Whether this PyTorch build has the x86 quantized engine (not on ARM, for one)."""
-    import torch
-
-    return "x86" in torch.backends.quantized.supported_engines
-
-
-def _int8_body(quantized):
-    """The converted quantizable ResNet as a ``(B, 512)`` feature extractor that leaves int8
-    before the average pool: pooling 7x7 int8 values in float gives embeddings with fine
-    steps, where int8 pooling would round them to 256 levels (coarse for diversity
-    sampling)."""
-    from torch import nn
-
-    class Int8ResNetBody(nn.Module):
-        def __init__(self, q):
-            super().__init__()
-            self.q = q
-
-        def forward(self, x):
-            q = self.q
-            return q.avgpool(q.dequant(_conv_features(q, q.quant(x)))).flatten(1)
-
-    return Int8ResNetBody(quantized).eval()
-
-
-def _observed_int8_body(net):
-    """ResNet34 body (up to the average pool, ``(B, 512)`` float out) rebuilt as torchvision's
-    quantizable ResNet with ``net``'s weights, conv+bn+relu fused and x86 observers attached:
-    feed it calibration crops, then :func:`torch.ao.quantization.convert` it. Eager-mode
-    quantization (module hooks only): thread-safe, unlike fx's (see :func:`_fold_batchnorm`)."""
-    import torch
-    from torch import nn
-    from torchvision.models.quantization.resnet import QuantizableBasicBlock, QuantizableResNet
-
-    torch.backends.quantized.engine = "x86"
-    body = QuantizableResNet(QuantizableBasicBlock, [3, 4, 6, 3])
-    body.fc = nn.Identity()
-    weights = {k: v.cpu() for k, v in net.state_dict().items() if not k.startswith("fc.")}
-    body.load_state_dict(weights)
-    body.eval()
-    body.fuse_model(is_qat=False)
-    body.qconfig = torch.ao.quantization.get_default_qconfig("x86")
-    return torch.ao.quantization.prepare(body)
-
-
-def int8_calibration(net, calib) -> dict[str, Any]:
-    """The activation ranges (observer state) of ``net`` on ``calib`` ``(B, 3, S, S)`` float
-    crops: what :func:`_quantize_int8` needs to rebuild the same int8 copy later."""
-    import warnings
-
-    import torch
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # observer deprecation chatter
-        body = _observed_int8_body(net)
-        with torch.inference_mode():
-            body(calib)
-    return {k: v.clone() for k, v in body.state_dict().items() if "activation_post_process" in k}
-
-
-def _quantize_int8(net, calibration: dict[str, Any]):
-    """int8 body of ``net`` with the activation ranges of :func:`int8_calibration`."""
-    import warnings
-
-    import torch
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        body = _observed_int8_body(net)
-        keys = body.load_state_dict(calibration, strict=False)
-        bad = keys.unexpected_keys + [k for k in keys.missing_keys if "activation_post" in k]
-        if bad:
-            raise CheckpointError(
-                f"the stored int8 calibration does not fit ResNet34 ({bad[:3]}); "
-                f"retrain part_classifier or set its int8 option to false"
-            )
-        return _int8_body(torch.ao.quantization.convert(body))
+    return net.avgpool(resnet_features(net, x)).flatten(1)
 
 
 def damaged_labels(
@@ -275,16 +170,17 @@ def _build_net(cfg: PartClassifierConfig):
 
 
 @register_stage("part_classifier")
-class PartClassifierStage:
+class PartClassifierStage(TorchStage):
     config_class = PartClassifierConfig
-    name = "part_classifier"
+    title = "ResNet34 damaged part"
+    architecture = "ResNet34 + 2-class head"
+    start_weight_fields = ("backbone_weights",)
 
     def __init__(
         self, config: PartClassifierConfig | None = None, taxonomy: Taxonomy | None = None
     ):
         import torch
 
-        limit_cpu_threads()
         self.config = config or PartClassifierConfig.from_preset("tiny")
         self.taxonomy = taxonomy or default_taxonomy()
         torch.manual_seed(self.config.seed)
@@ -340,7 +236,7 @@ class PartClassifierStage:
         from torch import nn
 
         if self.runs_int8:
-            body = _quantize_int8(self.net, self.int8_calibration)
+            body = quantize_int8(self.net, self.int8_calibration)
         else:
             if self.config.int8:
                 log.info(
@@ -349,7 +245,7 @@ class PartClassifierStage:
                     if not int8_supported()
                     else "no int8 calibration in the model file (retrain it to get one)",
                 )
-            body = _fold_batchnorm(self.net)
+            body = fold_batchnorm(self.net)
             body.fc = nn.Identity()
             body = body.to(memory_format=torch.channels_last)
         return nn.Sequential(body, copy.deepcopy(self.net.fc).eval())
@@ -438,7 +334,6 @@ class PartClassifierStage:
             inst.scores = pf.probs[:, 1].astype(np.float32)
             inst.probs["damaged"] = pf.probs
             inst.embeddings = pf.embeddings
-            inst.data["damaged_prob"] = [float(v) for v in pf.probs[:, 1]]
             res.append(ImageResult(inst, pf.image_embedding(), meta={"stage": self.name}))
         return res
 
@@ -535,35 +430,25 @@ class PartClassifierStage:
         self.save(path)
         return TrainResult(path, metrics)
 
-    def save(self, path: str | Path) -> Path:
-        return save_checkpoint(
-            path,
-            stage=self.name,
-            config=self.config,
-            class_counts={"damaged": 2},
-            state_dict={k: v.cpu() for k, v in self.net.state_dict().items()},
-            extra={"int8_calibration": self.int8_calibration},
-        )
+    # -- files (TorchStage's save/load) ------------------------------------------------
+    @classmethod
+    def checkpoint_counts(cls, taxonomy: Taxonomy | None) -> dict[str, int]:
+        return {"damaged": 2}  # the head is [undamaged, damaged] whatever the taxonomy
+
+    def checkpoint_extra(self) -> dict[str, Any]:
+        return {"int8_calibration": self.int8_calibration}
+
+    def restore_extra(self, extra: dict[str, Any]) -> None:
+        self._fast = None
+        self.int8_calibration = extra.get("int8_calibration")
 
     @classmethod
-    def load(
-        cls,
-        path: str | Path,
-        taxonomy: Taxonomy | None = None,
-        device: str = "auto",
-        cpu_int8: bool | None = None,
-        **_: Any,
-    ) -> PartClassifierStage:
-        """``cpu_int8`` (None: as trained) chooses int8 or fp32 CPU inference (int8 needs
-        the calibration that training stores; files without one run fp32)."""
-        payload = load_checkpoint(path, stage=cls.name, class_counts={"damaged": 2})
-        cfg = PartClassifierConfig.from_dict(
-            {**payload["config"], "device": device, "backbone_weights": None}
-        )
+    def loaded_config(
+        cls, saved: dict[str, Any], device: str, cpu_int8: bool | None = None, **options: Any
+    ) -> PartClassifierConfig:
+        """``load(..., cpu_int8=...)`` (None: as trained) chooses int8 or fp32 CPU inference
+        (int8 needs the calibration that training stores; files without one run fp32)."""
+        cfg = super().loaded_config(saved, device)
         if cpu_int8 is not None:
             cfg.int8 = cpu_int8
-        st = cls(cfg, taxonomy)
-        restore_weights(st.net, payload["state_dict"], path, "ResNet34 + 2-class head")
-        st._fast = None
-        st.int8_calibration = (payload.get("extra") or {}).get("int8_calibration")
-        return st
+        return cfg

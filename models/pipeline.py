@@ -1,7 +1,7 @@
 """YOLO parts -> polygon crops -> ResNet34 P(damaged), after the YOLOv12 + ResNet34 POC.
 
 Returns the YOLO part instances with ``probs["damaged"]`` ``(N, 2)`` = [undamaged, damaged]
-and ``data["damaged_prob"]``, so the UI can show "front-left door: damaged 0.93". YOLO's
+(the one place P(damaged) is kept: ``probs["damaged"][:, 1]``). YOLO's
 ``probs["part"]``, per-object ``embeddings`` and ``image_embedding`` (see models/yolo_seg.py)
 pass through unchanged: they describe the whole photo and every part YOLO found, while the
 ResNet sees only the crops. The artifact is one file holding both sub-stages' payloads.
@@ -21,6 +21,7 @@ from core.taxonomy import Taxonomy, default_taxonomy
 from models.base import (
     CheckpointError,
     Progress,
+    StageBase,
     StageConfig,
     TrainingSet,
     TrainResult,
@@ -54,9 +55,10 @@ class PipelineConfig(StageConfig):
 
 
 @register_stage("pipeline")
-class PipelineStage:
+class PipelineStage(StageBase):
     config_class = PipelineConfig
-    name = "pipeline"
+    title = "YOLO parts + ResNet34 damaged part"
+    built_from = ("yolo_seg", "part_classifier")
 
     def __init__(
         self,
@@ -116,7 +118,6 @@ class PipelineStage:
         for res, p in zip(results, probs, strict=True):
             inst = res.instances
             inst.probs["damaged"] = p.astype(np.float32)
-            inst.data["damaged_prob"] = [float(v) for v in p[:, 1]]
             res.meta["stage"] = self.name
         return results
 
@@ -182,6 +183,6 @@ class PipelineStage:
             (Path(tmp) / "y.pt").write_bytes(sd["yolo_seg"])
             (Path(tmp) / "c.pt").write_bytes(sd["part_classifier"])
             y = YoloSegStage.load(Path(tmp) / "y.pt", taxonomy, device)
-            c = PartClassifierStage.load(Path(tmp) / "c.pt", taxonomy, device, cpu_int8)
+            c = PartClassifierStage.load(Path(tmp) / "c.pt", taxonomy, device, cpu_int8=cpu_int8)
         cfg = PipelineConfig.from_dict({**payload["config"], "device": device})
         return cls(cfg, taxonomy, yolo=y, classifier=c)

@@ -1,25 +1,30 @@
-"""Stage registry: ``build(name, config)`` and ``load(path)``, in the manner of timm.
+"""Stage registry: ``build(name, config)``, ``load(path)`` and what each stage can do, in
+the manner of timm.
 
-Built-in stages are listed here as ``module:Class`` strings so that importing the registry
-does not import torch, Ultralytics or segment-anything; a stage module is imported the
-first time its name is built. ``@register_stage("name")`` adds further stages.
+Built-in stages are listed here as ``module:Class`` strings; a stage module is imported
+the first time its name is built or asked about. Stage modules import torch, Ultralytics
+and segment-anything inside their functions, so asking what a stage can do
+(:func:`stage_info`, :func:`prompted_stages`...) stays cheap. ``@register_stage("name")``
+adds further stages.
 """
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from models.base import CheckpointError, Stage, StageConfig, StageError
+from models.base import CheckpointError, Stage, StageBase, StageConfig, StageError
 
+#: in the order menus list them
 _BUILTIN: dict[str, str] = {
-    "albert": "models.albert.stage:AlbertStage",
-    "assist_net": "models.assist.learned:AssistNetStage",
     "yolo_seg": "models.yolo_seg:YoloSegStage",
     "part_classifier": "models.part_classifier:PartClassifierStage",
-    "pipeline": "models.pipeline:PipelineStage",
+    "albert": "models.albert.stage:AlbertStage",
     "mask_rcnn": "models.mask_rcnn:MaskRCNNStage",
+    "assist_net": "models.assist.learned:AssistNetStage",
+    "pipeline": "models.pipeline:PipelineStage",
 }
 _REGISTRY: dict[str, type] = {}
 
@@ -52,6 +57,56 @@ def stage_class(name: str) -> type:
 
 def config_class(name: str) -> type[StageConfig]:
     return stage_class(name).config_class
+
+
+@dataclass(frozen=True)
+class StageInfo:
+    """What a stage class declares about itself (see :class:`models.base.StageBase`)."""
+
+    name: str
+    title: str
+    config_class: type[StageConfig]
+    #: needs a person's box or clicks to predict; never pre-annotates
+    prompted: bool
+    #: runs over unlabelled photos on its own
+    pre_annotates: bool
+    #: the registered stages it is made of
+    built_from: tuple[str, ...]
+
+
+def stage_info(name: str) -> StageInfo:
+    """The capabilities of stage ``name``; raises StageError listing the valid names.
+
+    A class registered without :class:`~models.base.StageBase` gets its defaults."""
+    cls = stage_class(name)
+
+    def declared(attr: str) -> Any:
+        return getattr(cls, attr, getattr(StageBase, attr))
+
+    return StageInfo(
+        name=name,
+        title=declared("title") or name,
+        config_class=cls.config_class,
+        prompted=bool(declared("prompted")),
+        pre_annotates=bool(declared("pre_annotates")),
+        built_from=tuple(declared("built_from")),
+    )
+
+
+def stage_infos() -> list[StageInfo]:
+    """Every stage's :class:`StageInfo`: the built-in ones in menu order, then the others."""
+    extra = sorted(set(_REGISTRY) - set(_BUILTIN))
+    return [stage_info(n) for n in [*_BUILTIN, *extra]]
+
+
+def prompted_stages() -> list[str]:
+    """Names of the stages that answer a person's box or clicks (assist_net), sorted."""
+    return sorted(i.name for i in stage_infos() if i.prompted)
+
+
+def pre_annotating_stages() -> list[str]:
+    """Names of the stages that run over unlabelled photos on their own, sorted."""
+    return sorted(i.name for i in stage_infos() if i.pre_annotates)
 
 
 def build(

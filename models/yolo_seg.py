@@ -30,6 +30,7 @@ from core.taxonomy import Taxonomy, default_taxonomy
 from models.base import (
     CheckpointError,
     Progress,
+    StageBase,
     StageConfig,
     TrainingSet,
     TrainResult,
@@ -123,9 +124,9 @@ def _build_yolo(model: str):
 
 
 @register_stage("yolo_seg")
-class YoloSegStage:
+class YoloSegStage(StageBase):
     config_class = YoloSegConfig
-    name = "yolo_seg"
+    title = "YOLO parts"
 
     def __init__(self, config: YoloSegConfig | None = None, taxonomy: Taxonomy | None = None):
         self.config = config or YoloSegConfig.from_preset("tiny")

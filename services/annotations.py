@@ -4,10 +4,20 @@ A save replaces the image's whole annotation set at once (what the workspace aut
 It succeeds only if the caller saw the current ``Image.annotation_version``; the set as it
 was before is kept as an ``AnnotationRevision``, and removed annotations are soft-deleted,
 so no save can destroy earlier work.
+
+The rules about who may do what to an image live here too, so the REST API, the UI and the
+CLI apply the same ones: :func:`save_annotations_as` (only fraud analysts may change the
+fake-damage verdict; predictions follow the annotations made from them) and
+:func:`set_status_as` (:data:`STATUS_PERMISSION`).
+
+Projects are a boundary: what a user asks for by id is looked up within the project the
+server serves (``project=``), so an id of another project is NotFound, exactly like an id
+that does not exist, and the ``*_as`` functions check the user's membership too.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -24,23 +34,36 @@ from db.models import (
     AnnotationSource,
     Image,
     ImageStatus,
+    ModelVersion,
     Prediction,
     PredictionState,
+    Project,
+    User,
     utcnow,
 )
-from services.errors import Invalid, NotFound, VersionConflict
-from services.projects import project_taxonomy
+from services import users as user_service
+from services.errors import Forbidden, Invalid, NotFound, VersionConflict
+from services.projects import project_taxonomy, require_member
 
 __all__ = [
+    "STATUS_PERMISSION",
     "AnnotationInvalid",
     "VersionConflict",
     "annotation_dicts",
+    "check_fake_edits",
+    "check_status_permission",
     "get_image",
+    "image_detail",
     "image_instances",
+    "image_summary",
     "normalise_annotation",
+    "prediction_dicts",
     "save_annotations",
+    "save_annotations_as",
     "set_prediction_state",
     "set_status",
+    "set_status_as",
+    "sync_prediction_states",
 ]
 
 MAX_NOTE_LENGTH = 2000
@@ -50,10 +73,17 @@ class AnnotationInvalid(Invalid):
     """An annotation in a save request that cannot be stored."""
 
 
-def get_image(session: Session, image_id: int) -> Image:
+def get_image(session: Session, image_id: int, project: Project | None = None) -> Image:
+    """The image ``image_id`` of ``project``: NotFound when it does not exist or belongs to
+    another project (the same answer, so ids reveal nothing about other projects).
+
+    Everything that answers a user passes ``project``; only code that took the id from its
+    own project's rows (jobs, history, the save after its checks) leaves it out.
+    """
     image = session.get(Image, image_id)
-    if image is None:
-        raise NotFound(f"image {image_id} does not exist")
+    if image is None or (project is not None and image.project_id != project.id):
+        where = f" in project {project.name!r}" if project is not None else ""
+        raise NotFound(f"image {image_id} does not exist{where}")
     return image
 
 
@@ -194,8 +224,6 @@ def save_annotations(
     annotation is malformed (nothing is written then).
     """
     image = get_image(session, image_id)
-    from db.models import Project
-
     taxonomy = project_taxonomy(session.get(Project, image.project_id))
     incoming = [normalise_annotation(a, taxonomy, i, image) for i, a in enumerate(annotations)]
 
@@ -275,6 +303,15 @@ def save_annotations(
     return expected_version + 1
 
 
+def _status(status: ImageStatus | str) -> ImageStatus:
+    try:
+        return ImageStatus(status)
+    except ValueError:
+        raise Invalid(
+            f"status {status!r} must be one of {', '.join(s.value for s in ImageStatus)}"
+        ) from None
+
+
 def set_status(
     session: Session,
     *,
@@ -285,12 +322,7 @@ def set_status(
 ) -> Image:
     """Move an image through new → in progress → labelled → reviewed or rejected."""
     image = get_image(session, image_id)
-    try:
-        status = ImageStatus(status)
-    except ValueError:
-        raise Invalid(
-            f"status {status!r} must be one of {', '.join(s.value for s in ImageStatus)}"
-        ) from None
+    status = _status(status)
     if status == ImageStatus.rejected and not (comment and comment.strip()):
         raise Invalid("rejecting a photo needs a comment that tells the annotator what to fix")
     image.status = status
@@ -305,11 +337,21 @@ def set_status(
 
 
 def set_prediction_state(
-    session: Session, *, prediction_id: int, state: PredictionState | str
+    session: Session,
+    *,
+    prediction_id: int,
+    state: PredictionState | str,
+    project: Project | None = None,
 ) -> Prediction:
+    """Mark a prediction; NotFound when it does not exist or its image is of another
+    ``project`` (see :func:`get_image`)."""
     pred = session.get(Prediction, prediction_id)
+    if pred is not None and project is not None:
+        image = session.get(Image, pred.image_id)
+        pred = pred if image is not None and image.project_id == project.id else None
     if pred is None:
-        raise NotFound(f"prediction {prediction_id} does not exist")
+        where = f" in project {project.name!r}" if project is not None else ""
+        raise NotFound(f"prediction {prediction_id} does not exist{where}")
     try:
         pred.state = PredictionState(state)
     except ValueError:
@@ -319,3 +361,211 @@ def set_prediction_state(
     session.add(pred)
     session.flush()
     return pred
+
+
+def revision_instances(session: Session, image_id: int, revision: int) -> Instances:
+    """The image's annotations as they were at ``annotation_version == revision`` (what a
+    training snapshot recorded), read from the history when they have changed since."""
+    img = get_image(session, image_id)
+    if img.annotation_version == revision:
+        return image_instances(session, image_id)
+    row = session.exec(
+        select(AnnotationRevision).where(
+            AnnotationRevision.image_id == image_id, AnnotationRevision.revision == revision
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"image {image_id} has no annotation revision {revision} in its history")
+    items = row.annotations
+    if not items:
+        return Instances.empty()
+    return Instances(
+        shapes=[Shape.from_json(a["geometry"], trusted=True) for a in items],
+        class_ids=np.array([a["class_id"] for a in items]),
+        attributes=[dict(a.get("attributes") or {}) for a in items],
+        data={"annotation_id": [a.get("id") for a in items]},
+    )
+
+
+# ---------- what a client sees of an image ----------
+
+
+def image_summary(image: Image) -> dict[str, Any]:
+    """The image's row as the API lists it (no annotations)."""
+    return {
+        "id": image.id,
+        "file_name": image.file_name,
+        "width": image.width,
+        "height": image.height,
+        "split": image.split,
+        "status": image.status.value,
+        "annotation_version": image.annotation_version,
+        "review_comment": image.review_comment,
+        "queue_score": image.queue_score,
+        "import_order": image.import_order,
+    }
+
+
+def prediction_dicts(session: Session, image_id: int) -> list[dict[str, Any]]:
+    """The image's predictions, best score first, each with the name of its model version."""
+    rows = session.exec(
+        select(Prediction, ModelVersion.name)
+        .join(ModelVersion, ModelVersion.id == Prediction.model_version_id)
+        .where(Prediction.image_id == image_id)
+        .order_by(Prediction.score.desc())
+    ).all()
+    return [
+        {
+            "id": p.id,
+            "class_id": p.class_id,
+            "group": p.group,
+            "geometry": p.geometry,
+            "score": p.score,
+            "state": p.state.value,
+            "model": name,
+            "extra": p.extra or {},
+        }
+        for p, name in rows
+    ]
+
+
+def image_detail(session: Session, image: Image) -> dict[str, Any]:
+    """The summary plus ``version`` (to send back with a save), annotations and predictions."""
+    return {
+        **image_summary(image),
+        "version": image.annotation_version,
+        "annotations": annotation_dicts(session, image.id),
+        "predictions": prediction_dicts(session, image.id),
+    }
+
+
+# ---------- rules about who may change what ----------
+
+
+def _verdict(attrs: object) -> tuple[bool, str]:
+    attrs = attrs if isinstance(attrs, dict) else {}
+    return bool(attrs.get("fake")), str(attrs.get("fake_note") or "")
+
+
+def check_fake_edits(
+    session: Session, image_id: int, incoming: list[dict[str, Any]], user: User
+) -> None:
+    """Raise Forbidden when ``user`` may not make the fake-damage verdicts in ``incoming``.
+
+    Only fraud analysts (and leads/admins) may set, change or clear the fake-damage flag and
+    note. Others may still edit the polygon of a flagged annotation, or delete it whole; they
+    just cannot rewrite the fraud verdict on it.
+    """
+    if user_service.can(user, "fraud"):
+        return
+    old = {a["id"]: a["attributes"] for a in annotation_dicts(session, image_id)}
+    for i, a in enumerate(incoming):
+        if not isinstance(a, dict):
+            continue
+        if _verdict(a.get("attributes")) != _verdict(old.get(a.get("id"), {})):
+            raise Forbidden(
+                f"annotation {i + 1}: only fraud analysts may set or clear the fake-damage "
+                "flag and note"
+            )
+
+
+def _has_nonfinite(value: Any) -> bool:
+    """True when a NaN or infinity hides anywhere in ``value`` (json's C encoder finds it fast)."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except ValueError:
+        return True
+    return False
+
+
+def sync_prediction_states(
+    session: Session, image_id: int, annotations: list[dict[str, Any]]
+) -> None:
+    """After a save: predictions that became annotations are no longer pending; one whose
+    annotation is gone again (an undo, or the annotator deleted it) is pending again rather
+    than lost."""
+    used = {
+        int(a["prediction_id"])
+        for a in annotations
+        if isinstance(a, dict) and a.get("prediction_id") is not None
+    }
+    for pred in session.exec(select(Prediction).where(Prediction.image_id == image_id)).all():
+        if pred.id in used and pred.state == PredictionState.pending:
+            set_prediction_state(session, prediction_id=pred.id, state=PredictionState.accepted)
+        elif pred.id not in used and pred.state == PredictionState.accepted:
+            set_prediction_state(session, prediction_id=pred.id, state=PredictionState.pending)
+
+
+def save_annotations_as(
+    session: Session,
+    user: User,
+    *,
+    project: Project,
+    image_id: int,
+    expected_version: int,
+    annotations: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """``user``'s save of the image's whole annotation set; returns :func:`image_detail` after it.
+
+    Raises NotFound for an image of another ``project``, Forbidden when the user is not a
+    member of it or changes a fake-damage verdict they may not (:func:`check_fake_edits`),
+    Invalid for a malformed annotation, VersionConflict when ``expected_version`` is stale.
+    Nothing is written when it raises.
+    """
+    require_member(session, user, project)
+    get_image(session, image_id, project)
+    for i, a in enumerate(annotations):
+        if not isinstance(a, dict):
+            raise AnnotationInvalid(f"annotation {i + 1}: expected an object")
+        if not isinstance(a.get("geometry"), list):
+            raise AnnotationInvalid(f"annotation {i + 1}: 'geometry' must be a list of polygons")
+        if _has_nonfinite(a.get("geometry")):
+            raise AnnotationInvalid(f"annotation {i + 1}: a coordinate is NaN or infinite")
+    check_fake_edits(session, image_id, annotations, user)
+    new_version = save_annotations(
+        session,
+        image_id=image_id,
+        expected_version=expected_version,
+        annotations=annotations,
+        author=user.username,
+    )
+    sync_prediction_states(session, image_id, annotations)
+    image = get_image(session, image_id)
+    session.refresh(image)
+    return {**image_detail(session, image), "version": new_version}
+
+
+#: Who may move an image to each status (a permission of ``services.users``).
+STATUS_PERMISSION: dict[ImageStatus, str] = {
+    ImageStatus.new: "review",
+    ImageStatus.in_progress: "annotate",
+    ImageStatus.labelled: "annotate",
+    ImageStatus.reviewed: "review",
+    ImageStatus.rejected: "review",
+}
+
+
+def check_status_permission(user: User, status: ImageStatus | str) -> None:
+    """Raise Forbidden when ``user``'s role may not move an image to ``status``."""
+    status = _status(status)
+    if not user_service.can(user, STATUS_PERMISSION[status]):
+        raise Forbidden(f"Your role ({user.role.value}) may not set status {status.value}.")
+
+
+def set_status_as(
+    session: Session,
+    user: User,
+    *,
+    project: Project,
+    image_id: int,
+    status: ImageStatus | str,
+    comment: str | None = None,
+) -> Image:
+    """:func:`set_status` of an image of ``project`` (else NotFound) after
+    :func:`check_status_permission` and the user's membership, recorded as ``user``'s."""
+    require_member(session, user, project)
+    get_image(session, image_id, project)
+    check_status_permission(user, status)
+    return set_status(
+        session, image_id=image_id, status=status, author=user.username, comment=comment
+    )

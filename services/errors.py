@@ -35,3 +35,14 @@ class VersionConflict(ServiceError):
             f"image {image_id} was saved by someone else (you edited version {expected}, "
             f"it is now version {current_version}); reload to see their changes, then reapply yours"
         )
+
+
+class TooManyAttempts(ServiceError):
+    """429: too many failed sign-ins; wait ``retry_after`` seconds (send it as ``Retry-After``)."""
+
+    def __init__(self, retry_after: int):
+        self.retry_after = retry_after
+        super().__init__(
+            f"Too many failed sign-ins for this user name or from this address; "
+            f"try again in {retry_after} seconds."
+        )

@@ -8,9 +8,9 @@ and renamed, so a failed export never leaves a half-written file behind.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import shutil
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +19,15 @@ import orjson
 from sqlalchemy import String, type_coerce
 from sqlmodel import Session, select
 
+from core.files import write_bytes_atomic, write_text_atomic
 from core.geometry import Shape
 from core.instances import Instances
 from core.records import SPLITS, ImageRecord
 from core.taxonomy import GROUPS
 from db.models import Annotation, Image, ImageStatus, ModelVersion, Prediction, Project
 from services.bulk import without_gc
-from services.errors import Invalid
+from services.errors import Invalid, NotFound
+from services.predictions import predictions_by_image
 from services.projects import project_taxonomy
 
 
@@ -53,8 +55,8 @@ def collect_records(
     """The project's images with their current annotations as records.
 
     ``meta["path"]`` is the image file's absolute path and ``meta["image_id"]`` its id; with
-    ``include_predictions``, ``meta["predictions"]`` is a list of
-    ``{"model_version": name, "instances": Instances}`` of pending predictions.
+    ``include_predictions``, ``meta["predictions"]`` is an :class:`Instances` of the image's
+    pending predictions, each version's name in ``data["model_version"]``.
     """
     _check_filters(split, group, status)
     img_stmt = select(Image).where(Image.project_id == project.id)
@@ -100,7 +102,7 @@ def collect_records(
         )
         meta: dict[str, Any] = {"path": img.path, "image_id": img.id, "status": img.status.value}
         if include_predictions:
-            meta["predictions"] = preds_by_image.get(img.id, [])
+            meta["predictions"] = preds_by_image.get(img.id, Instances.empty())
         records.append(
             ImageRecord(
                 file_name=img.file_name,
@@ -124,7 +126,9 @@ def _attributes(raw: str | dict | None) -> dict[str, Any]:
 
 def _pending_predictions(
     session: Session, image_ids: set[int], group: str | None
-) -> dict[int, list[dict]]:
+) -> dict[int, Instances]:
+    """Image id -> its pending predictions of every model version, with the version's name
+    in ``data["model_version"]`` (see :func:`services.predictions.rows_to_instances`)."""
     stmt = (
         select(Prediction, ModelVersion.name)
         .join(ModelVersion, ModelVersion.id == Prediction.model_version_id)
@@ -132,40 +136,15 @@ def _pending_predictions(
     )
     if group:
         stmt = stmt.where(Prediction.group == group)
-    grouped: dict[tuple[int, str], list[Prediction]] = defaultdict(list)
-    for pred, version_name in session.exec(stmt):
+    rows, names = [], {}
+    for pred, version_name in session.exec(stmt.order_by(Prediction.id)):
         if pred.image_id in image_ids:
-            grouped[(pred.image_id, version_name)].append(pred)
-    out: dict[int, list[dict]] = defaultdict(list)
-    for (image_id, version_name), preds in grouped.items():
-        out[image_id].append(
-            {
-                "model_version": version_name,
-                "instances": Instances(
-                    shapes=[Shape.from_json(p.geometry, trusted=True) for p in preds],
-                    class_ids=np.array([p.class_id for p in preds]),
-                    scores=np.array([p.score for p in preds]),
-                    data={"prediction_id": [p.id for p in preds]},
-                ),
-            }
-        )
+            rows.append(pred)
+            names[pred.model_version_id] = version_name
+    out = predictions_by_image(rows)
+    for inst in out.values():
+        inst.data["model_version"] = [names[v] for v in inst.data["model_version_id"]]
     return out
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @without_gc
@@ -176,7 +155,7 @@ def export_coco(
 
     records = collect_records(session, project, **filters)
     data = coco.build(records, project_taxonomy(project))
-    _atomic_write_bytes(Path(out_path), orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY))
+    write_bytes_atomic(Path(out_path), orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY))
     return {"images": len(data["images"]), "annotations": len(data["annotations"])}
 
 
@@ -213,6 +192,51 @@ def export_label_studio(
         kwargs["image_url_fn"] = image_url_fn
     tasks = label_studio.build_tasks(records, taxonomy, **kwargs)
     out_path = Path(out_path)
-    _atomic_write_text(out_path, json.dumps(tasks, indent=1))
-    _atomic_write_text(out_path.with_suffix(".config.xml"), label_studio.labeling_config(taxonomy))
+    write_text_atomic(out_path, json.dumps(tasks, indent=1))
+    write_text_atomic(out_path.with_suffix(".config.xml"), label_studio.labeling_config(taxonomy))
     return {"tasks": len(tasks), "annotations": sum(len(r.instances) for r in records)}
+
+
+#: The formats :func:`export_archive` writes, as the API and the dashboard name them.
+EXPORT_FORMATS = ("coco", "yolo", "label-studio")
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    """One downloadable file: its path and its media type."""
+
+    path: Path
+    media_type: str
+
+
+def export_archive(
+    session: Session,
+    project: Project,
+    fmt: str,
+    out_dir: str | Path,
+    *,
+    split: str | None = None,
+    group: str | None = None,
+    status: str | None = None,
+) -> ExportFile:
+    """The project's labels in ``fmt`` as one file in ``out_dir``, ready to download:
+    ``<project>-coco.json``, ``<project>-label-studio.json`` (its labelling config beside it)
+    or ``<project>-yolo.zip`` (the YOLO folder, zipped). Empty filters are ignored.
+
+    Raises NotFound naming the formats for an unknown ``fmt``, Invalid for a bad filter.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise NotFound(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
+    out_dir = Path(out_dir)
+    filters = {k: v for k, v in {"split": split, "group": group, "status": status}.items() if v}
+    if fmt == "coco":
+        out = out_dir / f"{project.name}-coco.json"
+        export_coco(session, project, out, **filters)
+        return ExportFile(out, "application/json")
+    if fmt == "label-studio":
+        out = out_dir / f"{project.name}-label-studio.json"
+        export_label_studio(session, project, out, **filters)
+        return ExportFile(out, "application/json")
+    export_yolo(session, project, out_dir / "yolo", **filters)
+    zipped = shutil.make_archive(str(out_dir / f"{project.name}-yolo"), "zip", out_dir / "yolo")
+    return ExportFile(Path(zipped), "application/zip")

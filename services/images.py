@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 from sqlalchemy import and_, exists, func, or_
 from sqlmodel import Session, select
 
-from db.models import Annotation, Image, ImageStatus, Prediction
+from db.models import Annotation, Image, ImageStatus, Prediction, Project
+from services.annotations import image_detail
 from services.errors import Invalid, NotFound
 
 #: Photos the annotation queue offers (labelled/reviewed ones are done).
@@ -115,6 +117,29 @@ def _step(
     return session.get(Image, ids[pos]) if 0 <= pos < len(ids) else None
 
 
+def queue_step(
+    session: Session,
+    project_id: int,
+    direction: Literal["next", "previous"],
+    *,
+    after_id: int | None = None,
+    **filters: Any,
+) -> dict[str, Any]:
+    """The photo after (or before) ``after_id`` with its detail, its place in the queue and the
+    project's progress: what the workspace shows on each step. Empty filters are ignored."""
+    filters = {k: v for k, v in filters.items() if v is not None and v != ""}
+    step = queue_next if direction == "next" else queue_previous
+    image = step(session, project_id, after_id=after_id, **filters)
+    ids = queue_ids(session, project_id, **filters)
+    position = ids.index(image.id) + 1 if image is not None and image.id in ids else None
+    return {
+        "image": image_detail(session, image) if image is not None else None,
+        "position": position,
+        "queue_length": len(ids),
+        "progress": queue_progress(session, project_id),
+    }
+
+
 def queue_progress(session: Session, project_id: int) -> dict[str, int]:
     rows = session.exec(
         select(Image.status, func.count())
@@ -144,3 +169,13 @@ def load_image_array(image: Image, max_side: int | None = None) -> np.ndarray:
     from exports.image_files import load_image_rgb
 
     return load_image_rgb(image_path(image), max_side=max_side)
+
+
+def images_by_ids(session: Session, project: Project, image_ids: list[int]) -> list[Image]:
+    """The project's images with these ids, in the order given (ids of other projects and
+    unknown ids are left out)."""
+    rows = session.exec(
+        select(Image).where(Image.project_id == project.id, Image.id.in_(image_ids))
+    ).all()
+    by_id = {im.id: im for im in rows}
+    return [by_id[i] for i in image_ids if i in by_id]

@@ -6,6 +6,19 @@ the import before anything is written, listing every unknown label), reads and h
 each image (a corrupt or missing file is reported by name and the rest goes on), and then
 writes everything in one transaction. Importing the same file twice changes nothing:
 images are deduplicated by content hash and instances by class and geometry.
+
+Inputs are bounded, and a bad entry is reported by name while the rest is imported:
+
+- every image path must stay inside the images folder (``../x``, absolute paths and
+  symbolic links that lead out are refused, with the same words whether or not the
+  outside file exists);
+- images are read only from regular files, within the byte and pixel limits of the
+  settings (``exports.image_files``), so a pipe, a device or a decompression bomb is one
+  reported bad file;
+- instances are checked as the save path checks them (``core.geometry.fit_to_image`` and
+  ``services.annotations.normalise_attributes``), so every imported photo saves again as
+  it is; a polygon reaching far outside its image is clipped to it, and a photo holds at
+  most ``max_polygons_per_image`` instances.
 """
 
 from __future__ import annotations
@@ -21,12 +34,26 @@ import orjson
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from core.config import get_settings
+from core.files import write_bytes_atomic
+from core.geometry import GeometryError, fit_to_image
 from core.records import ImageRecord, LabelResolver, ParseReport
+from core.taxonomy import Taxonomy
 from db.models import Annotation, AnnotationSource, Image, Project, utcnow
 from exports.errors import FormatError, ImageReadError
-from exports.image_files import ImageInfo, list_image_files, read_image_info
+from exports.image_files import (
+    ImageInfo,
+    image_info_from_bytes,
+    is_image_file,
+    list_image_files,
+    read_image_info,
+    read_regular_file,
+    resolve_inside,
+)
 from exports.splits import split_for
+from services.annotations import normalise_attributes
 from services.bulk import without_gc
+from services.errors import Invalid
 from services.projects import project_taxonomy
 
 Progress = Callable[[int, int], None]
@@ -56,9 +83,16 @@ class ImportReport:
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise FormatError(f"{path}: the file does not exist") from e
+        raw = read_regular_file(
+            path,
+            limit=get_settings().max_label_file_bytes,
+            what="label file",
+            setting="PANELBEATER_MAX_LABEL_FILE_BYTES",
+        )
+    except ImageReadError as e:
+        raise FormatError(str(e)) from e
+    try:
+        return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise FormatError(f"{path}: not valid JSON ({e}); is it the right file?") from e
 
@@ -178,6 +212,7 @@ def import_yolo(
         label_map=label_map,
         progress=progress,
         reads_json=False,
+        passes_images_dir=True,
     )
 
 
@@ -209,41 +244,63 @@ def import_uploads(
     progress: Progress | None = None,
 ) -> ImportReport:
     """Images uploaded through the browser or the API: stored under the data dir's media
-    folder by content hash (so a re-upload is a no-op), then imported like a folder."""
-    import hashlib
+    folder by content hash (so a re-upload is a no-op), then imported like a folder.
 
-    from core.config import get_settings
-    from exports.image_files import is_image_file
-
+    Each file is checked (name, byte and pixel limits, a full decode) before it is written,
+    so a bad upload is reported by name and leaves no file behind; when the import fails
+    as a whole, the files it wrote are removed again.
+    """
     media = get_settings().media_dir
     media.mkdir(parents=True, exist_ok=True)
     records: list[ImageRecord] = []
     rejected: list[str] = []
-    for name, data in files:
-        if not is_image_file(name):
-            rejected.append(
-                f"{name}: not an image file name (jpg, png, webp, bmp or tiff); skipped"
+    written: list[Path] = []
+    try:
+        for name, data in files:
+            shown = Path(name).name
+            if not is_image_file(shown):
+                rejected.append(
+                    f"{name}: not an image file name (jpg, png, webp, bmp or tiff); skipped"
+                )
+                continue
+            try:
+                info = image_info_from_bytes(data, shown)
+            except ImageReadError as e:
+                rejected.append(f"{e}; the upload was not stored")
+                continue
+            target = media / f"{info.sha256}{Path(shown).suffix.lower()}"
+            if not target.exists():
+                write_bytes_atomic(target, data)
+                written.append(target)
+            records.append(
+                ImageRecord(file_name=shown, width=0, height=0, meta={"path": str(target)})
             )
-            continue
-        digest = hashlib.sha256(data).hexdigest()
-        target = media / f"{digest}{Path(name).suffix.lower()}"
-        if not target.exists():
-            tmp = target.with_suffix(target.suffix + ".part")
-            tmp.write_bytes(data)
-            tmp.replace(target)
-        records.append(
-            ImageRecord(file_name=Path(name).name, width=0, height=0, meta={"path": str(target)})
+        report = _store(
+            session,
+            project,
+            records,
+            ParseReport(),
+            media,
+            "upload",
+            AnnotationSource.imported,
+            progress,
         )
-    report = _store(
-        session,
-        project,
-        records,
-        ParseReport(),
-        media,
-        "upload",
-        AnnotationSource.imported,
-        progress,
-    )
+        if written:  # a file no image row points to is an upload that failed after all
+            kept = set(
+                session.exec(
+                    select(Image.path).where(
+                        Image.project_id == project.id,
+                        Image.path.in_([str(p.resolve()) for p in written]),
+                    )
+                )
+            )
+            for p in written:
+                if str(p.resolve()) not in kept:
+                    p.unlink(missing_ok=True)
+    except BaseException:
+        for p in written:
+            p.unlink(missing_ok=True)
+        raise
     report.images_failed += len(rejected)
     report.messages += rejected
     return report
@@ -258,16 +315,18 @@ IMPORTERS: dict[str, Callable[..., ImportReport]] = {
 }
 
 
-def _resolve_path(images_dir: Path, record: ImageRecord) -> Path:
-    explicit = record.meta.get("path")
-    if explicit:
-        return Path(explicit)
-    p = Path(record.file_name)
-    return p if p.is_absolute() else images_dir / p
+def _resolve_path(images_dir: Path, record: ImageRecord) -> Path | ImageReadError:
+    """The record's image file, resolved inside ``images_dir``, or why it is refused."""
+    try:
+        return resolve_inside(images_dir, record.meta.get("path") or record.file_name)
+    except ImageReadError as e:
+        return e
 
 
-def _read_all(paths: list[Path]) -> list[ImageInfo | ImageReadError]:
-    def one(p: Path) -> ImageInfo | ImageReadError:
+def _read_all(paths: list[Path | ImageReadError]) -> list[ImageInfo | ImageReadError]:
+    def one(p: Path | ImageReadError) -> ImageInfo | ImageReadError:
+        if isinstance(p, ImageReadError):
+            return p
         try:
             return read_image_info(p)
         except ImageReadError as e:
@@ -280,6 +339,45 @@ def _read_all(paths: list[Path]) -> list[ImageInfo | ImageReadError]:
 
 def _geometry_key(class_id: int, geometry: list[dict]) -> str:
     return f"{class_id}:{orjson.dumps(geometry, option=orjson.OPT_SERIALIZE_NUMPY).decode()}"
+
+
+def _instance_rows(
+    record: ImageRecord, info: ImageInfo, taxonomy: Taxonomy, max_vertices: int, out: ImportReport
+) -> list[dict[str, Any]]:
+    """The record's instances as annotation rows, each checked as the save path checks it;
+    an instance that fails is reported by file and index, and the others are kept."""
+    rows = []
+    inst = record.instances
+    group_of = {c.id: c.group for c in taxonomy}
+    for k, (shape, cid, attrs) in enumerate(
+        zip(inst.shapes, inst.class_ids.tolist(), inst.attributes, strict=True)
+    ):
+        where = f"{record.file_name}: instance {k + 1}"
+        try:
+            shape, clipped = fit_to_image(shape, info.width, info.height, max_vertices=max_vertices)
+            attributes = normalise_attributes(attrs or {}, taxonomy, where)
+        except GeometryError as e:
+            out.instances_failed += 1
+            out.messages.append(f"{where}: {e}; fix or delete it in the label file")
+            continue
+        except Invalid as e:
+            out.instances_failed += 1
+            out.messages.append(f"{e}; fix or delete it in the label file")
+            continue
+        if clipped:
+            out.messages.append(
+                f"{where}: reached far outside the {info.width}x{info.height} image; "
+                "clipped to the image"
+            )
+        rows.append(
+            {
+                "class_id": int(cid),
+                "group": group_of[int(cid)],
+                "geometry": shape.to_json(arrays=True),  # the engine's orjson writes numpy
+                "attributes": attributes,
+            }
+        )
+    return rows
 
 
 def _store(
@@ -297,8 +395,9 @@ def _store(
     out.instances_failed += len(report.failed)
     out.instances_skipped += len(report.skipped)
 
-    group_of = {c.id: c.group for c in project_taxonomy(project)}
-    paths = [_resolve_path(images_dir, r).resolve() for r in records]
+    settings = get_settings()
+    taxonomy = project_taxonomy(project)
+    paths = [_resolve_path(images_dir, r) for r in records]
     infos = _read_all(paths)
 
     existing_by_hash: dict[str, Image] = {
@@ -312,7 +411,7 @@ def _store(
     ) + 1
     now = utcnow()
     new_images: list[dict[str, Any]] = []
-    pending_annotations: list[tuple[str, list[dict[str, Any]]]] = []  # (sha256, rows)
+    pending_annotations: list[tuple[str, str, list[dict[str, Any]]]] = []  # (sha, name, rows)
     seen_in_this_import: dict[str, str] = {}
 
     for i, (record, path, info) in enumerate(zip(records, paths, infos, strict=True)):
@@ -333,20 +432,7 @@ def _store(
                 f"{record.file_name}: the labels say {record.width}x{record.height} but the file is "
                 f"{info.width}x{info.height}; labels kept in the file's pixel space as given"
             )
-        rows = [
-            {
-                "class_id": int(cid),
-                "group": group_of[int(cid)],
-                "geometry": shape.to_json(arrays=True),  # the engine's orjson writes numpy
-                "attributes": attrs or {},
-            }
-            for shape, cid, attrs in zip(
-                record.instances.shapes,
-                record.instances.class_ids,
-                record.instances.attributes,
-                strict=True,
-            )
-        ]
+        rows = _instance_rows(record, info, taxonomy, settings.max_vertices_per_polygon, out)
         image = existing_by_hash.get(info.sha256)
         if info.sha256 in seen_in_this_import:
             out.images_skipped += 1
@@ -378,7 +464,7 @@ def _store(
                 }
             )
         if rows:
-            pending_annotations.append((info.sha256, rows))
+            pending_annotations.append((info.sha256, record.file_name, rows))
 
     if new_images:
         session.connection().execute(Image.__table__.insert(), new_images)
@@ -386,8 +472,9 @@ def _store(
         session.exec(select(Image.sha256, Image.id).where(Image.project_id == project.id)).all()
     )
     # Instances already stored on an image are not added again (idempotent re-import).
-    touched = {image_ids[h] for h, _ in pending_annotations}
+    touched = {image_ids[h] for h, _, _ in pending_annotations}
     known: set[tuple[int, str]] = set()
+    held: dict[int, int] = dict.fromkeys(touched, 0)  # instances each photo holds
     if touched:
         for image_id, class_id, geometry in session.exec(
             select(Annotation.image_id, Annotation.class_id, Annotation.geometry).where(
@@ -396,15 +483,22 @@ def _store(
             )
         ):
             known.add((image_id, _geometry_key(class_id, geometry)))
+            held[image_id] += 1
+    limit = settings.max_polygons_per_image
     new_annotations = []
-    for sha, rows in pending_annotations:
+    for sha, file_name, rows in pending_annotations:
         image_id = image_ids[sha]
+        left_out = 0
         for row in rows:
             key = (image_id, _geometry_key(row["class_id"], row["geometry"]))
             if key in known:
                 out.instances_skipped += 1
                 continue
+            if held[image_id] >= limit:
+                left_out += 1
+                continue
             known.add(key)
+            held[image_id] += 1
             new_annotations.append(
                 {
                     **row,
@@ -416,6 +510,13 @@ def _store(
                     "created_at": now,
                     "updated_at": now,
                 }
+            )
+        if left_out:
+            out.instances_failed += left_out
+            out.messages.append(
+                f"{file_name}: {left_out} instance(s) left out, because a photo holds at most "
+                f"{limit:,} (setting PANELBEATER_MAX_POLYGONS_PER_IMAGE); split the labels "
+                "or raise the limit"
             )
     if new_annotations:
         session.connection().execute(Annotation.__table__.insert(), new_annotations)

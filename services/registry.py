@@ -81,6 +81,28 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def verified_artifact(mv: ModelVersion) -> Path:
+    """The version's model file, after checking it is the one registered (its sha256).
+
+    Raises NotFound when the file is gone and Invalid when its bytes changed since it was
+    registered: a file swapped on disk is never loaded under a version's name.
+    """
+    path = Path(mv.path)
+    if not path.is_file():
+        raise NotFound(
+            f"the model file of {mv.name} is missing ({path}); restore it from a backup, or roll "
+            f"the stage back to another version"
+        )
+    actual = _sha256(path)
+    if actual != mv.sha256:
+        raise Invalid(
+            f"the model file of {mv.name} ({path}) has changed since it was registered "
+            f"(sha256 {actual[:12]}..., registered {mv.sha256[:12]}...); restore the original "
+            f"file, or train and register a new version"
+        )
+    return path
+
+
 def next_version(session: Session, stage: str) -> int:
     v = session.exec(
         select(func.max(ModelVersion.version)).where(ModelVersion.stage == stage)

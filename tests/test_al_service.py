@@ -60,8 +60,8 @@ def predict(session, mv, image, probs, emb=None, class_id=40):
 
 
 def test_uncertainty_select_orders_queue_and_stores_scores(db_session, project):
-    from active_learning.service import select as al_select
     from services.images import queue_ids
+    from services.selection import select as al_select
 
     ims = make_images(db_session, project)
     mv = add_version(db_session)
@@ -89,7 +89,7 @@ def test_uncertainty_select_orders_queue_and_stores_scores(db_session, project):
 
 
 def test_hybrid_and_kcenter_use_stage_embeddings(db_session, project):
-    from active_learning.service import select as al_select
+    from services.selection import select as al_select
 
     ims = make_images(db_session, project, 10)
     mv = add_version(db_session)
@@ -110,8 +110,8 @@ def test_hybrid_and_kcenter_use_stage_embeddings(db_session, project):
 
 
 def test_random_works_without_models_and_uncertainty_explains(db_session, project):
-    from active_learning.service import select as al_select
     from services.errors import Invalid
+    from services.selection import select as al_select
 
     ims = make_images(db_session, project, 5)
     ims[1].split = "test"
@@ -158,3 +158,69 @@ def test_cli_select_prints_json_and_explains_errors(tmp_path):
     finally:
         reset_engine()
         reset_settings()
+
+
+def test_committee_reads_p_damaged_from_the_probs_head(db_session, project):
+    """ALBERT's damage against the pipeline's P(damaged) per part, both read as Instances:
+    the photo where they disagree most leads."""
+    from services.selection import select as al_select
+
+    ims = make_images(db_session, project, 3)
+    albert, pipe = add_version(db_session, "albert"), add_version(db_session, "pipeline")
+    damage = [{"exterior": [[5, 5], [20, 5], [20, 20], [5, 20]], "holes": []}]
+    for im, p_damaged in zip(ims, (0.2, 0.85, 0.5), strict=True):
+        # ALBERT sees damage (0.9) on every photo's part; the pipeline rates the part
+        db_session.add(
+            Prediction(image_id=im.id, model_version_id=albert.id, class_id=1, group="damage",
+                       geometry=damage, score=0.9, probs={"damage": [0.9, 0.1]})
+        )  # fmt: skip
+        db_session.add(
+            Prediction(image_id=im.id, model_version_id=pipe.id, class_id=40, group="part",
+                       geometry=BOX, score=0.99, probs={"damaged": [1 - p_damaged, p_damaged]})
+        )  # fmt: skip
+        for mv in (albert, pipe):
+            db_session.add(ImagePrediction(image_id=im.id, model_version_id=mv.id))
+    db_session.flush()
+    info: dict = {}
+    picks = al_select(db_session, project, strategy="committee", k=3, info=info)
+    assert info["has_committee"]
+    assert [p[0] for p in picks] == [ims[0].id, ims[2].id, ims[1].id]
+    assert [p[1] for p in picks] == pytest.approx([0.7, 0.4, 0.05], abs=1e-5)
+
+
+def test_two_workers_describing_the_same_photos_at_once(store, monkeypatch):
+    """Descriptors are written under unique temporary names: two workers computing the same
+    photos at the same moment both succeed and leave whole files, no temporary ones."""
+    import threading
+
+    from services import descriptors
+
+    ims = [Image(sha256=f"{i:064x}", path="/x", file_name="x", width=4, height=4, project_id=1)
+           for i in range(6)]  # fmt: skip
+    barrier = threading.Barrier(2)
+
+    def compute(image):
+        barrier.wait(timeout=10)  # both writers reach the same photo's write together
+        return np.full(8, int(image.sha256, 16), dtype=np.float32)
+
+    monkeypatch.setattr(descriptors, "compute_descriptor", compute)
+    errors: list[BaseException] = []
+
+    def work():
+        try:
+            for _ in range(3):  # a collision is a race: give it several chances
+                descriptors.ensure_descriptors(ims, force=True)
+        except BaseException as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors
+    got = descriptors.load_descriptors(ims)
+    np.testing.assert_array_equal(got[:, 0], np.arange(6))
+    folder = descriptors.descriptor_path(ims[0].sha256).parent.parent
+    assert not [p for p in folder.rglob("*") if p.is_file() and p.suffix != ".npy"]
+    assert sorted(p.name for p in folder.rglob("*.npy")) == sorted(f"{im.sha256}.npy" for im in ims)

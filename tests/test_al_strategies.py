@@ -15,6 +15,8 @@ from active_learning.strategies import (
     run_strategy,
     stratified_random,
 )
+from core.geometry import Shape
+from core.instances import Instances
 
 
 def brute_kcenter(x: np.ndarray, k: int, labelled: list[int], first: int | None) -> list[int]:
@@ -165,6 +167,57 @@ def test_committee_mask_disagreement():
         [np.array([[1.0, 0.0], [0.5, 0.5]]), np.array([[0.0, 1.0], [0.5, 0.5]])]
     )
     assert ve[0] > 0.5 and ve[1] == pytest.approx(0.0, abs=1e-9)
+
+
+def _boxes(*boxes, classes=None, scores=None, damaged=None) -> Instances:
+    """Instances of axis-aligned boxes ``(x0, y0, x1, y1)`` on an 8 x 8 photo."""
+    inst = Instances(
+        shapes=[Shape.from_box(*b) for b in boxes],
+        class_ids=classes if classes is not None else [40] * len(boxes),
+        scores=scores,
+    )
+    if damaged is not None:
+        inst.probs["damaged"] = np.array([[1 - p, p] for p in damaged], dtype=np.float32)
+    return inst
+
+
+@pytest.mark.parametrize(
+    "a, b, expected",
+    [
+        (_boxes((0, 0, 4, 8), (4, 0, 8, 8)), _boxes((0, 0, 4, 8), (4, 0, 8, 8)), 0.0),
+        (_boxes((0, 0, 4, 8)), _boxes((0, 0, 4, 8), classes=[41]), 1.0),  # class differs
+        (_boxes((0, 0, 4, 8)), _boxes((0, 0, 2, 8)), 0.5),  # IoU 1/2
+        (_boxes((0, 0, 4, 8), (4, 0, 8, 8)), Instances.empty(), 1.0),  # the other found none
+        (Instances.empty(), Instances.empty(), 0.0),
+    ],
+)
+def test_instances_disagreement_on_tiny_boxes(a, b, expected):
+    # on the 8 x 8 photo a grid of 16 doubles every pixel: the IoU is the same as full size
+    assert committee.instances_disagreement(a, b, 8, 8, grid=16) == pytest.approx(expected)
+    brute = committee.mask_disagreement(a.masks(8, 8), a.class_ids, b.masks(8, 8), b.class_ids)
+    assert committee.instances_disagreement(a, b, 8, 8, grid=8) == pytest.approx(brute)
+
+
+@pytest.mark.parametrize(
+    "damage, parts, expected",
+    [
+        # damage 0.9 on part 0, none on part 1; the classifier says 0.2 and 0.1
+        (_boxes((1, 1, 3, 3), scores=[0.9]), _boxes((0, 0, 4, 8), (4, 0, 8, 8), damaged=[0.2, 0.1]), 0.7),
+        # the most confident overlapping damage counts
+        (_boxes((0, 0, 2, 2), (2, 2, 4, 4), scores=[0.3, 0.6]), _boxes((0, 0, 4, 8), damaged=[0.5]), 0.1),
+        (Instances.empty(), _boxes((0, 0, 4, 8), damaged=[0.25]), 0.25),
+        (_boxes((1, 1, 3, 3), scores=[0.9]), _boxes((0, 0, 4, 8)), 0.0),  # no P(damaged) at all
+    ],
+)  # fmt: skip
+def test_damaged_disagreement_on_tiny_boxes(damage, parts, expected):
+    assert committee.damaged_disagreement(damage, parts, 8, 8) == pytest.approx(expected)
+
+
+def test_damaged_disagreement_leaves_out_parts_without_the_head():
+    parts = _boxes((0, 0, 4, 8), (4, 0, 8, 8), damaged=[0.2, 0.1])
+    parts.probs["damaged"][0] = np.nan  # stored without the head
+    damage = _boxes((1, 1, 3, 3), (5, 1, 7, 3), scores=[0.9, 0.5])
+    assert committee.damaged_disagreement(damage, parts, 8, 8) == pytest.approx(0.4)
 
 
 def test_run_strategy_dispatch_and_errors():

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.instances import Instances
 from core.records import LabelResolver, load_label_map
 from core.taxonomy import default_taxonomy
 from exports import coco, label_studio
@@ -60,11 +61,10 @@ def test_tiny_roundtrip_with_predictions() -> None:
 def test_several_model_versions_become_several_predictions() -> None:
     rec = tiny_records(TAX)[0]
     p = tiny_predictions(TAX)[0].instances
-    rec.meta["predictions"] = [
-        {"model_version": "m1", "instances": p},
-        {"model_version": "m2", "instances": p[[0]]},
-        {"model_version": "empty", "instances": p[[]]},
-    ]
+    m1, m2 = p[np.arange(len(p))], p[[0]]
+    m1.data["model_version"] = ["m1"] * len(m1)
+    m2.data["model_version"] = ["m2"]
+    rec.meta["predictions"] = Instances.concat([m1, m2])
     (task,) = label_studio.build_tasks([rec], TAX, include_predictions=True)
     assert [
         (q["model_version"], len([r for r in q["result"] if r["type"].endswith("labels")]))

@@ -94,9 +94,9 @@ def versions_count() -> int:
 
 
 def test_job_runs_reports_progress_and_completes(worker):
-    from active_learning.descriptors import descriptor_path
     from db.models import Image
     from db.session import session_scope
+    from services.descriptors import descriptor_path
 
     worker()
     job_id = new_job("embed", {"pause_s": 0.05})

@@ -61,7 +61,7 @@ def test_mini_round_trains_evaluates_promotes_preannotates_and_reselects(round_p
     from core.config import get_settings
     from db.models import Image, ImageScore, Job, ModelVersion
     from db.session import session_scope
-    from jobs.rounds import start_round
+    from jobs.service import start_round
     from jobs.worker import start_worker_process
     from services.images import queue_ids
     from services.projects import get_or_create_project
@@ -71,7 +71,6 @@ def test_mini_round_trains_evaluates_promotes_preannotates_and_reselects(round_p
         before = queue_ids(s, project.id)
         job_id = start_round(
             s,
-            project,
             stages=["albert", "assist_net"],
             epochs=1,
             k=2,
@@ -118,7 +117,7 @@ def test_mini_round_trains_evaluates_promotes_preannotates_and_reselects(round_p
         assert 0.0 <= anet.metrics["holdout"]["mean_iou"] <= 1.0
         assert "assist_net" not in result["predicted"]
         assert predicted_images(s, anet) == 0
-        from services.model_runs import project_assistant
+        from services.assist import project_assistant
 
         assistant = project_assistant(s)
         assert assistant.backend == "assist_net" and assistant.version == anet.name
@@ -187,3 +186,111 @@ def test_worker_killed_mid_training_leaves_registry_unchanged_and_retry_register
             if p.poll() is None:
                 p.terminate()
                 p.wait(timeout=20)
+
+
+def _running_job(kind: str) -> int:
+    from db.models import Job, JobStatus
+    from db.session import session_scope
+
+    with session_scope() as s:
+        job = Job(kind=kind, params={}, status=JobStatus.running)
+        s.add(job)
+        s.flush()
+        return job.id
+
+
+def _context(kind: str):
+    import logging
+
+    from jobs.context import JobContext
+
+    return JobContext(_running_job(kind), {}, logging.getLogger("test"))
+
+
+def test_every_stage_of_a_round_trains_on_the_one_snapshot(round_project, monkeypatch):
+    """A photo labelled and a polygon moved while the first stage trains change neither what
+    the second stage learns from nor the snapshot it records."""
+    import services.model_runs as runs
+    from db.models import Image, ModelVersion
+    from db.session import session_scope
+    from jobs.rounds import run_round
+    from services.annotations import annotation_dicts, save_annotations, set_status
+
+    trained_on: dict[str, dict[int, int]] = {}
+    real_training_set = runs._training_set
+    real_train = runs.train_stage
+
+    def recording_training_set(session, project, split_filter, snapshot=None):
+        data = real_training_set(session, project, split_filter, snapshot)
+        trained_on["last"] = {r.meta["image_id"]: len(r.instances) for r in data.records}
+        return data
+
+    def train_then_edit(session, project, stage, **kw):
+        mv = real_train(session, project, stage, **kw)
+        trained_on[stage] = trained_on.pop("last")
+        if len(trained_on) == 1:  # between the first stage and the second
+            with session_scope() as s:
+                images = s.exec(select(Image).order_by(Image.id)).all()
+                spare = next(im for im in images if im.status.value == "new" and im.split != "test")
+                set_status(s, image_id=spare.id, status="labelled", author="late")
+                edited = next(i for i in trained_on[stage])
+                im = s.get(Image, edited)
+                kept = [a for a in annotation_dicts(s, edited)][:1]
+                save_annotations(
+                    s,
+                    image_id=edited,
+                    expected_version=im.annotation_version,
+                    annotations=kept,
+                    author="late",
+                )
+        return mv
+
+    monkeypatch.setattr(runs, "_training_set", recording_training_set)
+    monkeypatch.setattr(runs, "train_stage", train_then_edit)
+    out = run_round(
+        _context("round"), stages=["assist_net", "yolo_seg"], epochs=1, k=1, device="cpu"
+    )
+    assert set(out["stages"]) == {"assist_net", "yolo_seg"}
+    assert trained_on["assist_net"] == trained_on["yolo_seg"]
+    with session_scope() as s:
+        snaps = [mv.train_snapshot for mv in s.exec(select(ModelVersion)).all()]
+    assert len(snaps) == 2 and snaps[0] == snaps[1]
+    assert sorted(trained_on["yolo_seg"]) == snaps[0]["image_ids"]
+
+
+def test_an_evaluate_job_reports_its_progress(round_project):
+    from db.models import Job
+    from db.session import session_scope
+    from jobs.tasks import run_evaluate
+    from services.model_runs import train_stage
+    from services.projects import get_or_create_project
+    from services.registry import ensure_holdout
+
+    with session_scope() as s:
+        project = get_or_create_project(s)
+        ensure_holdout(s, project)
+        train_stage(s, project, "assist_net", epochs=1, device="cpu")
+    ctx = _context("evaluate")
+    seen: list[float] = []
+    report = ctx.report
+
+    def spy(**kw):
+        if kw.get("progress") is not None:
+            seen.append(kw["progress"])
+        report(**{**kw, "force": True})
+
+    ctx.report = spy
+    result = run_evaluate(ctx, stage="assist_net", device="cpu")
+    assert "mean_iou" in result["metrics"]
+    assert len(seen) >= 2 and seen[-1] == 1.0 and seen == sorted(seen)
+    with session_scope() as s:
+        assert s.get(Job, ctx.job_id).progress == 1.0
+
+
+def test_a_job_with_a_parameter_its_handler_lacks_is_refused(store):
+    from db.session import session_scope
+    from jobs.service import create_job
+    from services.errors import Invalid
+
+    with session_scope() as s, pytest.raises(Invalid, match="params.split"):
+        create_job(s, "evaluate", {"stage": "albert", "split": "test"})

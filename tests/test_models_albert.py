@@ -12,7 +12,8 @@ import torch
 from models.albert.config import AlbertConfig
 from models.albert.losses import bce_loss, dice_loss, focal_loss, soft_iou_loss, weighted_ce
 from models.albert.matching import dice_cost, linear_assignment, match
-from models.albert.stage import gaussian_prior, part_prior_boost, warmup_cosine
+from models.albert.optim import warmup_cosine
+from models.albert.priors import gaussian_prior, part_prior_boost
 from models.base import CheckpointError
 
 LOG2 = math.log(2)

@@ -147,7 +147,7 @@ def test_trained_assist_net_version_becomes_the_default_assistant(db_session, la
 
 def test_embed_images_is_a_no_op_for_weight_free_back_ends(db_session, labelled_project):
     from db.models import Image
-    from services.model_runs import embed_images
+    from services.assist import embed_images
 
     ids = [im.id for im in db_session.exec(select(Image)).all()]
     out = embed_images(db_session, labelled_project, ids)

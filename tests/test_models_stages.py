@@ -43,9 +43,7 @@ def test_stage_builds_tiny_and_predicts(name, images, tmp_path):
     _check(res, images)
     if name in ("pipeline", "part_classifier"):
         for r in res:
-            assert "damaged" in r.instances.probs and len(
-                r.instances.data.get("damaged_prob", [])
-            ) == len(r.instances)
+            assert r.instances.probs["damaged"].shape == (len(r.instances), 2)
     path = stage.save(tmp_path / f"{name}-v1.pt")
     again = load(path, device="cpu")
     assert type(again) is type(stage)
@@ -176,7 +174,6 @@ def test_pipeline_overlapped_batch_equals_one_by_one(images):
         np.testing.assert_allclose(
             a.instances.probs["damaged"], b.instances.probs["damaged"], atol=1e-5
         )
-        assert a.instances.data["damaged_prob"] == pytest.approx(b.instances.data["damaged_prob"])
 
 
 def test_pipeline_main_thread_takes_over_unstarted_classification(images):

@@ -6,8 +6,10 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel
 from sqlmodel import Session
 
-from api.deps import current_user, db_session
+from api.deps import current_user, db_session, request_token, service_errors
+from api.schemas import LoginAnswer, Me, Revoked
 from db.models import User
+from services import projects as project_service
 from services import users as user_service
 
 router = APIRouter(tags=["auth"])
@@ -18,24 +20,15 @@ class LoginBody(BaseModel):
     password: str
 
 
-class LoginAnswer(BaseModel):
-    token: str
-    token_type: str = "bearer"
-    username: str
-    role: str
-    permissions: list[str]
-
-
-class Me(BaseModel):
-    username: str
-    role: str
-    permissions: list[str]
-
-
-@router.post("/login", response_model=LoginAnswer)
-def login(body: LoginBody, session: Session = Depends(db_session)) -> LoginAnswer:
-    """Exchange a user name and password for a bearer token."""
-    user = user_service.authenticate(session, body.username, body.password)
+@router.post(
+    "/login", responses={429: {"description": "too many failed sign-ins; see Retry-After"}}
+)
+def login(body: LoginBody, request: Request, session: Session = Depends(db_session)) -> LoginAnswer:
+    """Exchange a user name and password for a bearer token. Repeated failures for a name or
+    from an address lock it out for a while (429 with ``Retry-After``)."""
+    address = request.client.host if request.client else None
+    with service_errors():
+        user = user_service.authenticate(session, body.username, body.password, address=address)
     if user is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Wrong user name or password.")
     token = user_service.issue_token(session, user)
@@ -50,21 +43,17 @@ def login(body: LoginBody, session: Session = Depends(db_session)) -> LoginAnswe
 @router.post("/logout")
 def logout(
     request: Request, user: User = Depends(current_user), session: Session = Depends(db_session)
-) -> dict:
+) -> Revoked:
     """Revoke the token this request was made with."""
-    header = request.headers.get("authorization", "")
-    token = (
-        header[7:].strip()
-        if header.lower().startswith("bearer ")
-        else request.query_params.get("token", "")
-    )
-    return {"revoked": user_service.revoke_token(session, token)}
+    return Revoked(revoked=user_service.revoke_token(session, request_token(request)))
 
 
-@router.get("/me", response_model=Me)
-def me(user: User = Depends(current_user)) -> Me:
+@router.get("/me")
+def me(user: User = Depends(current_user), session: Session = Depends(db_session)) -> Me:
+    """Who the token belongs to, what its role may do, and the projects it may work in."""
     return Me(
         username=user.username,
         role=user.role.value,
         permissions=sorted(user_service.permissions(user.role)),
+        **project_service.membership_summary(session, user),
     )

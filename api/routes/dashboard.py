@@ -2,44 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from api.deps import current_project, db_session, require, service_errors
-from db.models import ModelVersion, Project, User
-from services.throughput import annotator_throughput
+from api.schemas import RetrainAnswer, Stats
+from db.models import Project, User
+from services import dashboard as dashboard_service
 
 router = APIRouter(tags=["dashboard"])
-
-
-def model_version_rows(session: Session) -> list[dict[str, Any]]:
-    rows = session.exec(
-        select(ModelVersion).order_by(ModelVersion.stage, ModelVersion.version.desc())
-    ).all()
-    return [
-        {
-            "name": m.name,
-            "stage": m.stage,
-            "version": m.version,
-            "promoted": m.promoted,
-            "metrics": m.metrics or {},
-            "created_at": m.created_at.isoformat(),
-        }
-        for m in rows
-    ]
-
-
-def dashboard_data(session: Session, project: Project) -> dict[str, Any]:
-    from services.stats import project_stats
-
-    return {
-        "stats": project_stats(session, project),
-        "throughput": annotator_throughput(session, project.id),
-        "models": model_version_rows(session),
-    }
 
 
 @router.get("/stats")
@@ -47,10 +21,10 @@ def stats(
     user: User = Depends(require("dashboard")),
     project: Project = Depends(current_project),
     session: Session = Depends(db_session),
-) -> dict[str, Any]:
+) -> Stats:
     """Counts per status, group and class; per-annotator throughput; model versions with metrics."""
     with service_errors():
-        return dashboard_data(session, project)
+        return Stats.model_validate(dashboard_service.dashboard_data(session, project))
 
 
 class RetrainBody(BaseModel):
@@ -60,30 +34,22 @@ class RetrainBody(BaseModel):
     config: Literal["tiny", "small", "base"] = "tiny"
 
 
-def start_retraining(
-    username: str, stages: list[str] | None = None, config: str = "tiny"
-) -> dict[str, Any]:
-    """Enqueue an active-learning round through ``jobs.rounds.start_round``."""
-    try:
-        from jobs.rounds import start_round
-    except ImportError as e:
-        raise HTTPException(
-            503, detail=f"retraining jobs are not available in this build ({e})"
-        ) from e
-    with service_errors():
-        job = start_round(created_by=username, stages=stages, config=config)
-    job_id = getattr(job, "id", job)
-    return {
-        "job_id": job_id,
-        "status": str(getattr(getattr(job, "status", None), "value", "queued")),
-    }
-
-
 @router.post("/retrain")
 def retrain(
-    body: RetrainBody | None = None, user: User = Depends(require("retrain"))
-) -> dict[str, Any]:
+    body: RetrainBody | None = None,
+    user: User = Depends(require("retrain")),
+    project: Project = Depends(current_project),
+    session: Session = Depends(db_session),
+) -> RetrainAnswer:
     """Start a retraining round (train, evaluate, promote, pre-annotate, select); returns the
     job id. The body is optional: ``{"stages": ["yolo_seg", "assist_net"], "config": "tiny"}``."""
     body = body or RetrainBody()
-    return start_retraining(user.username, body.stages, body.config)
+    with service_errors():
+        job = dashboard_service.start_retraining(
+            session,
+            project=project,
+            username=user.username,
+            stages=body.stages,
+            config=body.config,
+        )
+    return RetrainAnswer(job_id=job.id, status=job.status)

@@ -1,5 +1,7 @@
 """Background jobs over HTTP: start (POST /jobs), watch (GET /jobs/{id}), cancel
-(DELETE /jobs/{id}), retry (POST /jobs/{id}/retry), read the log (GET /jobs/{id}/log)."""
+(DELETE /jobs/{id}), retry (POST /jobs/{id}/retry), read the log (GET /jobs/{id}/log).
+
+Every route answers for the served project's jobs only: another project's job id is 404."""
 
 from __future__ import annotations
 
@@ -10,12 +12,17 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from api.deps import db_session, require, service_errors
-from db.models import User
+from api.deps import current_project, db_session, require, service_errors
+from api.schemas import JobOut
+from db.models import Job, Project, User
 from jobs import service as job_service
 from jobs.runner import recover_stale_jobs
 
 router = APIRouter(tags=["jobs"])
+
+
+def _out(job: Job) -> JobOut:
+    return JobOut.model_validate(job_service.job_dict(job))
 
 
 class JobIn(BaseModel):
@@ -29,59 +36,78 @@ def list_jobs(
     kind: str | None = None,
     limit: int = Query(default=50, ge=1, le=500),
     user: User = Depends(require("view")),
+    project: Project = Depends(current_project),
     session: Session = Depends(db_session),
-) -> list[dict[str, Any]]:
-    """Recent jobs, newest first."""
+) -> list[JobOut]:
+    """The project's recent jobs, newest first."""
     recover_stale_jobs()
     with service_errors():
-        return [
-            job_service.job_dict(j)
-            for j in job_service.list_jobs(session, status=status, kind=kind, limit=limit)
-        ]
+        jobs = job_service.list_jobs(
+            session, project=project, status=status, kind=kind, limit=limit
+        )
+        return [_out(j) for j in jobs]
 
 
 @router.post("/jobs", status_code=201)
 def start_job(
-    body: JobIn, user: User = Depends(require("retrain")), session: Session = Depends(db_session)
-) -> dict[str, Any]:
-    """Queue a job; the worker picks it up. Returns the job with its id."""
+    body: JobIn,
+    user: User = Depends(require("retrain")),
+    project: Project = Depends(current_project),
+    session: Session = Depends(db_session),
+) -> JobOut:
+    """Queue a job on the project; the worker picks it up. Returns the job with its id."""
     with service_errors():
-        job = job_service.create_job(session, body.kind, body.params, created_by=user.username)
-    return job_service.job_dict(job)
+        job = job_service.create_job(
+            session, body.kind, body.params, created_by=user.username, project=project
+        )
+    return _out(job)
 
 
 @router.get("/jobs/{job_id}")
 def get_job(
-    job_id: int, user: User = Depends(require("view")), session: Session = Depends(db_session)
-) -> dict[str, Any]:
+    job_id: int,
+    user: User = Depends(require("view")),
+    project: Project = Depends(current_project),
+    session: Session = Depends(db_session),
+) -> JobOut:
     """Status, stage, progress (0..1), epoch, loss, message, error and result."""
     recover_stale_jobs()
     with service_errors():
-        job = job_service.get_job(session, job_id)
+        job = job_service.get_job(session, job_id, project)
         session.refresh(job)
-        return job_service.job_dict(job)
+        return _out(job)
 
 
 @router.get("/jobs/{job_id}/log", response_class=PlainTextResponse)
 def job_log(
-    job_id: int, user: User = Depends(require("view")), session: Session = Depends(db_session)
+    job_id: int,
+    user: User = Depends(require("view")),
+    project: Project = Depends(current_project),
+    session: Session = Depends(db_session),
 ) -> str:
     with service_errors():
-        return job_service.read_log(job_service.get_job(session, job_id))
+        return job_service.read_log(job_service.get_job(session, job_id, project))
 
 
 @router.delete("/jobs/{job_id}")
 def cancel_job(
-    job_id: int, user: User = Depends(require("retrain")), session: Session = Depends(db_session)
-) -> dict[str, Any]:
+    job_id: int,
+    user: User = Depends(require("retrain")),
+    project: Project = Depends(current_project),
+    session: Session = Depends(db_session),
+) -> JobOut:
     """Cancel: a queued job never starts; a running one stops at its next progress report."""
     with service_errors():
-        return job_service.job_dict(job_service.cancel_job(session, job_id))
+        return _out(job_service.cancel_job(session, job_id, project))
 
 
 @router.post("/jobs/{job_id}/retry")
 def retry_job(
-    job_id: int, user: User = Depends(require("retrain")), session: Session = Depends(db_session)
-) -> dict[str, Any]:
+    job_id: int,
+    user: User = Depends(require("retrain")),
+    project: Project = Depends(current_project),
+    session: Session = Depends(db_session),
+) -> JobOut:
+    """Queue a failed or cancelled job again."""
     with service_errors():
-        return job_service.job_dict(job_service.retry_job(session, job_id))
+        return _out(job_service.retry_job(session, job_id, project))

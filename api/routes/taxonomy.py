@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from api.deps import current_project, require
+from api.schemas import TaxonomyOut
 from db.models import Project, User
 from services.projects import project_taxonomy
 
@@ -14,7 +15,7 @@ router = APIRouter(tags=["taxonomy"])
 @router.get("/taxonomy")
 def taxonomy(
     user: User = Depends(require("view")), project: Project = Depends(current_project)
-) -> dict:
+) -> TaxonomyOut:
     """``{"classes": [{id, name, group, display_name, color}, ...], "counts": {group: n}}``."""
     tax = project_taxonomy(project)
-    return {"classes": tax.as_list(), "counts": tax.counts()}
+    return TaxonomyOut.model_validate({"classes": tax.as_list(), "counts": tax.counts()})

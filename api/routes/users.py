@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends, HTTPException
-from pydantic import BaseModel
-from sqlmodel import Session, select
+from pydantic import BaseModel, Field
+from sqlmodel import Session
 
 from api.deps import db_session, require
+from api.schemas import UserProjects, UserPublic
 from db.models import Role, User
 from services import users as user_service
 
@@ -19,34 +18,117 @@ class NewUser(BaseModel):
     username: str
     password: str
     role: Role = Role.annotator
+    projects: list[str] | None = Field(
+        default=None,
+        description="the projects the user may work in; default: the one this server serves",
+    )
 
 
-def _public(u: User) -> dict[str, Any]:
-    return {
-        "username": u.username,
-        "role": u.role.value,
-        "active": u.active,
-        "created_at": u.created_at.isoformat(),
-    }
+class ProjectsBody(BaseModel):
+    projects: list[str] = Field(description="every project the user is to be a member of")
+
+
+def _public(u: User) -> UserPublic:
+    return UserPublic(
+        username=u.username, role=u.role, active=u.active, created_at=u.created_at.isoformat()
+    )
 
 
 @router.get("/users")
 def list_users(
     user: User = Depends(require("users")), session: Session = Depends(db_session)
-) -> list[dict[str, Any]]:
+) -> list[UserPublic]:
     """Every account with its role (never a password hash)."""
-    return [_public(u) for u in session.exec(select(User).order_by(User.username)).all()]
+    return [_public(u) for u in user_service.list_users(session)]
 
 
 @router.post("/users", status_code=201)
 def add_user(
     body: NewUser, user: User = Depends(require("users")), session: Session = Depends(db_session)
-) -> dict[str, Any]:
+) -> UserPublic:
     """Create an account; 422 for a taken name or a password shorter than 8 characters."""
     try:
         created = user_service.create_user(
-            session, username=body.username, password=body.password, role=body.role
+            session,
+            username=body.username,
+            password=body.password,
+            role=body.role,
+            projects=body.projects,
         )
     except user_service.UserError as e:
         raise HTTPException(422, detail=str(e)) from e
     return _public(created)
+
+
+class NewPassword(BaseModel):
+    password: str
+
+
+def _changed(session: Session, change, username: str, **kw) -> UserPublic:
+    try:
+        return _public(change(session, username=username, **kw))
+    except user_service.UnknownUser as e:
+        raise HTTPException(404, detail=str(e)) from e
+    except user_service.UserError as e:
+        raise HTTPException(422, detail=str(e)) from e
+
+
+@router.post("/users/{username}/disable")
+def disable_user(
+    username: str,
+    user: User = Depends(require("users")),
+    session: Session = Depends(db_session),
+) -> UserPublic:
+    """Disable an account and sign it out everywhere at once (its tokens are revoked)."""
+    return _changed(session, user_service.disable_user, username)
+
+
+@router.post("/users/{username}/enable")
+def enable_user(
+    username: str,
+    user: User = Depends(require("users")),
+    session: Session = Depends(db_session),
+) -> UserPublic:
+    """Let a disabled account sign in again (with a new sign-in; old tokens stay revoked)."""
+    return _changed(session, user_service.enable_user, username)
+
+
+@router.put("/users/{username}/password")
+def set_password(
+    username: str,
+    body: NewPassword,
+    user: User = Depends(require("users")),
+    session: Session = Depends(db_session),
+) -> UserPublic:
+    """Set an account's password; every token it holds is revoked."""
+    return _changed(session, user_service.set_password, username, password=body.password)
+
+
+@router.get("/users/{username}/projects")
+def user_projects(
+    username: str,
+    user: User = Depends(require("users")),
+    session: Session = Depends(db_session),
+) -> UserProjects:
+    """The projects an account is a member of (admins may work in every project)."""
+    try:
+        return UserProjects.model_validate(user_service.project_access(session, username=username))
+    except user_service.UnknownUser as e:
+        raise HTTPException(404, detail=str(e)) from e
+
+
+@router.put("/users/{username}/projects")
+def set_user_projects(
+    username: str,
+    body: ProjectsBody,
+    user: User = Depends(require("users")),
+    session: Session = Depends(db_session),
+) -> UserProjects:
+    """Make an account a member of exactly these projects; 422 naming an unknown project."""
+    try:
+        user_service.set_user_projects(session, username=username, projects=body.projects)
+        return UserProjects.model_validate(user_service.project_access(session, username=username))
+    except user_service.UnknownUser as e:
+        raise HTTPException(404, detail=str(e)) from e
+    except user_service.UserError as e:
+        raise HTTPException(422, detail=str(e)) from e

@@ -1,5 +1,5 @@
-"""ALBERT as a registered stage: data preparation, training (AdamW, layer-wise lr decay,
-warm-up + cosine), inference (eq. 10 with the optional eq. 14 and eq. 20 priors), files.
+"""ALBERT as a registered stage: training (AdamW, layer-wise lr decay, warm-up + cosine),
+inference (eq. 10 with the optional eq. 14 and eq. 20 priors), files.
 
 Probability vectors returned per instance (``Instances.probs``):
 - ``"damage"``: ``(N, n_damage + 1)`` softmax; columns 0..n_damage-1 follow
@@ -7,6 +7,9 @@ Probability vectors returned per instance (``Instances.probs``):
 - ``"part"``: ``(N, n_part + 1)`` softmax, same layout. Sums to 1.
 - ``"fake"``: ``(N, n_fake)`` independent sigmoids (fakes can co-occur).
 Embeddings: the decoder's query vector per instance, the mean encoder token per image.
+
+torch and the network modules (``model``, ``data``, ``optim``, ``priors``) are imported
+inside the methods, so the registry can ask this class what it can do cheaply.
 """
 
 from __future__ import annotations
@@ -14,139 +17,44 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from core.geometry import mask_to_shape, masks_iou_matrix
 from core.instances import ImageResult, Instances
-from core.records import ImageRecord
 from core.taxonomy import GROUPS, Taxonomy, default_taxonomy
 from models.albert.config import AlbertConfig
-from models.albert.losses import Target, albert_loss
-from models.albert.model import AlbertModel
 from models.base import (
     Progress,
     TrainingSet,
     TrainResult,
     check_images,
-    limit_cpu_threads,
-    load_checkpoint,
     resolve_device,
-    restore_weights,
-    save_checkpoint,
     taxonomy_counts,
 )
 from models.registry import register_stage
+from models.torch_stage import TorchStage
 
-MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1) * 255
-STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1) * 255
-HEADS = ("damage", "fake", "part")
-
-
-def to_input(image: np.ndarray, size: int) -> torch.Tensor:
-    """``(H, W, 3)`` uint8 -> ``(3, S, S)`` float, ImageNet-normalised (aspect not kept)."""
-    import cv2
-
-    im = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-    return (torch.from_numpy(im).permute(2, 0, 1).float() - MEAN) / STD
-
-
-def record_target(rec: ImageRecord, taxonomy: Taxonomy, mask_size: int) -> Target:
-    """Ground truth of one image at mask-feature resolution; a damage or fake instance's part
-    is its ``part_id`` attribute, else the labelled part it overlaps most."""
-    import cv2
-
-    counts = taxonomy_counts(taxonomy)
-    inst = rec.instances
-    h, w = rec.height, rec.width
-    full = inst.masks(h, w)
-    groups = [taxonomy.by_id(int(c)).group for c in inst.class_ids]
-    part_ids = [i for i, g in enumerate(groups) if g == "part"]
-    m = len(inst)
-    damage = torch.full((m,), counts["damage"], dtype=torch.long)
-    part = torch.full((m,), counts["part"], dtype=torch.long)
-    fake = torch.zeros((m, counts["fake"]))
-    head = torch.zeros(m, dtype=torch.long)
-    index = torch.zeros(m, dtype=torch.long)
-    for i, (c, g) in enumerate(zip(inst.class_ids, groups, strict=True)):
-        idx = taxonomy.head_index(int(c))
-        head[i], index[i] = HEADS.index(g), idx
-        if g == "part":
-            part[i] = idx
-            continue
-        if g == "damage":
-            damage[i] = idx
-        else:
-            fake[i, idx] = 1.0
-        pid = inst.attributes[i].get("part_id") if inst.attributes else None
-        if pid is not None and int(pid) in taxonomy and taxonomy.by_id(int(pid)).group == "part":
-            part[i] = taxonomy.head_index(int(pid))
-        elif part_ids:
-            overlap = [(full[i] & full[j]).sum() for j in part_ids]
-            if max(overlap) > 0:
-                part[i] = taxonomy.head_index(
-                    int(inst.class_ids[part_ids[int(np.argmax(overlap))]])
-                )
-    small = (
-        np.stack(
-            [
-                cv2.resize(
-                    f.astype(np.float32), (mask_size, mask_size), interpolation=cv2.INTER_AREA
-                )
-                for f in full
-            ]
-        )
-        if m
-        else np.zeros((0, mask_size, mask_size), np.float32)
-    )
-    return Target(torch.from_numpy(small), damage, part, fake, head, index)
-
-
-def param_groups(model: AlbertModel, cfg: AlbertConfig) -> list[dict[str, Any]]:
-    """Layer-wise lr decay: block i of L gets lr * decay^(L - i); the embedding decay^(L + 1);
-    neck, decoder and heads the full lr. Norms and biases get no weight decay."""
-    depth = len(model.encoder.blocks)
-    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
-    for name, p in model.named_parameters():
-        if name.startswith("encoder.blocks."):
-            scale = cfg.layer_decay ** (depth - int(name.split(".")[2]))
-        elif name.startswith("encoder.norm"):
-            scale = 1.0
-        elif name.startswith("encoder."):
-            scale = cfg.layer_decay ** (depth + 1)
-        else:
-            scale = 1.0
-        wd = (
-            0.0
-            if p.ndim == 1
-            or name.endswith("pos_embed")
-            or name.endswith("query")
-            or name.endswith("memory_pos")
-            else cfg.weight_decay
-        )
-        groups.setdefault((scale, wd), []).append(p)
-    return [
-        {"params": ps, "lr": cfg.lr * s, "lr_scale": s, "weight_decay": wd}
-        for (s, wd), ps in groups.items()
-    ]
-
-
-def warmup_cosine(step: int, warmup: int, total: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+if TYPE_CHECKING:
+    import torch
 
 
 @register_stage("albert")
-class AlbertStage:
+class AlbertStage(TorchStage):
     config_class = AlbertConfig
-    name = "albert"
+    title = "ALBERT"
+    module_attr = "model"
+    architecture = "ALBERT's architecture"
+    start_weight_fields = ("vit_weights",)
+    #: ALBERT has all three heads
+    eval_groups = GROUPS
 
     def __init__(self, config: AlbertConfig | None = None, taxonomy: Taxonomy | None = None):
-        limit_cpu_threads()
+        import torch
+
+        from models.albert.model import AlbertModel
+
         self.config = config or AlbertConfig.from_preset("tiny")
         self.taxonomy = taxonomy or default_taxonomy()
         self.counts = taxonomy_counts(self.taxonomy)
@@ -173,6 +81,12 @@ class AlbertStage:
         progress: Progress | None = None,
         out_path: str | Path | None = None,
     ) -> TrainResult:
+        import torch
+
+        from models.albert.data import record_target, target_to, to_input
+        from models.albert.losses import albert_loss
+        from models.albert.optim import param_groups, warmup_cosine
+
         cfg = config or self.config
         self.config = cfg
         if not len(dataset):
@@ -207,7 +121,7 @@ class AlbertStage:
                     x[flip] = x[flip].flip(-1)
                 x = x.to(self.device)
                 tg = [
-                    _target_to(
+                    target_to(
                         targets[int(i)].mirrored(mirrors) if f else targets[int(i)], self.device
                     )
                     for i, f in zip(idx, flip.tolist(), strict=True)
@@ -248,6 +162,7 @@ class AlbertStage:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world <= 1:
             return self.model, 0, 1
+        import torch
         import torch.distributed as dist
         from torch.nn.parallel import DistributedDataParallel
 
@@ -266,12 +181,17 @@ class AlbertStage:
         return net, dist.get_rank(), dist.get_world_size()
 
     # -- inference ------------------------------------------------------------------
-    @torch.inference_mode()
     def forward_images(self, images: list[np.ndarray]) -> dict[str, torch.Tensor]:
-        x = torch.stack([to_input(im, self.config.image_size) for im in images]).to(self.device)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            out = self.model(x)
-        return {k: v.float().cpu() for k, v in out.items()}
+        import torch
+
+        from models.albert.data import to_input
+
+        with torch.inference_mode():
+            x = torch.stack([to_input(im, self.config.image_size) for im in images])
+            x = x.to(self.device)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                out = self.model(x)
+            return {k: v.float().cpu() for k, v in out.items()}
 
     def predict(self, images: list[np.ndarray]) -> list[ImageResult]:
         check_images(images)
@@ -288,6 +208,8 @@ class AlbertStage:
     def postprocess(self, out: dict[str, torch.Tensor], height: int, width: int) -> ImageResult:
         """One image's raw outputs -> instances in original pixels (eq. 10, 14, 20)."""
         import cv2
+
+        from models.albert.priors import gaussian_prior, part_prior_boost
 
         cfg = self.config
         mprob = out["masks"].sigmoid().numpy()  # (N, h, w)
@@ -321,7 +243,7 @@ class AlbertStage:
             idx = int((pd[i, :-1], pf[i], pp[i, :-1])[head[i]].argmax())
             shapes.append(shape)
             kept.append(i)
-            cids.append(self.taxonomy.class_at(HEADS[head[i]], idx).id)
+            cids.append(self.taxonomy.class_at(GROUPS[head[i]], idx).id)
         kept_a = np.asarray(kept, dtype=np.int64)
         inst = Instances(
             shapes=shapes,
@@ -332,75 +254,6 @@ class AlbertStage:
         )
         return ImageResult(inst, image_embedding=out["image"].numpy(), meta={"stage": self.name})
 
-    # -- files ------------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        return save_checkpoint(
-            path,
-            stage=self.name,
-            config=self.config,
-            class_counts=self.counts,
-            state_dict={k: v.cpu() for k, v in self.model.state_dict().items()},
-            extra={"taxonomy": self.taxonomy.as_list()},
-        )
-
-    @classmethod
-    def load(
-        cls, path: str | Path, taxonomy: Taxonomy | None = None, device: str = "auto", **_: Any
-    ) -> AlbertStage:
-        taxonomy = taxonomy or default_taxonomy()
-        payload = load_checkpoint(path, stage=cls.name, class_counts=taxonomy_counts(taxonomy))
-        cfg = AlbertConfig.from_dict({**payload["config"], "device": device, "vit_weights": None})
-        stage = cls(cfg, taxonomy)
-        restore_weights(stage.model, payload["state_dict"], path, "ALBERT's architecture")
-        return stage
-
-    def evaluate(self, dataset: TrainingSet) -> dict[str, Any]:
-        from models.albert.metrics import classification_metrics, coco_mask_ap
-
-        pairs = []
-        for i, rec in enumerate(dataset.records):
-            img = dataset.load_image(i)
-            pred = self.predict([img])[0].instances
-            pairs.append((pred, rec.instances, img.shape[0], img.shape[1]))
-        out: dict[str, Any] = {}
-        for g in HEADS:
-            out[g] = classification_metrics(pairs, dataset.taxonomy, g)
-            out[g]["coco"] = coco_mask_ap(pairs, dataset.taxonomy, g)
-        return out
-
-
-def part_prior_boost(
-    zd: torch.Tensor, mprob: np.ndarray, pp: np.ndarray, alpha: float, tau: float
-) -> torch.Tensor:
-    """Eq. 20: z_d' = z_d + alpha * mean of the query's mask over the part region R_p, with R_p
-    the most overlapped confident part mask of the same image. No-object logits stay."""
-    parts = [j for j in range(len(pp)) if pp[j, :-1].max() > tau]
-    if not parts:
-        return zd
-    regions = mprob[parts] > 0.5
-    boost = np.zeros(len(mprob), dtype=np.float32)
-    for i in range(len(mprob)):
-        means = [mprob[i][r].mean() for r in regions if r.any()]
-        boost[i] = max(means) if means else 0.0
-    zd = zd.clone()
-    zd[:, :-1] += alpha * torch.from_numpy(boost)[:, None]
-    return zd
-
-
-def gaussian_prior(m: np.ndarray, sigma_scale: float) -> np.ndarray:
-    """Eq. 14: M * exp(-((i-i*)^2 + (j-j*)^2) / (2 sigma^2)) around the mask's weighted centre;
-    sigma = sigma_scale * sqrt(area above 0.5), so it sharpens without erasing the instance."""
-    area = float((m > 0.5).sum())
-    if area == 0:
-        return m
-    yy, xx = np.mgrid[0 : m.shape[0], 0 : m.shape[1]]
-    w = m / m.sum()
-    cy, cx = float((yy * w).sum()), float((xx * w).sum())
-    sigma = sigma_scale * math.sqrt(area)
-    return m * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma**2))
-
-
-def _target_to(t: Target, device: torch.device) -> Target:
-    return Target(
-        *(getattr(t, f).to(device) for f in ("masks", "damage", "part", "fake", "head", "index"))
-    )
+    # -- files (TorchStage's save/load) ------------------------------------------------
+    def checkpoint_extra(self) -> dict[str, Any]:
+        return {"taxonomy": self.taxonomy.as_list()}

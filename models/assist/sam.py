@@ -17,7 +17,7 @@ import numpy as np
 
 from models.assist.base import Assistant, EmbeddingCache, image_sha256
 from models.assist.sam_decode import DecoderState, supports_cached_decoder, upsample_window
-from models.base import CheckpointError, limit_cpu_threads, resolve_device
+from models.base import CheckpointError, resolve_device
 
 SAM_TYPES = ("vit_b", "vit_l", "vit_h")
 
@@ -76,7 +76,6 @@ class SamAssistant(Assistant):
                 f"SAM checkpoint {checkpoint} does not exist; download sam_{model_type} weights yourself and "
                 f"set PANELBEATER_SAM_CHECKPOINT to the file, or unset it to use a weight-free back end"
             )
-        limit_cpu_threads()
         self.device, _ = resolve_device(device)
         sam = _load_sam(
             model_type, None if checkpoint is None else str(checkpoint), str(self.device)
@@ -187,7 +186,6 @@ class MobileSamAssistant(Assistant):
             )
         from ultralytics.models.sam.predict import Predictor
 
-        limit_cpu_threads()
         dev, _ = resolve_device(device)
         self._torch = torch
         self.predictor = Predictor(

@@ -1,7 +1,9 @@
 """Cheap per-image descriptors for cold-start diversity, cached on disk by image sha256.
 
 Stored as ``<cache_dir>/al_descriptors/<sha256[:2]>/<sha256>.npy`` (float16), so they are
-computed once per photo and shared by every project and worker using the data dir.
+computed once per photo and shared by every project and worker using the data dir. Each
+file is written whole (:func:`core.files.atomic_write`), so two workers describing the same
+photo at once never leave a torn file.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 
 from active_learning.diversity import image_descriptor
 from core.config import get_settings
+from core.files import atomic_write
 from db.models import Image
 
 #: Images are shrunk to this longest side before describing them (speed; the descriptor is coarse).
@@ -24,6 +27,7 @@ def descriptor_path(sha256: str) -> Path:
 
 
 def compute_descriptor(image: Image) -> np.ndarray:
+    """``(D,)`` float32 descriptor of the image file (see :func:`image_descriptor`)."""
     from services.images import load_image_array
 
     return image_descriptor(load_image_array(image, max_side=DESCRIPTOR_MAX_SIDE))
@@ -40,11 +44,8 @@ def ensure_descriptors(
     for i, im in enumerate(images):
         path = descriptor_path(im.sha256)
         if force or not path.is_file():
-            d = compute_descriptor(im).astype(np.float16)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{i}.tmp.npy")
-            np.save(tmp, d)
-            tmp.replace(path)
+            with atomic_write(path) as f:
+                np.save(f, compute_descriptor(im).astype(np.float16))
             done += 1
         if progress:
             progress(i + 1, len(images))

@@ -1,0 +1,129 @@
+// What the user can do to the open photo, whatever the key or button that asked: pick a class,
+// draw and delete polygons, accept or reject predictions, ask the assist back end for a mask,
+// set the workflow status, and show or hide a group. Edits go through app.change (edits.js).
+function PBActions(app) {
+  const { S, root, $, msg } = app;
+  const G = PBGeometry;
+  // Drawn and assisted polygons get the current class, or the first damage class.
+  const drawClass = () => S.currentClass || (S.classes.find((c) => c.group === 'damage') || {}).id;
+  function newAnn(cid, geometry, source) { return { key: S.uid++, id: null, class_id: cid, group: app.cls(cid).group, geometry, attributes: {}, source, prediction_id: null }; }
+
+  // ---- classes ----
+  function pickClass(id) {
+    S.currentClass = id;
+    S.recent = [id, ...S.recent.filter((x) => x !== id)].slice(0, 9);
+    const a = app.selAnn();
+    if (a && a.class_id !== id) app.change(() => { a.class_id = id; a.group = app.cls(id).group; });
+    app.renderClassList(); app.persist();
+  }
+
+  // ---- tools and drawing ----
+  function setTool(t) {
+    if ((t === 'hole' || t === 'part') && !app.selAnn()) { msg('Select a polygon first.', true); t = 'select'; }
+    S.tool = t; S.draw = (t === 'draw' || t === 'hole' || t === 'part') ? { points: [], target: t } : null;
+    if (t !== 'assist') clearAssist(true);
+    root.querySelectorAll('[data-tool]').forEach((b) => b.classList.toggle('pb-active', b.dataset.tool === t));
+    const shell = root.querySelector('.pb-app'); if (shell) shell.dataset.tool = t;
+    app.renderDraw();
+  }
+  // The drawn ring becomes a new annotation, another part of the selected one, or a hole in the
+  // selected one's polygon that holds its first point.
+  function finishDrawing() {
+    const D = S.draw; if (!D || D.points.length < 3) { msg('A polygon needs at least 3 vertices.', true); return; }
+    const ring = D.points.map((q) => [q[0], q[1]]);
+    if (D.target === 'draw') {
+      const cid = drawClass();
+      app.change(() => { const a = newAnn(cid, [{ exterior: ring, holes: [] }], 'manual'); S.anns.push(a); S.sel = a.key; });
+    } else {
+      const a = app.selAnn(); if (!a) return;
+      app.change(() => {
+        if (D.target === 'part') a.geometry.push({ exterior: ring, holes: [] });
+        else { const poly = a.geometry.find((p) => G.inRing(ring[0], p.exterior)) || a.geometry[0]; (poly.holes = poly.holes || []).push(ring); }
+      });
+    }
+    setTool('select');
+  }
+  function deleteSelected() {
+    const a = app.selAnn(); if (!a) return;
+    if (S.selV) return deleteVertex(...S.selV);
+    app.change(() => { S.anns = S.anns.filter((b) => b.key !== a.key); S.sel = null; });
+  }
+  // A ring keeps at least 3 vertices: deleting below that removes the hole, the part, or the
+  // whole annotation.
+  function deleteVertex(pi, ri, i) {
+    const a = app.selAnn(); if (!a) return;
+    const poly = a.geometry[pi], ring = G.ringOf(a.geometry, pi, ri);
+    app.change(() => {
+      if (ring.length > 3) ring.splice(i, 1);
+      else if (ri > 0) poly.holes.splice(ri - 1, 1);
+      else if (a.geometry.length > 1) a.geometry.splice(pi, 1);
+      else { S.anns = S.anns.filter((b) => b.key !== a.key); S.sel = null; }
+      S.selV = null;
+    });
+  }
+
+  // ---- assist: positive/negative points and a box go to the server, which answers a preview ----
+  function clearAssist(quiet) { S.assist = { points: [], labels: [], box: null, preview: null }; if (!quiet) app.renderDraw(); const i = $('.pb-assist-info'); if (i) i.textContent = ''; }
+  async function requestAssist() {
+    if (!S.image) return;
+    const A = S.assist, imageId = S.image.id, t0 = performance.now();
+    // Only the newest request may show its answer: prompts change faster than the server replies.
+    const seq = (S.assistSeq = (S.assistSeq || 0) + 1);
+    try {
+      const r = await app.api('POST', `/images/${imageId}/assist`, { points: A.points, labels: A.labels, box: A.box, tolerance: S.tolerance });
+      if (seq !== S.assistSeq || !S.image || S.image.id !== imageId) return;
+      A.preview = r.geometry; app.renderDraw();
+      S.stats.assists++; S.stats.lastAssist = performance.now() - t0;
+      $('.pb-assist-info').textContent = r.geometry.length ? `${r.backend} · score ${(+r.score).toFixed(2)} · Enter accepts` : `${r.backend}: nothing found; add points`;
+    } catch (e) { msg('Assist failed: ' + e.message, true); }
+  }
+  function acceptAssist() {
+    const A = S.assist; if (!A.preview || !A.preview.length) { msg('No assist preview to accept.', true); return; }
+    const cid = drawClass();
+    const geom = app.clone(A.preview);
+    app.change(() => { const a = newAnn(cid, geom, 'assisted'); S.anns.push(a); S.sel = a.key; });
+    clearAssist();
+  }
+
+  // ---- predictions ----
+  function predToAnn(p) { return { key: S.uid++, id: null, class_id: p.class_id, group: p.group, geometry: app.clone(p.geometry), attributes: {}, source: 'accepted_prediction', prediction_id: p.id }; }
+  function acceptPred(pid) { const p = S.preds.find((x) => x.id === pid); if (!p) return; app.change(() => { const a = predToAnn(p); S.anns.push(a); S.sel = a.key; S.selPred = null; }); }
+  async function rejectPred(pid) {
+    try { await app.api('POST', `/predictions/${pid}/state`, { state: 'rejected' }); const p = S.preds.find((x) => x.id === pid); if (p) p.state = 'rejected'; S.selPred = null; app.renderPreds(); msg('Prediction rejected.'); } catch (e) { msg(e.message, true); }
+  }
+  function acceptAllAbove() {
+    const t = +$('.pb-thr').value;
+    const todo = app.pendingPreds().filter((p) => p.score >= t && !S.hidden.has(p.group));
+    if (!todo.length) { msg('No pending prediction at or above ' + t); return; }
+    app.change(() => { for (const p of todo) S.anns.push(predToAnn(p)); });
+    msg(`Accepted ${todo.length} predictions.`);
+  }
+
+  // ---- workflow ----
+  async function setStatus(status, comment) {
+    if (!S.image) return;
+    if (S.saving) await app.waitSaved();
+    try {
+      const r = await app.api('POST', `/images/${S.image.id}/status`, { status, comment: comment || null });
+      S.image.status = r.status; S.image.review_comment = r.review_comment;
+      msg(`Photo ${S.image.id} is now ${r.status}.`); app.renderWorkflow();
+    } catch (e) { msg(e.message, true); }
+  }
+  // A fraud analyst's verdict on the photo: confirming accepts the pending fake-damage
+  // predictions; either way every damage that is fake, flagged or selected gets the verdict.
+  async function fraudDecision(isFake) {
+    const fakePreds = app.pendingPreds().filter((p) => p.group === 'fake');
+    app.change(() => {
+      if (isFake) for (const p of fakePreds) S.anns.push(predToAnn(p));
+      for (const a of S.anns) if (a.group !== 'part' && (a.group === 'fake' || (a.attributes && a.attributes.fake) || S.sel === a.key)) { a.attributes = a.attributes || {}; a.attributes.fake = isFake; }
+    });
+    if (!isFake) for (const p of fakePreds) await rejectPred(p.id);
+    msg(isFake ? 'Confirmed as fake damage.' : 'Cleared: not fake damage.');
+  }
+  function toggleGroup(g, hide) { if (hide) S.hidden.add(g); else S.hidden.delete(g); const cb = root.querySelector(`[data-group="${g}"]`); if (cb) cb.checked = !hide; app.renderAll(); app.renderPredList(); app.persist(); }
+
+  return {
+    pickClass, setTool, finishDrawing, deleteSelected, deleteVertex, clearAssist, requestAssist, acceptAssist,
+    acceptPred, rejectPred, acceptAllAbove, setStatus, fraudDecision, toggleGroup,
+  };
+}

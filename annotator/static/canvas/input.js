@@ -1,0 +1,177 @@
+// Input: the shell's buttons and fields, pointer gestures on the canvas, and the keyboard
+// shortcuts (annotator/shortcuts.py lists them for the help table). Handlers decide what was
+// asked and call actions; the drags (pan, vertex, move, assist box) live in S.drag.
+function PBInput(app) {
+  const { S, root, $ } = app;
+  const G = PBGeometry;
+
+  // Pointer position in image pixels, rounded to 0.01 px: the viewBox is in image pixels, so the
+  // inverse screen matrix maps any zoom and device pixel ratio back exactly.
+  function toImg(e) {
+    const svg = $('.pb-svg'), pt = svg.createSVGPoint();
+    pt.x = e.clientX; pt.y = e.clientY;
+    const q = pt.matrixTransform(svg.getScreenCTM().inverse());
+    return [Math.round(q.x * 100) / 100, Math.round(q.y * 100) / 100];
+  }
+
+  // Called once per shell (buildShell in panels.js).
+  function bindShell() { bindControls(); bindCanvas(); }
+  function bindControls() {
+    const modeSel = $('.pb-mode');
+    modeSel.addEventListener('change', () => app.setMode(modeSel.value));
+    $('.pb-prev').addEventListener('click', () => app.step('previous'));
+    $('.pb-next').addEventListener('click', () => app.step('next'));
+    for (const [k, sel] of app.FILTERS) {
+      const s = $(sel);
+      s.addEventListener('change', () => { S.filters[k] = s.value; app.persist(); app.step('next', true); });
+    }
+    root.querySelectorAll('[data-tool]').forEach((b) => b.addEventListener('click', () => app.setTool(b.dataset.tool)));
+    $('.pb-undo').addEventListener('click', app.undo);
+    $('.pb-redo').addEventListener('click', app.redo);
+    $('.pb-helpbtn').addEventListener('click', () => { $('.pb-help').hidden = !$('.pb-help').hidden; });
+    $('.pb-class-search').addEventListener('input', app.renderClassList);
+    $('.pb-class-search').addEventListener('keydown', (e) => {
+      if (e.key === 'Enter') { const b = root.querySelector('.pb-classlist button'); if (b) { app.pickClass(+b.dataset.id); e.target.value = ''; app.renderClassList(); e.target.blur(); } }
+      if (e.key === 'Escape') { e.target.value = ''; app.renderClassList(); e.target.blur(); }
+    });
+    const tol = $('.pb-tol');
+    tol.addEventListener('input', () => { S.tolerance = +tol.value; $('.pb-tol-v').textContent = tol.value; if (S.assist.points.length || S.assist.box) app.requestAssist(); });
+    $('.pb-assist-accept').addEventListener('click', app.acceptAssist);
+    $('.pb-assist-clear').addEventListener('click', () => app.clearAssist());
+    $('.pb-accept-all').addEventListener('click', app.acceptAllAbove);
+    root.querySelectorAll('.pb-groups [data-group]').forEach((cb) => cb.addEventListener('change', () => app.toggleGroup(cb.dataset.group, !cb.checked)));
+    $('.pb-conflict-load').addEventListener('click', () => { S.conflict = null; $('.pb-conflict').hidden = true; app.openImage(S.image.id); });
+    $('.pb-conflict-keep').addEventListener('click', () => { S.image.version = S.conflict.current_version; S.conflict = null; $('.pb-conflict').hidden = true; app.save(); });
+  }
+
+  // Thresholds are in screen pixels (times app.scale()), so they feel the same at any zoom.
+  const CLOSE_PX = 9, EDGE_PX = 8, MOVE_PX = 3, BOX_PX = 4;
+  function bindCanvas() {
+    const svg = $('.pb-svg');
+    svg.addEventListener('pointerdown', (e) => {
+      if (!S.image) return;
+      root.querySelector('.pb-app').focus({ preventScroll: true });
+      const pt = toImg(e), t = e.target;
+      if (e.button === 1 || S.space) { S.drag = { kind: 'pan', x: e.clientX, y: e.clientY, vb: { ...S.vb } }; svg.setPointerCapture(e.pointerId); e.preventDefault(); return; }
+      if (e.button !== 0) return;
+      if (S.draw) {
+        // A click near the first vertex closes the ring.
+        const P = S.draw.points;
+        if (P.length >= 3 && G.distance(pt, P[0]) * app.scale() < CLOSE_PX) app.finishDrawing();
+        else { P.push(pt); app.renderDraw(); }
+        return;
+      }
+      if (S.tool === 'assist') { S.drag = { kind: 'assist', start: pt, x: e.clientX, y: e.clientY, neg: e.shiftKey }; svg.setPointerCapture(e.pointerId); return; }
+      const a = app.selAnn();
+      if (t.classList.contains('pb-vertex') && a) {
+        const pi = +t.dataset.p, ri = +t.dataset.r, i = +t.dataset.i;
+        if (e.altKey) { app.deleteVertex(pi, ri, i); return; }
+        S.selV = [pi, ri, i];
+        S.drag = { kind: 'vertex', pi, ri, i, before: app.snap(), moved: false };
+        svg.setPointerCapture(e.pointerId); app.renderSel(); return;
+      }
+      // On the selection's outline: insert a vertex there and drag it at once.
+      if (t.classList.contains('pb-edge-hit') && a) {
+        const ne = G.nearestEdge(a.geometry, pt);
+        if (ne && ne.d * app.scale() < EDGE_PX) {
+          const before = app.snap();
+          G.ringOf(a.geometry, ne.pi, ne.ri).splice(ne.i, 0, ne.q);
+          S.selV = [ne.pi, ne.ri, ne.i];
+          S.drag = { kind: 'vertex', pi: ne.pi, ri: ne.ri, i: ne.i, before, moved: true };
+          svg.setPointerCapture(e.pointerId); app.renderAnns(); app.renderSel(); return;
+        }
+      }
+      if (t.classList.contains('pb-ann') || (t.classList.contains('pb-edge-hit') && a)) {
+        const key = t.classList.contains('pb-ann') ? +t.dataset.key : a.key;
+        if (S.sel !== key) { S.sel = key; S.selV = null; S.selPred = null; const b = app.selAnn(); if (b) { S.currentClass = b.class_id; } app.renderAnns(); app.renderSel(); app.renderAttrs(); app.renderPreds(); app.renderClassList(); }
+        S.drag = { kind: 'move', start: pt, orig: app.clone(app.selAnn().geometry), before: app.snap(), moved: false };
+        svg.setPointerCapture(e.pointerId); return;
+      }
+      if (t.classList.contains('pb-pred') || t.classList.contains('pb-pred-label')) { S.selPred = +t.dataset.pid; S.sel = null; S.selV = null; app.renderAll(); app.renderAttrs(); return; }
+      S.sel = null; S.selV = null; S.selPred = null; app.renderAnns(); app.renderSel(); app.renderAttrs(); app.renderPreds();
+    });
+    svg.addEventListener('pointermove', (e) => {
+      const D = S.drag;
+      if (!D) { if (S.draw && S.draw.points.length) { S.draw.cursor = toImg(e); app.renderDraw(); } return; }
+      if (D.kind === 'pan') { const s = app.scale(); S.vb.x = D.vb.x - (e.clientX - D.x) / s; S.vb.y = D.vb.y - (e.clientY - D.y) / s; app.applyVB(); return; }
+      const pt = toImg(e), a = app.selAnn();
+      if (D.kind === 'assist') { if (Math.hypot(e.clientX - D.x, e.clientY - D.y) > BOX_PX) { S.assist.box = [D.start[0], D.start[1], pt[0], pt[1]]; D.box = true; app.renderDraw(); } return; }
+      if (!a) return;
+      if (D.kind === 'vertex') { G.ringOf(a.geometry, D.pi, D.ri)[D.i] = pt; D.moved = true; }
+      else if (D.kind === 'move') {
+        const dx = pt[0] - D.start[0], dy = pt[1] - D.start[1];
+        // A click that wobbles a little is a selection, not a move.
+        if (!D.moved && Math.hypot(dx, dy) * app.scale() < MOVE_PX) return;
+        D.moved = true;
+        a.geometry = G.translated(D.orig, dx, dy);
+      }
+      app.scheduleDragPaint();
+    });
+    // A drag becomes one undo step and one save when it ends, not one per pointer move.
+    const end = (e) => {
+      const D = S.drag; if (!D) return;
+      S.drag = null;
+      try { svg.releasePointerCapture(e.pointerId); } catch (err) { /* already released */ }
+      if (D.kind === 'assist') {
+        if (D.box) S.assist.box = G.normalBox(S.assist.box);
+        else { S.assist.points.push(D.start); S.assist.labels.push(D.neg ? 0 : 1); }
+        app.renderDraw(); app.requestAssist(); return;
+      }
+      if ((D.kind === 'vertex' || D.kind === 'move') && D.moved) {
+        S.stats.lastRelease = performance.now();
+        app.pushUndo(D.before); app.renderAnns(); app.renderSel(); app.renderAttrs(); app.save();
+      }
+    };
+    svg.addEventListener('pointerup', end);
+    svg.addEventListener('pointercancel', end);
+    // Zoom about the pointer.
+    svg.addEventListener('wheel', (e) => {
+      if (!S.image) return; e.preventDefault();
+      const pt = toImg(e), k = e.deltaY < 0 ? 0.8 : 1.25;
+      S.vb = { x: pt[0] - (pt[0] - S.vb.x) * k, y: pt[1] - (pt[1] - S.vb.y) * k, w: S.vb.w * k, h: S.vb.h * k };
+      app.applyVB(); app.renderPreds();
+    }, { passive: false });
+    // onKey is one function per widget, so binding it again for a new shell adds no second listener.
+    document.addEventListener('keydown', onKey);
+    document.addEventListener('keyup', (e) => { if (e.key === ' ') S.space = false; });
+  }
+
+  function onKey(e) {
+    // The listener is on the document: act only while this widget is shown and signed in, and
+    // leave typing in other fields alone.
+    if (!root.isConnected || root.offsetParent === null || !S.session) return;
+    const tag = (e.target && e.target.tagName) || '';
+    if (['INPUT', 'TEXTAREA', 'SELECT'].includes(tag) && !root.contains(e.target)) return;
+    if (['INPUT', 'TEXTAREA', 'SELECT'].includes(tag) && e.key !== 'Escape') return;
+    const k = e.key, ctrl = e.ctrlKey || e.metaKey;
+    let done = true;
+    if (ctrl && (k === 'z' || k === 'Z')) { if (e.shiftKey) app.redo(); else app.undo(); }
+    else if (ctrl && (k === 'y' || k === 'Y')) app.redo();
+    else if (ctrl && k === 'Enter') app.setStatus(S.mode === 'review' ? 'reviewed' : 'labelled');
+    else if (k === 'Enter') { if (S.draw) app.finishDrawing(); else if (S.assist.preview) app.acceptAssist(); else done = false; }
+    else if (k === 'Escape') { if (S.draw && S.draw.points.length) { S.draw.points = []; app.renderDraw(); } else if (S.assist.points.length || S.assist.box) app.clearAssist(); else { S.sel = null; S.selV = null; if (S.draw) app.setTool('select'); app.renderAll(); app.renderAttrs(); } $('.pb-help').hidden = true; }
+    else if (k === 'Delete' || (k === 'Backspace' && !S.draw)) app.deleteSelected();
+    else if (k === 'Backspace' && S.draw) { S.draw.points.pop(); app.renderDraw(); }
+    else if (e.shiftKey && /^Digit[123]$/.test(e.code)) { const g = app.GROUPS[+e.code.slice(5) - 1]; app.toggleGroup(g, !S.hidden.has(g)); }
+    else if (ctrl || e.altKey) done = false;
+    else if (k === 'v' || k === 'V') app.setTool('select');
+    else if (k === 'n' || k === 'N') app.setTool('draw');
+    else if (k === 'h' || k === 'H') app.setTool('hole');
+    else if (k === 'm' || k === 'M') app.setTool('part');
+    else if (k === 'a' || k === 'A') app.setTool('assist');
+    else if (k === 'Y') app.acceptAllAbove();
+    else if (k === 'y') { if (S.selPred) app.acceptPred(S.selPred); }
+    else if (k === 'x' || k === 'X') { if (S.selPred) app.rejectPred(S.selPred); }
+    else if (k === 'ArrowRight' || k === 'd' || k === 'D') app.step('next');
+    else if (k === 'ArrowLeft' || k === 's' || k === 'S') app.step('previous');
+    else if (/^[1-9]$/.test(k)) { const id = S.recent[+k - 1]; if (id) app.pickClass(id); }
+    else if (k === '/') $('.pb-class-search').focus();
+    else if (k === '0') { if (S.image) app.fit(); }
+    else if (k === '?') $('.pb-help').hidden = !$('.pb-help').hidden;
+    else if (k === ' ') S.space = true;
+    else done = false;
+    if (done) e.preventDefault();
+  }
+
+  return { bindShell };
+}

@@ -1,0 +1,76 @@
+// Panelbeater workspace widget: the entry point, joined last. annotator/canvas.py joins the files
+// of static/canvas/ in a fixed order into the one text Gradio's gr.HTML runs as js_on_load, with
+// `element`, `props` and `watch` in scope.
+//
+// The server is authoritative: every change is PUT to /api at once (autosave), with the image's
+// annotation version for optimistic locking. Coordinates are original image pixels everywhere:
+// the SVG viewBox is in image pixels and pointer positions go through getScreenCTM().inverse().
+//
+// Every other file defines one factory, PBName(app), returning its functions. They are merged
+// into `app`, and a module calls another's function as app.name(...), so each dependency across
+// modules shows at the call. Factories may read app's fields and the DOM helpers (merged first)
+// when they are made, but other modules' functions only when called.
+const SHORTCUTS = __SHORTCUTS__;
+const S = {
+  session: null, classes: [], byId: {}, mode: 'annotate', filters: {}, image: null, anns: [], preds: [],
+  serverIds: new Set(), sel: null, selV: null, selPred: null, tool: 'select', draw: null,
+  assist: { points: [], labels: [], box: null, preview: null }, hidden: new Set(), recent: [],
+  undo: [], redo: [], saving: false, dirty: false, conflict: null, currentClass: null, uid: 1,
+  drag: null, vb: null, space: false, queue: null, tolerance: 1.0,
+  stats: { saves: 0, lastSaved: 0, lastRelease: 0, drawn: 0, drawnAt: 0, assists: 0, lastAssist: 0, frames: 0 },
+};
+// Tests and benchmarks read the state and call openImage/step/setMode through this.
+window.__pb = S;
+
+const app = {
+  S,
+  root: element.querySelector('.pb-root') || element,
+  SHORTCUTS,
+  GROUPS: ['damage', 'fake', 'part'],
+  // The toolbar's filter selects, by query parameter.
+  FILTERS: [['status', '.pb-f-status'], ['flagged', '.pb-f-flagged'], ['split', '.pb-f-split'], ['class_id', '.pb-f-class']],
+  can: (p) => !!(S.session && S.session.permissions && S.session.permissions.includes(p)),
+  clone: (x) => JSON.parse(JSON.stringify(x)),
+  // A class the taxonomy no longer has still shows, by its id.
+  cls: (id) => S.byId[id] || { id, name: 'class ' + id, display_name: 'class ' + id, group: 'damage', color: '#ff0000' },
+  selAnn: () => S.anns.find((a) => a.key === S.sel) || null,
+  // Predictions neither decided on nor already turned into an annotation.
+  pendingPreds() {
+    const used = new Set(S.anns.map((a) => a.prediction_id).filter((x) => x != null));
+    return S.preds.filter((p) => p.state === 'pending' && !used.has(p.id));
+  },
+};
+// Made one at a time, in this order, so that each factory finds the DOM helpers already merged.
+const apiDeps = { token: () => S.session.token, pinnedId: () => (S.image ? S.image.id : null) };
+for (const make of [PBDom, () => PBApi(apiDeps), PBRender, PBPanels, PBEdits, PBActions, PBNavigate, PBInput]) {
+  const part = make(app);
+  // Object.assign would let a later module shadow an earlier one's function without a word.
+  for (const name of Object.keys(part)) if (name in app) throw new Error(`canvas: two modules define ${name}`);
+  Object.assign(app, part);
+}
+
+// Runs on load and whenever the widget's value (the signed-in user) changes.
+async function start() {
+  const { root, el } = app;
+  let sess = null;
+  try { sess = props.value ? JSON.parse(props.value) : null; } catch (e) { sess = null; }
+  if (!sess || !sess.token) { S.session = null; root.textContent = ''; root.appendChild(el('div', { class: 'pb-hint' }, 'Sign in to start.')); return; }
+  if (S.session && S.session.token === sess.token && root.querySelector('.pb-app')) return;
+  S.session = sess;
+  let saved = {};
+  try { saved = JSON.parse(localStorage.getItem('pb.workspace') || '{}'); } catch (e) { saved = {}; }
+  if (saved.user !== sess.username) saved = {};
+  const modes = { annotate: 'annotate', review: 'review', fraud: 'fraud' };
+  S.mode = saved.mode && app.can(modes[saved.mode]) ? saved.mode : (app.can('annotate') ? 'annotate' : 'review');
+  S.filters = saved.filters || {}; S.recent = saved.recent || []; S.currentClass = saved.currentClass || null; S.hidden = new Set(saved.hidden || []);
+  try {
+    const tax = await app.api('GET', '/taxonomy');
+    S.classes = tax.classes; S.byId = {}; for (const c of S.classes) S.byId[c.id] = c;
+  } catch (e) { root.textContent = ''; root.appendChild(el('div', { class: 'pb-hint pb-bad' }, 'Could not load classes: ' + e.message)); return; }
+  if (!S.currentClass) S.currentClass = (S.classes.find((c) => c.group === 'damage') || S.classes[0]).id;
+  app.buildShell(); app.bindShell(); app.renderClassList(); app.setTool('select');
+  if (saved.imageId) await app.openImage(saved.imageId); else await app.step('next', true);
+}
+S.openImage = app.openImage; S.step = app.step; S.setMode = app.setMode;
+watch('value', start);
+start();

@@ -1,0 +1,99 @@
+// The SVG layers over the photo: annotations, pending predictions, the selection's handles, and
+// what is being drawn or assisted. The viewBox is in image pixels (S.vb), so sizes meant in
+// screen pixels (handles, labels, hit strokes) are divided by scale(). Layers are rebuilt whole;
+// during a drag only the moved path and handle are touched, once per animation frame.
+function PBRender(app) {
+  const { S, root, $, sv } = app;
+  const G = PBGeometry;
+
+  // One SVG path for all rings; drawn with fill-rule evenodd, holes show as holes.
+  function pathData(geometry) {
+    let d = '';
+    for (const p of geometry) for (const ring of G.rings(p)) {
+      if (!ring.length) continue;
+      d += 'M' + ring.map((q) => q[0].toFixed(1) + ' ' + q[1].toFixed(1)).join('L') + 'Z';
+    }
+    return d;
+  }
+  // Screen pixels per image pixel at the current zoom.
+  function scale() { const m = $('.pb-svg').getScreenCTM(); return m ? Math.abs(m.a) || 1 : 1; }
+  function fit() { S.vb = { x: 0, y: 0, w: S.image.width, h: S.image.height }; applyVB(); }
+  // Handles and the drawing are sized by scale(), so they follow a zoom or pan.
+  function applyVB() { $('.pb-svg').setAttribute('viewBox', `${S.vb.x} ${S.vb.y} ${S.vb.w} ${S.vb.h}`); renderSel(); renderDraw(); }
+
+  function renderAll() { renderAnns(); renderPreds(); renderSel(); renderDraw(); }
+  function renderAnns() {
+    const g = $('.pb-l-anns'); g.textContent = '';
+    const frag = document.createDocumentFragment();
+    for (const a of S.anns) {
+      if (S.hidden.has(a.group)) continue;
+      const c = app.cls(a.class_id);
+      const p = sv('path', { d: pathData(a.geometry), class: 'pb-ann' + (a.key === S.sel ? ' pb-selected' : '') + (a.attributes && a.attributes.fake ? ' pb-fake' : ''), 'data-key': a.key, 'fill-rule': 'evenodd', stroke: c.color, fill: c.color });
+      frag.appendChild(p);
+    }
+    g.appendChild(frag);
+  }
+  function renderPreds() {
+    const g = $('.pb-l-preds'); g.textContent = '';
+    const s = scale();
+    for (const p of app.pendingPreds()) {
+      if (S.hidden.has(p.group)) continue;
+      const c = app.cls(p.class_id);
+      g.appendChild(sv('path', { d: pathData(p.geometry), class: 'pb-pred' + (p.id === S.selPred ? ' pb-selected' : ''), 'data-pid': p.id, 'fill-rule': 'evenodd', stroke: c.color }));
+      const [x0, y0] = G.bbox(p.geometry);
+      const t = sv('text', { x: x0, y: y0 - 4 / s, class: 'pb-pred-label', 'font-size': 13 / s, 'data-pid': p.id });
+      t.textContent = `${c.display_name} ${p.score.toFixed(2)}`;
+      g.appendChild(t);
+    }
+    app.renderPredList();
+  }
+  // The selected annotation: a wide transparent outline (clicking it inserts a vertex) and one
+  // circle per vertex, numbered by data-p / data-r / data-i for input.js.
+  function renderSel() {
+    const g = $('.pb-l-sel'); g.textContent = '';
+    const a = app.selAnn(); if (!a || S.hidden.has(a.group)) return;
+    const s = scale(), r = 5 / s;
+    g.appendChild(sv('path', { d: pathData(a.geometry), class: 'pb-edge-hit', 'stroke-width': 10 / s }));
+    a.geometry.forEach((poly, pi) => G.rings(poly).forEach((ring, ri) => ring.forEach((q, i) => {
+      const isSel = S.selV && S.selV[0] === pi && S.selV[1] === ri && S.selV[2] === i;
+      g.appendChild(sv('circle', { cx: q[0], cy: q[1], r, class: 'pb-vertex' + (isSel ? ' pb-vsel' : ''), 'data-p': pi, 'data-r': ri, 'data-i': i }));
+    })));
+  }
+  // The polygon being drawn (with a rubber band to the cursor), and the assist prompt and preview.
+  function renderDraw() {
+    const g = $('.pb-l-draw'); if (!g) return; g.textContent = '';
+    if (!S.image) return;
+    const s = scale();
+    if (S.draw && S.draw.points.length) {
+      const pts = [...S.draw.points, ...(S.draw.cursor ? [S.draw.cursor] : [])];
+      g.appendChild(sv('polyline', { points: pts.map((q) => q.join(',')).join(' '), class: 'pb-drawing' }));
+      S.draw.points.forEach((q, i) => g.appendChild(sv('circle', { cx: q[0], cy: q[1], r: (i === 0 ? 7 : 4) / s, class: 'pb-draw-pt' + (i === 0 ? ' pb-first' : '') })));
+    }
+    const A = S.assist;
+    if (A.preview && A.preview.length) g.appendChild(sv('path', { d: pathData(A.preview), class: 'pb-preview', 'fill-rule': 'evenodd' }));
+    if (A.box) g.appendChild(sv('rect', { x: Math.min(A.box[0], A.box[2]), y: Math.min(A.box[1], A.box[3]), width: Math.abs(A.box[2] - A.box[0]), height: Math.abs(A.box[3] - A.box[1]), class: 'pb-box' }));
+    A.points.forEach((q, i) => g.appendChild(sv('circle', { cx: q[0], cy: q[1], r: 5 / s, class: A.labels[i] ? 'pb-pos' : 'pb-neg' })));
+  }
+  function updateAnnPath(a) {
+    const p = root.querySelector(`.pb-ann[data-key="${a.key}"]`);
+    if (p) p.setAttribute('d', pathData(a.geometry));
+    const hit = root.querySelector('.pb-edge-hit');
+    if (hit) hit.setAttribute('d', pathData(a.geometry));
+  }
+  // Pointer moves come faster than frames: repaint a drag at most once per frame, and only the
+  // dragged path and handle (a whole-layer rebuild is too slow on dense polygons).
+  let raf = 0;
+  function scheduleDragPaint() {
+    if (raf) return;
+    raf = requestAnimationFrame(() => {
+      raf = 0; S.stats.frames++;
+      const a = app.selAnn(); if (!a) return;
+      updateAnnPath(a);
+      const D = S.drag;
+      if (D && D.kind === 'vertex') { const c = root.querySelector(`.pb-vertex[data-p="${D.pi}"][data-r="${D.ri}"][data-i="${D.i}"]`); if (c) { const q = G.ringOf(a.geometry, D.pi, D.ri)[D.i]; c.setAttribute('cx', q[0]); c.setAttribute('cy', q[1]); } }
+      else if (D && D.kind === 'move') renderSel();
+    });
+  }
+
+  return { scale, fit, applyVB, renderAll, renderAnns, renderPreds, renderSel, renderDraw, scheduleDragPaint };
+}

@@ -1,0 +1,271 @@
+"""What the REST routes answer: one Pydantic model per response, so ``/docs`` shows them.
+
+The services return plain values (rows and dicts); a route validates them into these models.
+Timestamps are ISO 8601 strings as the services write them; coordinates are image pixels.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from db.models import ImageStatus, JobStatus, PredictionState, Role
+
+# ---------- geometry ----------
+
+
+class PolygonJson(BaseModel):
+    """One polygon in image pixels: an outer ring and its holes, each ``[[x, y], ...]``."""
+
+    exterior: list[list[float]]
+    holes: list[list[list[float]]] = Field(default_factory=list)
+
+
+# ---------- sign-in and health ----------
+
+
+class Health(BaseModel):
+    status: str = Field(description='"ok" while the server answers')
+
+
+class LoginAnswer(BaseModel):
+    token: str
+    token_type: str = "bearer"
+    username: str
+    role: str
+    permissions: list[str]
+
+
+class Me(BaseModel):
+    username: str
+    role: str
+    permissions: list[str]
+    project: str | None = Field(
+        default=None, description="the project this server serves, when the user may work in it"
+    )
+    projects: list[str] = Field(
+        default_factory=list, description="the projects the user may work in"
+    )
+
+
+class Revoked(BaseModel):
+    revoked: bool = Field(description="false when the token was already revoked")
+
+
+class UserPublic(BaseModel):
+    username: str
+    role: Role
+    active: bool
+    created_at: str
+
+
+class UserProjects(BaseModel):
+    username: str
+    projects: list[str] = Field(description="the projects the user is a member of")
+    all_projects: bool = Field(description="true for admins, who may work in every project")
+
+
+# ---------- images, annotations, predictions ----------
+
+
+class ImageSummary(BaseModel):
+    id: int
+    file_name: str
+    width: int
+    height: int
+    split: str
+    status: ImageStatus
+    annotation_version: int
+    review_comment: str | None
+    queue_score: float | None = Field(description="active-learning priority; higher first")
+    import_order: int
+
+
+class AnnotationOut(BaseModel):
+    id: int
+    class_id: int
+    group: str
+    geometry: list[PolygonJson]
+    attributes: dict[str, Any] = Field(
+        description="severity, part_id, fake, fake_note, occluded, ..."
+    )
+    source: str
+    author: str | None
+    prediction_id: int | None
+    version: int
+    updated_at: str | None
+
+
+class PredictionOut(BaseModel):
+    id: int
+    class_id: int
+    group: str
+    geometry: list[PolygonJson]
+    score: float
+    state: PredictionState
+    model: str = Field(description="the model version that made it, e.g. yolo_seg-v2")
+    extra: dict[str, Any]
+
+
+class ImageDetail(ImageSummary):
+    version: int = Field(description="send this back with a save; a stale one gets 409")
+    annotations: list[AnnotationOut]
+    predictions: list[PredictionOut]
+
+
+class ImagePage(BaseModel):
+    total: int = Field(description="images matching the filters")
+    limit: int
+    offset: int
+    items: list[ImageSummary]
+
+
+class PredictionStateOut(BaseModel):
+    id: int
+    state: PredictionState
+
+
+class ImportReportOut(BaseModel):
+    source: str
+    images_added: int
+    images_skipped: int
+    images_failed: int
+    instances_added: int
+    instances_skipped: int
+    instances_failed: int
+    messages: list[str] = Field(description="one sentence per file that could not be added")
+
+
+class QueueProgress(BaseModel):
+    total: int
+    done: int = Field(description="labelled + reviewed")
+    open: int
+    new: int
+    in_progress: int
+    labelled: int
+    reviewed: int
+    rejected: int
+
+
+class QueueStep(BaseModel):
+    image: ImageDetail | None = Field(description="null at the end of the queue")
+    position: int | None = Field(description="1-based place of the image in the queue")
+    queue_length: int
+    progress: QueueProgress
+
+
+class LabelClassOut(BaseModel):
+    id: int
+    name: str
+    group: str
+    display_name: str
+    color: str
+
+
+class TaxonomyOut(BaseModel):
+    classes: list[LabelClassOut]
+    counts: dict[str, int] = Field(description="classes per group")
+
+
+# ---------- assistance ----------
+
+
+class AssistPrepared(BaseModel):
+    image_id: int
+    backend: str | None = Field(description="sam_vit_b, mobile_sam, assist_net, grabcut, ...")
+
+
+class AssistAnswer(BaseModel):
+    geometry: list[PolygonJson] = Field(description="empty when the back end found nothing")
+    score: float
+    backend: str
+
+
+# ---------- dashboard, models, jobs ----------
+
+
+class ProjectStats(BaseModel):
+    project: str
+    images: int
+    annotations: int
+    per_group: dict[str, int]
+    per_class: dict[str, int]
+    per_split: dict[str, int]
+    per_status: dict[str, int]
+
+
+class Throughput(BaseModel):
+    author: str
+    photos: int
+    instances: int
+    active_hours: int
+    photos_per_hour: float
+    instances_per_hour: float
+
+
+class ModelVersionRow(BaseModel):
+    name: str
+    stage: str
+    version: int
+    promoted: bool
+    metrics: dict[str, Any]
+    created_at: str
+
+
+class Stats(BaseModel):
+    stats: ProjectStats
+    throughput: list[Throughput] = Field(description="per annotator, the last 7 days")
+    models: list[ModelVersionRow]
+
+
+class RetrainAnswer(BaseModel):
+    job_id: int
+    status: JobStatus
+
+
+class PrimaryMetric(BaseModel):
+    name: str
+    value: float
+
+
+class VersionOut(BaseModel):
+    id: int
+    name: str
+    stage: str
+    version: int
+    promoted: bool
+    metrics: dict[str, Any]
+    primary_metric: PrimaryMetric | None
+    train_images: int
+    parent_id: int | None
+    sha256: str
+    created_at: str | None
+
+
+class Holdout(BaseModel):
+    split: str
+    image_ids: list[int]
+    count: int
+
+
+class JobOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: int
+    kind: str
+    status: JobStatus
+    params: dict[str, Any]
+    stage: str | None
+    progress: float = Field(description="0..1")
+    epoch: int | None
+    loss: float | None
+    message: str | None
+    error: str | None
+    result: dict[str, Any]
+    attempts: int
+    created_by: str | None
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    retryable: bool

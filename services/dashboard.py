@@ -1,0 +1,108 @@
+"""What the lead sees and starts: counts, throughput, model versions and their plots, and
+retraining rounds. The REST API (``/api/stats``, ``/api/models``, ``/api/retrain``) and the
+Gradio dashboard both call these."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session, select
+
+from db.models import Job, ModelVersion, Project
+from jobs.service import start_round
+from services import registry
+from services.stats import project_stats
+from services.throughput import annotator_throughput
+
+
+def model_version_rows(session: Session) -> list[dict[str, Any]]:
+    """Every model version, by stage and newest first: name, stage, version, promoted, metrics."""
+    rows = session.exec(
+        select(ModelVersion).order_by(ModelVersion.stage, ModelVersion.version.desc())
+    ).all()
+    return [
+        {
+            "name": m.name,
+            "stage": m.stage,
+            "version": m.version,
+            "promoted": m.promoted,
+            "metrics": m.metrics or {},
+            "created_at": m.created_at.isoformat(),
+        }
+        for m in rows
+    ]
+
+
+def dashboard_data(session: Session, project: Project) -> dict[str, Any]:
+    """``{"stats", "throughput", "models"}``: counts per status, group and class
+    (``services.stats``), per-annotator throughput over the last week, model versions."""
+    return {
+        "stats": project_stats(session, project),
+        "throughput": annotator_throughput(session, project.id),
+        "models": model_version_rows(session),
+    }
+
+
+def start_retraining(
+    session: Session,
+    *,
+    project: Project,
+    username: str,
+    stages: list[str] | None = None,
+    config: str = "tiny",
+) -> Job:
+    """Queue an active-learning round of ``project`` (``jobs.service.start_round``) started
+    by ``username``.
+
+    Empty ``stages`` = the promoted stages, or YOLO parts at first. Raises Invalid naming an
+    unknown stage or preset.
+    """
+    return start_round(session, created_by=username, stages=stages, config=config, project=project)
+
+
+def version_dict(mv: ModelVersion) -> dict[str, Any]:
+    """A model version as the registry routes show it, with its primary metric and the size
+    of its training set."""
+    pm = registry.primary_metric(mv.metrics or {}, mv.stage)
+    snap = mv.train_snapshot or {}
+    return {
+        "id": mv.id,
+        "name": mv.name,
+        "stage": mv.stage,
+        "version": mv.version,
+        "promoted": mv.promoted,
+        "metrics": mv.metrics or {},
+        "primary_metric": {"name": pm[0], "value": pm[1]} if pm else None,
+        "train_images": snap.get("count", len(snap.get("image_ids", []))),
+        "parent_id": mv.parent_id,
+        "sha256": mv.sha256,
+        "created_at": mv.created_at.isoformat() if mv.created_at else None,
+    }
+
+
+def metrics_plot_png(session: Session, stage: str) -> bytes:
+    """PNG: each metric of ``stage`` across its versions, the promoted one marked."""
+    from active_learning.plots import metrics_across_versions
+
+    current = registry.current(session, stage)
+    return metrics_across_versions(
+        [(m.name, m.metrics or {}) for m in registry.versions(session, stage)],
+        title=f"{stage}: metrics per version",
+        promoted=current.name if current else None,
+    )
+
+
+def learning_curve_png(session: Session) -> bytes:
+    """PNG: primary metric against training-set size, one line per stage, over all versions."""
+    from active_learning.plots import learning_curve
+
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    for mv in registry.versions(session):
+        pm = registry.primary_metric(mv.metrics or {}, mv.stage)
+        n = (mv.train_snapshot or {}).get("count")
+        if pm is None or n is None:
+            continue
+        xs, ys = series.setdefault(f"{mv.stage} ({pm[0]})", ([], []))
+        xs.append(float(n))
+        ys.append(pm[1])
+    return learning_curve(series, metric="primary metric")
