@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
-from core.config import get_settings
+from core.config import Settings, get_settings
 
 log = logging.getLogger("panelbeater")
 
@@ -26,11 +26,21 @@ def _first_start_hint() -> None:
             print(FIRST_START_MESSAGE, flush=True)
 
 
+def proxy_options(settings: Settings) -> dict[str, object]:
+    """uvicorn's options for a TLS proxy in front (``PANELBEATER_FORWARDED_ALLOW_IPS``): only
+    then are X-Forwarded-For and -Proto believed, so no client can claim another address."""
+    if not settings.forwarded_allow_ips:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": settings.forwarded_allow_ips}
+
+
 def create_app(*, start_worker: bool = False) -> FastAPI:
     """Build the app on the current settings; migrations run here, before serving."""
     from db.session import init_db
+    from models.runtime import apply_process_settings
 
     settings = get_settings()
+    apply_process_settings(settings)  # also when run as `uvicorn app:app`, without the CLI
     init_db()
     _first_start_hint()
     worker = None
@@ -68,19 +78,29 @@ def create_app(*, start_worker: bool = False) -> FastAPI:
     def root() -> RedirectResponse:
         return RedirectResponse("/ui/")
 
+    return _with_ui(fastapi_app, settings)
+
+
+def _with_ui(fastapi_app: FastAPI, settings: Settings) -> FastAPI:
+    """Mount the Gradio UI at /ui behind its session guard, and wrap every route in the body
+    limit and the security headers (the last added runs first)."""
     import gradio as gr
 
-    from annotator.app import build_ui
+    from annotator import session as ui_session
+    from annotator.app import anonymous_fn_ids, build_ui, mount_options
+    from api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 
-    return gr.mount_gradio_app(fastapi_app, build_ui(), path="/ui", **_gradio_mount_options())
-
-
-def _gradio_mount_options() -> dict:
-    try:
-        from annotator.app import mount_options
-    except ImportError:
-        return {}
-    return mount_options()
+    blocks = build_ui()
+    fastapi_app.include_router(ui_session.router)  # before the mount, which would take its path
+    gr.mount_gradio_app(fastapi_app, blocks, path=ui_session.UI_PATH, **mount_options())
+    fastapi_app.add_middleware(ui_session.UiSessionGuard, anonymous_fns=anonymous_fn_ids(blocks))
+    fastapi_app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_request_bytes,
+        setting="PANELBEATER_MAX_REQUEST_BYTES",
+    )
+    fastapi_app.add_middleware(SecurityHeadersMiddleware, ui_path=ui_session.UI_PATH)
+    return fastapi_app
 
 
 if __name__ == "__main__":
@@ -88,4 +108,4 @@ if __name__ == "__main__":
 
     s = get_settings()
     print(f"Panelbeater is starting: open http://{s.host}:{s.port}/ui", flush=True)
-    uvicorn.run(create_app(start_worker=True), host=s.host, port=s.port)
+    uvicorn.run(create_app(start_worker=True), host=s.host, port=s.port, **proxy_options(s))

@@ -7,13 +7,17 @@ permissions, exactly like ``/api/stats`` and ``/api/export``.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio.processing_utils import save_file_to_cache
+from gradio.utils import get_upload_folder
 
 from annotator.canvas import canvas_widget, session_value
+from annotator.session import COOKIE, END_SESSION_JS, START_SESSION_JS
 from annotator.shortcuts import shortcuts_markdown
 from db.models import User
 from db.session import session_scope
@@ -21,7 +25,7 @@ from models.base import PRESETS
 from models.registry import stage_infos
 from services import dashboard as dashboard_service
 from services import users as user_service
-from services.errors import ServiceError
+from services.errors import ServiceError, TooManyAttempts
 from services.exports import export_archive
 from services.imports import import_uploads
 from services.projects import list_projects, served_project
@@ -31,9 +35,19 @@ from services.projects import list_projects, served_project
 ROUND_STAGES = [(s.title, s.name) for s in stage_infos() if not s.built_from]
 
 
+#: Gradio deletes the files it holds (uploads, export downloads) this many seconds old, and
+#: looks for them this often.
+CACHE_MAX_AGE_S = 3600
+CACHE_SWEEP_EVERY_S = 600
+
+
 def mount_options() -> dict[str, Any]:
-    """Extra keyword arguments for ``gr.mount_gradio_app`` (app.py reads this)."""
-    return {}
+    """Extra keyword arguments for ``gr.mount_gradio_app`` (app.py reads this).
+
+    No run history: Gradio would keep every event's inputs and outputs in the browser, the
+    sign-in's password and token among them.
+    """
+    return {"run_history": False}
 
 
 def _user(token: str | None) -> User | None:
@@ -55,7 +69,6 @@ def _signed_in(token: str, user: User) -> tuple:
     who = f"Signed in as **{_md_escape(user.username)}** ({user.role.value})"
     return (
         token,
-        token,
         gr.update(visible=False),
         gr.update(visible=True),
         who,
@@ -67,7 +80,6 @@ def _signed_in(token: str, user: User) -> tuple:
 
 def _signed_out(message: str = "") -> tuple:
     return (
-        "",
         "",
         gr.update(visible=True),
         gr.update(visible=False),
@@ -91,9 +103,15 @@ def _not_a_member(session, user: User) -> str | None:
     return None
 
 
-def login(username: str, password: str) -> tuple:
+def login(username: str, password: str, request: gr.Request | None = None) -> tuple:
+    address = request.client.host if request is not None and request.client else None
     with session_scope() as session:
-        user = user_service.authenticate(session, username or "", password or "")
+        try:
+            user = user_service.authenticate(
+                session, username or "", password or "", address=address
+            )
+        except TooManyAttempts as e:
+            return _signed_out(str(e))
         if user is None:
             return _signed_out("Wrong user name or password.")
         refused = _not_a_member(session, user)
@@ -103,7 +121,12 @@ def login(username: str, password: str) -> tuple:
     return _signed_in(token, user)
 
 
-def restore(stored: str | None) -> tuple:
+def restore(request: gr.Request) -> tuple:
+    """On page load: the session of the sign-in cookie (``annotator.session``), if still valid."""
+    return restore_token(request.cookies.get(COOKIE, "") if request is not None else "")
+
+
+def restore_token(stored: str | None) -> tuple:
     user = _user(stored)
     if user is None:
         return _signed_out(first_start_hint())
@@ -117,6 +140,19 @@ def logout(token: str) -> tuple:
         with session_scope() as session:
             user_service.revoke_token(session, token)
     return _signed_out("Signed out.")
+
+
+def _clear_password() -> str:
+    return ""
+
+
+#: The only events that run without a signed-in session (``annotator.session.UiSessionGuard``).
+SIGN_IN_HANDLERS = (login, restore, logout, _clear_password)
+
+
+def anonymous_fn_ids(demo: gr.Blocks) -> frozenset[int]:
+    """The ids of ``demo``'s events whose handler is one of :data:`SIGN_IN_HANDLERS`."""
+    return frozenset(i for i, f in demo.fns.items() if f.fn in SIGN_IN_HANDLERS)
 
 
 # ---------- dashboard ----------
@@ -198,11 +234,17 @@ def jobs_table(token: str) -> list[list[Any]]:
 
 
 def export_file(token: str, fmt: str) -> str:
+    """The export as a file in Gradio's cache, which serves it to signed-in sessions only
+    (``annotator.session``) and deletes it after ``CACHE_MAX_AGE_S``; the folder it was
+    written in goes at once."""
     user = _require(token, "export")
     out_dir = Path(tempfile.mkdtemp(prefix="panelbeater-ui-export-"))
-    with session_scope() as session:
-        out = export_archive(session, served_project(session, user), fmt, out_dir)
-    return str(out.path)
+    try:
+        with session_scope() as session:
+            out = export_archive(session, served_project(session, user), fmt, out_dir)
+        return save_file_to_cache(out.path, cache_dir=get_upload_folder())
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
 
 
 def upload_photos(token: str, files: list[str] | None) -> str:
@@ -298,8 +340,11 @@ def set_member_projects(token: str, username: str | None, projects: list[str] | 
 
 
 def build_ui() -> gr.Blocks:
-    with gr.Blocks(title="Panelbeater", analytics_enabled=False) as demo:
-        stored = gr.BrowserState("", storage_key="panelbeater_token")
+    with gr.Blocks(
+        title="Panelbeater",
+        analytics_enabled=False,
+        delete_cache=(CACHE_SWEEP_EVERY_S, CACHE_MAX_AGE_S),
+    ) as demo:
         token = gr.State("")
         with gr.Column(visible=True, elem_id="pb-login") as login_box:
             gr.Markdown("## Panelbeater — sign in")
@@ -435,11 +480,13 @@ def build_ui() -> gr.Blocks:
                 with gr.Tab("Help", id="help", elem_id="pb-tab-help"):
                     gr.Markdown("### Keyboard shortcuts\n\n" + shortcuts_markdown())
 
-        outputs = [token, stored, login_box, main_box, whoami, canvas, dash_tab, login_msg]
-        login_btn.click(login, [username, password], outputs).then(lambda: "", None, password)
-        password.submit(login, [username, password], outputs).then(lambda: "", None, password)
-        logout_btn.click(logout, [token], outputs)
-        demo.load(restore, [stored], outputs)
+        outputs = [token, login_box, main_box, whoami, canvas, dash_tab, login_msg]
+        for sign_in in (login_btn.click, password.submit):
+            sign_in(login, [username, password], outputs).then(
+                None, [canvas], None, js=START_SESSION_JS
+            ).then(_clear_password, None, password)
+        logout_btn.click(logout, [token], outputs).then(None, None, None, js=END_SESSION_JS)
+        demo.load(restore, None, outputs)
         dash_outputs = [summary, by_status, by_group, by_class, throughput, models]
         refresh.click(dashboard, [token], dash_outputs)
         dash_tab.select(dashboard, [token], dash_outputs)

@@ -29,8 +29,22 @@ from services.errors import (
 from services.projects import served_project
 
 
-def db_session() -> Iterator[Session]:
+def _session_around_handler() -> Iterator[Session]:
     yield from get_session()
+
+
+def db_session(
+    session: Session = Depends(_session_around_handler, scope="function"),
+) -> Session:
+    """The request's session: it commits when the route returns, before the response is
+    sent (and rolls back when the route raises).
+
+    FastAPI runs a ``yield`` dependency's exit after sending the response unless it is
+    declared with ``scope="function"``; a commit there could be answered 200 and then lost
+    to a crash, and a token issued at sign-in refused on its first use. Routes keep writing
+    ``Depends(db_session)``: this plain function carries the scope for all of them.
+    """
+    return session
 
 
 def request_token(request: Request) -> str:

@@ -6,11 +6,18 @@ Timestamps are ISO 8601 strings as the services write them; coordinates are imag
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from db.models import ImageStatus, JobStatus, PredictionState, Role
+from services.annotations import MAX_ID
+
+#: Ids in paths and queries: beyond the database's integers they get 422, never a 500.
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+IdQuery = Annotated[int | None, Query(ge=1, le=MAX_ID)]
+ClassIdQuery = Annotated[int | None, Query(ge=0, le=MAX_ID)]
 
 # ---------- geometry ----------
 

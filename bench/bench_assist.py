@@ -31,6 +31,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from torch_threads import add_threads_option, apply_threads  # noqa: E402
+
 from models.base import TrainingSet  # noqa: E402
 from models.data import dsmlr_training_set  # noqa: E402
 
@@ -182,16 +184,10 @@ def main() -> None:
     ap.add_argument(
         "--repeats", type=int, default=5, help="passes over the prompts (--sam-breakdown)"
     )
-    ap.add_argument(
-        "--threads",
-        type=int,
-        default=2,
-        help="torch threads (the recorded figures used 2; 0: torch's own choice)",
-    )
+    add_threads_option(ap)
     args = ap.parse_args()
-    from models.runtime import set_torch_threads
 
-    set_torch_threads(args.threads or None)
+    apply_threads(args)
     if args.sam_breakdown:
         sam_breakdown(args.repeats)
         return

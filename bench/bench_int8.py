@@ -23,6 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+from torch_threads import add_threads_option, apply_threads  # noqa: E402
 
 
 def per_8_crops(stage, crops: list[np.ndarray], reps: int = 5) -> float:
@@ -42,20 +43,14 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--crop", type=int, default=224)
     ap.add_argument("--model", help="a trained part_classifier file instead of training here")
-    ap.add_argument(
-        "--threads",
-        type=int,
-        default=2,
-        help="torch threads (the recorded figures used 2; 0: torch's own choice)",
-    )
+    add_threads_option(ap)
     args = ap.parse_args()
     import torch
     from bench_albert_priors import load_split
 
     from models.part_classifier import PartClassifierConfig, PartClassifierStage
-    from models.runtime import set_torch_threads
 
-    set_torch_threads(args.threads or None)
+    apply_threads(args)
     train, val = load_split("train"), load_split("val")
     if args.model:
         int8 = PartClassifierStage.load(args.model, device="cpu")

@@ -25,6 +25,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from torch_threads import add_threads_option, apply_threads  # noqa: E402
 
 DATASETS = ROOT.parent / "shared" / "datasets"
 
@@ -67,17 +68,11 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--skip-base", action="store_true")
     ap.add_argument("--skip-albert", action="store_true")
-    ap.add_argument(
-        "--threads",
-        type=int,
-        default=2,
-        help="torch threads (the recorded figures used 2; 0: torch's own choice)",
-    )
+    add_threads_option(ap)
     args = ap.parse_args()
     from models.registry import build
-    from models.runtime import set_torch_threads
 
-    set_torch_threads(args.threads or None)
+    apply_threads(args)
     # random YOLO weights: detections of head classes beyond our 61 are dropped, so check
     # "parts per photo" below; a run with 0 parts measures no ResNet work (rerun it)
     imgs = photos(args.images)

@@ -293,7 +293,7 @@ def serve(
     """Start the web app: the annotation UI at /ui and the REST API at /api."""
     import uvicorn
 
-    from app import create_app
+    from app import create_app, proxy_options
 
     settings = get_settings()
     host = host or settings.host
@@ -303,7 +303,7 @@ def serve(
         f"Panelbeater is starting: open http://{host}:{port}/ui  (API docs: /docs)",
         fg=typer.colors.GREEN,
     )
-    uvicorn.run(application, host=host, port=port, log_level="info")
+    uvicorn.run(application, host=host, port=port, log_level="info", **proxy_options(settings))
 
 
 # Commands that other packages contribute: each module has register(app).

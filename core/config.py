@@ -23,6 +23,10 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 7860
+    #: Addresses of a TLS proxy in front of the app (comma-separated, e.g. "127.0.0.1"),
+    #: whose X-Forwarded-For and X-Forwarded-Proto are trusted: the client's address then
+    #: counts for login throttling, and the sign-in cookie is marked Secure. Empty: none.
+    forwarded_allow_ips: str = ""
 
     #: ``auto`` picks CUDA when present.
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -50,6 +54,9 @@ class Settings(BaseSettings):
     #: Bearer tokens expire after this many hours.
     token_ttl_hours: float = 12.0
 
+    #: Request bodies larger than this many bytes are refused with 413, whether declared by
+    #: Content-Length or streamed (every route: /api uploads and the UI's own uploads).
+    max_request_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
     #: Image files larger than this many bytes are refused (imports, uploads, reads).
     max_image_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     #: Images with more pixels than this (width x height) are refused before they are
@@ -61,6 +68,10 @@ class Settings(BaseSettings):
     max_vertices_per_polygon: int = Field(default=10_000, gt=0)
     #: Annotated instances on one photo.
     max_polygons_per_image: int = Field(default=1_000, gt=0)
+    #: Longest review comment or fake-damage note, in characters.
+    max_comment_chars: int = Field(default=2_000, gt=0)
+    #: Largest ``attributes`` object of one annotation, as JSON text.
+    max_attribute_chars: int = Field(default=4_096, gt=0)
 
     #: Sign-in throttling (``services.throttle``): after this many failed sign-ins for one
     #: user name, or from one client address, further attempts are refused for

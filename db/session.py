@@ -152,6 +152,7 @@ def session_scope() -> Iterator[Session]:
 
 
 def get_session() -> Iterator[Session]:
-    """FastAPI dependency."""
+    """A request's session, for ``api.deps.db_session``, which declares it with
+    ``scope="function"`` so that the commit runs before the response is sent."""
     with session_scope() as session:
         yield session

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.files import sha256_file
+
 from .errors import ImageReadError
 
 #: File name extensions (lower case, with the dot) that imports treat as images.
@@ -109,15 +111,6 @@ def resolve_inside(folder: str | Path, name: str | Path) -> Path:
             "holds it (--images)"
         )
     return path
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of the file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _megabytes(n: int) -> str:

@@ -8,10 +8,6 @@ module stays cheap (the UI and the CLI import it).
 
 from __future__ import annotations
 
-import hashlib
-import io
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -19,6 +15,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
+from core.files import atomic_write
 from core.instances import ImageResult
 from core.records import ImageRecord
 from core.taxonomy import Taxonomy
@@ -243,14 +240,6 @@ def resolve_device(device: str = "auto") -> tuple[Any, bool]:
 # -- checkpoints --------------------------------------------------------------------
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def save_checkpoint(
     path: str | Path,
     *,
@@ -260,7 +249,7 @@ def save_checkpoint(
     state_dict: Any,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write one ``torch.save`` file atomically (temporary file in the same folder, then rename)."""
+    """Write one ``torch.save`` file, all or nothing (:func:`core.files.atomic_write`)."""
     import torch
 
     path = Path(path)
@@ -273,18 +262,8 @@ def save_checkpoint(
         "state_dict": state_dict,
         "extra": extra or {},
     }
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        torch.save(payload, f)
     return path
 
 

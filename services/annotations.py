@@ -25,6 +25,7 @@ import numpy as np
 from sqlalchemy import update
 from sqlmodel import Session, select
 
+from core.config import get_settings
 from core.geometry import GeometryError, Shape
 from core.instances import SEVERITIES, Instances
 from core.taxonomy import Taxonomy, TaxonomyError
@@ -66,7 +67,8 @@ __all__ = [
     "sync_prediction_states",
 ]
 
-MAX_NOTE_LENGTH = 2000
+#: Largest id a client may send (the database's 32-bit integer columns).
+MAX_ID = 2**31 - 1
 
 
 class AnnotationInvalid(Invalid):
@@ -115,16 +117,24 @@ def annotation_dicts(session: Session, image_id: int) -> list[dict[str, Any]]:
     return [annotation_to_dict(a) for a in current_annotations(session, image_id)]
 
 
-def image_instances(session: Session, image_id: int) -> Instances:
-    rows = current_annotations(session, image_id)
-    if not rows:
+def dicts_to_instances(items: list[dict[str, Any]]) -> Instances:
+    """Annotations as :func:`annotation_to_dict` writes them (and the history keeps them) ->
+    ``Instances`` with ``data["annotation_id"]`` and ``data["source"]``."""
+    if not items:
         return Instances.empty()
     return Instances(
-        shapes=[Shape.from_json(a.geometry, trusted=True) for a in rows],
-        class_ids=np.array([a.class_id for a in rows]),
-        attributes=[dict(a.attributes or {}) for a in rows],
-        data={"annotation_id": [a.id for a in rows], "source": [a.source for a in rows]},
+        shapes=[Shape.from_json(a["geometry"], trusted=True) for a in items],
+        class_ids=np.array([a["class_id"] for a in items]),
+        attributes=[dict(a.get("attributes") or {}) for a in items],
+        data={
+            "annotation_id": [a.get("id") for a in items],
+            "source": [a.get("source") for a in items],
+        },
     )
+
+
+def image_instances(session: Session, image_id: int) -> Instances:
+    return dicts_to_instances(annotation_dicts(session, image_id))
 
 
 def normalise_attributes(raw: object, taxonomy: Taxonomy, where: str) -> dict[str, Any]:
@@ -148,13 +158,31 @@ def normalise_attributes(raw: object, taxonomy: Taxonomy, where: str) -> dict[st
     for flag in ("fake", "occluded"):
         if flag in out and not isinstance(out[flag], bool):
             raise AnnotationInvalid(f"{where}: {flag!r} must be true or false")
+    limits = get_settings()
     note = out.get("fake_note")
     if note is not None:
-        if not isinstance(note, str) or len(note) > MAX_NOTE_LENGTH:
+        if not isinstance(note, str) or len(note) > limits.max_comment_chars:
             raise AnnotationInvalid(
-                f"{where}: fake_note must be text of at most {MAX_NOTE_LENGTH} characters"
+                f"{where}: fake_note must be text of at most {limits.max_comment_chars} "
+                "characters (setting PANELBEATER_MAX_COMMENT_CHARS)"
             )
+    size = len(json.dumps(out, default=str))
+    if size > limits.max_attribute_chars:
+        raise AnnotationInvalid(
+            f"{where}: 'attributes' is {size:,} characters as JSON, more than the limit of "
+            f"{limits.max_attribute_chars:,} (setting PANELBEATER_MAX_ATTRIBUTE_CHARS)"
+        )
     return out
+
+
+def whole_number(value: object, field: str, *, low: int = 0, high: int = MAX_ID) -> int:
+    """``value`` as an int when it is one (not a bool, not 1.5, not "3") within
+    [low, high]; else AnnotationInvalid naming ``field``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise AnnotationInvalid(f"{field} must be a whole number, not {value!r}")
+    if not low <= value <= high:
+        raise AnnotationInvalid(f"{field} must be between {low} and {high}, not {value}")
+    return value
 
 
 def normalise_annotation(
@@ -166,8 +194,9 @@ def normalise_annotation(
         raise AnnotationInvalid(f"{where}: expected an object")
     cls = None
     if raw.get("class_id") is not None:
+        class_id = whole_number(raw["class_id"], f"{where}: class_id")
         try:
-            cls = taxonomy.by_id(int(raw["class_id"]))
+            cls = taxonomy.by_id(class_id)
         except (TaxonomyError, TypeError, ValueError):
             raise AnnotationInvalid(
                 f"{where}: class_id {raw['class_id']!r} is not in the taxonomy"
@@ -178,8 +207,16 @@ def normalise_annotation(
             raise AnnotationInvalid(f"{where}: class {raw['class_name']!r} is not in the taxonomy")
     else:
         raise AnnotationInvalid(f"{where}: needs 'class_id' or 'class_name'")
+    max_vertices = get_settings().max_vertices_per_polygon
     try:
         shape = Shape.from_json(raw.get("geometry"))
+        for k, p in enumerate(shape.polygons):
+            n = sum(len(r) for r in p.rings())
+            if n > max_vertices:
+                raise GeometryError(
+                    f"polygon {k + 1} has {n:,} points, more than the limit of {max_vertices:,}; "
+                    "simplify it (setting PANELBEATER_MAX_VERTICES_PER_POLYGON)"
+                )
     except GeometryError as e:
         raise AnnotationInvalid(f"{where}: {e}") from None
     x0, y0, x1, y1 = shape.bbox
@@ -198,14 +235,18 @@ def normalise_annotation(
         raise AnnotationInvalid(
             f"{where}: source {source!r} must be one of {', '.join(s.value for s in AnnotationSource)}"
         ) from None
+    ann_id = raw.get("id")
+    prediction_id = raw.get("prediction_id")
     return {
-        "id": raw.get("id"),
+        "id": None if ann_id is None else whole_number(ann_id, f"{where}: id", low=1),
         "class_id": cls.id,
         "group": cls.group,
         "geometry": shape.to_json(),
         "attributes": normalise_attributes(raw.get("attributes"), taxonomy, where),
         "source": source,
-        "prediction_id": raw.get("prediction_id"),
+        "prediction_id": None
+        if prediction_id is None
+        else whole_number(prediction_id, f"{where}: prediction_id", low=1),
     }
 
 
@@ -217,15 +258,35 @@ def save_annotations(
     annotations: list[dict[str, Any]],
     author: str | None,
     reason: str = "save",
+    reopen_reviewed: bool = False,
 ) -> int:
     """Replace the image's annotation set; returns the new ``annotation_version``.
+
+    A save that changes nothing writes nothing (no revision) and returns the version as it
+    is. With ``reopen_reviewed`` (an author who may not review), a change to a ``reviewed``
+    photo sends it back to ``labelled``, and its history says so.
 
     Raises VersionConflict when ``expected_version`` is stale, AnnotationInvalid when an
     annotation is malformed (nothing is written then).
     """
     image = get_image(session, image_id)
+    whole_number(expected_version, "version")
     taxonomy = project_taxonomy(session.get(Project, image.project_id))
+    limit = get_settings().max_polygons_per_image
+    if len(annotations) > limit:
+        raise AnnotationInvalid(
+            f"{len(annotations):,} annotations on one photo is more than the limit of {limit:,} "
+            "(setting PANELBEATER_MAX_POLYGONS_PER_IMAGE)"
+        )
     incoming = [normalise_annotation(a, taxonomy, i, image) for i, a in enumerate(annotations)]
+    _check_prediction_ids(session, image_id, incoming)
+    if image.annotation_version == expected_version and _unchanged(
+        current_annotations(session, image_id), incoming
+    ):
+        return expected_version
+    reopen = reopen_reviewed and image.status == ImageStatus.reviewed
+    if reopen:
+        reason = f"{reason}; edited after review, so reviewed -> labelled"
 
     # Claim the version atomically: of two concurrent saves only one matches.
     claimed = session.execute(
@@ -277,12 +338,7 @@ def save_annotations(
             )
             continue
         kept.add(row.id)
-        changed = (
-            row.class_id != item["class_id"]
-            or row.geometry != item["geometry"]
-            or (row.attributes or {}) != item["attributes"]
-        )
-        if changed:
+        if not _same(row, item):
             row.class_id, row.group = item["class_id"], item["group"]
             row.geometry, row.attributes = item["geometry"], item["attributes"]
             row.version += 1
@@ -299,8 +355,45 @@ def save_annotations(
     if image.status == ImageStatus.new:
         image.status = ImageStatus.in_progress
         session.add(image)
+    elif reopen:
+        image.status = ImageStatus.labelled
+        image.meta = {**(image.meta or {}), "status_by": author}
+        session.add(image)
     session.flush()
     return expected_version + 1
+
+
+def _same(row: Annotation, item: dict[str, Any]) -> bool:
+    return (
+        row.class_id == item["class_id"]
+        and row.geometry == item["geometry"]
+        and (row.attributes or {}) == item["attributes"]
+    )
+
+
+def _unchanged(rows: list[Annotation], incoming: list[dict[str, Any]]) -> bool:
+    """True when saving ``incoming`` over ``rows`` would change nothing."""
+    by_id = {r.id: r for r in rows}
+    return len(rows) == len(incoming) and all(
+        item["id"] in by_id and _same(by_id[item["id"]], item) for item in incoming
+    )
+
+
+def _check_prediction_ids(session: Session, image_id: int, incoming: list[dict[str, Any]]) -> None:
+    wanted = {item["prediction_id"] for item in incoming if item["prediction_id"] is not None}
+    if not wanted:
+        return
+    known = set(
+        session.exec(
+            select(Prediction.id).where(Prediction.id.in_(wanted), Prediction.image_id == image_id)
+        ).all()
+    )
+    for i, item in enumerate(incoming):
+        if item["prediction_id"] is not None and item["prediction_id"] not in known:
+            raise AnnotationInvalid(
+                f"annotation {i + 1}: prediction_id {item['prediction_id']} is not a prediction "
+                f"of image {image_id}; leave it out for a shape you drew yourself"
+            )
 
 
 def _status(status: ImageStatus | str) -> ImageStatus:
@@ -323,6 +416,12 @@ def set_status(
     """Move an image through new → in progress → labelled → reviewed or rejected."""
     image = get_image(session, image_id)
     status = _status(status)
+    limit = get_settings().max_comment_chars
+    if comment is not None and len(comment) > limit:
+        raise Invalid(
+            f"comment is {len(comment):,} characters, more than the limit of {limit:,} "
+            "(setting PANELBEATER_MAX_COMMENT_CHARS)"
+        )
     if status == ImageStatus.rejected and not (comment and comment.strip()):
         raise Invalid("rejecting a photo needs a comment that tells the annotator what to fix")
     image.status = status
@@ -376,15 +475,7 @@ def revision_instances(session: Session, image_id: int, revision: int) -> Instan
     ).first()
     if row is None:
         raise NotFound(f"image {image_id} has no annotation revision {revision} in its history")
-    items = row.annotations
-    if not items:
-        return Instances.empty()
-    return Instances(
-        shapes=[Shape.from_json(a["geometry"], trusted=True) for a in items],
-        class_ids=np.array([a["class_id"] for a in items]),
-        attributes=[dict(a.get("attributes") or {}) for a in items],
-        data={"annotation_id": [a.get("id") for a in items]},
-    )
+    return dicts_to_instances(row.annotations)
 
 
 # ---------- what a client sees of an image ----------
@@ -447,26 +538,68 @@ def _verdict(attrs: object) -> tuple[bool, str]:
     return bool(attrs.get("fake")), str(attrs.get("fake_note") or "")
 
 
+def _flagged(item: dict[str, Any]) -> bool:
+    """A fake-damage flag: the verdict attribute, or a class of the fake group."""
+    return _verdict(item.get("attributes"))[0] or item.get("group") == "fake"
+
+
 def check_fake_edits(
     session: Session, image_id: int, incoming: list[dict[str, Any]], user: User
 ) -> None:
-    """Raise Forbidden when ``user`` may not make the fake-damage verdicts in ``incoming``.
+    """Raise Forbidden when ``user`` may not make the fake-damage changes in ``incoming``.
 
-    Only fraud analysts (and leads/admins) may set, change or clear the fake-damage flag and
-    note. Others may still edit the polygon of a flagged annotation, or delete it whole; they
-    just cannot rewrite the fraud verdict on it.
+    Only fraud analysts (and leads/admins) may flag fake damage, or remove or change a flagged
+    instance: its verdict, its note, its class. Others may still refine a flagged polygon's
+    outline. Deleting a flagged annotation and adding it again unflagged in the same save, or
+    relabelling a fake-damage class as damage, is removing the flag and needs the same role.
     """
     if user_service.can(user, "fraud"):
         return
-    old = {a["id"]: a["attributes"] for a in annotation_dicts(session, image_id)}
+    old = {a["id"]: a for a in annotation_dicts(session, image_id)}
+    taxonomy = project_taxonomy(session.get(Project, get_image(session, image_id).project_id))
+    kept = set()
     for i, a in enumerate(incoming):
         if not isinstance(a, dict):
             continue
-        if _verdict(a.get("attributes")) != _verdict(old.get(a.get("id"), {})):
+        before = old.get(a.get("id"))
+        kept.add(a.get("id"))
+        group = _class_group(a, taxonomy)
+        if before is None:
+            if _flagged({**a, "group": group}):
+                raise Forbidden(
+                    f"annotation {i + 1}: only fraud analysts may flag fake damage (the fake "
+                    "flag, a note, or a fake-damage class)"
+                )
+            continue
+        if _verdict(a.get("attributes")) != _verdict(before["attributes"]):
             raise Forbidden(
                 f"annotation {i + 1}: only fraud analysts may set or clear the fake-damage "
                 "flag and note"
             )
+        if _flagged(before) and _class_id(a, taxonomy) != before["class_id"]:
+            raise Forbidden(
+                f"annotation {i + 1} is flagged as fake damage; only fraud analysts may change "
+                "its class"
+            )
+    for ann_id, before in old.items():
+        if ann_id not in kept and _flagged(before):
+            raise Forbidden(
+                f"annotation {ann_id} is flagged as fake damage; only fraud analysts may delete it"
+            )
+
+
+def _class_id(raw: dict[str, Any], taxonomy: Taxonomy) -> int | None:
+    if raw.get("class_id") is not None:
+        return raw["class_id"] if isinstance(raw["class_id"], int) else None
+    cls = taxonomy.get(str(raw.get("class_name")))
+    return cls.id if cls else None
+
+
+def _class_group(raw: dict[str, Any], taxonomy: Taxonomy) -> str | None:
+    class_id = _class_id(raw, taxonomy)
+    if class_id is None or isinstance(class_id, bool) or class_id not in taxonomy:
+        return None
+    return taxonomy.by_id(class_id).group
 
 
 def _has_nonfinite(value: Any) -> bool:
@@ -528,6 +661,7 @@ def save_annotations_as(
         expected_version=expected_version,
         annotations=annotations,
         author=user.username,
+        reopen_reviewed=not user_service.can(user, "review"),
     )
     sync_prediction_states(session, image_id, annotations)
     image = get_image(session, image_id)

@@ -14,7 +14,6 @@ snapshots and active-learning selection always skip it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import time
@@ -25,6 +24,7 @@ from typing import Any
 from sqlmodel import Session, func, select
 
 from core.config import get_settings
+from core.files import sha256_file
 from db.models import Image, ImageStatus, ModelVersion, Project
 from services.errors import Invalid, NotFound
 
@@ -73,14 +73,6 @@ def cleanup_tmp_artifacts(max_age_s: float = 0.0) -> list[Path]:
     return removed
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verified_artifact(mv: ModelVersion) -> Path:
     """The version's model file, after checking it is the one registered (its sha256).
 
@@ -93,7 +85,7 @@ def verified_artifact(mv: ModelVersion) -> Path:
             f"the model file of {mv.name} is missing ({path}); restore it from a backup, or roll "
             f"the stage back to another version"
         )
-    actual = _sha256(path)
+    actual = sha256_file(path)
     if actual != mv.sha256:
         raise Invalid(
             f"the model file of {mv.name} ({path}) has changed since it was registered "
@@ -134,7 +126,7 @@ def register_version(
     dest_dir = get_settings().artifacts_dir / stage
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / f"{name}{src.suffix}"
-    sha = _sha256(src)
+    sha = sha256_file(src)
     if parent_id is None:
         cur = current(session, stage)
         parent_id = cur.id if cur else None

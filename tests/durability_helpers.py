@@ -136,9 +136,7 @@ class KillableServer:
         log.close()  # the child holds its own copy
         while time.monotonic() - t0 < timeout:
             if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"server exited with {self.proc.returncode}; see {log.name}"
-                )
+                raise RuntimeError(f"server exited with {self.proc.returncode}; see {log.name}")
             try:
                 if httpx.get(self.url + "/api/health", timeout=1).status_code == 200:
                     return time.monotonic() - t0
@@ -214,7 +212,10 @@ class Annotator:
                             continue
                         version = int(r.json()["version"])
                     n += 1
-                    body = {"version": version, "annotations": [{"class_id": 1, "geometry": square(n)}]}
+                    body = {
+                        "version": version,
+                        "annotations": [{"class_id": 1, "geometry": square(n)}],
+                    }
                     t0 = time.monotonic()
                     r = client.put(path + "/annotations", json=body)
                     t1 = time.monotonic()
@@ -299,13 +300,24 @@ class Run:
     start_s: list[float]
     #: seconds the server was up and answering (restarts excluded)
     serving_s: float
+    #: ``time.monotonic()`` when the annotators started and when they were told to stop
+    began: float
+    ended: float
 
 
 def kill_run(
-    ws: Workspace, server: KillableServer, *, kills: int, up_s: float, tail_s: float = 0.5
+    ws: Workspace,
+    server: KillableServer,
+    *,
+    kills: int,
+    up_s: float = 1.0,
+    saves_between_kills: int = 30,
+    tail_s: float = 0.5,
 ) -> Run:
-    """Annotators save throughout; the server serves ``up_s`` seconds, is killed with kill -9
-    and restarted, ``kills`` times, then serves ``tail_s`` seconds more and stops."""
+    """Annotators save throughout; the server is killed with kill -9 and restarted, ``kills``
+    times, each time once it has served ``up_s`` seconds and answered ``saves_between_kills``
+    saves since it started (a freshly started server is slow for its first second, more so
+    on a busy machine); then it serves ``tail_s`` seconds more and stops."""
     stop = threading.Event()
     annotators = [
         Annotator(server.url, token, image_id, stop)
@@ -313,18 +325,25 @@ def kill_run(
     ]
     start_s = [server.start()]
     threads = [a.thread() for a in annotators]
+    began = time.monotonic()
     for t in threads:
         t.start()
     serving = 0.0
     try:
         for _ in range(kills):
-            time.sleep(up_s)
-            serving += up_s
+            t0 = time.monotonic()
+            floor = sum(len(a.acks) for a in annotators) + saves_between_kills
+            while time.monotonic() - t0 < up_s or (
+                sum(len(a.acks) for a in annotators) < floor and time.monotonic() - t0 < 60
+            ):
+                time.sleep(0.02)
+            serving += time.monotonic() - t0
             server.kill()
             start_s.append(server.start())
         time.sleep(tail_s)
         serving += tail_s
     finally:
+        ended = time.monotonic()
         stop.set()
         for t in threads:
             t.join(60)
@@ -338,6 +357,8 @@ def kill_run(
         kills=kills,
         start_s=start_s,
         serving_s=serving,
+        began=began,
+        ended=ended,
     )
 
 

@@ -312,3 +312,30 @@ def test_a_fresh_store_is_readable_by_its_owner_only(tmp_path: Path) -> None:
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
     assert modes["panelbeater.db"] == 0o600
     assert all(m == 0o600 for m in modes.values()), modes
+
+
+def test_the_workspace_sign_in_is_throttled_too(store) -> None:
+    from annotator.app import login
+    from db.session import session_scope
+    from services.users import create_user
+
+    with session_scope() as s:
+        create_user(s, username="gina", password="long enough pw", role="annotator")
+    for _ in range(5):
+        assert login("gina", "wrong password")[-1] == "Wrong user name or password."
+    locked = login("gina", "long enough pw")
+    assert locked[0] == "" and "Too many failed sign-ins" in locked[-1], locked[-1]
+
+
+@pytest.mark.parametrize(
+    "allow,expected",
+    [
+        ("", {"proxy_headers": False}),
+        ("127.0.0.1", {"proxy_headers": True, "forwarded_allow_ips": "127.0.0.1"}),
+    ],
+)
+def test_forwarded_headers_are_believed_only_from_the_configured_proxy(allow, expected) -> None:
+    from app import proxy_options
+    from core.config import Settings
+
+    assert proxy_options(Settings(forwarded_allow_ips=allow)) == expected

@@ -187,6 +187,11 @@ def test_save_then_stale_version_gets_409_with_both_versions(env) -> None:
             {"class_id": 1, "geometry": SQUARE, "attributes": {"severity": "apocalyptic"}},
             "severity",
         ),
+        ({"class_id": 1.5, "geometry": SQUARE}, "class_id must be a whole number"),
+        ({"class_id": True, "geometry": SQUARE}, "class_id must be a whole number"),
+        ({"class_id": 2**70, "geometry": SQUARE}, "class_id must be between"),
+        ({"class_id": 1, "geometry": SQUARE, "prediction_id": 424242}, "prediction_id 424242"),
+        ({"class_id": 1, "geometry": SQUARE, "id": 2**70}, "id must be between"),
     ],
 )
 def test_bad_bodies_get_422_with_a_message(env, annotation: dict, needle: str) -> None:
@@ -200,6 +205,17 @@ def test_bad_bodies_get_422_with_a_message(env, annotation: dict, needle: str) -
         f"/api/images/{seeded.image_ids[0]}/annotations", headers=h, json={"annotations": []}
     )
     assert missing.status_code == 422
+
+
+@pytest.mark.parametrize("version", [2**70, -1, 1.5, True, "0"])
+def test_a_version_out_of_range_or_not_a_whole_number_gets_422(env, version) -> None:
+    client, seeded, login = env
+    r = client.put(
+        f"/api/images/{seeded.image_ids[0]}/annotations",
+        headers=login("annotator"),
+        json={"version": version, "annotations": []},
+    )
+    assert r.status_code == 422 and "version" in json.dumps(r.json()["detail"])
 
 
 def test_script_in_note_is_stored_as_text_and_fake_flag_needs_fraud_role(env) -> None:
@@ -533,3 +549,27 @@ def test_admin_disables_a_user_and_a_new_password_signs_them_out(env) -> None:
     assert client.get("/api/me", headers=ana).status_code == 401
     assert client.post("/api/users/nobody/disable", headers=admin).status_code == 404
     assert client.post(f"/api/users/{name}/disable", headers=login("lead")).status_code == 403
+
+
+def test_huge_ids_anywhere_get_422_naming_the_field(env) -> None:
+    """Every integer in a path or a query, at 2^70, is refused by name and never a 500."""
+    client, _, login = env
+    h = login("admin")
+    tried = []
+    for path, methods in client.get("/openapi.json").json()["paths"].items():
+        for method, op in methods.items():
+            params = op.get("parameters", [])
+            ints = [p for p in params if "integer" in json.dumps(p.get("schema", {}))]
+            for p in ints:
+                url, query = path, {}
+                for other in params:
+                    if other["in"] == "path":
+                        value = 2**70 if other is p else 1
+                        url = url.replace("{" + other["name"] + "}", str(value))
+                if p["in"] == "query":
+                    query[p["name"]] = str(2**70)
+                r = client.request(method, url, headers=h, params=query, json={})
+                assert r.status_code == 422, (method, url, p["name"], r.status_code, r.text[:200])
+                assert p["name"] in json.dumps(r.json()["detail"]), r.text[:300]
+                tried.append((method, url))
+    assert len(tried) >= 10, tried

@@ -114,8 +114,8 @@ def test_gradio_handlers_check_the_token(data: Path) -> None:
     assert bad[0] == "" and "Wrong" in bad[-1]
     ann = ui.login("ann", "long enough")
     token = ann[0]
-    assert token and ann[6]["visible"] is False  # no dashboard tab for annotators
-    assert '"role": "annotator"' in ann[5]
+    assert token and ann[5]["visible"] is False  # no dashboard tab for annotators
+    assert '"role": "annotator"' in ann[4]
     with pytest.raises(gr.Error):
         ui.dashboard(token)
     with pytest.raises(gr.Error):
@@ -123,9 +123,9 @@ def test_gradio_handlers_check_the_token(data: Path) -> None:
     with pytest.raises(gr.Error):
         ui.dashboard("forged")
     lead = ui.login("boss", "long enough")
-    assert lead[6]["visible"] is True
+    assert lead[5]["visible"] is True
     summary, *_ = ui.dashboard(lead[0])
     assert "photos" in summary
-    assert ui.restore(lead[0])[0] == lead[0]
+    assert ui.restore_token(lead[0])[0] == lead[0]
     ui.logout(lead[0])
-    assert ui.restore(lead[0])[0] == ""
+    assert ui.restore_token(lead[0])[0] == ""

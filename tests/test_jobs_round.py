@@ -218,44 +218,44 @@ def test_every_stage_of_a_round_trains_on_the_one_snapshot(round_project, monkey
 
     trained_on: dict[str, dict[int, int]] = {}
     real_training_set = runs._training_set
-    real_train = runs.train_stage
+    real_evaluate = runs.evaluate_stage
 
     def recording_training_set(session, project, split_filter, snapshot=None):
         data = real_training_set(session, project, split_filter, snapshot)
-        trained_on["last"] = {r.meta["image_id"]: len(r.instances) for r in data.records}
+        if snapshot is not None:  # training, not the held-out evaluation
+            trained_on[f"stage {len(trained_on) + 1}"] = {
+                r.meta["image_id"]: len(r.instances) for r in data.records
+            }
         return data
 
-    def train_then_edit(session, project, stage, **kw):
-        mv = real_train(session, project, stage, **kw)
-        trained_on[stage] = trained_on.pop("last")
-        if len(trained_on) == 1:  # between the first stage and the second
+    def edit_then_evaluate(session, project, stage, **kw):
+        if len(trained_on) == 1:  # between the first stage's training and the second's
             with session_scope() as s:
                 images = s.exec(select(Image).order_by(Image.id)).all()
                 spare = next(im for im in images if im.status.value == "new" and im.split != "test")
                 set_status(s, image_id=spare.id, status="labelled", author="late")
-                edited = next(i for i in trained_on[stage])
+                edited = next(iter(trained_on["stage 1"]))
                 im = s.get(Image, edited)
-                kept = [a for a in annotation_dicts(s, edited)][:1]
                 save_annotations(
                     s,
                     image_id=edited,
                     expected_version=im.annotation_version,
-                    annotations=kept,
+                    annotations=annotation_dicts(s, edited)[:1],
                     author="late",
                 )
-        return mv
+        return real_evaluate(session, project, stage, **kw)
 
     monkeypatch.setattr(runs, "_training_set", recording_training_set)
-    monkeypatch.setattr(runs, "train_stage", train_then_edit)
+    monkeypatch.setattr(runs, "evaluate_stage", edit_then_evaluate)
     out = run_round(
         _context("round"), stages=["assist_net", "yolo_seg"], epochs=1, k=1, device="cpu"
     )
     assert set(out["stages"]) == {"assist_net", "yolo_seg"}
-    assert trained_on["assist_net"] == trained_on["yolo_seg"]
+    assert trained_on["stage 1"] == trained_on["stage 2"]
     with session_scope() as s:
         snaps = [mv.train_snapshot for mv in s.exec(select(ModelVersion)).all()]
     assert len(snaps) == 2 and snaps[0] == snaps[1]
-    assert sorted(trained_on["yolo_seg"]) == snaps[0]["image_ids"]
+    assert sorted(trained_on["stage 2"]) == snaps[0]["image_ids"]
 
 
 def test_an_evaluate_job_reports_its_progress(round_project):

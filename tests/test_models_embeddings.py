@@ -325,9 +325,9 @@ def test_part_classifier_int8_is_a_load_time_choice(tmp_path, monkeypatch):
         stage.classify_crops(crops)
         return any("quantized" in str(type(m)).lower() for m in stage._fast.modules())
 
-    from models.base import file_sha256
+    from core.files import sha256_file
 
-    mv = SimpleNamespace(stage="part_classifier", path=str(path), sha256=file_sha256(path))
+    mv = SimpleNamespace(stage="part_classifier", path=str(path), sha256=sha256_file(path))
     monkeypatch.delenv("PANELBEATER_CPU_INT8", raising=False)
     reset_settings()
     try:

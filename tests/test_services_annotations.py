@@ -57,7 +57,7 @@ NOTE = {"fake": True, "fake_note": "paint on a sticker"}
         ("annotator", NOTE, {}, False),
         ("annotator", NOTE, {"fake": True, "fake_note": "other"}, False),
         ("annotator", NOTE, {**NOTE, "severity": "severe"}, True),  # verdict kept
-        ("annotator", NOTE, None, True),  # deleting a flagged annotation whole
+        ("annotator", NOTE, None, False),  # deleting a flagged annotation removes the flag
         ("annotator", {"fake": False}, {}, True),  # false and absent are the same verdict
         ("annotator", {"severity": "minor"}, {"severity": "severe"}, True),
         ("reviewer", {}, NOTE, False),
@@ -77,7 +77,7 @@ def test_fake_verdict_changes_need_the_fraud_role(seeded, role, before, after, a
         if allowed:
             ann.check_fake_edits(s, image_id, incoming, user)
         else:
-            with pytest.raises(Forbidden, match="annotation 1: only fraud analysts"):
+            with pytest.raises(Forbidden, match="only fraud analysts"):
                 ann.check_fake_edits(s, image_id, incoming, user)
 
 
@@ -89,6 +89,152 @@ def test_a_new_annotation_with_a_flag_needs_the_fraud_role(seeded) -> None:
         with pytest.raises(Forbidden):
             ann.check_fake_edits(s, seeded.image_ids[0], [new], _user(s, "annotator"))
         ann.check_fake_edits(s, seeded.image_ids[0], [new], _user(s, "fraud_analyst"))
+
+
+def test_deleting_a_flag_and_adding_it_back_unflagged_in_one_save_is_refused(seeded) -> None:
+    from db.session import session_scope
+
+    image_id = seeded.image_ids[0]
+    with session_scope() as s:
+        old = _store(s, image_id, NOTE)
+        readded = {"class_id": old["class_id"], "geometry": old["geometry"], "attributes": {}}
+        with pytest.raises(Forbidden, match="only fraud analysts may delete it"):
+            ann.check_fake_edits(s, image_id, [readded], _user(s, "annotator"))
+        ann.check_fake_edits(s, image_id, [readded], _user(s, "fraud_analyst"))
+
+
+@pytest.mark.parametrize("new_class", [1, 28])  # a damage class, another fake class
+def test_relabelling_a_fake_damage_class_needs_the_fraud_role(seeded, new_class) -> None:
+    from db.session import session_scope
+
+    image_id = seeded.image_ids[0]
+    with session_scope() as s:
+        image = s.get(Image, image_id)
+        ann.save_annotations(
+            s,
+            image_id=image_id,
+            expected_version=image.annotation_version,
+            annotations=[{"class_id": 27, "geometry": SQUARE}],  # fakemud
+            author="fraud",
+        )
+        old = ann.annotation_dicts(s, image_id)[0]
+        relabelled = [{**old, "class_id": new_class}]
+        with pytest.raises(Forbidden, match="only fraud analysts may change its class"):
+            ann.check_fake_edits(s, image_id, relabelled, _user(s, "annotator"))
+        ann.check_fake_edits(s, image_id, relabelled, _user(s, "lead"))
+        # the outline of a flagged instance may still be refined
+        ann.check_fake_edits(s, image_id, [{**old, "geometry": MOVED}], _user(s, "annotator"))
+
+
+def test_an_annotator_cannot_draw_a_fake_damage_class(seeded) -> None:
+    from db.session import session_scope
+
+    with session_scope() as s, pytest.raises(Forbidden, match="may flag fake damage"):
+        ann.check_fake_edits(
+            s, seeded.image_ids[0], [{"class_id": 29, "geometry": SQUARE}], _user(s, "annotator")
+        )
+
+
+def _save_as(s, role: str, image_id: int, annotations: list[dict]) -> dict:
+    image = s.get(Image, image_id)
+    return ann.save_annotations_as(
+        s,
+        _user(s, role),
+        project=get_or_create_project(s),
+        image_id=image_id,
+        expected_version=image.annotation_version,
+        annotations=annotations,
+    )
+
+
+def test_an_annotator_editing_a_reviewed_photo_sends_it_back_to_labelled(seeded) -> None:
+    from sqlmodel import select
+
+    from db.models import AnnotationRevision
+    from db.session import session_scope
+
+    image_id = seeded.image_ids[0]
+    with session_scope() as s:
+        _save_as(s, "annotator", image_id, [{"class_id": 26, "geometry": SQUARE}])
+        ann.set_status(s, image_id=image_id, status="reviewed", author="reviewer1")
+        kept = ann.annotation_dicts(s, image_id)
+        _save_as(s, "reviewer", image_id, [{**kept[0], "geometry": MOVED}])
+        assert s.get(Image, image_id).status == ImageStatus.reviewed  # a reviewer's fix stays
+        kept = ann.annotation_dicts(s, image_id)
+        _save_as(s, "annotator", image_id, [{**kept[0], "geometry": SQUARE}])
+        assert s.get(Image, image_id).status == ImageStatus.labelled
+        last = s.exec(
+            select(AnnotationRevision)
+            .where(AnnotationRevision.image_id == image_id)
+            .order_by(AnnotationRevision.revision.desc())
+        ).first()
+        assert "reviewed -> labelled" in last.reason and last.author == "annotator1"
+
+
+def test_an_unchanged_save_writes_no_revision(seeded) -> None:
+    from sqlmodel import func, select
+
+    from db.models import AnnotationRevision
+    from db.session import session_scope
+
+    image_id = seeded.image_ids[0]
+    with session_scope() as s:
+        first = _save_as(s, "annotator", image_id, [{"class_id": 26, "geometry": SQUARE}])
+        again = _save_as(s, "annotator", image_id, first["annotations"])
+        assert again["version"] == first["version"]
+        count = s.exec(select(func.count()).select_from(AnnotationRevision)).one()
+        assert count == 1
+
+
+@pytest.mark.parametrize(
+    "field,value,needle",
+    [
+        ("class_id", 1.5, "class_id must be a whole number"),
+        ("class_id", True, "class_id must be a whole number"),
+        ("class_id", 2**70, "class_id must be between"),
+        ("prediction_id", 2**70, "prediction_id must be between"),
+        ("prediction_id", 999, "prediction_id 999 is not a prediction of image"),
+        ("id", "3", "id must be a whole number"),
+    ],
+)
+def test_ids_are_whole_numbers_in_range(seeded, field, value, needle) -> None:
+    from db.session import session_scope
+
+    with session_scope() as s, pytest.raises(Invalid, match=needle):
+        _save_as(
+            s,
+            "annotator",
+            seeded.image_ids[0],
+            [{"class_id": 26, "geometry": SQUARE, field: value}],
+        )
+
+
+def test_size_limits_are_settings(seeded, monkeypatch) -> None:
+    from core.config import get_settings
+    from db.session import session_scope
+
+    settings = get_settings()
+    monkeypatch.setattr(settings, "max_vertices_per_polygon", 4)
+    monkeypatch.setattr(settings, "max_polygons_per_image", 2)
+    monkeypatch.setattr(settings, "max_attribute_chars", 64)
+    monkeypatch.setattr(settings, "max_comment_chars", 10)
+    five = [{"exterior": [[0, 0], [9, 0], [9, 9], [5, 12], [0, 9]], "holes": []}]
+    cases = [
+        ([{"class_id": 26, "geometry": five}], "more than the limit of 4"),
+        ([{"class_id": 26, "geometry": SQUARE}] * 3, "more than the limit of 2"),
+        (
+            [{"class_id": 26, "geometry": SQUARE, "attributes": {"x": "y" * 100}}],
+            "PANELBEATER_MAX_ATTRIBUTE_CHARS",
+        ),
+    ]
+    with session_scope() as s:
+        for annotations, needle in cases:
+            with pytest.raises(Invalid, match=needle):
+                _save_as(s, "annotator", seeded.image_ids[0], annotations)
+        with pytest.raises(Invalid, match="PANELBEATER_MAX_COMMENT_CHARS"):
+            ann.set_status(
+                s, image_id=seeded.image_ids[0], status="rejected", author="r", comment="x" * 11
+            )
 
 
 def test_a_refused_save_writes_nothing(seeded) -> None:

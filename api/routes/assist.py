@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, field_validator
 from sqlmodel import Session
 
 from api.deps import current_project, db_session, require, service_errors
-from api.schemas import AssistAnswer, AssistPrepared
+from api.schemas import AssistAnswer, AssistPrepared, IdPath
 from db.models import Project, User
 from services import assist as assist_service
 
@@ -49,7 +49,7 @@ class AssistBody(BaseModel):
 
 @router.post("/images/{image_id}/assist/prepare")
 def prepare(
-    image_id: int,
+    image_id: IdPath,
     user: User = Depends(require("assist")),
     project: Project = Depends(current_project),
     session: Session = Depends(db_session),
@@ -62,7 +62,7 @@ def prepare(
 
 @router.post("/images/{image_id}/assist")
 def assist(
-    image_id: int,
+    image_id: IdPath,
     body: AssistBody,
     user: User = Depends(require("assist")),
     project: Project = Depends(current_project),

@@ -12,6 +12,9 @@ from sqlmodel import Session
 from api.deps import current_project, db_session, require, service_errors
 from api.files import image_file_response
 from api.schemas import (
+    MAX_ID,
+    ClassIdQuery,
+    IdPath,
     ImageDetail,
     ImagePage,
     ImageSummary,
@@ -27,7 +30,12 @@ router = APIRouter(tags=["images"])
 
 
 class AnnotationsBody(BaseModel):
-    version: int = Field(description="the annotation_version you loaded; a stale one gets 409")
+    version: int = Field(
+        strict=True,
+        ge=0,
+        le=2**31 - 1,
+        description="the annotation_version you loaded; a stale one gets 409",
+    )
     annotations: list[dict[str, Any]] = Field(
         description="the whole set: {id?, class_id|class_name, geometry, attributes?, source?, prediction_id?}"
     )
@@ -46,10 +54,10 @@ class PredictionStateBody(BaseModel):
 def list_images(
     status_: ImageStatus | None = Query(default=None, alias="status"),
     split: str | None = None,
-    class_id: int | None = None,
+    class_id: ClassIdQuery = None,
     flagged: bool | None = None,
     limit: int = Query(default=50, ge=1, le=1000),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=MAX_ID),
     user: User = Depends(require("view")),
     project: Project = Depends(current_project),
     session: Session = Depends(db_session),
@@ -91,7 +99,7 @@ async def upload_images(
 
 @router.get("/images/{image_id}")
 def get_image(
-    image_id: int,
+    image_id: IdPath,
     user: User = Depends(require("view")),
     project: Project = Depends(current_project),
     session: Session = Depends(db_session),
@@ -104,7 +112,7 @@ def get_image(
 
 @router.get("/images/{image_id}/file", responses={200: {"content": {"image/jpeg": {}}}})
 def get_image_file(
-    image_id: int,
+    image_id: IdPath,
     request: Request,
     max_side: int | None = Query(default=None, ge=16, le=16384),
     user: User = Depends(require("view")),
@@ -119,7 +127,7 @@ def get_image_file(
 
 @router.put("/images/{image_id}/annotations")
 def put_annotations(
-    image_id: int,
+    image_id: IdPath,
     body: AnnotationsBody,
     user: User = Depends(require("annotate")),
     project: Project = Depends(current_project),
@@ -142,7 +150,7 @@ def put_annotations(
 
 @router.post("/images/{image_id}/status")
 def post_status(
-    image_id: int,
+    image_id: IdPath,
     body: StatusBody,
     user: User = Depends(require("view")),
     project: Project = Depends(current_project),
@@ -164,7 +172,7 @@ def post_status(
 
 @router.post("/predictions/{prediction_id}/state")
 def post_prediction_state(
-    prediction_id: int,
+    prediction_id: IdPath,
     body: PredictionStateBody,
     user: User = Depends(require("annotate")),
     project: Project = Depends(current_project),

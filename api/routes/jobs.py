@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from sqlmodel import Session
 
 from api.deps import current_project, db_session, require, service_errors
-from api.schemas import JobOut
+from api.schemas import IdPath, JobOut
 from db.models import Job, Project, User
 from jobs import service as job_service
 from jobs.runner import recover_stale_jobs
@@ -65,7 +65,7 @@ def start_job(
 
 @router.get("/jobs/{job_id}")
 def get_job(
-    job_id: int,
+    job_id: IdPath,
     user: User = Depends(require("view")),
     project: Project = Depends(current_project),
     session: Session = Depends(db_session),
@@ -80,7 +80,7 @@ def get_job(
 
 @router.get("/jobs/{job_id}/log", response_class=PlainTextResponse)
 def job_log(
-    job_id: int,
+    job_id: IdPath,
     user: User = Depends(require("view")),
     project: Project = Depends(current_project),
     session: Session = Depends(db_session),
@@ -91,7 +91,7 @@ def job_log(
 
 @router.delete("/jobs/{job_id}")
 def cancel_job(
-    job_id: int,
+    job_id: IdPath,
     user: User = Depends(require("retrain")),
     project: Project = Depends(current_project),
     session: Session = Depends(db_session),
@@ -103,7 +103,7 @@ def cancel_job(
 
 @router.post("/jobs/{job_id}/retry")
 def retry_job(
-    job_id: int,
+    job_id: IdPath,
     user: User = Depends(require("retrain")),
     project: Project = Depends(current_project),
     session: Session = Depends(db_session),

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 from sqlmodel import Session
 
 from api.deps import current_project, db_session, require, service_errors
-from api.schemas import QueueStep
+from api.schemas import ClassIdQuery, IdQuery, QueueStep
 from db.models import Project, User
 from services import images as image_service
 
@@ -20,7 +20,7 @@ def queue_filters(
         default=None, description="comma-separated; default: new,in_progress,rejected"
     ),
     split: str | None = None,
-    class_id: int | None = None,
+    class_id: ClassIdQuery = None,
     flagged: bool | None = None,
 ) -> dict[str, Any]:
     """The queue's filters, shared by next and previous."""
@@ -29,7 +29,7 @@ def queue_filters(
 
 @router.get("/queue/next")
 def queue_next(
-    after_id: int | None = None,
+    after_id: IdQuery = None,
     filters: dict[str, Any] = Depends(queue_filters),
     user: User = Depends(require("view")),
     project: Project = Depends(current_project),
@@ -43,7 +43,7 @@ def queue_next(
 
 @router.get("/queue/previous")
 def queue_previous(
-    after_id: int | None = None,
+    after_id: IdQuery = None,
     filters: dict[str, Any] = Depends(queue_filters),
     user: User = Depends(require("view")),
     project: Project = Depends(current_project),

@@ -9,13 +9,12 @@ before ``set_image`` raises ``RuntimeError``.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from core.files import atomic_write
 from core.geometry import Shape, mask_to_shape
 
 
@@ -73,11 +72,8 @@ class EmbeddingCache:
         arr = np.asarray(arr, dtype=np.float16)
         self._remember(key, arr)
         if self.dir is not None:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(suffix=".npy.tmp", dir=self.dir)
-            with os.fdopen(fd, "wb") as f:
+            with atomic_write(self.dir / f"{key}.npy") as f:
                 np.save(f, arr)
-            os.replace(tmp, self.dir / f"{key}.npy")
 
     def _remember(self, key: str, arr: np.ndarray) -> None:
         if len(self.memory) >= self.memory_items:

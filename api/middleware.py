@@ -1,0 +1,192 @@
+"""ASGI middleware for every response: security headers and a request-body size limit.
+
+Both are plain ASGI (not ``BaseHTTPMiddleware``), so streamed responses (Gradio's server-sent
+events) and streamed request bodies pass through untouched apart from what they are for.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+#: The Gradio UI: its page runs inline scripts (config, loader), which get a per-response nonce;
+#: ``'unsafe-eval'`` because Gradio runs ``js_on_load`` and ``js=`` handlers with ``new
+#: Function``; inline styles because Svelte and the widgets' ``css_template`` set them; ``blob:``
+#: images because the canvas shows photos fetched with the bearer header from blob: URLs.
+UI_POLICY = (
+    "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'unsafe-eval'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; "
+    "media-src 'self' data: blob:; connect-src 'self'; worker-src 'self' blob:; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+#: FastAPI's /docs and /redoc load Swagger UI and ReDoc from jsDelivr, with one inline script.
+DOCS_POLICY = (
+    "default-src 'self'; script-src 'self' 'nonce-{nonce}' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+    "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
+    "font-src 'self' https://fonts.gstatic.com; worker-src 'self' blob:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+#: JSON, files and redirects: nothing of theirs may run or be framed.
+API_POLICY = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+DOCS_PATHS = ("/docs", "/redoc")
+_SCRIPT_TAG = re.compile(rb"<script(?=[\s>])", re.IGNORECASE)
+
+
+def route_path(scope: Scope) -> str:
+    """The path the app routes on: the request's path without the server's root path."""
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+def under(path: str, prefix: str) -> bool:
+    """Whether ``path`` is ``prefix`` itself or inside it."""
+    return path == prefix or path.startswith(prefix.rstrip("/") + "/")
+
+
+class SecurityHeadersMiddleware:
+    """Adds ``Content-Security-Policy``, ``X-Content-Type-Options: nosniff``,
+    ``X-Frame-Options: DENY`` and ``Referrer-Policy: same-origin`` to every HTTP response.
+
+    HTML pages (the UI under ``ui_path``, /docs, /redoc) get a fresh nonce on each of their
+    ``<script>`` tags and in the policy, so only the scripts the server wrote run inline. The
+    page's own text is rewritten, so a browser's page request is answered uncompressed.
+    """
+
+    def __init__(self, app: ASGIApp, *, ui_path: str = "/ui") -> None:
+        self.app = app
+        self.ui_path = ui_path
+
+    def _policy(self, path: str) -> str | None:
+        if under(path, self.ui_path):
+            return UI_POLICY
+        if any(under(path, p) for p in DOCS_PATHS):
+            return DOCS_POLICY
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        template = self._policy(route_path(scope))
+        nonce = secrets.token_urlsafe(18) if template else ""
+        policy = template.format(nonce=nonce) if template else API_POLICY
+        if template and "text/html" in Headers(scope=scope).get("accept", ""):
+            # A page is rewritten to carry the nonce, which a compressed body would not allow.
+            scope = dict(scope)
+            scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"accept-encoding"]
+        rewrite = scope["method"] != "HEAD"
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("content-security-policy", policy)
+                headers.setdefault("x-content-type-options", "nosniff")
+                headers.setdefault("x-frame-options", "DENY")
+                headers.setdefault("referrer-policy", "same-origin")
+                html = headers.get("content-type", "").startswith("text/html")
+                if template and html and rewrite and "content-encoding" not in headers:
+                    start = message  # held back until the page's body is complete
+                    return
+            elif message["type"] == "http.response.body" and start is not None:
+                chunks.append(message.get("body", b""))
+                if message.get("more_body", False):
+                    return
+                body = _SCRIPT_TAG.sub(f'<script nonce="{nonce}"'.encode(), b"".join(chunks))
+                MutableHeaders(scope=start)["content-length"] = str(len(body))
+                await send(start)
+                await send({"type": "http.response.body", "body": body})
+                return
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class BodyLimitMiddleware:
+    """Answers 413 to a request whose body is larger than ``max_bytes``: at once when its
+    ``Content-Length`` says so, else as soon as a streamed body passes the limit (the app then
+    sees the client as gone, and its own answer is dropped).
+
+    Not FastAPI's own ``max_body_size``: that one answers a bare "Content Too Large" from
+    outside the app's middleware (so without the security headers), and signals by raising
+    inside the app, where a mounted app's error handling may turn it into another answer.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, setting: str = "") -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.setting = setting
+
+    def _too_large(self) -> tuple[Message, Message]:
+        where = f" (setting {self.setting})" if self.setting else ""
+        detail = (
+            f"The request body is larger than this server accepts: at most {self.max_bytes} "
+            f"bytes{where}. Send fewer or smaller files at a time."
+        )
+        body = json.dumps({"detail": detail}).encode()
+        return (
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            },
+            {"type": "http.response.body", "body": body},
+        )
+
+    async def _reject(self, send: Send) -> None:
+        for message in self._too_large():
+            await send(message)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._reject(send)
+            return
+        received = 0
+        rejected = False
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, rejected
+            if rejected:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    rejected = True
+                    if not started:
+                        await self._reject(send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            if rejected:
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracked_send)
+        except Exception:
+            # The app gave up on a body it was told had ended (ClientDisconnect and the like);
+            # the client already has its 413.
+            if not rejected:
+                raise
