@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from sqlmodel import Session
@@ -73,6 +74,14 @@ def current_project(
     (``services.projects.served_project``)."""
     with service_errors():
         return served_project(session, user)
+
+
+#: The request's database session, committed before the answer leaves (see db_session).
+SessionDep = Annotated[Session, Depends(db_session)]
+#: The signed-in user (401 without a valid token).
+UserDep = Annotated[User, Depends(current_user)]
+#: The project this server serves, once the user is known to be a member of it.
+ProjectDep = Annotated[Project, Depends(current_project)]
 
 
 def require(permission: str) -> Callable[[User], User]:

@@ -164,34 +164,31 @@ def passwd(
     typer.echo(f"password of {name!r} changed; its open sessions were signed out")
 
 
-@user_app.command("disable")
-def disable(name: str = typer.Argument(..., help="User name.")) -> None:
-    """Disable a user and sign it out everywhere at once (its tokens are revoked)."""
+def _switch(name: str, active: bool) -> None:
     from db.session import session_scope
-    from services.users import UserError, disable_user
+    from services.users import UserError, disable_user, enable_user
 
     _open()
     try:
         with session_scope() as session:
-            disable_user(session, username=name)
+            (enable_user if active else disable_user)(session, username=name)
     except UserError as e:
         _fail(str(e))
-    typer.echo(f"disabled {name!r}; its open sessions were signed out")
+    typer.echo(
+        f"enabled {name!r}" if active else f"disabled {name!r}; its open sessions were signed out"
+    )
+
+
+@user_app.command("disable")
+def disable(name: str = typer.Argument(..., help="User name.")) -> None:
+    """Disable a user and sign it out everywhere at once (its tokens are revoked)."""
+    _switch(name, active=False)
 
 
 @user_app.command("enable")
 def enable(name: str = typer.Argument(..., help="User name.")) -> None:
     """Let a disabled user sign in again."""
-    from db.session import session_scope
-    from services.users import UserError, enable_user
-
-    _open()
-    try:
-        with session_scope() as session:
-            enable_user(session, username=name)
-    except UserError as e:
-        _fail(str(e))
-    typer.echo(f"enabled {name!r}")
+    _switch(name, active=True)
 
 
 @user_app.command("list")

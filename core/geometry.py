@@ -421,6 +421,18 @@ def _stored_ring_ok(ring: np.ndarray) -> bool:
     return n >= 3
 
 
+def check_vertex_limit(shape: Shape, max_vertices: int) -> None:
+    """Raise GeometryError when a polygon of ``shape`` has more than ``max_vertices`` points
+    (outline and holes together)."""
+    for i, p in enumerate(shape.polygons):
+        n = sum(len(r) for r in p.rings())
+        if n > max_vertices:
+            raise GeometryError(
+                f"polygon {i + 1} has {n:,} points, more than the limit of {max_vertices:,}; "
+                "simplify it, or raise the limit (setting PANELBEATER_MAX_VERTICES_PER_POLYGON)"
+            )
+
+
 def fit_to_image(
     shape: Shape, width: int, height: int, *, max_vertices: int, ndigits: int = 2
 ) -> tuple[Shape, bool]:
@@ -435,13 +447,7 @@ def fit_to_image(
     Raises:
         GeometryError: the reason the shape cannot be stored.
     """
-    for i, p in enumerate(shape.polygons):
-        n = sum(len(r) for r in p.rings())
-        if n > max_vertices:
-            raise GeometryError(
-                f"polygon {i + 1} has {n:,} points, more than the limit of {max_vertices:,}; "
-                "simplify it, or raise the limit (setting PANELBEATER_MAX_VERTICES_PER_POLYGON)"
-            )
+    check_vertex_limit(shape, max_vertices)
     shape = Shape(
         tuple(
             Polygon(p.exterior.round(ndigits), tuple(h.round(ndigits) for h in p.holes))

@@ -22,6 +22,8 @@ from core.taxonomy import Taxonomy
 
 #: ``progress(step, total, info)`` — called by long operations; ``info`` holds e.g. ``{"loss": 0.4, "epoch": 2}``.
 Progress = Callable[[int, int, dict[str, Any]], None]
+#: Where a trained model file goes (None: the stage keeps it in memory only).
+OutPath = str | Path | None
 
 PRESETS = ("tiny", "small", "base")
 
@@ -208,6 +210,24 @@ class StageBase:
     eval_groups: ClassVar[tuple[str, ...]] = ("damage", "part")
 
     def predict(self, images: list[np.ndarray]) -> list[ImageResult]:
+        raise NotImplementedError
+
+    def train(
+        self,
+        dataset: TrainingSet,
+        config: StageConfig | None = None,
+        progress: Progress | None = None,
+        out_path: OutPath = None,
+    ) -> TrainResult:
+        """Train on ``dataset`` with ``config`` (default: the stage's own, else it becomes the
+        stage's config) and write the model file to ``out_path`` when given."""
+        self.config = config or self.config
+        return self.fit(dataset, self.config, progress, out_path)
+
+    def fit(
+        self, dataset: TrainingSet, cfg: StageConfig, progress: Progress | None, out_path: OutPath
+    ) -> TrainResult:
+        """The stage's own training (:meth:`train` has settled the config)."""
         raise NotImplementedError
 
     def evaluate(self, data: TrainingSet, progress: Progress | None = None) -> dict[str, Any]:

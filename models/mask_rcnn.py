@@ -27,6 +27,7 @@ from core.instances import ImageResult, Instances
 from core.taxonomy import Taxonomy, default_taxonomy
 from models.base import (
     CheckpointError,
+    OutPath,
     Progress,
     StageConfig,
     TrainingSet,
@@ -151,17 +152,15 @@ class MaskRCNNStage(TorchStage):
             )
         return out
 
-    def train(
+    def fit(
         self,
         dataset: TrainingSet,
-        config: MaskRCNNConfig | None = None,
-        progress: Progress | None = None,
-        out_path: str | Path | None = None,
+        cfg: MaskRCNNConfig,
+        progress: Progress | None,
+        out_path: OutPath,
     ) -> TrainResult:
         import torch
 
-        cfg = config or self.config
-        self.config = cfg
         t0 = time.perf_counter()
         samples = []
         for i, rec in enumerate(dataset.records):

@@ -30,6 +30,7 @@ from core.instances import ImageResult, Instances
 from core.taxonomy import Taxonomy, default_taxonomy
 from models.base import (
     CheckpointError,
+    OutPath,
     Progress,
     StageConfig,
     TrainingSet,
@@ -356,18 +357,16 @@ class PartClassifierStage(TorchStage):
             )
         return crops, np.asarray(labels, np.int64)
 
-    def train(
+    def fit(
         self,
         dataset: TrainingSet,
-        config: PartClassifierConfig | None = None,
-        progress: Progress | None = None,
-        out_path: str | Path | None = None,
+        cfg: PartClassifierConfig,
+        progress: Progress | None,
+        out_path: OutPath,
     ) -> TrainResult:
         import torch
         from torchvision.transforms import v2 as T
 
-        cfg = config or self.config
-        self.config = cfg
         t0 = time.perf_counter()
         crops, labels = self.training_crops(dataset)
         aug = T.Compose(

@@ -20,6 +20,7 @@ from core.instances import ImageResult
 from core.taxonomy import Taxonomy, default_taxonomy
 from models.base import (
     CheckpointError,
+    OutPath,
     Progress,
     StageBase,
     StageConfig,
@@ -121,17 +122,15 @@ class PipelineStage(StageBase):
             res.meta["stage"] = self.name
         return results
 
-    def train(
+    def fit(
         self,
         dataset: TrainingSet,
-        config: PipelineConfig | None = None,
-        progress: Progress | None = None,
-        out_path: str | Path | None = None,
+        cfg: PipelineConfig,
+        progress: Progress | None,
+        out_path: OutPath,
     ) -> TrainResult:
         import tempfile
 
-        cfg = config or self.config
-        self.config = cfg
         ycfg, ccfg = cfg.sub_configs()
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:

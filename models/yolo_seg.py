@@ -29,6 +29,7 @@ from core.instances import ImageResult, Instances
 from core.taxonomy import Taxonomy, default_taxonomy
 from models.base import (
     CheckpointError,
+    OutPath,
     Progress,
     StageBase,
     StageConfig,
@@ -220,17 +221,11 @@ class YoloSegStage(StageBase):
         )
         return ImageResult(inst, meta={"stage": self.name})
 
-    def train(
-        self,
-        dataset: TrainingSet,
-        config: YoloSegConfig | None = None,
-        progress: Progress | None = None,
-        out_path: str | Path | None = None,
+    def fit(
+        self, dataset: TrainingSet, cfg: YoloSegConfig, progress: Progress | None, out_path: OutPath
     ) -> TrainResult:
         from exports.yolo import write as write_yolo
 
-        cfg = config or self.config
-        self.config = cfg
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="pb-yolo-") as tmp:
             records = [r for r in dataset.records]

@@ -26,7 +26,7 @@ from sqlalchemy import update
 from sqlmodel import Session, select
 
 from core.config import get_settings
-from core.geometry import GeometryError, Shape
+from core.geometry import GeometryError, Shape, check_vertex_limit
 from core.instances import SEVERITIES, Instances
 from core.taxonomy import Taxonomy, TaxonomyError
 from db.models import (
@@ -207,16 +207,9 @@ def normalise_annotation(
             raise AnnotationInvalid(f"{where}: class {raw['class_name']!r} is not in the taxonomy")
     else:
         raise AnnotationInvalid(f"{where}: needs 'class_id' or 'class_name'")
-    max_vertices = get_settings().max_vertices_per_polygon
     try:
         shape = Shape.from_json(raw.get("geometry"))
-        for k, p in enumerate(shape.polygons):
-            n = sum(len(r) for r in p.rings())
-            if n > max_vertices:
-                raise GeometryError(
-                    f"polygon {k + 1} has {n:,} points, more than the limit of {max_vertices:,}; "
-                    "simplify it (setting PANELBEATER_MAX_VERTICES_PER_POLYGON)"
-                )
+        check_vertex_limit(shape, get_settings().max_vertices_per_polygon)
     except GeometryError as e:
         raise AnnotationInvalid(f"{where}: {e}") from None
     x0, y0, x1, y1 = shape.bbox

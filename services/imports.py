@@ -23,6 +23,7 @@ Inputs are bounded, and a bad entry is reported by name while the rest is import
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -159,80 +160,53 @@ def _import_labelled(
     )
 
 
-@without_gc
-def import_coco(
-    session, project, path, *, images_dir=None, label_map=None, progress=None
-) -> ImportReport:
-    """A COCO instances file (polygons, RLE; also COCO-Annotator's flavour)."""
-    from exports import coco
+def _labelled_importer(
+    fmt: str, doc: str, *, reads_json: bool = True, passes_images_dir: bool = False
+) -> Callable[..., ImportReport]:
+    """``import_<fmt>(session, project, path, *, images_dir=None, label_map=None,
+    progress=None)`` over the pure converter ``exports.<fmt>.parse``."""
 
-    return _import_labelled(
-        session,
-        project,
-        path,
-        coco.parse,
-        images_dir=images_dir,
-        label_map=label_map,
-        progress=progress,
-    )
+    @without_gc
+    def run(
+        session, project, path, *, images_dir=None, label_map=None, progress=None
+    ) -> ImportReport:
+        parse = importlib.import_module(f"exports.{fmt}").parse
+        return _import_labelled(
+            session,
+            project,
+            path,
+            parse,
+            images_dir=images_dir,
+            label_map=label_map,
+            progress=progress,
+            reads_json=reads_json,
+            passes_images_dir=passes_images_dir,
+        )
 
-
-@without_gc
-def import_via(
-    session, project, path, *, images_dir=None, label_map=None, progress=None
-) -> ImportReport:
-    """A VGG Image Annotator 1.x/2.x file; entries whose image is missing are reported."""
-    from exports import via
-
-    return _import_labelled(
-        session,
-        project,
-        path,
-        via.parse,
-        images_dir=images_dir,
-        label_map=label_map,
-        progress=progress,
-        passes_images_dir=True,
-    )
+    run.__name__ = run.__qualname__ = f"import_{fmt}"
+    run.__doc__ = doc
+    return run
 
 
-@without_gc
-def import_yolo(
-    session, project, path, *, images_dir=None, label_map=None, progress=None
-) -> ImportReport:
-    """An Ultralytics segmentation dataset, from its data.yaml."""
-    from exports import yolo
-
-    return _import_labelled(
-        session,
-        project,
-        path,
-        yolo.parse,
-        images_dir=images_dir,
-        label_map=label_map,
-        progress=progress,
-        reads_json=False,
-        passes_images_dir=True,
-    )
-
-
-@without_gc
-def import_label_studio(
-    session, project, path, *, images_dir=None, label_map=None, progress=None
-) -> ImportReport:
-    """A Label Studio JSON export (polygons, brush RLE, rectangles)."""
-    from exports import label_studio
-
-    return _import_labelled(
-        session,
-        project,
-        path,
-        label_studio.parse,
-        images_dir=images_dir,
-        label_map=label_map,
-        progress=progress,
-        passes_images_dir=True,
-    )
+import_coco = _labelled_importer(
+    "coco", "A COCO instances file (polygons, RLE; also COCO-Annotator's flavour)."
+)
+import_via = _labelled_importer(
+    "via",
+    "A VGG Image Annotator 1.x/2.x file; entries whose image is missing are reported.",
+    passes_images_dir=True,
+)
+import_yolo = _labelled_importer(
+    "yolo",
+    "An Ultralytics segmentation dataset, from its data.yaml.",
+    reads_json=False,
+    passes_images_dir=True,
+)
+import_label_studio = _labelled_importer(
+    "label_studio",
+    "A Label Studio JSON export (polygons, brush RLE, rectangles).",
+    passes_images_dir=True,
+)
 
 
 @without_gc

@@ -186,6 +186,11 @@ def _projects(session: Session, names: Sequence[str]) -> list[Project]:
         raise UserError(str(e)) from None
 
 
+def get_user_or_fail(session: Session, username: str) -> User:
+    """The user of that name; UnknownUser (a NotFound) when there is none."""
+    return _existing(session, username)
+
+
 def _existing(session: Session, username: str) -> User:
     user = get_user(session, username)
     if user is None:

@@ -536,19 +536,32 @@ def test_admin_disables_a_user_and_a_new_password_signs_them_out(env) -> None:
     ana = login("annotator")
     name = seeded.users["annotator"]
     assert client.get("/api/me", headers=ana).status_code == 200
-    r = client.post(f"/api/users/{name}/disable", headers=admin)
+    r = client.patch(f"/api/users/{name}", headers=admin, json={"active": False})
     assert r.status_code == 200 and r.json()["active"] is False
     assert client.get("/api/me", headers=ana).status_code == 401
     assert (
         client.post("/api/login", json={"username": name, "password": PASSWORD}).status_code == 401
     )
-    assert client.post(f"/api/users/{name}/enable", headers=admin).status_code == 200
+    assert (
+        client.patch(f"/api/users/{name}", headers=admin, json={"active": True}).status_code == 200
+    )
     ana = login("annotator")
-    r = client.put(f"/api/users/{name}/password", headers=admin, json={"password": "a new secret"})
+    r = client.patch(f"/api/users/{name}", headers=admin, json={"password": "a new secret"})
     assert r.status_code == 200
     assert client.get("/api/me", headers=ana).status_code == 401
-    assert client.post("/api/users/nobody/disable", headers=admin).status_code == 404
-    assert client.post(f"/api/users/{name}/disable", headers=login("lead")).status_code == 403
+    assert (
+        client.patch("/api/users/nobody", headers=admin, json={"active": False}).status_code == 404
+    )
+    assert (
+        client.patch(f"/api/users/{name}", headers=admin, json={"password": "short"}).status_code
+        == 422
+    )
+    assert (
+        client.patch(
+            f"/api/users/{name}", headers=login("lead"), json={"active": False}
+        ).status_code
+        == 403
+    )
 
 
 def test_huge_ids_anywhere_get_422_naming_the_field(env) -> None:

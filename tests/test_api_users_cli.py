@@ -93,7 +93,7 @@ def test_openapi_lists_the_routes(data: Path) -> None:
         "/api/images/{image_id}",
         "/api/images/{image_id}/file",
         "/api/images/{image_id}/annotations",
-        "/api/queue/next",
+        "/api/queue/{direction}",
         "/api/export/{fmt}",
         "/api/images/{image_id}/assist",
     ]:

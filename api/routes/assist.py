@@ -6,14 +6,15 @@ answers are in original image pixels.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field, field_validator
-from sqlmodel import Session
 
-from api.deps import current_project, db_session, require, service_errors
+from api.deps import ProjectDep, SessionDep, require, service_errors
 from api.schemas import AssistAnswer, AssistPrepared, IdPath
-from db.models import Project, User
+from db.models import User
 from services import assist as assist_service
 
 router = APIRouter(tags=["assist"])
@@ -50,9 +51,9 @@ class AssistBody(BaseModel):
 @router.post("/images/{image_id}/assist/prepare")
 def prepare(
     image_id: IdPath,
-    user: User = Depends(require("assist")),
-    project: Project = Depends(current_project),
-    session: Session = Depends(db_session),
+    user: Annotated[User, Depends(require("assist"))],
+    project: ProjectDep,
+    session: SessionDep,
 ) -> AssistPrepared:
     """Embed the image now, ahead of the first click (the workspace calls this on opening a photo)."""
     with service_errors():
@@ -64,9 +65,9 @@ def prepare(
 def assist(
     image_id: IdPath,
     body: AssistBody,
-    user: User = Depends(require("assist")),
-    project: Project = Depends(current_project),
-    session: Session = Depends(db_session),
+    user: Annotated[User, Depends(require("assist"))],
+    project: ProjectDep,
+    session: SessionDep,
 ) -> AssistAnswer:
     """A polygon for positive/negative clicks and/or a box, in image pixels, simplified by ``tolerance``."""
     with service_errors():

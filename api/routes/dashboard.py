@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
-from sqlmodel import Session
 
-from api.deps import current_project, db_session, require, service_errors
+from api.deps import ProjectDep, SessionDep, require, service_errors
 from api.schemas import RetrainAnswer, Stats
-from db.models import Project, User
+from db.models import User
 from services import dashboard as dashboard_service
 
 router = APIRouter(tags=["dashboard"])
@@ -18,9 +17,9 @@ router = APIRouter(tags=["dashboard"])
 
 @router.get("/stats")
 def stats(
-    user: User = Depends(require("dashboard")),
-    project: Project = Depends(current_project),
-    session: Session = Depends(db_session),
+    user: Annotated[User, Depends(require("dashboard"))],
+    project: ProjectDep,
+    session: SessionDep,
 ) -> Stats:
     """Counts per status, group and class; per-annotator throughput; model versions with metrics."""
     with service_errors():
@@ -36,10 +35,10 @@ class RetrainBody(BaseModel):
 
 @router.post("/retrain")
 def retrain(
+    user: Annotated[User, Depends(require("retrain"))],
+    project: ProjectDep,
+    session: SessionDep,
     body: RetrainBody | None = None,
-    user: User = Depends(require("retrain")),
-    project: Project = Depends(current_project),
-    session: Session = Depends(db_session),
 ) -> RetrainAnswer:
     """Start a retraining round (train, evaluate, promote, pre-annotate, select); returns the
     job id. The body is optional: ``{"stages": ["yolo_seg", "assist_net"], "config": "tiny"}``."""

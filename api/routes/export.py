@@ -5,14 +5,14 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse
-from sqlmodel import Session
 from starlette.background import BackgroundTask
 
-from api.deps import current_project, db_session, require, service_errors
-from db.models import Project, User
+from api.deps import ProjectDep, SessionDep, require, service_errors
+from db.models import User
 from services.exports import export_archive
 
 router = APIRouter(tags=["export"])
@@ -21,12 +21,12 @@ router = APIRouter(tags=["export"])
 @router.get("/export/{fmt}", responses={200: {"content": {"application/octet-stream": {}}}})
 def export(
     fmt: str,
+    user: Annotated[User, Depends(require("export"))],
+    project: ProjectDep,
+    session: SessionDep,
     split: str | None = None,
     group: str | None = None,
     status: str | None = None,
-    user: User = Depends(require("export")),
-    project: Project = Depends(current_project),
-    session: Session = Depends(db_session),
 ) -> FileResponse:
     """Download the project's annotations as ``coco`` (JSON), ``yolo`` (zip) or ``label-studio`` (JSON)."""
     tmp = Path(tempfile.mkdtemp(prefix="panelbeater-export-"))

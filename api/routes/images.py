@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile, status
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from api.deps import current_project, db_session, require, service_errors
+from api.deps import ProjectDep, SessionDep, current_project, db_session, require, service_errors
 from api.files import image_file_response
 from api.schemas import (
     MAX_ID,
@@ -52,15 +52,15 @@ class PredictionStateBody(BaseModel):
 
 @router.get("/images")
 def list_images(
+    user: Annotated[User, Depends(require("view"))],
+    project: ProjectDep,
+    session: SessionDep,
     status_: ImageStatus | None = Query(default=None, alias="status"),
     split: str | None = None,
     class_id: ClassIdQuery = None,
     flagged: bool | None = None,
     limit: int = Query(default=50, ge=1, le=1000),
     offset: int = Query(default=0, ge=0, le=MAX_ID),
-    user: User = Depends(require("view")),
-    project: Project = Depends(current_project),
-    session: Session = Depends(db_session),
 ) -> ImagePage:
     """A page of images in queue order, with the total matching the filters."""
     with service_errors():
@@ -100,9 +100,9 @@ async def upload_images(
 @router.get("/images/{image_id}")
 def get_image(
     image_id: IdPath,
-    user: User = Depends(require("view")),
-    project: Project = Depends(current_project),
-    session: Session = Depends(db_session),
+    user: Annotated[User, Depends(require("view"))],
+    project: ProjectDep,
+    session: SessionDep,
 ) -> ImageDetail:
     """Metadata, the current annotations with the image's ``version``, and the predictions."""
     with service_errors():
@@ -114,10 +114,10 @@ def get_image(
 def get_image_file(
     image_id: IdPath,
     request: Request,
+    user: Annotated[User, Depends(require("view"))],
+    project: ProjectDep,
+    session: SessionDep,
     max_side: int | None = Query(default=None, ge=16, le=16384),
-    user: User = Depends(require("view")),
-    project: Project = Depends(current_project),
-    session: Session = Depends(db_session),
 ) -> Response:
     """The image's bytes (JPEG when downscaled to ``max_side``), with an ETag and caching."""
     with service_errors():
@@ -129,9 +129,9 @@ def get_image_file(
 def put_annotations(
     image_id: IdPath,
     body: AnnotationsBody,
-    user: User = Depends(require("annotate")),
-    project: Project = Depends(current_project),
-    session: Session = Depends(db_session),
+    user: Annotated[User, Depends(require("annotate"))],
+    project: ProjectDep,
+    session: SessionDep,
 ) -> ImageDetail:
     """Replace the image's annotation set. 409 with both versions when ``version`` is stale;
     422 with a sentence when an annotation is malformed; 403 when a non-fraud role changes
@@ -152,9 +152,9 @@ def put_annotations(
 def post_status(
     image_id: IdPath,
     body: StatusBody,
-    user: User = Depends(require("view")),
-    project: Project = Depends(current_project),
-    session: Session = Depends(db_session),
+    user: Annotated[User, Depends(require("view"))],
+    project: ProjectDep,
+    session: SessionDep,
 ) -> ImageSummary:
     """Move the image through new → in_progress → labelled → reviewed | rejected (with a
     comment); 403 when the role may not set that status."""
@@ -174,9 +174,9 @@ def post_status(
 def post_prediction_state(
     prediction_id: IdPath,
     body: PredictionStateBody,
-    user: User = Depends(require("annotate")),
-    project: Project = Depends(current_project),
-    session: Session = Depends(db_session),
+    user: Annotated[User, Depends(require("annotate"))],
+    project: ProjectDep,
+    session: SessionDep,
 ) -> PredictionStateOut:
     """Mark a prediction accepted, rejected or edited (accepting also needs the annotation saved)."""
     with service_errors():

@@ -5,16 +5,15 @@ Every route answers for the served project's jobs only: another project's job id
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
-from sqlmodel import Session
 
-from api.deps import current_project, db_session, require, service_errors
+from api.deps import ProjectDep, SessionDep, require, service_errors
 from api.schemas import IdPath, JobOut
-from db.models import Job, Project, User
+from db.models import Job, User
 from jobs import service as job_service
 from jobs.runner import recover_stale_jobs
 
@@ -32,12 +31,12 @@ class JobIn(BaseModel):
 
 @router.get("/jobs")
 def list_jobs(
+    user: Annotated[User, Depends(require("view"))],
+    project: ProjectDep,
+    session: SessionDep,
     status: str | None = None,
     kind: str | None = None,
     limit: int = Query(default=50, ge=1, le=500),
-    user: User = Depends(require("view")),
-    project: Project = Depends(current_project),
-    session: Session = Depends(db_session),
 ) -> list[JobOut]:
     """The project's recent jobs, newest first."""
     recover_stale_jobs()
@@ -51,9 +50,9 @@ def list_jobs(
 @router.post("/jobs", status_code=201)
 def start_job(
     body: JobIn,
-    user: User = Depends(require("retrain")),
-    project: Project = Depends(current_project),
-    session: Session = Depends(db_session),
+    user: Annotated[User, Depends(require("retrain"))],
+    project: ProjectDep,
+    session: SessionDep,
 ) -> JobOut:
     """Queue a job on the project; the worker picks it up. Returns the job with its id."""
     with service_errors():
@@ -66,9 +65,9 @@ def start_job(
 @router.get("/jobs/{job_id}")
 def get_job(
     job_id: IdPath,
-    user: User = Depends(require("view")),
-    project: Project = Depends(current_project),
-    session: Session = Depends(db_session),
+    user: Annotated[User, Depends(require("view"))],
+    project: ProjectDep,
+    session: SessionDep,
 ) -> JobOut:
     """Status, stage, progress (0..1), epoch, loss, message, error and result."""
     recover_stale_jobs()
@@ -81,9 +80,9 @@ def get_job(
 @router.get("/jobs/{job_id}/log", response_class=PlainTextResponse)
 def job_log(
     job_id: IdPath,
-    user: User = Depends(require("view")),
-    project: Project = Depends(current_project),
-    session: Session = Depends(db_session),
+    user: Annotated[User, Depends(require("view"))],
+    project: ProjectDep,
+    session: SessionDep,
 ) -> str:
     with service_errors():
         return job_service.read_log(job_service.get_job(session, job_id, project))
@@ -92,9 +91,9 @@ def job_log(
 @router.delete("/jobs/{job_id}")
 def cancel_job(
     job_id: IdPath,
-    user: User = Depends(require("retrain")),
-    project: Project = Depends(current_project),
-    session: Session = Depends(db_session),
+    user: Annotated[User, Depends(require("retrain"))],
+    project: ProjectDep,
+    session: SessionDep,
 ) -> JobOut:
     """Cancel: a queued job never starts; a running one stops at its next progress report."""
     with service_errors():
@@ -104,9 +103,9 @@ def cancel_job(
 @router.post("/jobs/{job_id}/retry")
 def retry_job(
     job_id: IdPath,
-    user: User = Depends(require("retrain")),
-    project: Project = Depends(current_project),
-    session: Session = Depends(db_session),
+    user: Annotated[User, Depends(require("retrain"))],
+    project: ProjectDep,
+    session: SessionDep,
 ) -> JobOut:
     """Queue a failed or cancelled job again."""
     with service_errors():

@@ -3,14 +3,16 @@ split, and the dashboard's PNG plots."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 from pydantic import BaseModel
 from sqlmodel import Session
 
-from api.deps import current_project, db_session, require, service_errors
+from api.deps import ProjectDep, SessionDep, db_session, require, service_errors
 from api.schemas import Holdout, VersionOut
-from db.models import ModelVersion, Project, User
+from db.models import ModelVersion, User
 from services import dashboard as dashboard_service
 from services import registry
 
@@ -31,18 +33,18 @@ class HoldoutIn(BaseModel):
 
 @router.get("/models")
 def list_models(
+    user: Annotated[User, Depends(require("view"))],
+    session: SessionDep,
     stage: str | None = None,
-    user: User = Depends(require("view")),
-    session: Session = Depends(db_session),
 ) -> list[VersionOut]:
     return [_out(m) for m in registry.versions(session, stage)]
 
 
 @router.get("/models/holdout")
 def holdout(
-    user: User = Depends(require("view")),
-    project: Project = Depends(current_project),
-    session: Session = Depends(db_session),
+    user: Annotated[User, Depends(require("view"))],
+    project: ProjectDep,
+    session: SessionDep,
 ) -> Holdout:
     ids = registry.holdout_ids(session, project)
     return Holdout(split=registry.HOLDOUT_SPLIT, image_ids=ids, count=len(ids))
@@ -51,9 +53,9 @@ def holdout(
 @router.post("/models/holdout")
 def grow_holdout(
     body: HoldoutIn,
-    user: User = Depends(require("retrain")),
-    project: Project = Depends(current_project),
-    session: Session = Depends(db_session),
+    user: Annotated[User, Depends(require("retrain"))],
+    project: ProjectDep,
+    session: SessionDep,
 ) -> Holdout:
     """Add images to the held-out split (an explicit decision; they leave training and selection)."""
     with service_errors():
@@ -98,9 +100,9 @@ def promote(
 @router.post("/models/{stage}/rollback")
 def rollback(
     stage: str,
+    user: Annotated[User, Depends(require("retrain"))],
+    session: SessionDep,
     body: RollbackIn | None = None,
-    user: User = Depends(require("retrain")),
-    session: Session = Depends(db_session),
 ) -> VersionOut:
     """Promote the current version's parent (or ``to``)."""
     with service_errors():

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from sqlmodel import Session
 
-from api.deps import current_project, db_session, require, service_errors
+from api.deps import ProjectDep, SessionDep, require, service_errors
 from api.schemas import ClassIdQuery, IdQuery, QueueStep
-from db.models import Project, User
+from db.models import User
 from services import images as image_service
 
 router = APIRouter(tags=["queue"])
@@ -27,31 +26,19 @@ def queue_filters(
     return {"status": status, "split": split, "class_id": class_id, "flagged": flagged}
 
 
-@router.get("/queue/next")
-def queue_next(
+@router.get("/queue/{direction}")
+def queue_step(
+    direction: Literal["next", "previous"],
+    user: Annotated[User, Depends(require("view"))],
+    project: ProjectDep,
+    session: SessionDep,
     after_id: IdQuery = None,
     filters: dict[str, Any] = Depends(queue_filters),
-    user: User = Depends(require("view")),
-    project: Project = Depends(current_project),
-    session: Session = Depends(db_session),
 ) -> QueueStep:
-    """The photo after ``after_id`` in queue order (active-learning score, else import order)."""
-    with service_errors():
-        step = image_service.queue_step(session, project.id, "next", after_id=after_id, **filters)
-    return QueueStep.model_validate(step)
-
-
-@router.get("/queue/previous")
-def queue_previous(
-    after_id: IdQuery = None,
-    filters: dict[str, Any] = Depends(queue_filters),
-    user: User = Depends(require("view")),
-    project: Project = Depends(current_project),
-    session: Session = Depends(db_session),
-) -> QueueStep:
-    """The photo before ``after_id`` in queue order."""
+    """The photo after (``next``) or before (``previous``) ``after_id`` in queue order:
+    active-learning score, else import order."""
     with service_errors():
         step = image_service.queue_step(
-            session, project.id, "previous", after_id=after_id, **filters
+            session, project.id, direction, after_id=after_id, **filters
         )
     return QueueStep.model_validate(step)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from api.deps import db_session, require
-from api.schemas import UserProjects, UserPublic
+from api.deps import SessionDep, db_session, require
+from api.schemas import UserPublic
 from db.models import Role, User
 from services import users as user_service
 
@@ -60,74 +62,30 @@ def add_user(
     return _public(created)
 
 
-class NewPassword(BaseModel):
-    password: str
+class UserChange(BaseModel):
+    active: bool | None = Field(
+        default=None, description="false disables the account and revokes its tokens at once"
+    )
+    password: str | None = Field(
+        default=None, description="a new password (8 characters or more); revokes its tokens"
+    )
 
 
-def _changed(session: Session, change, username: str, **kw) -> UserPublic:
-    try:
-        return _public(change(session, username=username, **kw))
-    except user_service.UnknownUser as e:
-        raise HTTPException(404, detail=str(e)) from e
-    except user_service.UserError as e:
-        raise HTTPException(422, detail=str(e)) from e
-
-
-@router.post("/users/{username}/disable")
-def disable_user(
+@router.patch("/users/{username}")
+def change_user(
     username: str,
-    user: User = Depends(require("users")),
-    session: Session = Depends(db_session),
+    body: UserChange,
+    user: Annotated[User, Depends(require("users"))],
+    session: SessionDep,
 ) -> UserPublic:
-    """Disable an account and sign it out everywhere at once (its tokens are revoked)."""
-    return _changed(session, user_service.disable_user, username)
-
-
-@router.post("/users/{username}/enable")
-def enable_user(
-    username: str,
-    user: User = Depends(require("users")),
-    session: Session = Depends(db_session),
-) -> UserPublic:
-    """Let a disabled account sign in again (with a new sign-in; old tokens stay revoked)."""
-    return _changed(session, user_service.enable_user, username)
-
-
-@router.put("/users/{username}/password")
-def set_password(
-    username: str,
-    body: NewPassword,
-    user: User = Depends(require("users")),
-    session: Session = Depends(db_session),
-) -> UserPublic:
-    """Set an account's password; every token it holds is revoked."""
-    return _changed(session, user_service.set_password, username, password=body.password)
-
-
-@router.get("/users/{username}/projects")
-def user_projects(
-    username: str,
-    user: User = Depends(require("users")),
-    session: Session = Depends(db_session),
-) -> UserProjects:
-    """The projects an account is a member of (admins may work in every project)."""
+    """Disable or enable an account, or set its password; either signs it out everywhere."""
     try:
-        return UserProjects.model_validate(user_service.project_access(session, username=username))
-    except user_service.UnknownUser as e:
-        raise HTTPException(404, detail=str(e)) from e
-
-
-@router.put("/users/{username}/projects")
-def set_user_projects(
-    username: str,
-    body: ProjectsBody,
-    user: User = Depends(require("users")),
-    session: Session = Depends(db_session),
-) -> UserProjects:
-    """Make an account a member of exactly these projects; 422 naming an unknown project."""
-    try:
-        user_service.set_user_projects(session, username=username, projects=body.projects)
-        return UserProjects.model_validate(user_service.project_access(session, username=username))
+        if body.password is not None:
+            user_service.set_password(session, username=username, password=body.password)
+        if body.active is not None:
+            change = user_service.enable_user if body.active else user_service.disable_user
+            change(session, username=username)
+        return _public(user_service.get_user_or_fail(session, username))
     except user_service.UnknownUser as e:
         raise HTTPException(404, detail=str(e)) from e
     except user_service.UserError as e:

@@ -26,6 +26,7 @@ from core.instances import ImageResult, Instances
 from core.taxonomy import GROUPS, Taxonomy, default_taxonomy
 from models.albert.config import AlbertConfig
 from models.base import (
+    OutPath,
     Progress,
     TrainingSet,
     TrainResult,
@@ -74,12 +75,8 @@ class AlbertStage(TorchStage):
         return self.config.image_size // self.config.mask_stride
 
     # -- training -----------------------------------------------------------------
-    def train(
-        self,
-        dataset: TrainingSet,
-        config: AlbertConfig | None = None,
-        progress: Progress | None = None,
-        out_path: str | Path | None = None,
+    def fit(
+        self, dataset: TrainingSet, cfg: AlbertConfig, progress: Progress | None, out_path: OutPath
     ) -> TrainResult:
         import torch
 
@@ -87,8 +84,6 @@ class AlbertStage(TorchStage):
         from models.albert.losses import albert_loss
         from models.albert.optim import param_groups, warmup_cosine
 
-        cfg = config or self.config
-        self.config = cfg
         if not len(dataset):
             raise ValueError("the training set is empty: label some images first")
         t0 = time.perf_counter()

@@ -29,7 +29,7 @@ from models.assist.learned_net import (
     sample_batch,
     window_affine,
 )
-from models.base import Progress, TrainingSet, TrainResult, check_images, resolve_device
+from models.base import OutPath, Progress, TrainingSet, TrainResult, check_images, resolve_device
 from models.registry import register_stage
 from models.torch_stage import TorchStage
 
@@ -102,17 +102,15 @@ class AssistNetStage(TorchStage):
         return out
 
     # -- training ---------------------------------------------------------------
-    def train(
+    def fit(
         self,
         dataset: TrainingSet,
-        config: AssistNetConfig | None = None,
-        progress: Progress | None = None,
-        out_path: str | Path | None = None,
+        cfg: AssistNetConfig,
+        progress: Progress | None,
+        out_path: OutPath,
     ) -> TrainResult:
         import torch
 
-        cfg = config or self.config
-        self.config = cfg
         rng = np.random.default_rng(cfg.seed)
         t0 = time.perf_counter()
         canvas = int(round(cfg.size * (1 + 2 * CANVAS_MARGIN) / (1 + 2 * cfg.margin)))
