@@ -146,8 +146,6 @@ def _clear_password() -> str:
     return ""
 
 
-#: The only events that run without a signed-in session (``annotator.session.UiSessionGuard``).
-SIGN_IN_HANDLERS = (login, restore, logout, _clear_password)
 
 
 def anonymous_fn_ids(demo: gr.Blocks) -> frozenset[int]:
@@ -206,6 +204,12 @@ def dashboard(token: str) -> tuple:
     return summary, status_rows, group_rows, class_rows, thr_rows, model_rows
 
 
+def jobs_poll(token: str) -> tuple[list[list[Any]], gr.Timer]:
+    """The jobs table for the dashboard's timer; the timer stops once the session has ended
+    (expired or signed out elsewhere), rather than raising an error every two seconds."""
+    return jobs_table(token), gr.Timer(active=_user(token) is not None)
+
+
 def jobs_table(token: str) -> list[list[Any]]:
     """Recent background jobs with their live progress (polled while the dashboard is open)."""
     user = _user(token)
@@ -231,6 +235,12 @@ def jobs_table(token: str) -> list[list[Any]]:
         ]
         for r in rows
     ]
+
+
+#: The only events that run without a signed-in session cookie
+#: (``annotator.session.UiSessionGuard``): signing in and out, and the jobs poll, which checks
+#: the token it is given and stops itself when the session has ended.
+SIGN_IN_HANDLERS = (login, restore, logout, _clear_password, jobs_poll)
 
 
 def export_file(token: str, fmt: str) -> str:
@@ -496,7 +506,7 @@ def build_ui() -> gr.Blocks:
         retrain_btn.click(retrain, [token, retrain_stages, retrain_preset], retrain_msg).then(
             jobs_table, [token], jobs
         )
-        jobs_timer.tick(jobs_table, [token], jobs, show_progress="hidden")
+        jobs_timer.tick(jobs_poll, [token], [jobs, jobs_timer], show_progress="hidden")
         dash_tab.select(jobs_table, [token], jobs).then(
             lambda: gr.Timer(active=True), None, jobs_timer
         )

@@ -320,3 +320,11 @@ def test_a_body_over_the_limit_gets_413_declared_or_streamed(tmp_path, monkeypat
     finally:
         configure(**saved.model_dump())
         reset_engine()
+
+
+def test_the_jobs_poll_stops_quietly_once_the_session_has_ended(store) -> None:
+    """An expired session stops the dashboard's timer instead of an error every 2 s."""
+    from annotator.app import jobs_poll
+
+    rows, timer = jobs_poll("a token that was revoked")
+    assert rows == [] and timer.active is False
