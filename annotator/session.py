@@ -22,8 +22,8 @@ from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.middleware import route_path, under
 from core.config import get_settings
+from core.urls import route_path, under
 from db.session import session_scope
 from services import users as user_service
 

@@ -13,6 +13,8 @@ import secrets
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.urls import route_path, under
+
 #: The Gradio UI: its page runs inline scripts (config, loader), which get a per-response nonce;
 #: ``'unsafe-eval'`` because Gradio runs ``js_on_load`` and ``js=`` handlers with ``new
 #: Function``; inline styles because Svelte and the widgets' ``css_template`` set them; ``blob:``
@@ -36,17 +38,6 @@ API_POLICY = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-anc
 
 DOCS_PATHS = ("/docs", "/redoc")
 _SCRIPT_TAG = re.compile(rb"<script(?=[\s>])", re.IGNORECASE)
-
-
-def route_path(scope: Scope) -> str:
-    """The path the app routes on: the request's path without the server's root path."""
-    path, root = scope["path"], scope.get("root_path", "")
-    return path[len(root) :] if root and path.startswith(root) else path
-
-
-def under(path: str, prefix: str) -> bool:
-    """Whether ``path`` is ``prefix`` itself or inside it."""
-    return path == prefix or path.startswith(prefix.rstrip("/") + "/")
 
 
 class SecurityHeadersMiddleware:
