@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from sqlmodel import Session
 
 from api.deps import SessionDep, db_session, require
-from api.schemas import UserPublic
+from api.schemas import UserProjects, UserPublic
 from db.models import Role, User
 from services import users as user_service
 
@@ -86,6 +86,36 @@ def change_user(
             change = user_service.enable_user if body.active else user_service.disable_user
             change(session, username=username)
         return _public(user_service.get_user_or_fail(session, username))
+    except user_service.UnknownUser as e:
+        raise HTTPException(404, detail=str(e)) from e
+    except user_service.UserError as e:
+        raise HTTPException(422, detail=str(e)) from e
+
+
+@router.get("/users/{username}/projects")
+def user_projects(
+    username: str,
+    user: Annotated[User, Depends(require("users"))],
+    session: SessionDep,
+) -> UserProjects:
+    """The projects an account is a member of (admins may work in every project)."""
+    try:
+        return UserProjects.model_validate(user_service.project_access(session, username=username))
+    except user_service.UnknownUser as e:
+        raise HTTPException(404, detail=str(e)) from e
+
+
+@router.put("/users/{username}/projects")
+def set_user_projects(
+    username: str,
+    body: ProjectsBody,
+    user: Annotated[User, Depends(require("users"))],
+    session: SessionDep,
+) -> UserProjects:
+    """Make an account a member of exactly these projects; 422 naming an unknown project."""
+    try:
+        user_service.set_user_projects(session, username=username, projects=body.projects)
+        return UserProjects.model_validate(user_service.project_access(session, username=username))
     except user_service.UnknownUser as e:
         raise HTTPException(404, detail=str(e)) from e
     except user_service.UserError as e:
