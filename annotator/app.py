@@ -27,7 +27,7 @@ from services import dashboard as dashboard_service
 from services import users as user_service
 from services.errors import ServiceError, TooManyAttempts
 from services.exports import export_archive
-from services.imports import import_uploads
+from services.imports import IMPORT_STATUSES, import_uploads
 from services.projects import list_projects, served_project
 
 #: (label, stage) choices for a retraining round on the dashboard: every stage except those
@@ -146,8 +146,6 @@ def _clear_password() -> str:
     return ""
 
 
-
-
 def anonymous_fn_ids(demo: gr.Blocks) -> frozenset[int]:
     """The ids of ``demo``'s events whose handler is one of :data:`SIGN_IN_HANDLERS`."""
     return frozenset(i for i, f in demo.fns.items() if f.fn in SIGN_IN_HANDLERS)
@@ -257,13 +255,13 @@ def export_file(token: str, fmt: str) -> str:
         shutil.rmtree(out_dir, ignore_errors=True)
 
 
-def upload_photos(token: str, files: list[str] | None) -> str:
+def upload_photos(token: str, files: list[str] | None, status: str | None = None) -> str:
     user = _require(token, "import")
     if not files:
         return "Choose one or more photos first."
     payload = [(Path(f).name, Path(f).read_bytes()) for f in files]
     with session_scope() as session:
-        report = import_uploads(session, served_project(session, user), payload)
+        report = import_uploads(session, served_project(session, user), payload, status=status)
     lines = [
         f"Added **{report.images_added}** photo(s); {report.images_skipped} already here; "
         f"{report.images_failed} could not be read."
@@ -425,6 +423,13 @@ def build_ui() -> gr.Blocks:
                             label="Photos",
                             elem_id="pb-upload-files",
                         )
+                        upload_status = gr.Dropdown(
+                            choices=list(IMPORT_STATUSES),
+                            value="new",
+                            label="Status of the new photos",
+                            info="A photo already here only moves forward; a rejected one stays.",
+                            elem_id="pb-upload-status",
+                        )
                         upload_btn = gr.Button(
                             "Add to project", size="sm", elem_id="pb-upload-button"
                         )
@@ -516,7 +521,7 @@ def build_ui() -> gr.Blocks:
         member_save.click(
             set_member_projects, [token, member_user, member_projects_pick], member_msg
         ).then(members_view, [token], members_outputs)
-        upload_btn.click(upload_photos, [token, upload_files], upload_msg).then(
+        upload_btn.click(upload_photos, [token, upload_files, upload_status], upload_msg).then(
             dashboard, [token], dash_outputs
         )
     return demo

@@ -141,6 +141,9 @@ class ImportReportOut(BaseModel):
     instances_added: int
     instances_skipped: int
     instances_failed: int
+    images_labelled: int = Field(
+        default=0, description="photos this import moved to labelled (or reviewed)"
+    )
     messages: list[str] = Field(description="one sentence per file that could not be added")
 
 

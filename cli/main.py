@@ -88,13 +88,16 @@ def taxonomy(
 # -- import ---------------------------------------------------------------------
 
 
-def _run_import(kind: str, path: Path, images: Path | None, map_file: Path | None) -> None:
+def _run_import(
+    kind: str, path: Path, images: Path | None, map_file: Path | None, status: str | None = None
+) -> None:
     from tqdm import tqdm
 
     from core.records import load_label_map
     from core.taxonomy import TaxonomyError
     from db.session import session_scope
     from exports.errors import FormatError
+    from services.errors import Invalid
     from services.imports import IMPORTERS
     from services.projects import get_or_create_project
 
@@ -113,9 +116,15 @@ def _run_import(kind: str, path: Path, images: Path | None, map_file: Path | Non
 
             project = get_or_create_project(session)
             report = IMPORTERS[kind](
-                session, project, path, images_dir=images, label_map=label_map, progress=progress
+                session,
+                project,
+                path,
+                images_dir=images,
+                label_map=label_map,
+                progress=progress,
+                status=status,
             )
-    except (FormatError, TaxonomyError) as e:
+    except (FormatError, TaxonomyError, Invalid) as e:
         fail(f"{e}\nNothing was imported.")
     for line in report.messages[:50]:
         typer.echo(f"  - {line}")
@@ -124,17 +133,88 @@ def _run_import(kind: str, path: Path, images: Path | None, map_file: Path | Non
     typer.secho(report.summary(), fg=typer.colors.GREEN)
 
 
+def _run_prediction_import(
+    kind: str,
+    path: Path,
+    *,
+    model_name: str | None,
+    map_file: Path | None,
+    status: str | None = None,
+    images_json: Path | None = None,
+    names: Path | None = None,
+) -> None:
+    """``import KIND ... --as-predictions``: pending pre-annotations of an external model."""
+    from core.records import load_label_map
+    from core.taxonomy import TaxonomyError
+    from db.session import session_scope
+    from exports.errors import FormatError
+    from services.errors import Invalid
+    from services.prediction_imports import import_predictions
+    from services.projects import get_or_create_project
+
+    if not model_name:
+        fail("--as-predictions needs --model-name NAME, the model that made the predictions")
+    if status is not None:
+        fail("--status applies to labels; predictions leave the photos' statuses as they are")
+    open_project()
+    try:
+        label_map = load_label_map(map_file)
+        with session_scope() as session:
+            report = import_predictions(
+                session,
+                get_or_create_project(session),
+                kind,
+                path,
+                model_name=model_name,
+                label_map=label_map,
+                images_json=images_json,
+                names=names,
+            )
+    except (FormatError, TaxonomyError, Invalid) as e:
+        fail(f"{e}\nNothing was imported.")
+    for line in report.messages[:50]:
+        typer.echo(f"  - {line}")
+    if len(report.messages) > 50:
+        typer.echo(f"  ... and {len(report.messages) - 50} more")
+    typer.secho(report.summary(), fg=typer.colors.GREEN)
+
+
+def _labels_only(as_predictions: bool, model_name: str | None, **given: object) -> None:
+    """Refuse prediction-only options on a labelled import."""
+    used = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is not None]
+    if model_name is not None:
+        used.insert(0, "--model-name")
+    if used and not as_predictions:
+        fail(f"{', '.join(used)} only apply with --as-predictions")
+
+
+AS_PREDICTIONS_OPT = typer.Option(
+    False,
+    "--as-predictions",
+    help="Import the file as pending pre-annotations of an external model (photos must "
+    "already be in the project), not as labels.",
+)
+MODEL_NAME_OPT = typer.Option(
+    None, "--model-name", help="With --as-predictions: the external model's version name."
+)
 MAP_HELP = 'JSON file mapping source labels to taxonomy names: {"back_bumper": "rear_bumper"}.'
 IMAGES_HELP = "Folder the file's image paths are relative to (default: the file's folder)."
+STATUS_HELP = (
+    "Status for every imported photo: new, in_progress, labelled or reviewed (default: "
+    "labelled for a photo that arrives with labels, new for one without). A photo already "
+    "here only moves forward, and a rejected one stays rejected."
+)
+IMPORT_STATUS_OPT = typer.Option(None, "--status", help=STATUS_HELP)
 
 
 @import_app.command("folder")
 def import_folder_cmd(
     folder: Path = typer.Argument(..., help="Folder of images (searched recursively)."),
     map_file: Path | None = typer.Option(None, "--map", help=MAP_HELP),
+    status: str | None = IMPORT_STATUS_OPT,
 ) -> None:
     """Import every image in a folder, without labels."""
-    _run_import("folder", folder, None, map_file)
+    _run_import("folder", folder, None, map_file, status)
 
 
 @import_app.command("coco")
@@ -142,9 +222,31 @@ def import_coco_cmd(
     file: Path = typer.Argument(..., help="COCO instances JSON (also COCO-Annotator's)."),
     images: Path | None = typer.Option(None, "--images", help=IMAGES_HELP),
     map_file: Path | None = typer.Option(None, "--map", help=MAP_HELP),
+    status: str | None = IMPORT_STATUS_OPT,
+    as_predictions: bool = AS_PREDICTIONS_OPT,
+    model_name: str | None = MODEL_NAME_OPT,
+    images_json: Path | None = typer.Option(
+        None,
+        "--images-json",
+        help="With --as-predictions: the COCO file whose images and categories the results' "
+        "image_id and category_id refer to (without it, image_id is the photo's file-name "
+        "stem and category_id a label for --map).",
+    ),
 ) -> None:
-    """Import a COCO instance-segmentation file (polygons and RLE)."""
-    _run_import("coco", file, images, map_file)
+    """Import a COCO instance-segmentation file (polygons and RLE), or with --as-predictions
+    a COCO results file (Detectron2, MMDetection: image_id, category_id, segmentation, score)."""
+    if as_predictions:
+        _run_prediction_import(
+            "coco",
+            file,
+            model_name=model_name,
+            map_file=map_file,
+            status=status,
+            images_json=images_json,
+        )
+        return
+    _labels_only(as_predictions, model_name, images_json=images_json)
+    _run_import("coco", file, images, map_file, status)
 
 
 @import_app.command("via")
@@ -152,20 +254,39 @@ def import_via_cmd(
     file: Path = typer.Argument(..., help="VGG Image Annotator JSON (1.x or 2.x)."),
     images: Path | None = typer.Option(None, "--images", help=IMAGES_HELP),
     map_file: Path | None = typer.Option(None, "--map", help=MAP_HELP),
+    status: str | None = IMPORT_STATUS_OPT,
 ) -> None:
     """Import a VIA project or region file."""
-    _run_import("via", file, images, map_file)
+    _run_import("via", file, images, map_file, status)
 
 
 @import_app.command("yolo")
 def import_yolo_cmd(
     data_yaml: Path = typer.Argument(
-        ..., help="The dataset's data.yaml (Ultralytics segmentation layout)."
+        ...,
+        help="The dataset's data.yaml (Ultralytics segmentation layout); with "
+        "--as-predictions, the folder of prediction label files.",
     ),
     map_file: Path | None = typer.Option(None, "--map", help=MAP_HELP),
+    status: str | None = IMPORT_STATUS_OPT,
+    as_predictions: bool = AS_PREDICTIONS_OPT,
+    model_name: str | None = MODEL_NAME_OPT,
+    names: Path | None = typer.Option(
+        None,
+        "--names",
+        help="With --as-predictions: a data.yaml naming the class indices (without it, an "
+        "index is a label for --map).",
+    ),
 ) -> None:
-    """Import an Ultralytics YOLO segmentation dataset."""
-    _run_import("yolo", data_yaml, None, map_file)
+    """Import an Ultralytics YOLO segmentation dataset, or with --as-predictions a folder of
+    prediction labels written with save_txt=True, save_conf=True ("cls x1 y1 ... conf")."""
+    if as_predictions:
+        _run_prediction_import(
+            "yolo", data_yaml, model_name=model_name, map_file=map_file, status=status, names=names
+        )
+        return
+    _labels_only(as_predictions, model_name, names=names)
+    _run_import("yolo", data_yaml, None, map_file, status)
 
 
 @import_app.command("label-studio")
@@ -173,9 +294,19 @@ def import_label_studio_cmd(
     file: Path = typer.Argument(..., help="Label Studio JSON export."),
     images: Path | None = typer.Option(None, "--images", help=IMAGES_HELP),
     map_file: Path | None = typer.Option(None, "--map", help=MAP_HELP),
+    status: str | None = IMPORT_STATUS_OPT,
+    as_predictions: bool = AS_PREDICTIONS_OPT,
+    model_name: str | None = MODEL_NAME_OPT,
 ) -> None:
-    """Import a Label Studio JSON export (polygons, brush masks, rectangles)."""
-    _run_import("label-studio", file, images, map_file)
+    """Import a Label Studio JSON export (polygons, brush masks, rectangles); with
+    --as-predictions, its tasks' predictions (with scores) instead of its annotations."""
+    if as_predictions:
+        _run_prediction_import(
+            "label-studio", file, model_name=model_name, map_file=map_file, status=status
+        )
+        return
+    _labels_only(as_predictions, model_name)
+    _run_import("label-studio", file, images, map_file, status)
 
 
 # -- export ---------------------------------------------------------------------
@@ -307,7 +438,7 @@ def serve(
 
 
 # Commands that other packages contribute: each module has register(app).
-for _module in ("cli.users_cmd", "cli.models_cmd", "cli.al_cmd"):
+for _module in ("cli.users_cmd", "cli.models_cmd", "cli.al_cmd", "cli.weights_cmd"):
     try:
         _mod = importlib.import_module(_module)
     except ModuleNotFoundError as _e:

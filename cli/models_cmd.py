@@ -40,10 +40,22 @@ def train_cmd(
     promote: bool = typer.Option(
         False, "--promote", help="Make the new version the stage's current one."
     ),
+    weights: str | None = typer.Option(
+        None,
+        "--weights",
+        help="A local weights file to start from (a COCO YOLO .pt, ImageNet ResNet34, COCO "
+        "Mask R-CNN or ViT state dict); the version records it with its sha256.",
+    ),
+    options: list[str] = typer.Option(
+        [],
+        "--set",
+        help="Override a config field, e.g. --set lr=0.0005 --set batch_size=4 (repeatable).",
+    ),
 ) -> None:
     """Train a stage on the labelled images and register a new version with its metrics."""
     from db.session import session_scope
     from models.base import CheckpointError, StageError
+    from models.registry import config_class
     from services.errors import ServiceError
     from services.model_runs import train_stage
 
@@ -66,6 +78,8 @@ def train_cmd(
                 device=device,
                 progress=progress,
                 promote=promote,
+                options=config_class(stage).parse_options(options),
+                weights=weights,
             )
             if mv is None:  # a torchrun rank other than 0: rank 0 registers
                 typer.echo("this rank finished; rank 0 registers the version")

@@ -109,6 +109,11 @@ class Settings(BaseSettings):
         return self.data_dir / "artifacts"
 
     @property
+    def weights_dir(self) -> Path:
+        """Checkpoints the team brings (``panelbeater weights add``), kept by sha256."""
+        return self.data_dir / "weights"
+
+    @property
     def cache_dir(self) -> Path:
         """Embedding caches and display-size image copies."""
         return self.data_dir / "cache"

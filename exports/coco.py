@@ -279,6 +279,104 @@ def parse(
     return records, report
 
 
+def parse_results(
+    results: Any, resolver: LabelResolver, *, source: str, images: dict | None = None
+) -> tuple[list[ImageRecord], ParseReport]:
+    """Records from a COCO results file (Detectron2's and MMDetection's ``*.segm.json``): a
+    list of ``{image_id, category_id, segmentation | bbox, score}``, one record per photo
+    with the instances' scores.
+
+    With ``images`` (the loaded COCO file the results refer to), ``image_id`` and
+    ``category_id`` are looked up in its ``images`` and ``categories``. Without it,
+    ``image_id`` names the photo by its file-name stem (``meta["match"] = "stem"``; the
+    convention of Ultralytics' ``save_json``) and ``category_id`` is its own label (``"1"``,
+    resolved through the map file); record sizes are then 0 and an RLE keeps its own size.
+
+    Raises:
+        FormatError: the content is not a list of result objects.
+    """
+    if isinstance(results, dict) and isinstance(results.get("annotations"), list):
+        results = results["annotations"]  # a results list wrapped as a COCO file
+    if not isinstance(results, list):
+        raise FormatError(
+            f"{source}: a COCO results file is a JSON list of {{image_id, category_id, "
+            f"segmentation, score}} objects, got {type(results).__name__}"
+        )
+    report = ParseReport()
+    by_id: dict[Any, dict] = {}
+    cat_names: dict[Any, str] | None = None
+    if images is not None:
+        if not isinstance(images, dict):
+            raise FormatError(f"{source}: the images file must hold a COCO JSON object")
+        for i, im in enumerate(_require_list(images, "images", source)):
+            where = f"{source}: images[{i}]"
+            by_id[_field(im, "id", (int, str), where)] = im
+            _field(im, "file_name", str, where)
+        cat_names = {}
+        for i, c in enumerate(_require_list(images, "categories", source)):
+            where = f"{source}: categories[{i}]"
+            cat_names[_field(c, "id", int, where)] = str(_field(c, "name", str, where))
+    resolved: dict[Any, int | None] = {}
+    per_image: dict[Any, list[tuple[Shape, int, float]]] = defaultdict(list)
+    for i, r in enumerate(results):
+        where = f"{source}: result {i}"
+        if not isinstance(r, dict):
+            raise FormatError(f"{where} must be an object, got {type(r).__name__}")
+        iid, cid, score = r.get("image_id"), r.get("category_id"), r.get("score")
+        if isinstance(iid, bool) or not isinstance(iid, (int, str)):
+            report.failed.append(f"{where}: 'image_id' must be a number or a name, got {iid!r}")
+            continue
+        im = by_id.get(iid) if images is not None else None
+        if images is not None and im is None:
+            report.failed.append(f"{where}: image_id {iid!r} is not in the images file")
+            continue
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0 <= score <= 1:
+            report.failed.append(f"{where}: 'score' must be a number from 0 to 1, got {score!r}")
+            continue
+        if cid not in resolved:
+            if cat_names is not None and cid not in cat_names:
+                report.failed.append(f"{where}: category_id {cid!r} is not in 'categories'")
+                continue
+            name = cat_names[cid] if cat_names is not None else str(cid)
+            cls = None if name in BACKGROUND_NAMES else resolver.resolve(name)
+            resolved[cid] = None if cls is None else cls.id
+        if resolved[cid] is None:
+            continue  # unknown label: collected by the resolver, the caller stops the import
+        seg = r.get("segmentation")
+        if im is not None:
+            h, w = int(im.get("height") or 0), int(im.get("width") or 0)
+        else:
+            size = seg.get("size") if isinstance(seg, dict) else None
+            h, w = size if isinstance(size, list) and len(size) == 2 else (0, 0)
+        try:
+            shape, _ = segmentation_to_shape(seg, r.get("bbox"), h, w)
+        except (GeometryError, TypeError, ValueError) as e:
+            report.failed.append(f"{where} (image {iid!r}): {e}; result left out")
+            continue
+        per_image[iid].append((shape, resolved[cid], float(score)))
+    records = []
+    for iid, items in per_image.items():
+        inst = Instances(
+            [it[0] for it in items], [it[1] for it in items], scores=[it[2] for it in items]
+        )
+        im = by_id.get(iid)
+        if im is not None:
+            records.append(
+                ImageRecord(
+                    im["file_name"],
+                    int(im.get("width") or 0),
+                    int(im.get("height") or 0),
+                    inst,
+                    meta={"coco_id": iid},
+                )
+            )
+        else:
+            records.append(
+                ImageRecord(str(iid), 0, 0, inst, meta={"coco_id": iid, "match": "stem"})
+            )
+    return records, report
+
+
 # -- build ---------------------------------------------------------------------
 
 

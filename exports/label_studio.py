@@ -430,3 +430,48 @@ def parse(
         split = data.get("split") if data.get("split") in ("train", "val", "test") else None
         records.append(ImageRecord(fname, width, height, inst, split=split, sha256=sha, meta=meta))
     return records, report
+
+
+def parse_predictions(
+    tasks: Any, resolver: LabelResolver, *, source: str
+) -> tuple[list[ImageRecord], ParseReport]:
+    """Records of a Label Studio export's predictions: for each task with one, the last
+    prediction's instances (with their region scores) as the record's instances.
+
+    Annotations are left out (their labels are not resolved), so only the predictions' labels
+    must be known. Sizes come from the results' ``original_width``/``original_height`` and
+    coordinates are in those pixels (``meta["relative"] = True``: scale them to the photo's
+    size); ``meta["model_version"]`` keeps Label Studio's model version. The photo is named by
+    the task's file name and ``sha256`` when the task has one.
+    """
+    if isinstance(tasks, dict) and isinstance(tasks.get("tasks"), list):
+        tasks = tasks["tasks"]
+    by_id_only = 0
+    if isinstance(tasks, list):
+        by_id_only = sum(
+            1
+            for t in tasks
+            if isinstance(t, dict)
+            and t.get("predictions")
+            and not any(isinstance(p, dict) for p in t["predictions"])
+        )
+        tasks = [
+            {**t, "annotations": []} if isinstance(t, dict) and t.get("predictions") else t
+            for t in tasks
+            if not isinstance(t, dict) or t.get("predictions")
+        ]
+    records, report = parse(tasks, resolver, source=source)
+    if by_id_only:
+        report.skipped.append(
+            f"{source}: {by_id_only} task(s) list their predictions by id only; export them "
+            "with their results (Label Studio's API, or the JSON export with predictions)"
+        )
+    out = []
+    for rec in records:
+        preds = rec.meta.get("predictions")
+        if isinstance(preds, Instances):
+            rec.instances = preds
+            rec.meta = {k: v for k, v in rec.meta.items() if k != "predictions"}
+            rec.meta["relative"] = True
+            out.append(rec)
+    return out, report

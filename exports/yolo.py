@@ -287,25 +287,122 @@ def parse_label_file(
         if classes[idx] is None:
             continue  # unknown name, collected by the resolver
         try:
-            if len(coords) == 4:  # a detection box: x_centre y_centre w h
-                cx, cy, w, h = (
-                    coords[0] * width,
-                    coords[1] * height,
-                    coords[2] * width,
-                    coords[3] * height,
-                )
-                shape = Shape.from_box(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
-            else:
-                ring = fast_ring(coords)
-                if ring is None:  # the core's checks and messages
-                    ring = as_ring(coords, where="polygon")
-                shape = Shape((Polygon(ring * [width, height]),))
+            shape = _line_shape(coords, width, height)
         except GeometryError as e:
             report.failed.append(f"{where}: {e}; fix or delete this line")
             continue
         shapes.append(shape)
         ids.append(classes[idx])
     return Instances(shapes, ids) if shapes else Instances.empty()
+
+
+def _line_shape(coords: list[float], width: float, height: float) -> Shape:
+    """A label line's normalised values (a box ``cx cy w h`` or a ring) in pixels."""
+    if len(coords) == 4:  # a detection box: x_centre y_centre w h
+        cx, cy, w, h = coords[0] * width, coords[1] * height, coords[2] * width, coords[3] * height
+        return Shape.from_box(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+    ring = fast_ring(coords)
+    if ring is None:  # the core's checks and messages
+        ring = as_ring(coords, where="polygon")
+    return Shape((Polygon(ring * [width, height]),))
+
+
+def read_names(data_yaml: str | Path) -> dict[int, str]:
+    """Class index -> name from a data.yaml's ``names`` (a list or a mapping)."""
+    path = Path(data_yaml)
+    try:
+        data = yaml.safe_load(_read_text(path))
+    except (ImageReadError, UnicodeDecodeError) as e:
+        raise FormatError(f"{path}: {e}") from e
+    except yaml.YAMLError as e:
+        raise FormatError(f"{path}: not valid YAML ({e})") from e
+    if not isinstance(data, dict):
+        raise FormatError(f"{path}: data.yaml must be a mapping with 'names'")
+    return _names(data, str(path))
+
+
+def parse_predictions(
+    folder: str | Path,
+    resolver: LabelResolver,
+    *,
+    source: str | None = None,
+    names: dict[int, str] | None = None,
+) -> tuple[list[ImageRecord], ParseReport]:
+    """Records from a folder of Ultralytics prediction label files (``save_txt=True,
+    save_conf=True``): one ``<stem>.txt`` per photo, lines ``cls x1 y1 ... xn yn conf``
+    (segmentation) or ``cls cx cy w h conf`` (detection), coordinates normalised.
+
+    A class index is named by ``names`` (a data.yaml's ``names``) or, without it, is its own
+    label (``"0"``, resolved through the map file). A line without a confidence (an even count
+    of values after the class) is scored 1.0 and counted in the report.
+
+    Records are relative: ``width = height = 1`` with coordinates in ``[0, 1]``,
+    ``meta["relative"] = True``; ``file_name`` is the label file's stem, which names the photo
+    (``meta["match"] = "stem"``). Scale to the photo's size before use.
+    """
+    folder = Path(folder)
+    source = source or str(folder)
+    if not folder.is_dir():
+        raise FormatError(
+            f"{source}: not a folder; give the 'labels' folder Ultralytics wrote predictions to"
+        )
+    report = ParseReport()
+    classes: dict[int, int | None] = {}
+    records, unscored = [], 0
+    for path in sorted(folder.rglob("*.txt")):
+        try:
+            text = _read_text(path)
+        except (ImageReadError, UnicodeDecodeError) as e:
+            report.failed.append(f"{path}: {e}; file left out")
+            continue
+        shapes, ids, scores = [], [], []
+        for n, line in enumerate(text.splitlines(), start=1):
+            vals = line.split()
+            if not vals:
+                continue
+            where = f"{path}:{n}"
+            try:
+                idx = int(vals[0])
+                nums = [float(v) for v in vals[1:]]
+            except ValueError:
+                report.failed.append(
+                    f"{where}: expected '<class index> x1 y1 ... <confidence>' numbers, "
+                    f"got {line[:60]!r}"
+                )
+                continue
+            if len(nums) % 2:
+                *coords, score = nums
+            else:
+                coords, score = nums, 1.0
+                unscored += 1
+            if idx not in classes:
+                label = names[idx] if names is not None and idx in names else str(idx)
+                if names is not None and idx not in names:
+                    report.failed.append(f"{where}: class index {idx} is not in 'names'")
+                    continue
+                cls = resolver.resolve(label)
+                classes[idx] = None if cls is None else cls.id
+            if classes[idx] is None:
+                continue  # unknown label, collected by the resolver
+            if not 0.0 <= score <= 1.0:
+                report.failed.append(f"{where}: confidence {score} is not between 0 and 1")
+                continue
+            try:
+                shape = _line_shape(coords, 1.0, 1.0)
+            except GeometryError as e:
+                report.failed.append(f"{where}: {e}; fix or delete this line")
+                continue
+            shapes.append(shape)
+            ids.append(classes[idx])
+            scores.append(score)
+        inst = Instances(shapes, ids, scores=scores) if shapes else Instances.empty()
+        records.append(ImageRecord(path.stem, 1, 1, inst, meta={"relative": True, "match": "stem"}))
+    if unscored:
+        report.skipped.append(
+            f"{source}: {unscored} line(s) carry no confidence (predict with save_conf=True); "
+            "scored 1.0"
+        )
+    return records, report
 
 
 def _dataset_root(

@@ -71,6 +71,28 @@ class StageConfig:
         values = {**cls.PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
         return cls(preset=preset, **values)
 
+    @classmethod
+    def parse_options(cls, pairs: Sequence[str]) -> dict[str, Any]:
+        """``["lr=0.01", "imgsz=320"]`` (the CLI's ``--set``) as typed config overrides.
+
+        Values are read as YAML scalars (``0.01``, ``true``, ``null``, ``[320, 320]``) and must
+        fit the field's type. Raises StageError naming the key, listing the known keys for an
+        unknown one.
+        """
+        known = {f.name: f for f in fields(cls)}
+        out: dict[str, Any] = {}
+        for pair in pairs:
+            key, sep, raw = pair.partition("=")
+            key = key.strip()
+            if not sep or not key:
+                raise StageError(f"--set {pair!r}: write it as key=value, e.g. --set lr=0.001")
+            if key not in known:
+                raise StageError(
+                    f"--set {key}: {cls.__name__} has no such option; known: {', '.join(sorted(known))}"
+                )
+            out[key] = _typed(cls, known[key], raw.strip())
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -81,6 +103,34 @@ class StageConfig:
 
     def with_(self, **changes: Any) -> StageConfig:
         return replace(self, **changes)
+
+
+def _typed(cls: type, f: Any, raw: str) -> Any:
+    """``raw`` as a value of the config field ``f`` (whose annotation is a string here)."""
+    import yaml
+
+    kind = str(f.type)
+    optional = "None" in kind
+    try:
+        value = yaml.safe_load(raw) if raw else None
+    except yaml.YAMLError:
+        value = raw
+    if value is None and optional:
+        return None
+    base = kind.replace("| None", "").replace("None |", "").strip()
+    if base == "str":
+        return raw
+    if base == "bool" and isinstance(value, bool):
+        return value
+    if base == "int" and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if base == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if base.startswith(("tuple", "list")) and isinstance(value, list):
+        return tuple(value) if base.startswith("tuple") else value
+    if base not in ("str", "bool", "int", "float") and not base.startswith(("tuple", "list")):
+        return value
+    raise StageError(f"--set {f.name}={raw}: {cls.__name__}.{f.name} takes a value of type {kind}")
 
 
 @dataclass
@@ -206,6 +256,9 @@ class StageBase:
     #: the registered stages it is made of (the pipeline: YOLO parts + the part classifier);
     #: a retraining round trains those on their own
     built_from: ClassVar[tuple[str, ...]] = ()
+    #: config fields naming local weights to start training from (ImageNet, COCO, a ViT...);
+    #: ``train --weights`` fills the first
+    start_weight_fields: ClassVar[tuple[str, ...]] = ()
     #: taxonomy groups that :meth:`evaluate` measures by default
     eval_groups: ClassVar[tuple[str, ...]] = ("damage", "part")
 

@@ -33,9 +33,6 @@ class TorchStage(StageBase):
     module_attr: ClassVar[str] = "net"
     #: the architecture named in the error when a file's weights do not fit
     architecture: ClassVar[str] = "this stage's architecture"
-    #: config fields naming local start weights (ImageNet, a ViT...): a checkpoint carries
-    #: the trained weights, so a loaded stage must not need those files any more
-    start_weight_fields: ClassVar[tuple[str, ...]] = ()
 
     config: StageConfig
     taxonomy: Taxonomy | None
@@ -56,7 +53,8 @@ class TorchStage(StageBase):
     @classmethod
     def loaded_config(cls, saved: dict[str, Any], device: str, **options: Any) -> StageConfig:
         """The config a loaded stage runs with: the file's, on ``device``, without start
-        weights. ``options`` are the keyword options given to :meth:`load`."""
+        weights (:attr:`start_weight_fields`: the checkpoint carries the trained weights, so a
+        loaded stage must not need those files any more). ``options`` are the keyword options given to :meth:`load`."""
         cleared = dict.fromkeys(cls.start_weight_fields)
         return cls.config_class.from_dict({**saved, "device": device, **cleared})
 

@@ -128,6 +128,9 @@ def _build_yolo(model: str):
 class YoloSegStage(StageBase):
     config_class = YoloSegConfig
     title = "YOLO parts"
+    #: a local Ultralytics .pt (e.g. COCO yolo11m-seg.pt) to fine-tune; classes that do not
+    #: fit are re-made by Ultralytics
+    start_weight_fields = ("model",)
 
     def __init__(self, config: YoloSegConfig | None = None, taxonomy: Taxonomy | None = None):
         self.config = config or YoloSegConfig.from_preset("tiny")

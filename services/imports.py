@@ -19,6 +19,15 @@ Inputs are bounded, and a bad entry is reported by name while the rest is import
   ``services.annotations.normalise_attributes``), so every imported photo saves again as
   it is; a polygon reaching far outside its image is clipped to it, and a photo holds at
   most ``max_polygons_per_image`` instances.
+
+Statuses (``import_status`` and ``_status_after_import``): a photo whose entry in a label
+file brings at least one instance becomes ``labelled``, so a labelled dataset trains at
+once; a photo without labels (none in the file, a folder, an upload) stays ``new``. The
+``status`` option (``new``, ``in_progress``, ``labelled`` or ``reviewed``) sets every photo
+of the import to that status instead. Either way an import only moves a photo forward
+along new < in_progress < labelled < reviewed, never back, and never moves a ``rejected``
+photo: a reviewer's rejection and its comment stand until someone fixes the photo. A
+change is recorded as any status change is (``meta["status_by"] = "import:<file>"``).
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ from core.files import write_bytes_atomic
 from core.geometry import GeometryError, fit_to_image
 from core.records import ImageRecord, LabelResolver, ParseReport
 from core.taxonomy import Taxonomy
-from db.models import Annotation, AnnotationSource, Image, Project, utcnow
+from db.models import Annotation, AnnotationSource, Image, ImageStatus, Project, utcnow
 from exports.errors import FormatError, ImageReadError
 from exports.image_files import (
     ImageInfo,
@@ -69,6 +78,8 @@ class ImportReport:
     instances_added: int = 0
     instances_skipped: int = 0
     instances_failed: int = 0
+    #: Photos this import made count as labelled (moved to labelled, or to reviewed).
+    images_labelled: int = 0
     messages: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -78,8 +89,49 @@ class ImportReport:
         return (
             f"{self.source}: images {self.images_added} added, {self.images_skipped} skipped, "
             f"{self.images_failed} failed; instances {self.instances_added} added, "
-            f"{self.instances_skipped} skipped, {self.instances_failed} failed"
+            f"{self.instances_skipped} skipped, {self.instances_failed} failed; "
+            f"{self.images_labelled} photo(s) now labelled"
         )
+
+
+#: The order an import may move a photo along; it never moves one back.
+_STATUS_RANK = {
+    ImageStatus.new: 0,
+    ImageStatus.in_progress: 1,
+    ImageStatus.labelled: 2,
+    ImageStatus.reviewed: 3,
+}
+#: The statuses an import may set (``rejected`` needs a reviewer's comment).
+IMPORT_STATUSES: tuple[str, ...] = tuple(s.value for s in _STATUS_RANK)
+
+
+def import_status(status: ImageStatus | str | None) -> ImageStatus | None:
+    """The ``status`` option of an import, checked; None (or "") means the default rule:
+    ``labelled`` for a photo that arrives with labels, ``new`` for one without."""
+    if status is None or status == "":
+        return None
+    try:
+        checked = ImageStatus(status)
+    except ValueError:
+        checked = None
+    if checked not in _STATUS_RANK:
+        raise Invalid(
+            f"status {getattr(status, 'value', status)!r} must be one of "
+            f"{', '.join(IMPORT_STATUSES)} (or left out: labelled photos become labelled, "
+            "the others stay new)"
+        )
+    return checked
+
+
+def _status_after_import(current: ImageStatus | None, target: ImageStatus) -> ImageStatus | None:
+    """The status a photo takes when an import asks for ``target``, or None to leave it:
+    a new photo takes ``target``; a known one only moves forward, and a rejected one not
+    at all (its rejection waits for a fix, not for a re-import)."""
+    if current is None:
+        return target
+    if current not in _STATUS_RANK or _STATUS_RANK[target] <= _STATUS_RANK[current]:
+        return None
+    return target
 
 
 def _read_json(path: Path) -> Any:
@@ -106,9 +158,12 @@ def import_folder(
     *,
     label_map=None,
     progress: Progress | None = None,
+    status: ImageStatus | str | None = None,
     **_,
 ) -> ImportReport:
-    """Every image under ``path`` (recursively), without labels."""
+    """Every image under ``path`` (recursively), without labels: ``new`` unless ``status``
+    says otherwise."""
+    asked = import_status(status)
     folder = Path(path)
     if not folder.is_dir():
         raise FormatError(f"{folder}: not a folder")
@@ -125,6 +180,7 @@ def import_folder(
         str(folder),
         AnnotationSource.imported,
         progress,
+        status=asked,
     )
 
 
@@ -139,8 +195,10 @@ def _import_labelled(
     progress: Progress | None,
     reads_json: bool = True,
     passes_images_dir: bool = False,
+    status: ImageStatus | str | None = None,
 ) -> ImportReport:
     """Parse a label file with ``parse``, stop on unknown labels, then store it."""
+    asked = import_status(status)
     path = Path(path)
     images_dir = Path(images_dir or path.parent)
     resolver = LabelResolver(project_taxonomy(project), label_map)
@@ -157,6 +215,7 @@ def _import_labelled(
         str(path),
         AnnotationSource.imported,
         progress,
+        status=asked,
     )
 
 
@@ -164,11 +223,11 @@ def _labelled_importer(
     fmt: str, doc: str, *, reads_json: bool = True, passes_images_dir: bool = False
 ) -> Callable[..., ImportReport]:
     """``import_<fmt>(session, project, path, *, images_dir=None, label_map=None,
-    progress=None)`` over the pure converter ``exports.<fmt>.parse``."""
+    progress=None, status=None)`` over the pure converter ``exports.<fmt>.parse``."""
 
     @without_gc
     def run(
-        session, project, path, *, images_dir=None, label_map=None, progress=None
+        session, project, path, *, images_dir=None, label_map=None, progress=None, status=None
     ) -> ImportReport:
         parse = importlib.import_module(f"exports.{fmt}").parse
         return _import_labelled(
@@ -181,6 +240,7 @@ def _labelled_importer(
             progress=progress,
             reads_json=reads_json,
             passes_images_dir=passes_images_dir,
+            status=status,
         )
 
     run.__name__ = run.__qualname__ = f"import_{fmt}"
@@ -216,14 +276,17 @@ def import_uploads(
     files: Iterable[tuple[str, bytes]],
     *,
     progress: Progress | None = None,
+    status: ImageStatus | str | None = None,
 ) -> ImportReport:
     """Images uploaded through the browser or the API: stored under the data dir's media
-    folder by content hash (so a re-upload is a no-op), then imported like a folder.
+    folder by content hash (so a re-upload is a no-op), then imported like a folder
+    (``new`` unless ``status`` says otherwise).
 
     Each file is checked (name, byte and pixel limits, a full decode) before it is written,
     so a bad upload is reported by name and leaves no file behind; when the import fails
     as a whole, the files it wrote are removed again.
     """
+    asked = import_status(status)
     media = get_settings().media_dir
     media.mkdir(parents=True, exist_ok=True)
     records: list[ImageRecord] = []
@@ -258,6 +321,7 @@ def import_uploads(
             "upload",
             AnnotationSource.imported,
             progress,
+            status=asked,
         )
         if written:  # a file no image row points to is an upload that failed after all
             kept = set(
@@ -363,7 +427,12 @@ def _store(
     source: str,
     annotation_source: AnnotationSource,
     progress: Progress | None,
+    *,
+    status: ImageStatus | None = None,
 ) -> ImportReport:
+    """Write ``records`` in one go. ``status`` (checked by ``import_status``) is the status
+    every photo of the import asks for; None asks ``labelled`` for a photo with instances
+    and ``new`` for one without. ``_status_after_import`` decides what a photo gets."""
     out = ImportReport(source=source)
     out.messages += report.skipped + report.failed
     out.instances_failed += len(report.failed)
@@ -387,6 +456,7 @@ def _store(
     new_images: list[dict[str, Any]] = []
     pending_annotations: list[tuple[str, str, list[dict[str, Any]]]] = []  # (sha, name, rows)
     seen_in_this_import: dict[str, str] = {}
+    wanted: dict[str, ImageStatus] = {}  # sha -> the status this import asks for
 
     for i, (record, path, info) in enumerate(zip(records, paths, infos, strict=True)):
         if progress:
@@ -407,6 +477,8 @@ def _store(
                 f"{info.width}x{info.height}; labels kept in the file's pixel space as given"
             )
         rows = _instance_rows(record, info, taxonomy, settings.max_vertices_per_polygon, out)
+        want = status or (ImageStatus.labelled if rows else ImageStatus.new)
+        wanted[info.sha256] = max(want, wanted.get(info.sha256, want), key=_STATUS_RANK.get)
         image = existing_by_hash.get(info.sha256)
         if info.sha256 in seen_in_this_import:
             out.images_skipped += 1
@@ -440,6 +512,22 @@ def _store(
         if rows:
             pending_annotations.append((info.sha256, record.file_name, rows))
 
+    status_by = f"import:{Path(source).name}"
+    now_labelled = (ImageStatus.labelled, ImageStatus.reviewed)
+    for row in new_images:
+        row["status"] = wanted[row["sha256"]].name
+        if wanted[row["sha256"]] != ImageStatus.new:
+            row["meta"]["status_by"] = status_by
+        out.images_labelled += wanted[row["sha256"]] in now_labelled
+    for sha, want in wanted.items():
+        image = existing_by_hash.get(sha)
+        moved = image and _status_after_import(image.status, want)
+        if moved:
+            out.images_labelled += moved in now_labelled and image.status not in now_labelled
+            image.status = moved
+            image.meta = {**(image.meta or {}), "status_by": status_by}
+            image.updated_at = now
+            session.add(image)
     if new_images:
         session.connection().execute(Image.__table__.insert(), new_images)
     image_ids = dict(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sqlmodel import Session, select
@@ -83,6 +84,8 @@ def train_stage(
     progress: Progress | None = None,
     promote: bool = False,
     train_snapshot: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
+    weights: str | Path | None = None,
 ) -> ModelVersion | None:
     """Train ``stage`` on the labelled, not held-out images and register a new version.
 
@@ -101,7 +104,13 @@ def train_stage(
         training_snapshot,
     )
 
-    cfg = config_class(stage).from_preset(config, device=device, epochs=epochs)
+    options = dict(options or {})
+    started_from = None
+    if weights is not None:
+        field, started_from = _start_weights(stage, weights)
+        options[field] = str(started_from["path"])
+    # --set wins over --epochs/--device when both name a field
+    cfg = config_class(stage).from_preset(config, **{"device": device, "epochs": epochs, **options})
     snapshot = train_snapshot or training_snapshot(session, project)
     data = _training_set(session, project, lambda r: r.split != HOLDOUT_SPLIT, snapshot)
     if not len(data):
@@ -120,10 +129,30 @@ def train_stage(
         stage=stage,
         artifact_path=result.artifact_path,
         metrics=metrics,
-        config=cfg.to_dict(),
+        config={**cfg.to_dict(), **({"started_from": started_from} if started_from else {})},
         train_snapshot=snapshot,
         promote=promote,
     )
+
+
+def _start_weights(stage: str, weights: str | Path) -> tuple[str, dict[str, str]]:
+    """The config field a stage starts from and ``{"path", "sha256"}`` of the local file."""
+    from core.files import sha256_file
+    from models.registry import stage_class
+    from services.weights import resolve_weights
+
+    fields = getattr(stage_class(stage), "start_weight_fields", ())
+    if not fields:
+        raise Invalid(f"{stage!r} cannot start from a weights file; train it without --weights")
+    looks_like_path = "/" in str(weights) or Path(weights).suffix != ""
+    path = Path(weights).expanduser() if looks_like_path else resolve_weights(str(weights))
+    if not path.is_file():
+        raise Invalid(
+            f"weights file {path} does not exist; give the name of a file in the weights folder "
+            "(`panelbeater weights list`) or the path of one you downloaded (nothing is "
+            "downloaded for you)"
+        )
+    return fields[0], {"path": str(path.resolve()), "sha256": sha256_file(path)}
 
 
 def resolve_version(session: Session, stage: str, version: str | int | None) -> ModelVersion:

@@ -29,6 +29,9 @@ from db.models import Image, ImageStatus, ModelVersion, Project
 from services.errors import Invalid, NotFound
 
 HOLDOUT_SPLIT = "test"
+#: The stage of versions whose predictions were made elsewhere and imported
+#: (``services.prediction_imports``): no model file, never loaded, never promoted.
+EXTERNAL_STAGE = "external"
 LABELLED_STATUSES = (ImageStatus.labelled, ImageStatus.reviewed)
 
 #: Metric keys tried, in order, when a version's metrics do not name their ``primary_metric``.
@@ -79,6 +82,11 @@ def verified_artifact(mv: ModelVersion) -> Path:
     Raises NotFound when the file is gone and Invalid when its bytes changed since it was
     registered: a file swapped on disk is never loaded under a version's name.
     """
+    if mv.stage == EXTERNAL_STAGE:
+        raise Invalid(
+            f"{mv.name} is an external model version (imported predictions); it has no model "
+            "file to load. Train a stage with `panelbeater train` to predict here"
+        )
     path = Path(mv.path)
     if not path.is_file():
         raise NotFound(
@@ -181,7 +189,13 @@ def get_version(session: Session, ref: int | str) -> ModelVersion:
 
 
 def set_promoted(session: Session, mv: ModelVersion) -> ModelVersion:
-    """Make ``mv`` its stage's promoted version (exactly one per stage)."""
+    """Make ``mv`` its stage's promoted version (exactly one per stage); an external version
+    (imported predictions, no model) cannot be promoted."""
+    if mv.stage == EXTERNAL_STAGE:
+        raise Invalid(
+            f"{mv.name} is an external model version (imported predictions); only trained "
+            "versions can be promoted"
+        )
     for other in session.exec(
         select(ModelVersion).where(ModelVersion.stage == mv.stage, ModelVersion.promoted == True)  # noqa: E712
     ).all():

@@ -52,6 +52,7 @@ def _labelled_photos(datasets_dir, tmp_path) -> None:
             tmp_path / "sub.json",
             images_dir=root / "JPEGImages",
             label_map=load_label_map(REPO_ROOT / "tests" / "data" / "dsmlr_map.json"),
+            status="new",  # five set labelled below, the others left to label
         )
         for im in s.exec(select(Image).order_by(Image.id)).all()[:5]:
             set_status(s, image_id=im.id, status="labelled", author="t")

@@ -152,3 +152,72 @@ def test_embed_images_is_a_no_op_for_weight_free_back_ends(db_session, labelled_
     ids = [im.id for im in db_session.exec(select(Image)).all()]
     out = embed_images(db_session, labelled_project, ids)
     assert out == {"backend": "grabcut", "embedded": 0, "cached": 0}
+
+
+@pytest.mark.parametrize(
+    "pairs,expected",
+    [
+        (["lr=0.01", "epochs=2"], {"lr": 0.01, "epochs": 2}),
+        (["lr=1"], {"lr": 1.0}),
+        (["backbone_weights=null"], {"backbone_weights": None}),
+        (["backbone_weights=/w/resnet34.pth"], {"backbone_weights": "/w/resnet34.pth"}),
+    ],
+)
+def test_set_options_are_typed_by_the_config(pairs, expected):
+    from models.part_classifier import PartClassifierConfig
+
+    assert PartClassifierConfig.parse_options(pairs) == expected
+
+
+@pytest.mark.parametrize(
+    "pair,needle",
+    [
+        ("epochs=1.5", "takes a value of type int"),
+        ("batch_size=true", "takes a value of type int"),
+        ("no_such=1", "has no such option; known: "),
+        ("lr", "write it as key=value"),
+    ],
+)
+def test_bad_set_options_are_refused_by_name(pair, needle):
+    from models.base import StageError
+    from models.part_classifier import PartClassifierConfig
+
+    with pytest.raises(StageError, match=needle):
+        PartClassifierConfig.parse_options([pair])
+
+
+def test_cli_trains_from_a_weights_file_and_records_it(
+    store, labelled_project, db_session, tmp_path
+):
+    import torch
+    import torchvision
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from core.files import sha256_file
+    from db.models import ModelVersion
+
+    db_session.commit()
+    weights = tmp_path / "resnet34-imagenet.pth"
+    torch.save(torchvision.models.resnet34(weights=None).state_dict(), weights)
+    runner = CliRunner()
+    args = ["train", "part_classifier", "--device", "cpu", "--weights", str(weights)]
+    r = runner.invoke(app, [*args, "--set", "epochs=1", "--set", "lr=0.0005"])
+    assert r.exit_code == 0, r.output
+    db_session.expire_all()
+    mv = db_session.exec(select(ModelVersion)).one()
+    assert mv.config["lr"] == 0.0005 and mv.config["epochs"] == 1
+    assert mv.config["started_from"] == {"path": str(weights), "sha256": sha256_file(weights)}
+    # by its name in the weights folder, and `weights list` then says which version used it
+    r = runner.invoke(app, ["weights", "add", str(weights), "--name", "imagenet-r34"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, [*args[:-1], "imagenet-r34", "--set", "epochs=1"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["weights", "list"])
+    assert "part_classifier-v2" in r.output, r.output
+    r = runner.invoke(app, ["train", "part_classifier", "--set", "nope=1"])
+    assert r.exit_code == 1 and "has no such option" in r.output
+    r = runner.invoke(app, ["train", "assist_net", "--weights", str(weights)])
+    assert r.exit_code == 1 and "cannot start from a weights file" in r.output
+    r = runner.invoke(app, ["train", "part_classifier", "--weights", str(tmp_path / "gone.pth")])
+    assert r.exit_code == 1 and "does not exist" in r.output

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Query, Request, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, status
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session
@@ -85,15 +85,22 @@ def list_images(
 @router.post("/images/upload", status_code=status.HTTP_201_CREATED)
 async def upload_images(
     files: list[UploadFile] = File(description="image files (jpg, png, webp, bmp, tiff)"),
+    status_: str | None = Form(
+        default=None,
+        alias="status",
+        description="new, in_progress, labelled or reviewed for every photo (default new); "
+        "a photo already here only moves forward, and a rejected one stays rejected",
+    ),
     user: User = Depends(require("import")),
     project: Project = Depends(current_project),
     session: Session = Depends(db_session),
 ) -> ImportReportOut:
     """Add photos to the project; each is stored by content hash, so re-uploads are no-ops.
-    A corrupt file is reported by name and the others are still added."""
+    A corrupt file is reported by name and the others are still added; a wrong ``status``
+    gets 422."""
     payload = [(f.filename or "upload", await f.read()) for f in files]
     with service_errors():
-        report = import_uploads(session, project, payload)
+        report = import_uploads(session, project, payload, status=status_)
     return ImportReportOut.model_validate(report.as_dict())
 
 
