@@ -114,6 +114,11 @@ def round_start(
         False, "--force-promote", help="Promote the new versions even if not better."
     ),
     device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda"),
+    from_scratch: str | None = typer.Option(
+        None,
+        "--from-scratch",
+        help="Comma-separated stages that start over instead of fine-tuning their promoted version.",
+    ),
     wait: bool = typer.Option(False, "--wait", help="Follow the job's progress until it ends."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -134,6 +139,7 @@ def round_start(
                 k=k,
                 force_promote=force_promote,
                 device=device,
+                from_scratch=[x.strip() for x in from_scratch.split(",")] if from_scratch else None,
                 created_by="cli",
             )
             job_id = job.id

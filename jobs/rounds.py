@@ -1,7 +1,8 @@
 """A retraining round, run as one ``round`` job:
 
 1. snapshot the labelled set (held-out split chosen once, then excluded);
-2. train the chosen stages, every one on that same snapshot;
+2. train the chosen stages, every one on that same snapshot, each fine-tuned from its
+   promoted version (``from_scratch`` names the stages that start over);
 3. evaluate each new version on the held-out split;
 4. promote it only if it beats the promoted version on its primary metric (or when forced);
 5. pre-annotate the unlabelled images with the promoted versions (prompted stages such as
@@ -22,7 +23,7 @@ from sqlmodel import Session
 from db.models import ModelVersion
 from db.session import session_scope
 from jobs.context import JobContext
-from models.registry import pre_annotating_stages
+from models.registry import pre_annotating_stages, stage_class
 from services import model_runs, registry
 from services.errors import Invalid
 
@@ -40,6 +41,7 @@ def run_round(
     k: int = 50,
     force_promote: bool = False,
     device: str | None = None,
+    from_scratch: list[str] | None = None,
 ) -> dict[str, Any]:
     # 1. snapshot
     ctx.report(stage="snapshot of the labelled set", progress=0.01)
@@ -66,10 +68,17 @@ def run_round(
         # 2. train
         with session_scope() as s:
             project = ctx.project(s)
+            parent = registry.current(s, stage)
+            warm = (
+                parent is not None
+                and stage not in (from_scratch or ())
+                and (stage_class(stage).warm_startable)
+            )
             mv = model_runs.train_stage(
                 s,
                 project,
                 stage,
+                warm_from=parent if warm else None,
                 config=config,
                 epochs=epochs,
                 device=device or "auto",

@@ -80,6 +80,10 @@ def validate_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
 
         if params["strategy"] not in STRATEGIES:
             raise Invalid(f"params.strategy must be one of {', '.join(STRATEGIES)}.")
+    if kind == "round" and params.get("from_scratch") is not None:
+        scratch = params["from_scratch"]
+        if not isinstance(scratch, list) or not all(isinstance(x, str) for x in scratch):
+            raise Invalid('params.from_scratch must be a list of stage names, e.g. ["yolo_seg"].')
     if kind in ("round",) and params.get("stages") is not None:
         from models.registry import stage_names
 
@@ -107,6 +111,7 @@ def start_round(
     force_promote: bool = False,
     device: str | None = None,
     project: Project | None = None,
+    from_scratch: list[str] | None = None,
 ) -> Job:
     """Queue a retraining round (:mod:`jobs.rounds`) of ``project`` (default: the served
     one); a worker runs it. Without ``session`` a new one is used."""
@@ -122,6 +127,8 @@ def start_round(
         params["epochs"] = int(epochs)
     if device:
         params["device"] = device
+    if from_scratch:
+        params["from_scratch"] = list(from_scratch)
     if session is None:
         with session_scope() as s:
             return create_job(s, "round", params, created_by=created_by, project=project)

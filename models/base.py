@@ -259,6 +259,8 @@ class StageBase:
     #: config fields naming local weights to start training from (ImageNet, COCO, a ViT...);
     #: ``train --weights`` fills the first
     start_weight_fields: ClassVar[tuple[str, ...]] = ()
+    #: it can continue training from an earlier version of itself (:meth:`warm_start`)
+    warm_startable: ClassVar[bool] = False
     #: taxonomy groups that :meth:`evaluate` measures by default
     eval_groups: ClassVar[tuple[str, ...]] = ("damage", "part")
 
@@ -282,6 +284,11 @@ class StageBase:
     ) -> TrainResult:
         """The stage's own training (:meth:`train` has settled the config)."""
         raise NotImplementedError
+
+    def warm_start(self, path: str | Path) -> None:
+        """Take the weights of an earlier version's file (same stage, same classes), so the
+        next :meth:`train` fine-tunes it rather than starting from scratch."""
+        raise StageError(f"{self.name} cannot continue from an earlier version; train from scratch")
 
     def evaluate(self, data: TrainingSet, progress: Progress | None = None) -> dict[str, Any]:
         """Per-group classification figures and COCO mask AP of :meth:`predict` against the

@@ -58,6 +58,17 @@ class TorchStage(StageBase):
         cleared = dict.fromkeys(cls.start_weight_fields)
         return cls.config_class.from_dict({**saved, "device": device, **cleared})
 
+    warm_startable = True
+
+    def warm_start(self, path: str | Path) -> None:
+        payload = load_checkpoint(
+            path, stage=self.name, class_counts=self.checkpoint_counts(self.taxonomy)
+        )
+        restore_weights(
+            getattr(self, self.module_attr), payload["state_dict"], path, self.architecture
+        )
+        self.restore_extra(payload.get("extra") or {})
+
     def save(self, path: str | Path) -> Path:
         module = getattr(self, self.module_attr)
         return save_checkpoint(

@@ -131,6 +131,25 @@ class YoloSegStage(StageBase):
     #: a local Ultralytics .pt (e.g. COCO yolo11m-seg.pt) to fine-tune; classes that do not
     #: fit are re-made by Ultralytics
     start_weight_fields = ("model",)
+    warm_startable = True
+
+    def warm_start(self, path: str | Path) -> None:
+        from core.config import get_settings
+        from core.files import write_bytes_atomic
+
+        payload = load_checkpoint(
+            path, stage=self.name, class_counts=taxonomy_counts(self.taxonomy)
+        )
+        data = payload["state_dict"].get("ultralytics_pt")
+        if not data:
+            raise CheckpointError(
+                f"model file {path} holds no Ultralytics weights; retrain yolo_seg"
+            )
+        # Ultralytics reads a .pt from disk: keep the parent's weights where its trainer finds them
+        start = get_settings().cache_dir / "warm" / f"{Path(path).stem}.pt"
+        write_bytes_atomic(start, data)
+        self.yolo = _build_yolo(str(start))
+        self.class_ids = list(payload["extra"].get("class_ids", self.class_ids))
 
     def __init__(self, config: YoloSegConfig | None = None, taxonomy: Taxonomy | None = None):
         self.config = config or YoloSegConfig.from_preset("tiny")

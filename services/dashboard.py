@@ -50,14 +50,23 @@ def start_retraining(
     username: str,
     stages: list[str] | None = None,
     config: str = "tiny",
+    from_scratch: list[str] | None = None,
 ) -> Job:
     """Queue an active-learning round of ``project`` (``jobs.service.start_round``) started
     by ``username``.
 
-    Empty ``stages`` = the promoted stages, or YOLO parts at first. Raises Invalid naming an
-    unknown stage or preset.
+    Empty ``stages`` = the promoted stages, or YOLO parts at first. Each stage fine-tunes its
+    promoted version unless ``from_scratch`` names it. Raises Invalid naming an unknown stage
+    or preset.
     """
-    return start_round(session, created_by=username, stages=stages, config=config, project=project)
+    return start_round(
+        session,
+        created_by=username,
+        stages=stages,
+        config=config,
+        project=project,
+        from_scratch=from_scratch,
+    )
 
 
 def version_dict(mv: ModelVersion) -> dict[str, Any]:

@@ -86,12 +86,17 @@ def train_stage(
     train_snapshot: dict[str, Any] | None = None,
     options: dict[str, Any] | None = None,
     weights: str | Path | None = None,
+    warm_from: ModelVersion | None = None,
 ) -> ModelVersion | None:
     """Train ``stage`` on the labelled, not held-out images and register a new version.
 
     A round passes its ``train_snapshot`` (:func:`services.registry.training_snapshot`) so
     that every stage it trains learns from the same images and annotation revisions, and
     each version records that one snapshot.
+
+    ``warm_from`` (a round passes the stage's promoted version) fine-tunes that version
+    instead of starting from scratch, on half the preset's epochs unless epochs are given;
+    the new version records it as ``warm_from`` and is its child.
 
     Under ``torchrun`` (DDP, torch stages) every rank trains and only rank 0 registers; the
     other ranks return None.
@@ -102,6 +107,7 @@ def train_stage(
         artifact_tmp_path,
         register_version,
         training_snapshot,
+        verified_artifact,
     )
 
     options = dict(options or {})
@@ -118,7 +124,11 @@ def train_stage(
             f"no labelled images with annotations to train {stage!r} on; label some images "
             f"(status labelled or reviewed) first"
         )
+    if warm_from is not None and epochs is None and "epochs" not in options:
+        cfg = cfg.with_(epochs=max(1, cfg.epochs // 2))
     st = build(stage, cfg, taxonomy=data.taxonomy)
+    if warm_from is not None:
+        st.warm_start(verified_artifact(warm_from))
     tmp = artifact_tmp_path(stage)
     result = st.train(data, cfg, progress=progress, out_path=tmp)
     metrics = dict(result.metrics)
@@ -129,10 +139,21 @@ def train_stage(
         stage=stage,
         artifact_path=result.artifact_path,
         metrics=metrics,
-        config={**cfg.to_dict(), **({"started_from": started_from} if started_from else {})},
+        config={**cfg.to_dict(), **_provenance(started_from, warm_from)},
         train_snapshot=snapshot,
+        parent_id=warm_from.id if warm_from is not None else None,
         promote=promote,
     )
+
+
+def _provenance(started_from: dict[str, str] | None, warm_from: ModelVersion | None) -> dict:
+    """What a new version started from: a weights file, and/or an earlier version."""
+    out: dict[str, Any] = {}
+    if started_from:
+        out["started_from"] = started_from
+    if warm_from is not None:
+        out["warm_from"] = {"version": warm_from.name, "sha256": warm_from.sha256}
+    return out
 
 
 def _start_weights(stage: str, weights: str | Path) -> tuple[str, dict[str, str]]:

@@ -447,12 +447,17 @@ def test_lead_starts_retraining_round(env) -> None:
     r = client.post(
         "/api/retrain",
         headers=login("lead"),
-        json={"stages": ["yolo_seg", "assist_net"], "config": "small"},
+        json={
+            "stages": ["yolo_seg", "assist_net"],
+            "config": "small",
+            "from_scratch": ["yolo_seg"],
+        },
     )
     assert r.status_code == 200, r.text
     with session_scope() as s:
         params = s.get(Job, r.json()["job_id"]).params
         assert params["stages"] == ["yolo_seg", "assist_net"] and params["config"] == "small"
+        assert params["from_scratch"] == ["yolo_seg"]
     bad = client.post("/api/retrain", headers=login("lead"), json={"stages": ["yolo9000"]})
     assert bad.status_code == 422 and "yolo9000" in bad.json()["detail"]
     assert "assist_net" in bad.json()["detail"]  # it lists what can be chosen

@@ -221,3 +221,57 @@ def test_cli_trains_from_a_weights_file_and_records_it(
     assert r.exit_code == 1 and "cannot start from a weights file" in r.output
     r = runner.invoke(app, ["train", "part_classifier", "--weights", str(tmp_path / "gone.pth")])
     assert r.exit_code == 1 and "does not exist" in r.output
+
+
+def _first_epoch_loss(db_session, project, stage, **kw) -> tuple[float, object]:
+    from services.model_runs import train_stage
+
+    losses: list[float] = []
+
+    def progress(step, total, info):
+        if "loss" in info:
+            losses.append(float(info["loss"]))
+
+    mv = train_stage(db_session, project, stage, device="cpu", progress=progress, **kw)
+    return losses[0], mv
+
+
+@pytest.mark.parametrize("stage", ["assist_net", "part_classifier"])
+def test_a_warm_start_continues_from_the_parent(db_session, labelled_project, stage):
+    """Fine-tuning the promoted version starts where it ended: its first-epoch loss is below a
+    scratch start's on the same data and seed, and the version says where it came from."""
+    _, parent = _first_epoch_loss(db_session, labelled_project, stage, epochs=4)
+    scratch, _ = _first_epoch_loss(db_session, labelled_project, stage, epochs=1)
+    warm, child = _first_epoch_loss(db_session, labelled_project, stage, epochs=1, warm_from=parent)
+    assert warm < scratch, (warm, scratch)
+    assert child.parent_id == parent.id
+    assert child.config["warm_from"] == {"version": parent.name, "sha256": parent.sha256}
+
+
+def test_a_stage_that_cannot_continue_says_so(db_session, labelled_project):
+    from models.base import StageError
+    from models.pipeline import PipelineStage
+
+    assert not PipelineStage.warm_startable
+    with pytest.raises(StageError, match="cannot continue from an earlier version"):
+        PipelineStage.__new__(PipelineStage).warm_start("x.pt")
+
+
+def test_yolo_warm_start_takes_the_parents_weights(db_session, labelled_project):
+    import torch
+
+    from models.registry import build, config_class, stage_class
+    from services.model_runs import train_stage
+
+    parent = train_stage(db_session, labelled_project, "yolo_seg", epochs=1, device="cpu")
+    loaded = stage_class("yolo_seg").load(parent.path, device="cpu")
+    fresh = build("yolo_seg", config_class("yolo_seg").from_preset("tiny", device="cpu"))
+    before = dict(fresh.yolo.model.state_dict())
+    fresh.warm_start(parent.path)
+    after, want = fresh.yolo.model.state_dict(), loaded.yolo.model.state_dict()
+    assert all(torch.equal(after[k], want[k]) for k in want)
+    assert any(not torch.equal(before[k], want[k]) for k in want if k in before)
+    child = train_stage(
+        db_session, labelled_project, "yolo_seg", epochs=1, device="cpu", warm_from=parent
+    )
+    assert child.config["warm_from"]["version"] == parent.name

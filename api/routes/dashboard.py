@@ -31,6 +31,10 @@ class RetrainBody(BaseModel):
 
     stages: list[str] = Field(default_factory=list)
     config: Literal["tiny", "small", "base"] = "tiny"
+    from_scratch: list[str] = Field(
+        default_factory=list,
+        description="stages that start over instead of fine-tuning their promoted version",
+    )
 
 
 @router.post("/retrain")
@@ -50,5 +54,6 @@ def retrain(
             username=user.username,
             stages=body.stages,
             config=body.config,
+            from_scratch=body.from_scratch,
         )
     return RetrainAnswer(job_id=job.id, status=job.status)
