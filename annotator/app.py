@@ -23,8 +23,10 @@ from db.models import User
 from db.session import session_scope
 from models.base import PRESETS
 from models.registry import stage_infos
+from services import assist as assist_service
 from services import dashboard as dashboard_service
 from services import users as user_service
+from services.assist_training import autotrain_summary
 from services.errors import ServiceError, TooManyAttempts
 from services.exports import export_archive
 from services.imports import IMPORT_STATUSES, import_uploads
@@ -170,11 +172,14 @@ def _require(token: str, permission: str) -> User:
 def dashboard(token: str) -> tuple:
     user = _require(token, "dashboard")
     with session_scope() as session:
-        data = dashboard_service.dashboard_data(session, served_project(session, user))
+        project = served_project(session, user)
+        data = dashboard_service.dashboard_data(session, project)
+        autotrain = autotrain_summary(session, project)
     st = data["stats"]
     summary = f"**{st['images']}** photos · **{st['annotations']}** annotations · " + " · ".join(
         f"{k}: {v}" for k, v in st["per_status"].items()
     )
+    summary += f"  \n{autotrain}"
     status_rows = [[k, v] for k, v in st["per_status"].items()]
     group_rows = [[k, v] for k, v in st["per_group"].items()]
     class_rows = [[k, v] for k, v in st["per_class"].items()]
@@ -286,6 +291,50 @@ def retrain(token: str, stages: list[str] | None = None, preset: str = "tiny") -
         return f"Could not start retraining: {e}"
     what = ", ".join(stages) if stages else "the promoted stages (YOLO parts at first)"
     return f"Retraining round queued as job {job.id}: {what}, {preset} preset."
+
+
+# ---------- the assistance back end (leads and admins) ----------
+
+
+def _assistance_status(state: dict[str, Any]) -> str:
+    line = f"In use: **{state['backend']}**: {_md_escape(state['reason'])}."
+    if state["env"]:
+        line += " Environment variables win over the choice here while they are set."
+    return line
+
+
+def assistance_view(token: str) -> tuple:
+    """The assistance area: its choices and the back end in use; hidden from anyone who may
+    not change it."""
+    user = _user(token)
+    if user is None or not user_service.can(user, assist_service.ASSISTANCE_PERMISSION):
+        return gr.update(visible=False), gr.update(choices=[]), ""
+    with session_scope() as session:
+        if _not_a_member(session, user):
+            return gr.update(visible=False), gr.update(choices=[]), ""
+        try:
+            state = assist_service.assistance_state(session, served_project(session, user))
+        except ServiceError as e:
+            return gr.update(visible=True), gr.update(), f"Assistance: {_md_escape(str(e))}"
+    choices = [(c["label"], c["value"]) for c in state["choices"]]
+    if state["choice"] not in {v for _, v in choices}:
+        choices.append((f"{state['choice']} (no longer available)", state["choice"]))
+    return (
+        gr.update(visible=True),
+        gr.update(choices=choices, value=state["choice"]),
+        _assistance_status(state),
+    )
+
+
+def save_assistance(token: str, choice: str | None) -> str:
+    user = _require(token, assist_service.ASSISTANCE_PERMISSION)
+    try:
+        with session_scope() as session:
+            project = served_project(session, user)
+            state = assist_service.set_assistance(session, project, choice or "", user=user)
+    except ServiceError as e:
+        return f"Not saved: {_md_escape(str(e))}"
+    return f"Saved ({state['choice']}). " + _assistance_status(state)
 
 
 # ---------- users and the projects they may work in (admins) ----------
@@ -450,6 +499,21 @@ def build_ui() -> gr.Blocks:
                         "Start retraining", variant="secondary", elem_id="pb-retrain"
                     )
                     retrain_msg = gr.Markdown(elem_id="pb-retrain-msg")
+                    with gr.Accordion(
+                        "Assistance", open=True, visible=False, elem_id="pb-assistance"
+                    ) as assistance_box:
+                        with gr.Row():
+                            assistance_pick = gr.Dropdown(
+                                choices=[],
+                                label="Assisted drawing back end",
+                                info="SAM/MobileSAM from the weights folder, assist_net, "
+                                "GrabCut or auto; applies at the next click, no restart.",
+                                elem_id="pb-assistance-choice",
+                            )
+                            assistance_save = gr.Button(
+                                "Save", size="sm", scale=0, elem_id="pb-assistance-save"
+                            )
+                        assistance_msg = gr.Markdown(elem_id="pb-assistance-msg")
                     jobs = gr.Dataframe(
                         headers=[
                             "job",
@@ -515,6 +579,9 @@ def build_ui() -> gr.Blocks:
         dash_tab.select(jobs_table, [token], jobs).then(
             lambda: gr.Timer(active=True), None, jobs_timer
         )
+        assistance_outputs = [assistance_box, assistance_pick, assistance_msg]
+        dash_tab.select(assistance_view, [token], assistance_outputs)
+        assistance_save.click(save_assistance, [token, assistance_pick], assistance_msg)
         members_outputs = [members_box, members, member_user, member_projects_pick]
         dash_tab.select(members_view, [token], members_outputs)
         member_user.change(member_projects, [token, member_user], member_projects_pick)

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from api.routes import (
     assist,
+    assistance,
     auth,
     dashboard,
     export,
@@ -24,6 +25,7 @@ for _module in (
     auth,
     images,
     assist,
+    assistance,
     queue,
     taxonomy,
     export,

@@ -6,7 +6,7 @@ Timestamps are ISO 8601 strings as the services write them; coordinates are imag
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -190,6 +190,26 @@ class AssistAnswer(BaseModel):
     geometry: list[PolygonJson] = Field(description="empty when the back end found nothing")
     score: float
     backend: str
+
+
+class AssistanceChoice(BaseModel):
+    label: str
+    value: str = Field(description="auto, sam:<weights name>, assist_net or grabcut")
+
+
+class AssistanceOut(BaseModel):
+    choice: str = Field(description="the project's choice: auto, sam:<weights name>, ...")
+    backend: str = Field(description="the back end in use: sam_vit_b, mobile_sam, grabcut, ...")
+    source: Literal["env", "project", "default"] = Field(
+        description="why: a setting/environment variable wins, the project's choice, or auto"
+    )
+    reason: str = Field(description="the same in a sentence")
+    env: dict[str, str] = Field(description="assistance environment variables that are set")
+    choices: list[AssistanceChoice]
+
+
+class AssistanceIn(BaseModel):
+    choice: str = Field(description="auto, sam:<weights name>, assist_net or grabcut")
 
 
 # ---------- dashboard, models, jobs ----------

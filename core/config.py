@@ -38,6 +38,18 @@ class Settings(BaseSettings):
     sam_model_type: Literal["vit_b", "vit_l", "vit_h"] = "vit_b"
     mobile_sam_checkpoint: Path | None = None
 
+    #: Assistance that trains itself (``services.assist_training``): after imports and saves,
+    #: once a project holds ``assist_autotrain_min_polygons`` labelled polygons and again each
+    #: time they grow by ``assist_autotrain_growth`` (0.5: by half), a background job trains
+    #: assist_net (preset ``assist_autotrain_config``; ``assist_autotrain_epochs`` unset: the
+    #: preset's) and promotes it only when it beats the current back end on held-out parts.
+    #: ``PANELBEATER_ASSIST_AUTOTRAIN=false`` turns it off.
+    assist_autotrain: bool = True
+    assist_autotrain_min_polygons: int = Field(default=200, ge=1)
+    assist_autotrain_growth: float = Field(default=0.5, gt=0)
+    assist_autotrain_config: Literal["tiny", "small", "base"] = "small"
+    assist_autotrain_epochs: int | None = Field(default=None, ge=1)
+
     #: The part classifier's ResNet34 on the CPU: false forces fp32, true int8 (about 4x
     #: faster; needs the calibration training stores); unset: as the model was trained.
     cpu_int8: bool | None = None

@@ -62,6 +62,10 @@ class Project(SQLModel, table=True):
     name: str = Field(index=True, unique=True)
     #: The taxonomy file the project uses; None means the default 26/7/61 set.
     taxonomy_path: str | None = None
+    #: The assistance back end chosen on the dashboard (``services.assist.set_assistance``):
+    #: ``{"choice": "auto" | "sam:<weights name>" | "assist_net" | "grabcut", "by", "at"}``;
+    #: None means ``auto``.
+    assistance: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -16,7 +16,7 @@ from db.models import ModelVersion
 from db.session import session_scope
 from jobs.context import JobContext
 from jobs.rounds import run_round
-from services import model_runs
+from services import assist_training, model_runs
 
 
 def version_summary(mv: ModelVersion | None) -> dict[str, Any] | None:
@@ -125,6 +125,28 @@ def run_embed(
     return {"images": len(images), "descriptors_computed": computed, "embeddings": embeddings}
 
 
+def run_assist_autotrain(
+    ctx: JobContext,
+    *,
+    config: str | None = None,
+    epochs: int | None = None,
+    device: str | None = None,
+    polygons: int | None = None,
+) -> dict:
+    """Train assist_net and promote it only if it beats the current back end on held-out
+    box prompts (``services.assist_training``). ``polygons``: the labelled-polygon count that
+    queued the job (the trigger reads it back); the settings give the preset and epochs."""
+    with session_scope() as s:
+        return assist_training.train_and_compare(
+            s,
+            ctx.project(s),
+            config=config,
+            epochs=epochs,
+            device=device,
+            progress_for=ctx.progress_callback,
+        )
+
+
 HANDLERS: dict[str, Callable[..., dict]] = {
     "preannotate": run_preannotate,
     "embed": run_embed,
@@ -132,4 +154,5 @@ HANDLERS: dict[str, Callable[..., dict]] = {
     "evaluate": run_evaluate,
     "select": run_select,
     "round": run_round,
+    assist_training.JOB_KIND: run_assist_autotrain,
 }

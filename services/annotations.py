@@ -43,6 +43,7 @@ from db.models import (
     utcnow,
 )
 from services import users as user_service
+from services.assist_training import maybe_queue_assist_training
 from services.errors import Forbidden, Invalid, NotFound, VersionConflict
 from services.projects import project_taxonomy, require_member
 
@@ -657,6 +658,7 @@ def save_annotations_as(
         reopen_reviewed=not user_service.can(user, "review"),
     )
     sync_prediction_states(session, image_id, annotations)
+    maybe_queue_assist_training(session, project)  # cheap; never fails the save
     image = get_image(session, image_id)
     session.refresh(image)
     return {**image_detail(session, image), "version": new_version}
@@ -693,6 +695,8 @@ def set_status_as(
     require_member(session, user, project)
     get_image(session, image_id, project)
     check_status_permission(user, status)
-    return set_status(
+    image = set_status(
         session, image_id=image_id, status=status, author=user.username, comment=comment
     )
+    maybe_queue_assist_training(session, project)  # a photo marked labelled adds its polygons
+    return image

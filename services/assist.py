@@ -13,6 +13,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,10 @@ import numpy as np
 from sqlmodel import Session
 
 from core.geometry import Polygon, Shape, simplify_ring
-from db.models import Image, Project
+from db.models import Image, Project, User
 from models.assist import Assistant, AssistResult
 from services.annotations import get_image
-from services.errors import Invalid, NotFound
+from services.errors import Forbidden, Invalid, NotFound
 from services.images import load_image_array
 from services.model_runs import resolve_version
 
@@ -46,13 +47,248 @@ def assist_net_path(session: Session) -> Path | None:
     return Path(mv.path) if Path(mv.path).is_file() else None
 
 
-def project_assistant(session: Session) -> Assistant:
-    """The assistance back end for the workspace: the configured SAM, else the registry's
-    assist_net (see :func:`assist_net_path`), else GrabCut. ``.backend`` names it."""
+# ---------- which back end: the settings, the project's choice, the default ----------
+
+#: Who may change the project's assistance (leads and admins); everyone with ``assist`` may
+#: read it.
+ASSISTANCE_PERMISSION = "retrain"
+#: Settings that, when set (environment variables), win over the project's choice.
+ASSISTANCE_ENV = {
+    "assist_backend": "PANELBEATER_ASSIST_BACKEND",
+    "sam_checkpoint": "PANELBEATER_SAM_CHECKPOINT",
+    "mobile_sam_checkpoint": "PANELBEATER_MOBILE_SAM_CHECKPOINT",
+}
+#: Weights kinds the assistance can run.
+ASSIST_WEIGHTS_KINDS = ("sam", "mobile_sam")
+_PLAIN_CHOICES = {
+    "auto": "auto (SAM from the settings, else assist_net, else GrabCut)",
+    "assist_net": "assist_net (the promoted version)",
+    "grabcut": "GrabCut",
+}
+
+
+@dataclass(frozen=True)
+class ResolvedAssistance:
+    """Which back end the assistance uses for a project, and why.
+
+    ``source``: ``env`` (a setting/environment variable wins), ``project`` (the dashboard's
+    choice) or ``default`` (``auto``). ``key`` changes whenever the back end or its file does;
+    the per-photo cache is keyed by it, so a new choice applies at the next request.
+    """
+
+    choice: str
+    source: str
+    backend: str
+    reason: str
+    settings: Any
+    assist_net_path: Path | None
+    key: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def _env_overrides(settings: Any) -> dict[str, str]:
+    """The assistance settings that are set: environment variable name -> value."""
+    out = {}
+    if (settings.assist_backend or "auto") != "auto":
+        out[ASSISTANCE_ENV["assist_backend"]] = str(settings.assist_backend)
+    for key in ("sam_checkpoint", "mobile_sam_checkpoint"):
+        if getattr(settings, key):
+            out[ASSISTANCE_ENV[key]] = str(getattr(settings, key))
+    return out
+
+
+def project_choice(project: Project | None) -> str:
+    """The project's stored assistance choice; ``auto`` when none was made."""
+    return str((project.assistance or {}).get("choice") or "auto") if project else "auto"
+
+
+def _assist_weights(name: str) -> Any:
+    """The weights record ``name`` if it holds SAM or MobileSAM; Invalid naming it otherwise."""
+    from services.weights import get_weights
+
+    try:
+        rec = get_weights(name)
+    except NotFound as e:
+        raise Invalid(f"assistance 'sam:{name}': {e}") from None
+    if rec.kind not in ASSIST_WEIGHTS_KINDS:
+        raise Invalid(
+            f"assistance 'sam:{name}': weights {name!r} are of kind {rec.kind}, not SAM or "
+            f"MobileSAM; choose a weights file of kind sam or mobile_sam"
+        )
+    if not rec.path.is_file():
+        raise Invalid(
+            f"assistance 'sam:{name}': the file of weights {name!r} is missing from the "
+            f"weights folder ({rec.path}); add it again with `panelbeater weights add`"
+        )
+    return rec
+
+
+def assistance_choices(session: Session) -> list[tuple[str, str]]:
+    """``(label, choice)`` pairs the dashboard offers: SAM/MobileSAM weights of the weights
+    folder, assist_net when a version is registered, GrabCut and auto."""
+    from services.weights import list_weights
+
+    out = [(_PLAIN_CHOICES["auto"], "auto")]
+    for rec in list_weights():
+        if rec.kind == "sam":
+            out.append((f"SAM {rec.details.get('model_type', '?')}: {rec.name}", f"sam:{rec.name}"))
+        elif rec.kind == "mobile_sam":
+            out.append((f"MobileSAM: {rec.name}", f"sam:{rec.name}"))
+    if assist_net_path(session) is not None:
+        out.append((_PLAIN_CHOICES["assist_net"], "assist_net"))
+    out.append((_PLAIN_CHOICES["grabcut"], "grabcut"))
+    return out
+
+
+def _validate_choice(session: Session, choice: str) -> str:
+    choice = (choice or "").strip()
+    if choice in ("auto", "grabcut"):
+        return choice
+    if choice == "assist_net":
+        if assist_net_path(session) is None:
+            raise Invalid(
+                "assistance 'assist_net': no assist_net version is registered; train one "
+                "with `panelbeater train assist_net` first"
+            )
+        return choice
+    if choice.startswith("sam:") and choice[4:]:
+        _assist_weights(choice[4:])
+        return choice
+    raise Invalid(
+        f"assistance {choice!r} is not a choice; choose auto, assist_net, grabcut or "
+        f"sam:<weights name> (a sam or mobile_sam file of the weights folder)"
+    )
+
+
+def _backend_name(settings: Any, assist_net: Path | None) -> tuple[str, Path | None]:
+    from models.assist import choose_backend
+
+    name, path = choose_backend(settings, assist_net_path=assist_net)
+    return (f"sam_{settings.sam_model_type}" if name == "sam" else name), path
+
+
+def resolve_assistance(session: Session, project: Project | None) -> ResolvedAssistance:
+    """Which back end ``project`` uses and why (cheap: builds nothing). Assistance settings
+    that are set (:data:`ASSISTANCE_ENV`) win; then the project's choice; then ``auto``.
+
+    Raises Invalid when the project's choice can no longer be honoured (its weights were
+    removed, no assist_net version is left), saying to choose again."""
     from core.config import get_settings
+
+    settings = get_settings()
+    choice = project_choice(project)
+    env = _env_overrides(settings)
+    net = assist_net_path(session)
+    if env:
+        backend, path = _backend_name(settings, net)
+        names = ", ".join(env)
+        reason = (
+            f"{names} {'is' if len(env) == 1 else 'are'} set on the server and "
+            f"win{'s' if len(env) == 1 else ''} over the project's choice ({choice}); "
+            "unset and restart to use the dashboard's choice"
+        )
+        source = "env"
+    elif choice == "auto":
+        backend, path = _backend_name(settings, net)
+        why = (
+            "the promoted assist_net version"
+            if backend == "assist_net"
+            else "GrabCut, as no assist_net version is registered"
+        )
+        reason = f"no choice made (auto): {why}"
+        source = "default"
+    else:
+        source = "project"
+        by = (project.assistance or {}).get("by") if project else None
+        reason = f"the project's choice ({choice})" + (f", set by {by}" if by else "")
+        if choice == "grabcut":
+            settings = settings.model_copy(update={"assist_backend": "grabcut"})
+        elif choice == "assist_net":
+            if net is None:
+                raise Invalid(
+                    "the project's assistance is assist_net but no assist_net version is "
+                    "registered any more; choose another on the dashboard"
+                )
+            settings = settings.model_copy(update={"assist_backend": "assist_net"})
+        else:
+            rec = _assist_weights(choice[4:])
+            if rec.kind == "sam":
+                model_type = rec.details.get("model_type") or settings.sam_model_type
+                update = {"assist_backend": "sam", "sam_checkpoint": rec.path}
+                settings = settings.model_copy(update={**update, "sam_model_type": model_type})
+            else:
+                update = {"assist_backend": "mobile_sam", "mobile_sam_checkpoint": rec.path}
+                settings = settings.model_copy(update=update)
+        backend, path = _backend_name(settings, net)
+    key = (
+        source,
+        backend,
+        str(settings.sam_checkpoint or ""),
+        str(settings.mobile_sam_checkpoint or ""),
+        str(path or ""),
+    )
+    return ResolvedAssistance(choice, source, backend, reason, settings, path, key, env)
+
+
+def _default_project(session: Session) -> Project | None:
+    from sqlmodel import select
+
+    from core.config import get_settings
+
+    name = get_settings().project_name
+    return session.exec(select(Project).where(Project.name == name)).first()
+
+
+def assistance_state(session: Session, project: Project) -> dict[str, Any]:
+    """What the dashboard and ``GET /api/assistance`` show: the choice, the active back end,
+    why (``source``: env, project or default), the settings that win, and the choices."""
+    r = resolve_assistance(session, project)
+    return {
+        "choice": r.choice,
+        "backend": r.backend,
+        "source": r.source,
+        "reason": r.reason,
+        "env": r.env,
+        "choices": [{"label": label, "value": v} for label, v in assistance_choices(session)],
+    }
+
+
+def set_assistance(
+    session: Session, project: Project, choice: str, *, user: User
+) -> dict[str, Any]:
+    """Store ``project``'s assistance choice: ``auto``, ``sam:<weights name>`` (a sam or
+    mobile_sam file of the weights folder; a SAM's ViT size comes from its record),
+    ``assist_net`` or ``grabcut``. Applies at the next assistance request, no restart.
+
+    Raises Forbidden for a role without :data:`ASSISTANCE_PERMISSION`, Invalid naming an
+    unknown choice, unknown weights or weights of another kind. Returns
+    :func:`assistance_state`."""
+    from services.users import can
+
+    if not can(user, ASSISTANCE_PERMISSION):
+        raise Forbidden(
+            f"Your role ({user.role.value}) may not change the assistance; ask a lead or admin."
+        )
+    choice = _validate_choice(session, choice)
+    project.assistance = (
+        None
+        if choice == "auto"
+        else {"choice": choice, "by": user.username, "at": datetime.now(UTC).isoformat()}
+    )
+    session.add(project)
+    session.flush()
+    return assistance_state(session, project)
+
+
+def project_assistant(session: Session, project: Project | None = None) -> Assistant:
+    """The assistance back end for ``project`` (default: the settings' project), as
+    :func:`resolve_assistance` picks it. ``.backend`` names it."""
     from models.assist import make_assistant
 
-    return make_assistant(get_settings(), assist_net_path=assist_net_path(session))
+    if project is None:
+        project = _default_project(session)
+    r = resolve_assistance(session, project)
+    return make_assistant(r.settings, assist_net_path=r.assist_net_path)
 
 
 def embed_images(
@@ -69,7 +305,7 @@ def embed_images(
 
     Returns ``{"backend", "embedded", "cached"}``: newly embedded and already cached counts.
     """
-    assistant = project_assistant(session)
+    assistant = project_assistant(session, project)
     if not hasattr(assistant, "cache"):
         return {"backend": assistant.backend, "embedded": 0, "cached": 0}
     embedded = cached = 0
@@ -98,7 +334,8 @@ class Prepared:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-_cache: OrderedDict[int, Prepared] = OrderedDict()
+#: Prepared photos by (image id, :attr:`ResolvedAssistance.key`): a new choice misses.
+_cache: OrderedDict[tuple[int, tuple[str, ...]], Prepared] = OrderedDict()
 _cache_lock = threading.Lock()
 #: Serialises embedding: a "prepare" and the first click racing must not embed twice.
 _prepare_lock = threading.Lock()
@@ -111,29 +348,34 @@ def clear_cache() -> None:
 
 
 def prepared(session: Session, image_id: int, project: Project | None = None) -> Prepared:
-    """The assistant with ``image_id`` set (cached for the last :data:`CACHE_SIZE` photos).
+    """The assistant with ``image_id`` set (cached for the last :data:`CACHE_SIZE` photos,
+    per back end: after a change of choice the next request prepares the new one).
 
     Raises NotFound when the image or its file is missing, or the image belongs to another
-    ``project`` (checked before the cache, which holds photos of every project).
+    ``project``.
     """
-    if project is not None:
-        get_image(session, image_id, project)
+    image = get_image(session, image_id, project)
+    if project is None:
+        project = session.get(Project, image.project_id)
+    resolved = resolve_assistance(session, project)
+    key = (image_id, resolved.key)
     with _cache_lock:
-        hit = _cache.get(image_id)
+        hit = _cache.get(key)
         if hit is not None:
-            _cache.move_to_end(image_id)
+            _cache.move_to_end(key)
             return hit
     with _prepare_lock:
         with _cache_lock:
-            if image_id in _cache:
-                return _cache[image_id]
-        image = get_image(session, image_id)
+            if key in _cache:
+                return _cache[key]
+        from models.assist import make_assistant
+
         pixels = load_image_array(image, max_side=ASSIST_MAX_SIDE)
-        assistant = project_assistant(session)
+        assistant = make_assistant(resolved.settings, assist_net_path=resolved.assist_net_path)
         assistant.set_image(pixels)
         item = Prepared(assistant, scale=pixels.shape[1] / image.width)
         with _cache_lock:
-            _cache[image_id] = item
+            _cache[key] = item
             while len(_cache) > CACHE_SIZE:
                 _cache.popitem(last=False)
         return item

@@ -62,6 +62,7 @@ from exports.image_files import (
 )
 from exports.splits import split_for
 from services.annotations import normalise_attributes
+from services.assist_training import maybe_queue_assist_training
 from services.bulk import without_gc
 from services.errors import Invalid
 from services.projects import project_taxonomy
@@ -585,6 +586,7 @@ def _store(
     out.images_added = len(new_images)
     out.instances_added = len(new_annotations)
     session.flush()
+    maybe_queue_assist_training(session, project)  # cheap; never fails the import
     return out
 
 

@@ -30,7 +30,7 @@ from sqlmodel import Session, select
 
 from core.config import get_settings
 from core.files import write_text_atomic
-from db.models import ModelVersion
+from db.models import ModelVersion, Project
 from models.base import CheckpointError
 from services.errors import Invalid, NotFound
 
@@ -212,6 +212,9 @@ def weights_usage(record: WeightsRecord, *, session: Session) -> list[str]:
         text = json.dumps([mv.config, mv.train_snapshot], default=str)
         if any(m in text for m in marks):
             used.append(f"version {mv.name}")
+    for project in session.exec(select(Project).order_by(Project.id)).all():
+        if (project.assistance or {}).get("choice") == f"sam:{record.name}":
+            used.append(f"the assistance of project {project.name}")
     return used
 
 
@@ -225,6 +228,8 @@ def remove_weights(name: str, *, session: Session) -> WeightsRecord:
             todo.append("change or unset those settings")
         if any(u.startswith("version ") for u in used):
             todo.append("delete those model versions")
+        if any(u.startswith("the assistance ") for u in used):
+            todo.append("choose another assistance on the dashboard")
         raise WeightsInUse(
             f"weights {name!r} are in use by {', '.join(used)}; {' and '.join(todo)} first"
         )

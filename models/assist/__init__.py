@@ -7,13 +7,14 @@ settings. Only the back-end modules import torch/cv2/segment-anything.
 """
 
 from models.assist.base import Assistant, AssistResult, EmbeddingCache, image_sha256
-from models.assist.factory import BACKENDS, latest_assist_net, make_assistant
+from models.assist.factory import BACKENDS, choose_backend, latest_assist_net, make_assistant
 
 __all__ = [
     "BACKENDS",
     "AssistResult",
     "Assistant",
     "EmbeddingCache",
+    "choose_backend",
     "image_sha256",
     "latest_assist_net",
     "make_assistant",

@@ -37,18 +37,36 @@ def latest_assist_net(artifacts_dir: str | Path) -> Path | None:
     return None if best is None else best[1]
 
 
+def choose_backend(
+    settings: Any, *, assist_net_path: str | Path | None = None
+) -> tuple[str, Path | None]:
+    """Which back end :func:`make_assistant` builds, without building it: ``(name, file)``,
+    name one of ``sam``, ``mobile_sam``, ``assist_net``, ``grabcut``, ``box``; file is the
+    assist_net artifact for ``assist_net`` (None when none is there), else None."""
+    choice = getattr(settings, "assist_backend", "auto") or "auto"
+    if choice not in BACKENDS:
+        raise ValueError(f"assist_backend {choice!r} is not one of {', '.join(BACKENDS)}")
+    if choice == "sam" or (choice == "auto" and settings.sam_checkpoint):
+        return "sam", None
+    if choice == "mobile_sam" or (choice == "auto" and settings.mobile_sam_checkpoint):
+        return "mobile_sam", None
+    if choice in ("auto", "assist_net"):
+        path = assist_net_path or latest_assist_net(settings.artifacts_dir)
+        if path is not None or choice == "assist_net":
+            return "assist_net", None if path is None else Path(path)
+    return ("box" if choice == "box" else "grabcut"), None
+
+
 def make_assistant(settings: Any = None, *, assist_net_path: str | Path | None = None) -> Assistant:
     """Build the configured back end; ``.backend`` names it (the UI and API show it)."""
     if settings is None:
         from core.config import get_settings
 
         settings = get_settings()
-    choice = getattr(settings, "assist_backend", "auto") or "auto"
-    if choice not in BACKENDS:
-        raise ValueError(f"assist_backend {choice!r} is not one of {', '.join(BACKENDS)}")
+    name, path = choose_backend(settings, assist_net_path=assist_net_path)
     cache_dir = Path(settings.cache_dir) / "embeddings"
     device = getattr(settings, "device", "auto")
-    if choice == "sam" or (choice == "auto" and settings.sam_checkpoint):
+    if name == "sam":
         from models.assist.sam import SamAssistant
 
         if not settings.sam_checkpoint:
@@ -57,26 +75,24 @@ def make_assistant(settings: Any = None, *, assist_net_path: str | Path | None =
                 "point it at a downloaded sam_vit_*.pth file"
             )
         return SamAssistant(settings.sam_model_type, settings.sam_checkpoint, cache_dir, device)
-    if choice == "mobile_sam" or (choice == "auto" and settings.mobile_sam_checkpoint):
+    if name == "mobile_sam":
         from models.assist.sam import MobileSamAssistant
 
         return MobileSamAssistant(settings.mobile_sam_checkpoint, cache_dir, device)
-    if choice in ("auto", "assist_net"):
-        path = assist_net_path or latest_assist_net(settings.artifacts_dir)
-        if path is not None:
-            from models.assist.learned import AssistNetStage, LearnedAssistant
-
-            key = (str(path), Path(path).stat().st_mtime_ns)
-            if key not in _NETS:
-                _NETS.clear()  # keep only the newest version in memory
-                _NETS[key] = AssistNetStage.load(path, device="cpu")
-            return LearnedAssistant(_NETS[key], version=Path(path).stem)
-        if choice == "assist_net":
+    if name == "assist_net":
+        if path is None:
             raise CheckpointError(
                 f"assist_backend is 'assist_net' but no assist_net-v*.pt is in {settings.artifacts_dir}; "
                 f"train one with `panelbeater train assist_net`"
             )
-    if choice == "box":
+        from models.assist.learned import AssistNetStage, LearnedAssistant
+
+        key = (str(path), path.stat().st_mtime_ns)
+        if key not in _NETS:
+            _NETS.clear()  # keep only the newest version in memory
+            _NETS[key] = AssistNetStage.load(path, device="cpu")
+        return LearnedAssistant(_NETS[key], version=path.stem)
+    if name == "box":
         from models.assist.grabcut import BoxAssistant
 
         return BoxAssistant()
