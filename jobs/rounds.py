@@ -23,7 +23,7 @@ from sqlmodel import Session
 from db.models import ModelVersion
 from db.session import session_scope
 from jobs.context import JobContext
-from models.registry import pre_annotating_stages, stage_class
+from models.registry import config_class, pre_annotating_stages, stage_class
 from services import model_runs, registry
 from services.errors import Invalid
 
@@ -42,7 +42,11 @@ def run_round(
     force_promote: bool = False,
     device: str | None = None,
     from_scratch: list[str] | None = None,
+    weights: dict[str, str] | None = None,
+    options: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
+    """``weights``: stage -> weights name or path the stage starts from (instead of its
+    promoted version); ``options``: stage -> ``["key=value", ...]`` config overrides."""
     # 1. snapshot
     ctx.report(stage="snapshot of the labelled set", progress=0.01)
     with session_scope() as s:
@@ -69,8 +73,11 @@ def run_round(
         with session_scope() as s:
             project = ctx.project(s)
             parent = registry.current(s, stage)
+            start = (weights or {}).get(stage)
+            # weights chosen for a stage are where it starts; its parent is not loaded over them
             warm = (
                 parent is not None
+                and start is None
                 and stage not in (from_scratch or ())
                 and (stage_class(stage).warm_startable)
             )
@@ -84,6 +91,8 @@ def run_round(
                 device=device or "auto",
                 train_snapshot=snap,
                 progress=ctx.progress_callback(f"training {stage}", (lo, lo + 0.75 * span)),
+                options=config_class(stage).parse_options((options or {}).get(stage, [])),
+                weights=start,
             )
             if mv is None:
                 raise RuntimeError(f"training {stage} registered no version")

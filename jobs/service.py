@@ -96,7 +96,65 @@ def validate_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
                 f"unknown stage(s) {', '.join(unknown_stages)}; choose from "
                 f"{', '.join(stage_names())}"
             )
+    if kind == "round":
+        _check_round_weights(params)
+        _check_round_options(params)
     return params
+
+
+def _known_stage(field: str, stage: object) -> str:
+    from models.registry import stage_names
+
+    if not isinstance(stage, str) or stage not in stage_names():
+        raise Invalid(
+            f"params.{field} names an unknown stage {stage!r}; choose from "
+            f"{', '.join(stage_names())}."
+        )
+    return stage
+
+
+def _check_round_weights(params: dict[str, Any]) -> None:
+    """``weights``: stage -> a weights name in the weights folder or a local path. The file
+    itself is read when the round trains that stage (on the worker's machine)."""
+    from models.registry import stage_class
+
+    weights = params.get("weights")
+    if weights is None:
+        return
+    if not isinstance(weights, dict):
+        raise Invalid('params.weights must map stages to weights, e.g. {"yolo_seg": "coco-n"}.')
+    for stage, ref in weights.items():
+        _known_stage("weights", stage)
+        if not stage_class(stage).start_weight_fields:
+            raise Invalid(f"params.weights.{stage}: {stage!r} cannot start from a weights file.")
+        if not isinstance(ref, str) or not ref.strip():
+            raise Invalid(
+                f"params.weights.{stage} must be the name of a file in the weights folder "
+                "or a local path."
+            )
+
+
+def _check_round_options(params: dict[str, Any]) -> None:
+    """``options``: stage -> ``["key=value", ...]`` (the CLI's ``--set``), each key checked
+    against the stage's config now, so a typo is refused when the round is asked for."""
+    from models.base import StageError
+    from models.registry import config_class
+
+    options = params.get("options")
+    if options is None:
+        return
+    if not isinstance(options, dict):
+        raise Invalid(
+            'params.options must map stages to key=value lists, e.g. {"yolo_seg": ["imgsz=320"]}.'
+        )
+    for stage, pairs in options.items():
+        _known_stage("options", stage)
+        if not isinstance(pairs, list) or not all(isinstance(x, str) for x in pairs):
+            raise Invalid(f'params.options.{stage} must be a list of "key=value" strings.')
+        try:
+            config_class(stage).parse_options(pairs)
+        except StageError as e:
+            raise Invalid(f"params.options.{stage}: {e}") from None
 
 
 def start_round(
@@ -112,9 +170,14 @@ def start_round(
     device: str | None = None,
     project: Project | None = None,
     from_scratch: list[str] | None = None,
+    weights: dict[str, str] | None = None,
+    options: dict[str, list[str]] | None = None,
 ) -> Job:
     """Queue a retraining round (:mod:`jobs.rounds`) of ``project`` (default: the served
-    one); a worker runs it. Without ``session`` a new one is used."""
+    one); a worker runs it. Without ``session`` a new one is used.
+
+    ``weights``: stage -> weights name or path to start from; ``options``: stage ->
+    ``["key=value", ...]`` config overrides (refused now when a key is unknown)."""
     params: dict[str, Any] = {
         "config": config,
         "strategy": strategy,
@@ -129,6 +192,10 @@ def start_round(
         params["device"] = device
     if from_scratch:
         params["from_scratch"] = list(from_scratch)
+    if weights:
+        params["weights"] = dict(weights)
+    if options:
+        params["options"] = {stage: list(pairs) for stage, pairs in options.items()}
     if session is None:
         with session_scope() as s:
             return create_job(s, "round", params, created_by=created_by, project=project)

@@ -259,6 +259,9 @@ class StageBase:
     #: config fields naming local weights to start training from (ImageNet, COCO, a ViT...);
     #: ``train --weights`` fills the first
     start_weight_fields: ClassVar[tuple[str, ...]] = ()
+    #: the kind of weights file (``models.weights.KINDS``) those fields take; ``train
+    #: --weights`` refuses a file of another kind before training
+    start_weight_kind: ClassVar[str | None] = None
     #: it can continue training from an earlier version of itself (:meth:`warm_start`)
     warm_startable: ClassVar[bool] = False
     #: taxonomy groups that :meth:`evaluate` measures by default

@@ -14,6 +14,7 @@ proposal through the very same steps; boxes, labels, scores and masks are unchan
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -37,6 +38,59 @@ from models.base import (
 )
 from models.registry import register_stage
 from models.torch_stage import TorchStage
+
+log = logging.getLogger(__name__)
+
+#: the tensors whose shape follows the class count: re-made when the start weights (COCO's
+#: 91 classes) have another one
+CLASS_HEADS = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits.")
+
+
+def _load_start_weights(net, path: str | Path) -> str:
+    """Load a torchvision Mask R-CNN state dict into ``net``, all but what does not fit.
+
+    The backbone, FPN, RPN and box/mask heads load as they are; the class-dependent
+    predictors (:data:`CLASS_HEADS`) stay freshly initialised when the file has another
+    class count. Returns a sentence saying what was re-made. Raises CheckpointError naming
+    the file when it is missing, damaged, or not a Mask R-CNN.
+    """
+    from models.weights import load_state_dict
+
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(
+            f"Mask R-CNN weights {p} do not exist; download them yourself or leave weights unset"
+        )
+    sd = load_state_dict(p, "mask_rcnn", purpose="Mask R-CNN starts from it")
+    own = net.state_dict()
+    fits = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
+    remade = sorted(k for k in own if k not in fits and k.startswith(CLASS_HEADS))
+    # a checkpoint trained with frozen batch norm has no counters; ours start at zero
+    other = sorted(
+        k
+        for k in own
+        if k not in fits and not k.startswith(CLASS_HEADS) and not k.endswith("num_batches_tracked")
+    )
+    if other and len(other) * 2 > len(own):
+        raise CheckpointError(
+            f"Mask R-CNN weights {p} fit only {len(own) - len(other)} of the network's "
+            f"{len(own)} tensors (e.g. {', '.join(other[:3])} differ); they are not "
+            f"maskrcnn_resnet50_fpn weights: use that model's state dict"
+        )
+    net.load_state_dict(fits, strict=False)
+    cls = sd.get("roi_heads.box_predictor.cls_score.weight")
+    theirs = f"{cls.shape[0]} classes" if cls is not None else "another head"
+    note = f"started from {p.name}: backbone, FPN, RPN and box/mask heads loaded"
+    if remade:
+        note += (
+            f"; the class heads ({theirs} there, {own['roi_heads.box_predictor.cls_score.weight'].shape[0]}"
+            f" here with background) were re-made: {', '.join(remade)}"
+        )
+    if other:
+        note += (
+            f"; {len(other)} other tensors did not fit and start at random: {', '.join(other[:5])}"
+        )
+    return note
 
 
 @dataclass
@@ -78,6 +132,7 @@ class MaskRCNNStage(TorchStage):
     title = "Mask R-CNN"
     architecture = "Mask R-CNN's architecture"
     start_weight_fields = ("weights",)
+    start_weight_kind = "mask_rcnn"
 
     def __init__(self, config: MaskRCNNConfig | None = None, taxonomy: Taxonomy | None = None):
         import torch
@@ -98,17 +153,11 @@ class MaskRCNNStage(TorchStage):
             rpn_post_nms_top_n_test=self.config.proposals,
             rpn_pre_nms_top_n_test=self.config.proposals,
         )
+        #: how the start weights were taken (which tensors were re-made), for the metrics
+        self.start_note: str | None = None
         if self.config.weights:
-            p = Path(self.config.weights)
-            if not p.is_file():
-                raise CheckpointError(
-                    f"Mask R-CNN weights {p} do not exist; download them yourself or leave weights unset"
-                )
-            sd = torch.load(p, map_location="cpu", weights_only=True)
-            own = self.net.state_dict()
-            self.net.load_state_dict(
-                {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}, strict=False
-            )
+            self.start_note = _load_start_weights(self.net, self.config.weights)
+            log.info("Mask R-CNN: %s", self.start_note)
         _track_detections(self.net.roi_heads)
         self.device, self.amp = resolve_device(self.config.device)
         self.net.to(self.device).eval()
@@ -226,6 +275,7 @@ class MaskRCNNStage(TorchStage):
                 "epoch_losses": history,
                 "train_images": len(samples),
                 "train_seconds": time.perf_counter() - t0,
+                **({"start_weights": self.start_note} if self.start_note else {}),
             },
         )
 

@@ -149,7 +149,6 @@ def damaged_labels(
 
 
 def _build_net(cfg: PartClassifierConfig):
-    import torch
     from torch import nn
     from torchvision.models import resnet34
 
@@ -161,7 +160,9 @@ def _build_net(cfg: PartClassifierConfig):
                 f"ResNet34 weights {p} do not exist; download them yourself or leave "
                 f"backbone_weights unset to train from scratch"
             )
-        sd = torch.load(p, map_location="cpu", weights_only=True)
+        from models.weights import load_state_dict
+
+        sd = load_state_dict(p, "resnet34", purpose="the part classifier's backbone starts from it")
         net.load_state_dict({k: v for k, v in sd.items() if not k.startswith("fc.")}, strict=False)
     net.fc = nn.Sequential(nn.Dropout(0.4), nn.Linear(net.fc.in_features, 2))
     for layer in (net.conv1, net.bn1, net.layer1, net.layer2):
@@ -176,6 +177,7 @@ class PartClassifierStage(TorchStage):
     title = "ResNet34 damaged part"
     architecture = "ResNet34 + 2-class head"
     start_weight_fields = ("backbone_weights",)
+    start_weight_kind = "resnet34"
 
     def __init__(
         self, config: PartClassifierConfig | None = None, taxonomy: Taxonomy | None = None

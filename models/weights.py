@@ -437,3 +437,22 @@ def inspect_weights(
             f"add it with --kind {kind}, or pick the {expected_kind} file",
         )
     return WeightsInfo(kind=kind, details=details, note=note)
+
+
+def load_state_dict(path: str | Path, kind: str, *, purpose: str = "") -> dict[str, Any]:
+    """The state dict of a ``kind`` checkpoint (``"mask_rcnn"``, ``"resnet34"``, ...), read
+    safely (:func:`load_weights_file`). ``purpose`` ("Mask R-CNN starts from it") ends the
+    sentence of a wrong-kind error. Raises CheckpointError naming the file."""
+    path = Path(path)
+    obj, _ = load_weights_file(path)
+    want = f"a {KINDS[kind]}" + (f" ({purpose})" if purpose else "")
+    try:
+        found, _ = classify(path, obj)
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}. It needs {want}") from e
+    if found != kind:
+        raise _fail(path, f"holds a {KINDS[found]} (kind {found}); it needs {want}")
+    sd = _state_dict(obj)
+    if sd is None:  # an Ultralytics checkpoint has a model, not a state dict
+        raise _fail(path, f"holds no state dict; it needs {want}")
+    return sd

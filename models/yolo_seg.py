@@ -131,6 +131,7 @@ class YoloSegStage(StageBase):
     #: a local Ultralytics .pt (e.g. COCO yolo11m-seg.pt) to fine-tune; classes that do not
     #: fit are re-made by Ultralytics
     start_weight_fields = ("model",)
+    start_weight_kind = "yolo_seg"
     warm_startable = True
 
     def warm_start(self, path: str | Path) -> None:

@@ -51,13 +51,16 @@ def start_retraining(
     stages: list[str] | None = None,
     config: str = "tiny",
     from_scratch: list[str] | None = None,
+    weights: dict[str, str] | None = None,
+    options: dict[str, list[str]] | None = None,
 ) -> Job:
     """Queue an active-learning round of ``project`` (``jobs.service.start_round``) started
     by ``username``.
 
     Empty ``stages`` = the promoted stages, or YOLO parts at first. Each stage fine-tunes its
-    promoted version unless ``from_scratch`` names it. Raises Invalid naming an unknown stage
-    or preset.
+    promoted version unless ``from_scratch`` names it, or ``weights`` gives it a file to
+    start from (stage -> weights name or path). ``options``: stage -> ``["key=value", ...]``
+    config overrides. Raises Invalid naming an unknown stage, preset or option.
     """
     return start_round(
         session,
@@ -66,6 +69,8 @@ def start_retraining(
         config=config,
         project=project,
         from_scratch=from_scratch,
+        weights=weights,
+        options=options,
     )
 
 

@@ -173,7 +173,27 @@ def _start_weights(stage: str, weights: str | Path) -> tuple[str, dict[str, str]
             "(`panelbeater weights list`) or the path of one you downloaded (nothing is "
             "downloaded for you)"
         )
+    kind = getattr(stage_class(stage), "start_weight_kind", None)
+    if kind is not None:
+        _check_weights_kind(stage, path, kind)
     return fields[0], {"path": str(path.resolve()), "sha256": sha256_file(path)}
+
+
+def _check_weights_kind(stage: str, path: Path, kind: str) -> None:
+    """Refuse, before any training, a file that is damaged or of another kind than ``stage``
+    starts from; the sentence names the file."""
+    from models.base import CheckpointError
+    from models.weights import KINDS, inspect_weights
+
+    try:
+        found = inspect_weights(path).kind
+    except CheckpointError as e:
+        raise Invalid(f"{e}; {stage} starts from a {KINDS[kind]}") from e
+    if found != kind:
+        raise Invalid(
+            f"weights file {path} holds a {KINDS[found]} (kind {found}); {stage} starts from "
+            f"a {KINDS[kind]}: pick such a file (`panelbeater weights list` shows each kind)"
+        )
 
 
 def resolve_version(session: Session, stage: str, version: str | int | None) -> ModelVersion:

@@ -35,6 +35,15 @@ class RetrainBody(BaseModel):
         default_factory=list,
         description="stages that start over instead of fine-tuning their promoted version",
     )
+    weights: dict[str, str] = Field(
+        default_factory=dict,
+        description="stage -> a weights name (`panelbeater weights list`) or local path it "
+        "starts from, instead of its promoted version",
+    )
+    options: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='stage -> config overrides, e.g. {"yolo_seg": ["imgsz=320", "lr0=0.005"]}',
+    )
 
 
 @router.post("/retrain")
@@ -55,5 +64,7 @@ def retrain(
             stages=body.stages,
             config=body.config,
             from_scratch=body.from_scratch,
+            weights=body.weights,
+            options=body.options,
         )
     return RetrainAnswer(job_id=job.id, status=job.status)

@@ -124,12 +124,14 @@ def load_vit_weights(encoder: ViTEncoder, path: str | Path) -> list[str]:
             f"ViT weights {path} do not exist; download a ViT checkpoint yourself "
             f"or leave vit_weights unset to train from scratch"
         )
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
+    from models.weights import load_weights_file
+
+    sd, _ = load_weights_file(path)  # safe, and a truncated file is named as such
+    if not isinstance(sd, dict):
         raise CheckpointError(
-            f"ViT weights {path} are not a readable PyTorch state dict ({e})"
-        ) from e
+            f"ViT weights {path} hold a {type(sd).__name__}, not a state dict; give a timm or "
+            f"torchvision ViT state dict"
+        )
     for key in ("model", "state_dict"):
         if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
             sd = sd[key]
@@ -152,6 +154,7 @@ def load_vit_weights(encoder: ViTEncoder, path: str | Path) -> list[str]:
             pos = pos.permute(0, 2, 3, 1).reshape(1, -1, d)
         sd["pos_embed"] = pos
     own = encoder.state_dict()
+    _check_vit_size(path, encoder, sd)
     usable = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
     if not usable:
         raise CheckpointError(
@@ -160,3 +163,53 @@ def load_vit_weights(encoder: ViTEncoder, path: str | Path) -> list[str]:
         )
     encoder.load_state_dict(usable, strict=False)
     return sorted(set(own) - set(usable))
+
+
+def _vit_size(sd: dict[str, torch.Tensor]) -> dict[str, int]:
+    """Width, patch, blocks and MLP width of a timm-layout ViT state dict (what it holds)."""
+    out: dict[str, int] = {}
+    proj = sd.get("patch_embed.proj.weight")
+    if proj is not None:
+        out["dim"], out["patch"] = int(proj.shape[0]), int(proj.shape[-1])
+    blocks = {int(m.group(1)) for k in sd if (m := re.match(r"blocks\.(\d+)\.", k))}
+    if blocks:
+        out["depth"] = max(blocks) + 1
+    fc1 = sd.get("blocks.0.mlp.fc1.weight")
+    if fc1 is not None:
+        out["mlp"] = int(fc1.shape[0])
+    return out
+
+
+def _check_vit_size(path: Path, encoder: ViTEncoder, sd: dict[str, torch.Tensor]) -> None:
+    """Refuse a ViT of another size than ``encoder``, naming both sizes and the options that
+    would match it: its blocks would load in part or not at all, which is not what a user
+    who gave the file asked for."""
+    own_sd = encoder.state_dict()
+    ours = _vit_size(own_sd)
+    theirs = _vit_size(sd)
+    differs = [k for k in ("dim", "patch", "mlp") if k in theirs and theirs[k] != ours[k]]
+    # a whole ViT (it has its final norm) must be as deep; a partial dict fills what it has
+    depth = theirs.get("depth", 0)
+    if depth > ours["depth"] or ("norm.weight" in sd and depth and depth != ours["depth"]):
+        differs.append("depth")
+    shapes = [k for k, v in sd.items() if k in own_sd and own_sd[k].shape != v.shape]
+    if not differs and not shapes:
+        return
+
+    def words(size: dict[str, int]) -> str:
+        parts = [f"{k} {size[k]}" for k in ("dim", "patch", "depth", "mlp") if k in size]
+        return ", ".join(parts) or "unknown size"
+
+    hint = ""
+    if {"dim", "depth", "mlp"} <= set(theirs) and "patch" in theirs:
+        ratio = theirs["mlp"] / theirs["dim"]
+        hint = (
+            f"; set dim={theirs['dim']} depth={theirs['depth']} patch={theirs['patch']} "
+            f"mlp_ratio={ratio:g} (and heads to the ViT's head count, e.g. "
+            f"{max(1, theirs['dim'] // 64)}) to match it"
+        )
+    raise CheckpointError(
+        f"ViT weights {path} are a ViT of another size ({words(theirs)}) than ALBERT's "
+        f"encoder ({words(ours)}): {', '.join(differs or shapes[:3])} differ{hint}, or give "
+        f"ViT weights of the encoder's size"
+    )

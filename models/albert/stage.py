@@ -48,6 +48,7 @@ class AlbertStage(TorchStage):
     module_attr = "model"
     architecture = "ALBERT's architecture"
     start_weight_fields = ("vit_weights",)
+    start_weight_kind = "vit"
     #: ALBERT has all three heads
     eval_groups = GROUPS
 
