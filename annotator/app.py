@@ -275,9 +275,17 @@ def upload_photos(token: str, files: list[str] | None, status: str | None = None
     return "\n".join(lines)
 
 
-def retrain(token: str, stages: list[str] | None = None, preset: str = "tiny") -> str:
+def retrain(
+    token: str,
+    stages: list[str] | None = None,
+    preset: str = "tiny",
+    start_from: list[str] | None = None,
+) -> str:
     user = _require(token, "retrain")
     preset = preset or "tiny"
+    weights = dashboard_service.picked_weights(start_from)
+    if weights:  # a stage given a file to start from is one to train
+        stages = list(dict.fromkeys([*(stages or []), *weights]))
     try:
         with session_scope() as session:
             job = dashboard_service.start_retraining(
@@ -286,11 +294,22 @@ def retrain(token: str, stages: list[str] | None = None, preset: str = "tiny") -
                 username=user.username,
                 stages=stages,
                 config=preset,
+                weights=weights or None,
             )
     except ServiceError as e:
         return f"Could not start retraining: {e}"
     what = ", ".join(stages) if stages else "the promoted stages (YOLO parts at first)"
-    return f"Retraining round queued as job {job.id}: {what}, {preset} preset."
+    started = "".join(f"; {k} starts from {v}" for k, v in weights.items())
+    return f"Retraining round queued as job {job.id}: {what}, {preset} preset{started}."
+
+
+def weights_picker(token: str) -> dict:
+    """The weights-picker's choices when the dashboard opens (the weights folder may change);
+    none for a role that may not retrain."""
+    user = _user(token)
+    if user is None or not user_service.can(user, "retrain"):
+        return gr.update(choices=[])
+    return gr.update(choices=dashboard_service.start_weights_choices())
 
 
 # ---------- the assistance back end (leads and admins) ----------
@@ -495,6 +514,13 @@ def build_ui() -> gr.Blocks:
                             label="Preset (base needs a GPU)",
                             elem_id="pb-retrain-preset",
                         )
+                    retrain_weights = gr.Dropdown(
+                        choices=[],
+                        multiselect=True,
+                        label="Start from weights you brought (optional; adds the stage to the "
+                        "round; `panelbeater weights add` brings files)",
+                        elem_id="pb-retrain-weights",
+                    )
                     retrain_btn = gr.Button(
                         "Start retraining", variant="secondary", elem_id="pb-retrain"
                     )
@@ -572,9 +598,10 @@ def build_ui() -> gr.Blocks:
         coco_btn.click(lambda t: export_file(t, "coco"), [token], download)
         yolo_btn.click(lambda t: export_file(t, "yolo"), [token], download)
         ls_btn.click(lambda t: export_file(t, "label-studio"), [token], download)
-        retrain_btn.click(retrain, [token, retrain_stages, retrain_preset], retrain_msg).then(
-            jobs_table, [token], jobs
-        )
+        dash_tab.select(weights_picker, [token], retrain_weights)
+        retrain_btn.click(
+            retrain, [token, retrain_stages, retrain_preset, retrain_weights], retrain_msg
+        ).then(jobs_table, [token], jobs)
         jobs_timer.tick(jobs_poll, [token], [jobs, jobs_timer], show_progress="hidden")
         dash_tab.select(jobs_table, [token], jobs).then(
             lambda: gr.Timer(active=True), None, jobs_timer

@@ -74,6 +74,27 @@ def start_retraining(
     )
 
 
+def start_weights_choices() -> list[tuple[str, str]]:
+    """For the dashboard's weights picker: ``(label, "stage=name")`` for every file in the
+    weights folder that a stage can start from (its ``start_weight_kind``)."""
+    from models.registry import stage_class, stage_infos
+    from services.weights import list_weights
+
+    files = list_weights()
+    out = []
+    for info in stage_infos():
+        kind = getattr(stage_class(info.name), "start_weight_kind", None)
+        for rec in files:
+            if kind and rec.kind == kind:
+                out.append((f"{info.title} from {rec.name}", f"{info.name}={rec.name}"))
+    return out
+
+
+def picked_weights(picks: list[str] | None) -> dict[str, str]:
+    """The picker's ``["stage=name", ...]`` as ``{stage: name}`` (the last pick per stage wins)."""
+    return dict(p.split("=", 1) for p in picks or [] if "=" in p)
+
+
 def version_dict(mv: ModelVersion) -> dict[str, Any]:
     """A model version as the registry routes show it, with its primary metric and the size
     of its training set."""

@@ -86,3 +86,23 @@ def test_export_archive_names_the_formats_for_an_unknown_one(seeded, tmp_path) -
 
     with session_scope() as s, pytest.raises(NotFound, match="coco, yolo, label-studio"):
         export_archive(s, get_or_create_project(s), "pascal", tmp_path)
+
+
+def test_the_weights_picker_offers_files_each_stage_can_start_from(tmp_path, monkeypatch):
+    import torch
+    import torchvision
+
+    from core.config import configure, reset_settings
+    from services.dashboard import picked_weights, start_weights_choices
+    from services.weights import add_weights
+
+    configure(data_dir=tmp_path / "data")
+    try:
+        path = tmp_path / "r34.pth"
+        torch.save(torchvision.models.resnet34(weights=None).state_dict(), path)
+        add_weights(path, name="imagenet-r34")
+        choices = start_weights_choices()
+        assert [v for _, v in choices] == ["part_classifier=imagenet-r34"]
+        assert picked_weights([choices[0][1]]) == {"part_classifier": "imagenet-r34"}
+    finally:
+        reset_settings()
