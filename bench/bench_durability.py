@@ -20,7 +20,6 @@ import json
 import os
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,22 +28,12 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from browser_helpers import free_port  # noqa: E402
 from durability_helpers import (  # noqa: E402
     KillableServer,
+    fresh_postgres_database,
     kill_run,
     latency_figures,
     lost_saves,
     seed,
 )
-
-
-def fresh_postgres_database(base_url: str) -> str:
-    from sqlalchemy import create_engine, text
-
-    name = f"pb_bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return base_url.rsplit("/", 1)[0] + f"/{name}"
 
 
 def bench_backend(backend: str, work: Path, args: argparse.Namespace) -> dict:
@@ -55,7 +44,7 @@ def bench_backend(backend: str, work: Path, args: argparse.Namespace) -> dict:
             raise SystemExit(
                 'PostgreSQL: set PANELBEATER_TEST_POSTGRES_URL (eval "$(bash .ci/postgres.sh)")'
             )
-        url = fresh_postgres_database(base)
+        url = fresh_postgres_database(base, prefix="pb_bench")
     ws = seed(work / backend, annotators=args.annotators, database_url=url)
     server = KillableServer(ws, port=free_port(), full=not args.api_only)
 

@@ -32,15 +32,7 @@ def make_model(width: int = 16):
     import torch.nn as nn
     import torch.nn.functional as F
 
-    def block(i: int, o: int) -> nn.Sequential:
-        return nn.Sequential(
-            nn.Conv2d(i, o, 3, padding=1, bias=False),
-            nn.BatchNorm2d(o),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(o, o, 3, padding=1, bias=False),
-            nn.BatchNorm2d(o),
-            nn.ReLU(inplace=True),
-        )
+    from models.assist.learned_net import conv_block as block
 
     class SmallUNet(nn.Module):
         def __init__(self) -> None:

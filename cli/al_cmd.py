@@ -7,21 +7,12 @@ import time
 
 import typer
 
+from cli.common import fail, open_project, store_session
+
 round_app = typer.Typer(
     help="Retraining rounds: train, evaluate, promote, pre-annotate, re-select.",
     no_args_is_help=True,
 )
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
-
-
-def _open() -> None:
-    from db.session import init_db
-
-    init_db()
 
 
 def select_cmd(
@@ -42,7 +33,7 @@ def select_cmd(
     from services.projects import get_or_create_project
     from services.selection import select
 
-    _open()
+    open_project()
     info: dict = {}
     try:
         with session_scope() as s:
@@ -56,7 +47,7 @@ def select_cmd(
                 info=info,
             )
     except ServiceError as e:
-        _fail(str(e))
+        fail(str(e))
     if as_json:
         typer.echo(
             json.dumps(
@@ -127,24 +118,20 @@ def round_start(
     from jobs.service import get_job, job_dict, start_round
     from services.errors import ServiceError
 
-    _open()
-    try:
-        with session_scope() as s:
-            job = start_round(
-                s,
-                stages=[x.strip() for x in stages.split(",")] if stages else None,
-                config=config,
-                epochs=epochs,
-                strategy=strategy,
-                k=k,
-                force_promote=force_promote,
-                device=device,
-                from_scratch=[x.strip() for x in from_scratch.split(",")] if from_scratch else None,
-                created_by="cli",
-            )
-            job_id = job.id
-    except ServiceError as e:
-        _fail(str(e))
+    with store_session(ServiceError) as s:
+        job = start_round(
+            s,
+            stages=[x.strip() for x in stages.split(",")] if stages else None,
+            config=config,
+            epochs=epochs,
+            strategy=strategy,
+            k=k,
+            force_promote=force_promote,
+            device=device,
+            from_scratch=[x.strip() for x in from_scratch.split(",")] if from_scratch else None,
+            created_by="cli",
+        )
+        job_id = job.id
     while True:
         with session_scope() as s:
             j = job_dict(get_job(s, job_id))
@@ -162,16 +149,11 @@ def round_status(
     job_id: int = typer.Argument(...), as_json: bool = typer.Option(False, "--json")
 ) -> None:
     """Show a job's progress."""
-    from db.session import session_scope
     from jobs.service import get_job, job_dict
     from services.errors import ServiceError
 
-    _open()
-    try:
-        with session_scope() as s:
-            j = job_dict(get_job(s, job_id))
-    except ServiceError as e:
-        _fail(str(e))
+    with store_session(ServiceError) as s:
+        j = job_dict(get_job(s, job_id))
     typer.echo(json.dumps(j, indent=1)) if as_json else _print_job(j)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from cli.common import fail, open_project, store_session
 from core.config import configure, get_settings
 
 app = typer.Typer(
@@ -21,11 +22,6 @@ import_app = typer.Typer(help="Import images and labels into the project.", no_a
 export_app = typer.Typer(help="Export the project's labels.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 app.add_typer(export_app, name="export")
-
-
-def fail(message: str, code: int = 1) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
 
 
 @app.callback()
@@ -50,13 +46,6 @@ def main_options(
     from models.runtime import apply_process_settings
 
     apply_process_settings(get_settings())
-
-
-def open_project() -> None:
-    """Bring the store's schema up to date before a command uses it."""
-    from db.session import init_db
-
-    init_db()
 
 
 # -- taxonomy -------------------------------------------------------------------
@@ -88,9 +77,13 @@ def taxonomy(
 # -- import ---------------------------------------------------------------------
 
 
-def _run_import(
-    kind: str, path: Path, images: Path | None, map_file: Path | None, status: str | None = None
+def _import_with(
+    map_file: Path | None, importer, *args: object, bar: str | None = None, **kwargs: object
 ) -> None:
+    """``importer(session, project, *args, label_map=..., **kwargs)`` in one transaction on
+    the open project, with a progress bar named ``bar`` passed as ``progress`` when given. On
+    a format, taxonomy or input error nothing is kept and the command stops with the error's
+    sentence; otherwise the report is printed."""
     from tqdm import tqdm
 
     from core.records import load_label_map
@@ -98,7 +91,6 @@ def _run_import(
     from db.session import session_scope
     from exports.errors import FormatError
     from services.errors import Invalid
-    from services.imports import IMPORTERS
     from services.projects import get_or_create_project
 
     open_project()
@@ -106,24 +98,18 @@ def _run_import(
         label_map = load_label_map(map_file)
         with (
             session_scope() as session,
-            tqdm(desc=f"import {kind}", unit="img", disable=None) as bar,
+            tqdm(desc=bar, unit="img", disable=None if bar else True) as progress_bar,
         ):
 
             def progress(done: int, total: int) -> None:
-                bar.total = total
-                bar.n = done
-                bar.refresh()
+                progress_bar.total = total
+                progress_bar.n = done
+                progress_bar.refresh()
 
+            if bar:
+                kwargs["progress"] = progress
             project = get_or_create_project(session)
-            report = IMPORTERS[kind](
-                session,
-                project,
-                path,
-                images_dir=images,
-                label_map=label_map,
-                progress=progress,
-                status=status,
-            )
+            report = importer(session, project, *args, label_map=label_map, **kwargs)
     except (FormatError, TaxonomyError, Invalid) as e:
         fail(f"{e}\nNothing was imported.")
     for line in report.messages[:50]:
@@ -131,6 +117,16 @@ def _run_import(
     if len(report.messages) > 50:
         typer.echo(f"  ... and {len(report.messages) - 50} more")
     typer.secho(report.summary(), fg=typer.colors.GREEN)
+
+
+def _run_import(
+    kind: str, path: Path, images: Path | None, map_file: Path | None, status: str | None = None
+) -> None:
+    from services.imports import IMPORTERS
+
+    _import_with(
+        map_file, IMPORTERS[kind], path, images_dir=images, status=status, bar=f"import {kind}"
+    )
 
 
 def _run_prediction_import(
@@ -144,39 +140,47 @@ def _run_prediction_import(
     names: Path | None = None,
 ) -> None:
     """``import KIND ... --as-predictions``: pending pre-annotations of an external model."""
-    from core.records import load_label_map
-    from core.taxonomy import TaxonomyError
-    from db.session import session_scope
-    from exports.errors import FormatError
-    from services.errors import Invalid
     from services.prediction_imports import import_predictions
-    from services.projects import get_or_create_project
 
     if not model_name:
         fail("--as-predictions needs --model-name NAME, the model that made the predictions")
     if status is not None:
         fail("--status applies to labels; predictions leave the photos' statuses as they are")
-    open_project()
-    try:
-        label_map = load_label_map(map_file)
-        with session_scope() as session:
-            report = import_predictions(
-                session,
-                get_or_create_project(session),
-                kind,
-                path,
-                model_name=model_name,
-                label_map=label_map,
-                images_json=images_json,
-                names=names,
-            )
-    except (FormatError, TaxonomyError, Invalid) as e:
-        fail(f"{e}\nNothing was imported.")
-    for line in report.messages[:50]:
-        typer.echo(f"  - {line}")
-    if len(report.messages) > 50:
-        typer.echo(f"  ... and {len(report.messages) - 50} more")
-    typer.secho(report.summary(), fg=typer.colors.GREEN)
+    _import_with(
+        map_file,
+        import_predictions,
+        kind,
+        path,
+        model_name=model_name,
+        images_json=images_json,
+        names=names,
+    )
+
+
+def _labels_or_predictions(
+    kind: str,
+    path: Path,
+    images: Path | None,
+    map_file: Path | None,
+    status: str | None,
+    as_predictions: bool,
+    model_name: str | None,
+    **prediction_options: Path | None,
+) -> None:
+    """An import command's labels, or with --as-predictions the predictions in the file;
+    ``prediction_options`` are refused on a labelled import."""
+    if as_predictions:
+        _run_prediction_import(
+            kind,
+            path,
+            model_name=model_name,
+            map_file=map_file,
+            status=status,
+            **prediction_options,
+        )
+        return
+    _labels_only(as_predictions, model_name, **prediction_options)
+    _run_import(kind, path, images, map_file, status)
 
 
 def _labels_only(as_predictions: bool, model_name: str | None, **given: object) -> None:
@@ -205,12 +209,14 @@ STATUS_HELP = (
     "here only moves forward, and a rejected one stays rejected."
 )
 IMPORT_STATUS_OPT = typer.Option(None, "--status", help=STATUS_HELP)
+IMAGES_OPT = typer.Option(None, "--images", help=IMAGES_HELP)
+MAP_OPT = typer.Option(None, "--map", help=MAP_HELP)
 
 
 @import_app.command("folder")
 def import_folder_cmd(
     folder: Path = typer.Argument(..., help="Folder of images (searched recursively)."),
-    map_file: Path | None = typer.Option(None, "--map", help=MAP_HELP),
+    map_file: Path | None = MAP_OPT,
     status: str | None = IMPORT_STATUS_OPT,
 ) -> None:
     """Import every image in a folder, without labels."""
@@ -220,8 +226,8 @@ def import_folder_cmd(
 @import_app.command("coco")
 def import_coco_cmd(
     file: Path = typer.Argument(..., help="COCO instances JSON (also COCO-Annotator's)."),
-    images: Path | None = typer.Option(None, "--images", help=IMAGES_HELP),
-    map_file: Path | None = typer.Option(None, "--map", help=MAP_HELP),
+    images: Path | None = IMAGES_OPT,
+    map_file: Path | None = MAP_OPT,
     status: str | None = IMPORT_STATUS_OPT,
     as_predictions: bool = AS_PREDICTIONS_OPT,
     model_name: str | None = MODEL_NAME_OPT,
@@ -235,25 +241,16 @@ def import_coco_cmd(
 ) -> None:
     """Import a COCO instance-segmentation file (polygons and RLE), or with --as-predictions
     a COCO results file (Detectron2, MMDetection: image_id, category_id, segmentation, score)."""
-    if as_predictions:
-        _run_prediction_import(
-            "coco",
-            file,
-            model_name=model_name,
-            map_file=map_file,
-            status=status,
-            images_json=images_json,
-        )
-        return
-    _labels_only(as_predictions, model_name, images_json=images_json)
-    _run_import("coco", file, images, map_file, status)
+    _labels_or_predictions(
+        "coco", file, images, map_file, status, as_predictions, model_name, images_json=images_json
+    )
 
 
 @import_app.command("via")
 def import_via_cmd(
     file: Path = typer.Argument(..., help="VGG Image Annotator JSON (1.x or 2.x)."),
-    images: Path | None = typer.Option(None, "--images", help=IMAGES_HELP),
-    map_file: Path | None = typer.Option(None, "--map", help=MAP_HELP),
+    images: Path | None = IMAGES_OPT,
+    map_file: Path | None = MAP_OPT,
     status: str | None = IMPORT_STATUS_OPT,
 ) -> None:
     """Import a VIA project or region file."""
@@ -267,7 +264,7 @@ def import_yolo_cmd(
         help="The dataset's data.yaml (Ultralytics segmentation layout); with "
         "--as-predictions, the folder of prediction label files.",
     ),
-    map_file: Path | None = typer.Option(None, "--map", help=MAP_HELP),
+    map_file: Path | None = MAP_OPT,
     status: str | None = IMPORT_STATUS_OPT,
     as_predictions: bool = AS_PREDICTIONS_OPT,
     model_name: str | None = MODEL_NAME_OPT,
@@ -280,33 +277,25 @@ def import_yolo_cmd(
 ) -> None:
     """Import an Ultralytics YOLO segmentation dataset, or with --as-predictions a folder of
     prediction labels written with save_txt=True, save_conf=True ("cls x1 y1 ... conf")."""
-    if as_predictions:
-        _run_prediction_import(
-            "yolo", data_yaml, model_name=model_name, map_file=map_file, status=status, names=names
-        )
-        return
-    _labels_only(as_predictions, model_name, names=names)
-    _run_import("yolo", data_yaml, None, map_file, status)
+    _labels_or_predictions(
+        "yolo", data_yaml, None, map_file, status, as_predictions, model_name, names=names
+    )
 
 
 @import_app.command("label-studio")
 def import_label_studio_cmd(
     file: Path = typer.Argument(..., help="Label Studio JSON export."),
-    images: Path | None = typer.Option(None, "--images", help=IMAGES_HELP),
-    map_file: Path | None = typer.Option(None, "--map", help=MAP_HELP),
+    images: Path | None = IMAGES_OPT,
+    map_file: Path | None = MAP_OPT,
     status: str | None = IMPORT_STATUS_OPT,
     as_predictions: bool = AS_PREDICTIONS_OPT,
     model_name: str | None = MODEL_NAME_OPT,
 ) -> None:
     """Import a Label Studio JSON export (polygons, brush masks, rectangles); with
     --as-predictions, its tasks' predictions (with scores) instead of its annotations."""
-    if as_predictions:
-        _run_prediction_import(
-            "label-studio", file, model_name=model_name, map_file=map_file, status=status
-        )
-        return
-    _labels_only(as_predictions, model_name)
-    _run_import("label-studio", file, images, map_file, status)
+    _labels_or_predictions(
+        "label-studio", file, images, map_file, status, as_predictions, model_name
+    )
 
 
 # -- export ---------------------------------------------------------------------
@@ -320,18 +309,11 @@ STATUS_OPT = typer.Option(
 
 def _run_export(fn_name: str, out: Path, **kwargs) -> None:
     import services.exports as exports
-    from db.session import session_scope
     from services.errors import Invalid
     from services.projects import get_or_create_project
 
-    open_project()
-    try:
-        with session_scope() as session:
-            counts = getattr(exports, fn_name)(
-                session, get_or_create_project(session), out, **kwargs
-            )
-    except Invalid as e:
-        fail(str(e))
+    with store_session(Invalid) as session:
+        counts = getattr(exports, fn_name)(session, get_or_create_project(session), out, **kwargs)
     typer.secho(
         f"wrote {out}: " + ", ".join(f"{v} {k}" for k, v in counts.items()), fg=typer.colors.GREEN
     )

@@ -6,12 +6,8 @@ import json
 
 import typer
 
+from cli.common import fail
 from models.registry import stage_names
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
 
 
 def _project(session):
@@ -25,7 +21,7 @@ def _project(session):
 
 def _check_stage(stage: str) -> None:
     if stage not in stage_names():
-        _fail(f"unknown stage {stage!r}; choose one of {', '.join(stage_names())}")
+        fail(f"unknown stage {stage!r}; choose one of {', '.join(stage_names())}")
 
 
 def train_cmd(
@@ -86,7 +82,7 @@ def train_cmd(
             else:
                 typer.echo(f"registered {mv.name}  sha256 {mv.sha256[:12]}  {mv.path}")
     except (ServiceError, StageError, CheckpointError, ValueError) as e:
-        _fail(str(e))
+        fail(str(e))
 
 
 def predict_cmd(
@@ -134,7 +130,7 @@ def predict_cmd(
                 stop["now"] = True
                 typer.echo("\nstopped; run the same command again to resume")
     except (ServiceError, CheckpointError, ValueError) as e:
-        _fail(str(e))
+        fail(str(e))
     finally:
         if bar is not None:
             bar.close()
@@ -160,7 +156,7 @@ def evaluate_cmd(
                 session, _project(session), stage, version=version, device=device
             )
     except (ServiceError, CheckpointError, ValueError) as e:
-        _fail(str(e))
+        fail(str(e))
     if as_json:
         typer.echo(json.dumps(figures, indent=2, default=float))
     else:

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import getpass
 import sys
+from typing import Annotated
 
 import typer
 
+from cli.common import fail, open_project, store_session
 from db.models import Role
 
 user_app = typer.Typer(
@@ -24,31 +26,20 @@ user_app = typer.Typer(
 )
 
 
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
-
-
 def _read_password(from_stdin: bool) -> str:
     if from_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
-            _fail("--password-stdin was given but standard input was empty; pipe the password in.")
+            fail("--password-stdin was given but standard input was empty; pipe the password in.")
         return password
     first = getpass.getpass("Password: ")
     second = getpass.getpass("Repeat password: ")
     if first != second:
-        _fail("the two passwords differ; nothing was changed.")
+        fail("the two passwords differ; nothing was changed.")
     return first
 
 
 _PROJECT_HELP = "A project the user may work in (repeatable)."
-
-
-def _open() -> None:
-    from db.session import init_db
-
-    init_db()
 
 
 @user_app.command("add")
@@ -65,25 +56,20 @@ def add(
     ),
 ) -> None:
     """Create a user; asks for the password (or reads it from stdin)."""
-    from db.session import session_scope
     from services.projects import member_project_names
     from services.users import UserError, create_user
 
     if role not in {r.value for r in Role}:
-        _fail(f"unknown role {role!r}; use one of: {', '.join(r.value for r in Role)}.")
+        fail(f"unknown role {role!r}; use one of: {', '.join(r.value for r in Role)}.")
     password = _read_password(password_stdin)
-    _open()
-    try:
-        with session_scope() as session:
-            user = create_user(
-                session, username=name, password=password, role=role, projects=projects or None
-            )
-            typer.echo(
-                f"created user {user.username!r} with role {user.role.value}, member of "
-                f"{_names(member_project_names(session, user), user.role)}"
-            )
-    except UserError as e:
-        _fail(str(e))
+    with store_session(UserError) as session:
+        user = create_user(
+            session, username=name, password=password, role=role, projects=projects or None
+        )
+        typer.echo(
+            f"created user {user.username!r} with role {user.role.value}, member of "
+            f"{_names(member_project_names(session, user), user.role)}"
+        )
 
 
 def _names(names: list[str], role: Role | None = None) -> str:
@@ -91,55 +77,43 @@ def _names(names: list[str], role: Role | None = None) -> str:
     return text + (" (admins may work in every project)" if role == Role.admin else "")
 
 
-@user_app.command("join")
-def join(
-    name: str = typer.Argument(..., help="User name."),
-    projects: list[str] = typer.Option(..., "--project", help=_PROJECT_HELP),
-) -> None:
-    """Make a user a member of one or more projects."""
-    from db.session import session_scope
-    from services.users import UserError, join_projects
+def _change_membership(change, name: str, projects: list[str]) -> None:
+    """Apply ``change`` (join_projects or leave_projects) and print the user's projects."""
+    from services.users import UserError
 
-    _open()
-    try:
-        with session_scope() as session:
-            names = join_projects(session, username=name, projects=projects)
-    except UserError as e:
-        _fail(str(e))
+    with store_session(UserError) as session:
+        names = change(session, username=name, projects=projects)
     typer.echo(f"{name!r} is a member of {_names(names)}")
+
+
+UserName = Annotated[str, typer.Argument(help="User name.")]
+ProjectNames = Annotated[list[str], typer.Option("--project", help=_PROJECT_HELP)]
+
+
+@user_app.command("join")
+def join(name: UserName, projects: ProjectNames) -> None:
+    """Make a user a member of one or more projects."""
+    from services.users import join_projects
+
+    _change_membership(join_projects, name, projects)
 
 
 @user_app.command("leave")
-def leave(
-    name: str = typer.Argument(..., help="User name."),
-    projects: list[str] = typer.Option(..., "--project", help=_PROJECT_HELP),
-) -> None:
+def leave(name: UserName, projects: ProjectNames) -> None:
     """End a user's membership of one or more projects."""
-    from db.session import session_scope
-    from services.users import UserError, leave_projects
+    from services.users import leave_projects
 
-    _open()
-    try:
-        with session_scope() as session:
-            names = leave_projects(session, username=name, projects=projects)
-    except UserError as e:
-        _fail(str(e))
-    typer.echo(f"{name!r} is a member of {_names(names)}")
+    _change_membership(leave_projects, name, projects)
 
 
 @user_app.command("projects")
 def projects_of(name: str = typer.Argument(..., help="User name.")) -> None:
     """The projects a user is a member of."""
-    from db.session import session_scope
     from services.users import UserError, get_user, user_projects
 
-    _open()
-    try:
-        with session_scope() as session:
-            names = user_projects(session, username=name)
-            role = get_user(session, name).role
-    except UserError as e:
-        _fail(str(e))
+    with store_session(UserError) as session:
+        names = user_projects(session, username=name)
+        role = get_user(session, name).role
     typer.echo(_names(names, role))
 
 
@@ -151,29 +125,19 @@ def passwd(
     ),
 ) -> None:
     """Set a new password for a user."""
-    from db.session import session_scope
     from services.users import UserError, set_password
 
     password = _read_password(password_stdin)
-    _open()
-    try:
-        with session_scope() as session:
-            set_password(session, username=name, password=password)
-    except UserError as e:
-        _fail(str(e))
+    with store_session(UserError) as session:
+        set_password(session, username=name, password=password)
     typer.echo(f"password of {name!r} changed; its open sessions were signed out")
 
 
 def _switch(name: str, active: bool) -> None:
-    from db.session import session_scope
     from services.users import UserError, disable_user, enable_user
 
-    _open()
-    try:
-        with session_scope() as session:
-            (enable_user if active else disable_user)(session, username=name)
-    except UserError as e:
-        _fail(str(e))
+    with store_session(UserError) as session:
+        (enable_user if active else disable_user)(session, username=name)
     typer.echo(
         f"enabled {name!r}" if active else f"disabled {name!r}; its open sessions were signed out"
     )
@@ -200,7 +164,7 @@ def list_users() -> None:
     from db.session import session_scope
     from services.projects import member_project_names
 
-    _open()
+    open_project()
     with session_scope() as session:
         users = session.exec(select(User).order_by(User.username)).all()
         if not users:

@@ -14,17 +14,13 @@ import json
 
 import typer
 
+from cli.common import fail, store_session
 from models.weights import KINDS
 
 weights_app = typer.Typer(
     help="Weights you bring: SAM, MobileSAM, YOLO-seg, ResNet34, Mask R-CNN, ViT.",
     no_args_is_help=True,
 )
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
 
 
 def _size(n: int) -> str:
@@ -55,11 +51,11 @@ def add(
     from services.weights import add_weights
 
     if kind is not None and kind not in KINDS:
-        _fail(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
+        fail(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
     try:
         rec, new = add_weights(file, kind=kind, name=name, trust=trust)
     except ServiceError as e:
-        _fail(str(e))
+        fail(str(e))
     verb = "added" if new else "already there as"
     typer.echo(f"{verb} {rec.name}: {rec.kind}  {_size(rec.size)}  {_summary(rec.details)}")
     typer.echo(f"  {rec.path}  sha256 {rec.sha256[:12]}")
@@ -94,16 +90,11 @@ def list_cmd(
 @weights_app.command("remove")
 def remove(name: str = typer.Argument(..., help="The weights' name (see `weights list`).")) -> None:
     """Delete stored weights; refused while a setting or a model version uses them."""
-    from db.session import init_db, session_scope
     from services.errors import ServiceError
     from services.weights import remove_weights
 
-    init_db()
-    try:
-        with session_scope() as session:
-            rec = remove_weights(name, session=session)
-    except ServiceError as e:
-        _fail(str(e))
+    with store_session(ServiceError) as session:
+        rec = remove_weights(name, session=session)
     typer.echo(f"removed {rec.name} ({rec.file})")
 
 

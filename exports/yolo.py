@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -268,19 +268,8 @@ def parse_label_file(
 ) -> Instances:
     """Instances of one label file; bad lines are reported with ``file:line``."""
     shapes, ids = [], []
-    for n, line in enumerate(_read_text(path).splitlines(), start=1):
-        vals = line.split()
-        if not vals:
-            continue
-        where = f"{path}:{n}"
-        try:
-            idx = int(vals[0])
-            coords = [float(v) for v in vals[1:]]
-        except ValueError:
-            report.failed.append(
-                f"{where}: expected '<class index> x1 y1 ...' numbers, got {line[:60]!r}"
-            )
-            continue
+    lines = _numeric_lines(path, _read_text(path), "<class index> x1 y1 ...", report)
+    for where, idx, coords in lines:
         if idx not in classes:
             report.failed.append(f"{where}: class index {idx} is not in data.yaml 'names'")
             continue
@@ -294,6 +283,25 @@ def parse_label_file(
         shapes.append(shape)
         ids.append(classes[idx])
     return Instances(shapes, ids) if shapes else Instances.empty()
+
+
+def _numeric_lines(
+    path: Path, text: str, layout: str, report: ParseReport
+) -> Iterator[tuple[str, int, list[float]]]:
+    """``(file:line, class index, values)`` of each non-blank line of a label file; a line
+    that is not numbers is reported (``layout`` says what was expected) and left out."""
+    for n, line in enumerate(text.splitlines(), start=1):
+        vals = line.split()
+        if not vals:
+            continue
+        where = f"{path}:{n}"
+        try:
+            idx = int(vals[0])
+            nums = [float(v) for v in vals[1:]]
+        except ValueError:
+            report.failed.append(f"{where}: expected '{layout}' numbers, got {line[:60]!r}")
+            continue
+        yield where, idx, nums
 
 
 def _line_shape(coords: list[float], width: float, height: float) -> Shape:
@@ -356,20 +364,8 @@ def parse_predictions(
             report.failed.append(f"{path}: {e}; file left out")
             continue
         shapes, ids, scores = [], [], []
-        for n, line in enumerate(text.splitlines(), start=1):
-            vals = line.split()
-            if not vals:
-                continue
-            where = f"{path}:{n}"
-            try:
-                idx = int(vals[0])
-                nums = [float(v) for v in vals[1:]]
-            except ValueError:
-                report.failed.append(
-                    f"{where}: expected '<class index> x1 y1 ... <confidence>' numbers, "
-                    f"got {line[:60]!r}"
-                )
-                continue
+        lines = _numeric_lines(path, text, "<class index> x1 y1 ... <confidence>", report)
+        for where, idx, nums in lines:
             if len(nums) % 2:
                 *coords, score = nums
             else:

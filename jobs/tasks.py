@@ -26,18 +26,20 @@ def version_summary(mv: ModelVersion | None) -> dict[str, Any] | None:
     return {"id": mv.id, "name": mv.name, "metrics": mv.metrics}
 
 
+def _on_stage(ctx: JobContext, run: Callable[..., Any], stage: str, doing: str, **kw: Any):
+    """``run(session, project, stage, progress=..., **kw)`` in one transaction on the job's
+    project, its progress reported as ``doing`` the stage."""
+    with session_scope() as s:
+        progress = ctx.progress_callback(f"{doing} {stage}")
+        return run(s, ctx.project(s), stage, progress=progress, **kw)
+
+
 def run_preannotate(
     ctx: JobContext, *, stage: str, version: str | None = None, limit: int | None = None
 ) -> dict:
-    with session_scope() as s:
-        n = model_runs.predict_stage(
-            s,
-            ctx.project(s),
-            stage,
-            version=version,
-            limit=limit,
-            progress=ctx.progress_callback(f"pre-annotating with {stage}"),
-        )
+    n = _on_stage(
+        ctx, model_runs.predict_stage, stage, "pre-annotating with", version=version, limit=limit
+    )
     return {"predicted": n}
 
 
@@ -49,31 +51,29 @@ def run_train(
     epochs: int | None = None,
     device: str | None = None,
 ) -> dict:
-    with session_scope() as s:
-        mv = model_runs.train_stage(
-            s,
-            ctx.project(s),
-            stage,
-            config=config,
-            epochs=epochs,
-            device=device or "auto",
-            progress=ctx.progress_callback(f"training {stage}"),
-        )
-        return {"version": version_summary(mv)}
+    mv = _on_stage(
+        ctx,
+        model_runs.train_stage,
+        stage,
+        "training",
+        config=config,
+        epochs=epochs,
+        device=device or "auto",
+    )
+    return {"version": version_summary(mv)}
 
 
 def run_evaluate(
     ctx: JobContext, *, stage: str, version: str | None = None, device: str | None = None
 ) -> dict:
-    with session_scope() as s:
-        metrics = model_runs.evaluate_stage(
-            s,
-            ctx.project(s),
-            stage,
-            version=version,
-            device=device or "auto",
-            progress=ctx.progress_callback(f"evaluating {stage}"),
-        )
+    metrics = _on_stage(
+        ctx,
+        model_runs.evaluate_stage,
+        stage,
+        "evaluating",
+        version=version,
+        device=device or "auto",
+    )
     return {"metrics": metrics}
 
 

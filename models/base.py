@@ -28,6 +28,16 @@ OutPath = str | Path | None
 PRESETS = ("tiny", "small", "base")
 
 
+def end_epoch(
+    history: list[float], losses: list[float], epoch: int, epochs: int, progress: Progress | None
+) -> None:
+    """Append the mean of the epoch's batch ``losses`` to ``history`` and report epoch
+    ``epoch + 1`` of ``epochs`` with that loss to ``progress``."""
+    history.append(float(np.mean(losses)))
+    if progress:
+        progress(epoch + 1, epochs, {"epoch": epoch + 1, "loss": history[-1]})
+
+
 class CheckpointError(RuntimeError):
     """A trained-model file that cannot be used: missing, corrupt, or made for other classes."""
 

@@ -34,6 +34,7 @@ from models.base import (
     TrainingSet,
     TrainResult,
     check_images,
+    end_epoch,
     resolve_device,
 )
 from models.registry import register_stage
@@ -263,9 +264,7 @@ class MaskRCNNStage(TorchStage):
                 torch.nn.utils.clip_grad_norm_(params, 10.0)
                 opt.step()
                 ep.append(float(loss.detach()))
-            history.append(float(np.mean(ep)))
-            if progress:
-                progress(epoch + 1, cfg.epochs, {"epoch": epoch + 1, "loss": history[-1]})
+            end_epoch(history, ep, epoch, cfg.epochs, progress)
         self.net.eval()
         path = Path(out_path) if out_path else Path(f"{self.name}.pt")
         self.save(path)

@@ -36,6 +36,7 @@ from models.base import (
     TrainingSet,
     TrainResult,
     check_images,
+    end_epoch,
     resolve_device,
 )
 from models.int8 import (
@@ -408,9 +409,7 @@ class PartClassifierStage(TorchStage):
                 opt.step()
                 ep.append(float(loss.detach()))
             sched.step()
-            history.append(float(np.mean(ep)))
-            if progress:
-                progress(epoch + 1, cfg.epochs, {"epoch": epoch + 1, "loss": history[-1]})
+            end_epoch(history, ep, epoch, cfg.epochs, progress)
         net.eval()
         self._fast = None  # the weights changed: rebuild the inference copy
         # activation ranges for int8 CPU inference, from training crops (not augmented); also

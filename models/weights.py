@@ -272,6 +272,24 @@ def _count(sd: dict[str, Any], pattern: str) -> int:
     return len({m.group(1) for k in sd if (m := rx.match(k))})
 
 
+def _vit_info(
+    sd: dict[str, Any], layout: str, embed_key: str, head_key: str, layer_pattern: str, params: int
+) -> dict[str, Any]:
+    """What a ViT state dict holds: its layout, width (``embed_key``'s rows), patch side,
+    depth (the distinct ``layer_pattern`` indices) and the class count of ``head_key``."""
+    dim, patch = int(sd[embed_key].shape[0]), int(sd[embed_key].shape[-1])
+    head = sd.get(head_key)
+    return {
+        "layout": layout,
+        "size": VIT_SIZES.get(dim, str(dim)),
+        "embed_dim": dim,
+        "patch": patch,
+        "depth": _count(sd, layer_pattern),
+        "class_count": int(head.shape[0]) if head is not None else None,
+        "params": params,
+    }
+
+
 def _ultralytics_model(obj: object) -> object | None:
     """The YOLO model inside an Ultralytics checkpoint (a dict with ``model``/``ema``)."""
     if isinstance(obj, dict):
@@ -358,32 +376,18 @@ def _classify_state_dict(path: Path, sd: dict[str, Any]) -> tuple[str, dict[str,
             "params": params,
         }
     if "conv_proj.weight" in sd and "class_token" in sd:
-        dim, patch = int(sd["conv_proj.weight"].shape[0]), int(sd["conv_proj.weight"].shape[-1])
-        head = sd.get("heads.head.weight")
-        return "vit", {
-            "layout": "torchvision",
-            "size": VIT_SIZES.get(dim, str(dim)),
-            "embed_dim": dim,
-            "patch": patch,
-            "depth": _count(sd, r"encoder\.layers\.encoder_layer_(\d+)\."),
-            "class_count": int(head.shape[0]) if head is not None else None,
-            "params": params,
-        }
-    if "patch_embed.proj.weight" in sd and any(k.startswith("blocks.") for k in sd):
-        dim, patch = (
-            int(sd["patch_embed.proj.weight"].shape[0]),
-            int(sd["patch_embed.proj.weight"].shape[-1]),
+        return "vit", _vit_info(
+            sd,
+            "torchvision",
+            "conv_proj.weight",
+            "heads.head.weight",
+            r"encoder\.layers\.encoder_layer_(\d+)\.",
+            params,
         )
-        head = sd.get("head.weight")
-        return "vit", {
-            "layout": "timm",
-            "size": VIT_SIZES.get(dim, str(dim)),
-            "embed_dim": dim,
-            "patch": patch,
-            "depth": _count(sd, r"blocks\.(\d+)\."),
-            "class_count": int(head.shape[0]) if head is not None else None,
-            "params": params,
-        }
+    if "patch_embed.proj.weight" in sd and any(k.startswith("blocks.") for k in sd):
+        return "vit", _vit_info(
+            sd, "timm", "patch_embed.proj.weight", "head.weight", r"blocks\.(\d+)\.", params
+        )
     sample = ", ".join(list(sd)[:4])
     raise _fail(
         path,

@@ -122,6 +122,43 @@ def seed_workspace(
     return seeded
 
 
+def api_client(data_dir: Path, n_synthetic: int = 3):
+    """The REST API over a freshly seeded workspace: ``(client, seeded, login)``, where
+    ``login(role)`` signs that role's user in and returns its bearer header."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from api.router import api_router
+
+    seeded = seed_workspace(data_dir, n_synthetic=n_synthetic)
+    app = FastAPI()
+    app.include_router(api_router, prefix="/api")
+    client = TestClient(app)
+
+    def login(role: str) -> dict[str, str]:
+        r = client.post("/api/login", json={"username": seeded.users[role], "password": PASSWORD})
+        assert r.status_code == 200, r.text
+        return {"Authorization": f"Bearer {r.json()['token']}"}
+
+    return client, seeded, login
+
+
+def require_chromium():
+    """Skip the calling test module when chromium is absent (under CI=true, fail instead);
+    return Playwright's ``sync_api``."""
+    import pytest
+
+    if chromium_path() is None:
+        if os.environ.get("CI", "").lower() == "true":
+            raise RuntimeError(
+                "CI=true but no chromium on PATH: install it with `apt-get install -y chromium`"
+            )
+        pytest.skip(
+            "chromium is not installed (apt-get install -y chromium)", allow_module_level=True
+        )
+    return pytest.importorskip("playwright.sync_api")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

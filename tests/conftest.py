@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
+from durability_helpers import fresh_postgres_database as _fresh_postgres_database
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: Real public car photos with polygon labels; absent on users' machines.
@@ -66,20 +68,6 @@ def datasets_dir() -> Path:
 # -- the store ------------------------------------------------------------------
 #: A PostgreSQL server for the db tests (.ci/run starts one on loopback and sets this).
 POSTGRES_URL = os.environ.get("PANELBEATER_TEST_POSTGRES_URL", "")
-
-
-def _fresh_postgres_database(base_url: str) -> str:
-    """Create an empty database on the test server and return its URL."""
-    import uuid
-
-    from sqlalchemy import create_engine, text
-
-    name = f"pb_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return base_url.rsplit("/", 1)[0] + f"/{name}"
 
 
 def configure_store(data_dir: Path, database_url: str = "") -> None:
@@ -152,3 +140,91 @@ def project(db_session):
     from services.projects import get_or_create_project
 
     return get_or_create_project(db_session)
+
+
+# -- real photos, imported and labelled -------------------------------------------
+
+
+def write_coco_subset(
+    data: dict, images: list[dict], path: Path, labelled: list[dict] | None = None
+) -> Path:
+    """Write a COCO file holding ``images`` of ``data`` and the annotations of ``labelled``
+    (all of ``images`` when None)."""
+    ids = {im["id"] for im in (images if labelled is None else labelled)}
+    sub = {
+        "images": images,
+        "categories": data["categories"],
+        "annotations": [a for a in data["annotations"] if a["image_id"] in ids],
+    }
+    path.write_text(json.dumps(sub))
+    return path
+
+
+def annotated_subset(annotations: Path, n: int, path: Path) -> Path:
+    """Write the first ``n`` images of a COCO file that have annotations, with them."""
+    data = json.loads(annotations.read_text())
+    annotated = {a["image_id"] for a in data["annotations"]}
+    keep = [im for im in data["images"] if im["id"] in annotated][:n]
+    return write_coco_subset(data, keep, path)
+
+
+@pytest.fixture
+def labelled_project(db_session, project, datasets_dir, tmp_path):
+    """Six dsmlr photos imported, labelled; two of them in the held-out split."""
+    from sqlmodel import select
+
+    from db.models import Image
+    from models.data import DSMLR_LABEL_MAP
+    from services.annotations import set_status
+    from services.imports import import_coco
+
+    root = datasets_dir / "car_parts_dsmlr" / "trainingset"
+    report = import_coco(
+        db_session,
+        project,
+        annotated_subset(root / "annotations.json", 6, tmp_path / "sub.json"),
+        images_dir=root / "JPEGImages",
+        label_map={**DSMLR_LABEL_MAP, "_background_": "hood"},
+    )
+    assert report.images_added == 6
+    images = db_session.exec(select(Image).order_by(Image.id)).all()
+    for k, im in enumerate(images):
+        set_status(db_session, image_id=im.id, status="labelled", author="t")
+        im.split = "test" if k >= 4 else "train"
+        db_session.add(im)
+    db_session.flush()
+    return project
+
+
+def noise_training_set(
+    folder: Path,
+    labels: list[list[tuple[str, tuple[float, float, float, float]]]],
+    *,
+    size: tuple[int, int],
+    seed: int,
+    split: str,
+):
+    """A TrainingSet of random-noise photos ``car{i}.png`` of ``size`` (H, W) in ``folder``,
+    photo ``i`` labelled with ``labels[i]``: ``(taxonomy name, XYXY box in pixels)`` pairs."""
+    import numpy as np
+    from PIL import Image
+
+    from core.geometry import Shape
+    from core.instances import Instances
+    from core.records import ImageRecord
+    from core.taxonomy import default_taxonomy
+    from models.base import TrainingSet
+
+    tax = default_taxonomy()
+    rng = np.random.default_rng(seed)
+    h, w = size
+    recs = []
+    for i, photo in enumerate(labels):
+        path = folder / f"car{i}.png"
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(path)
+        inst = Instances(
+            shapes=[Shape.from_box(*box) for _, box in photo],
+            class_ids=np.asarray([tax.get(name).id for name, _ in photo]),
+        )
+        recs.append(ImageRecord(str(path), w, h, inst, split))
+    return TrainingSet(recs, tax)

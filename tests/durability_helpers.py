@@ -39,6 +39,21 @@ def api_app():
     return app
 
 
+def fresh_postgres_database(base_url: str, prefix: str = "pb_test") -> str:
+    """Create an empty database, named ``prefix`` and a random suffix, on the PostgreSQL
+    server at ``base_url`` and return its URL."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return base_url.rsplit("/", 1)[0] + f"/{name}"
+
+
 @dataclass
 class Workspace:
     data_dir: Path

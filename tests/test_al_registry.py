@@ -103,21 +103,9 @@ def test_plots_are_pngs():
 
 @pytest.fixture
 def api(tmp_path):
-    from browser_helpers import PASSWORD, seed_workspace
-    from fastapi import FastAPI
-    from fastapi.testclient import TestClient
+    from browser_helpers import api_client
 
-    from api.router import api_router
-
-    seeded = seed_workspace(tmp_path / "data", n_synthetic=2)
-    app = FastAPI()
-    app.include_router(api_router, prefix="/api")
-    client = TestClient(app)
-
-    def login(role):
-        r = client.post("/api/login", json={"username": seeded.users[role], "password": PASSWORD})
-        return {"Authorization": f"Bearer {r.json()['token']}"}
-
+    client, _, login = api_client(tmp_path / "data", n_synthetic=2)
     return client, login
 
 

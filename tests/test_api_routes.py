@@ -8,9 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from browser_helpers import PASSWORD, seed_workspace
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
+from browser_helpers import PASSWORD, api_client
 from PIL import Image as PILImage
 
 SQUARE = [{"exterior": [[10, 10], [60, 10], [60, 60], [10, 60]], "holes": []}]
@@ -18,19 +16,7 @@ SQUARE = [{"exterior": [[10, 10], [60, 10], [60, 60], [10, 60]], "holes": []}]
 
 @pytest.fixture
 def env(tmp_path: Path):
-    from api.router import api_router
-
-    seeded = seed_workspace(tmp_path / "data", n_synthetic=3)
-    app = FastAPI()
-    app.include_router(api_router, prefix="/api")
-    client = TestClient(app)
-
-    def login(role: str) -> dict[str, str]:
-        r = client.post("/api/login", json={"username": seeded.users[role], "password": PASSWORD})
-        assert r.status_code == 200, r.text
-        return {"Authorization": f"Bearer {r.json()['token']}"}
-
-    return client, seeded, login
+    return api_client(tmp_path / "data", n_synthetic=3)
 
 
 def test_health_needs_no_login_and_login_checks_password(env) -> None:

@@ -8,7 +8,6 @@ import time
 
 import pytest
 from sqlmodel import select
-from test_models_runs import labelled_project  # noqa: F401  (six dsmlr photos, two held out)
 
 from db.models import Job, JobStatus, ModelVersion
 
@@ -45,7 +44,7 @@ def _save_one_more(session, user, project) -> None:
 
 
 @pytest.fixture
-def lead(db_session, labelled_project):  # noqa: F811
+def lead(db_session, labelled_project):
     from services.users import create_user
 
     return create_user(db_session, username="lead", password="long enough", role="admin")
@@ -53,7 +52,7 @@ def lead(db_session, labelled_project):  # noqa: F811
 
 def test_imports_and_saves_queue_one_job_once_due(
     db_session,
-    labelled_project,  # noqa: F811
+    labelled_project,
     lead,
     datasets_dir,
     tmp_path,
@@ -160,7 +159,7 @@ def _context(project_id: int):
 
 def test_the_new_net_is_kept_and_promoted_only_when_it_beats_the_back_end(
     db_session,
-    labelled_project,  # noqa: F811
+    labelled_project,
     monkeypatch,
 ):
     from core.config import get_settings
@@ -207,7 +206,7 @@ def test_the_new_net_is_kept_and_promoted_only_when_it_beats_the_back_end(
 
 def test_a_real_tiny_run_measures_both_back_ends_on_the_same_parts(
     db_session,
-    labelled_project,  # noqa: F811
+    labelled_project,
     capsys,
 ):
     from jobs.tasks import run_assist_autotrain

@@ -6,30 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from browser_helpers import PASSWORD, seed_workspace
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
+from browser_helpers import api_client
 
 BOX = {"box": [96, 150, 544, 330], "tolerance": 2}
 
 
 @pytest.fixture
 def env(tmp_path: Path):
-    from api.router import api_router
     from services import assist
 
     assist.clear_cache()
-    seeded = seed_workspace(tmp_path / "data", n_synthetic=1)
-    app = FastAPI()
-    app.include_router(api_router, prefix="/api")
-    client = TestClient(app)
-
-    def login(role: str) -> dict[str, str]:
-        r = client.post("/api/login", json={"username": seeded.users[role], "password": PASSWORD})
-        assert r.status_code == 200, r.text
-        return {"Authorization": f"Bearer {r.json()['token']}"}
-
-    yield client, seeded, login
+    yield api_client(tmp_path / "data", n_synthetic=1)
     assist.clear_cache()
 
 

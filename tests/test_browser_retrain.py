@@ -4,22 +4,15 @@ dashboard shows the job's progress until it completes."""
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import pytest
-from browser_helpers import CHROMIUM_ARGS, PASSWORD, Server, chromium_path
+from browser_helpers import CHROMIUM_ARGS, PASSWORD, Server, chromium_path, require_chromium
 from conftest import REPO_ROOT, requires_datasets
 
 pytestmark = [pytest.mark.browser, requires_datasets, pytest.mark.timeout(400)]
 
-if chromium_path() is None:
-    if os.environ.get("CI", "").lower() == "true":
-        raise RuntimeError(
-            "CI=true but no chromium on PATH: install it with `apt-get install -y chromium`"
-        )
-    pytest.skip("chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = require_chromium()
 
 
 def _labelled_photos(datasets_dir, tmp_path) -> None:

@@ -6,13 +6,20 @@ the key screens go to artifacts/screenshots/.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from browser_helpers import CHROMIUM_ARGS, PASSWORD, Seeded, Server, chromium_path, seed_workspace
+from browser_helpers import (
+    CHROMIUM_ARGS,
+    PASSWORD,
+    Seeded,
+    Server,
+    chromium_path,
+    require_chromium,
+    seed_workspace,
+)
 from conftest import REPO_ROOT, SHARED_DATASETS
 
 pytestmark = pytest.mark.browser
@@ -20,13 +27,7 @@ pytestmark = pytest.mark.browser
 SHOTS = REPO_ROOT / "artifacts" / "screenshots"
 XSS_NAME = "<script>window.__xss=1</script>Scuff"
 
-if chromium_path() is None:
-    if os.environ.get("CI", "").lower() == "true":
-        raise RuntimeError(
-            "CI=true but no chromium on PATH: install it with `apt-get install -y chromium`"
-        )
-    pytest.skip("chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = require_chromium()
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +53,19 @@ def browser(world):
         b.close()
 
 
-def new_page(browser, server: Server):
+def new_page(browser, server: Server, username: str | None = None, image_id: int | None = None):
+    """A fresh context and page, its script errors collected in ``page.errors``; signed in
+    as ``username`` and showing ``image_id`` when given."""
     ctx = browser.new_context(viewport={"width": 1400, "height": 950})
     page = ctx.new_page()
     page.set_default_timeout(20000)
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.errors = errors  # type: ignore[attr-defined]
+    if username is not None:
+        login(page, server, username)
+    if image_id is not None:
+        open_image(page, image_id)
     return ctx, page
 
 
@@ -83,6 +90,15 @@ def to_screen(page, x: float, y: float) -> tuple[float, float]:
             [x, y],
         )
     )
+
+
+def draw(page, pts, tool: str = "n") -> None:
+    """Pick a drawing tool by its key (n: polygon, h: hole, m: another part), click the
+    points (image pixels) and finish with Enter."""
+    page.keyboard.press(tool)
+    for x, y in pts:
+        page.mouse.click(*to_screen(page, x, y))
+    page.keyboard.press("Enter")
 
 
 def wait_db(fn: Callable[[], object], timeout: float = 10.0, what: str = "database state"):
@@ -163,9 +179,7 @@ def test_login_open_accept_prediction_drag_vertex(browser, world) -> None:
 def test_box_prompt_change_class_flag_fake(browser, world) -> None:
     server, seeded = world
     img = seeded.image_ids[3]  # a synthetic 640x480 photo
-    ctx, page = new_page(browser, server)
-    login(page, server, "fraud_analyst1")
-    open_image(page, img)
+    ctx, page = new_page(browser, server, "fraud_analyst1", img)
     page.keyboard.press("a")
     x0, y0 = to_screen(page, 96, 150)
     x1, y1 = to_screen(page, 544, 330)
@@ -210,13 +224,8 @@ def test_box_prompt_change_class_flag_fake(browser, world) -> None:
 def test_undo_redo_and_reload_restores(browser, world) -> None:
     server, seeded = world
     img = seeded.image_ids[4]
-    ctx, page = new_page(browser, server)
-    login(page, server, "annotator1")
-    open_image(page, img)
-    page.keyboard.press("n")
-    for x, y in [(200, 200), (300, 200), (300, 300), (200, 300)]:
-        page.mouse.click(*to_screen(page, x, y))
-    page.keyboard.press("Enter")
+    ctx, page = new_page(browser, server, "annotator1", img)
+    draw(page, [(200, 200), (300, 200), (300, 300), (200, 300)])
     first = wait_db(lambda: live_annotations(img), what="drawn polygon saved")[0]["geometry"]
     # move the polygon by dragging its inside
     cx, cy = to_screen(page, 250, 250)
@@ -273,12 +282,6 @@ def test_two_editors_second_save_gets_conflict(browser, world) -> None:
     open_image(a, img)
     open_image(b, img)
 
-    def draw(page, pts):
-        page.keyboard.press("n")
-        for x, y in pts:
-            page.mouse.click(*to_screen(page, x, y))
-        page.keyboard.press("Enter")
-
     draw(a, [(50, 50), (150, 50), (100, 120)])
     wait_db(lambda: len(live_annotations(img)) == 1, what="first editor's save")
     draw(b, [(400, 300), (500, 300), (450, 400)])
@@ -305,8 +308,7 @@ def test_reviewer_rejects_with_comment(browser, world) -> None:
     img = seeded.image_ids[6]
     with session_scope() as s:
         set_status(s, image_id=img, status="labelled", author="annotator1")
-    ctx, page = new_page(browser, server)
-    login(page, server, "reviewer1")
+    ctx, page = new_page(browser, server, "reviewer1")
     page.select_option(".pb-mode", "review")
     page.wait_for_selector(f'.pb-app[data-drawn="{img}"]')
     page.click(".pb-reject")  # without a comment: refused
@@ -326,8 +328,7 @@ def test_reviewer_rejects_with_comment(browser, world) -> None:
 
 def test_annotator_cannot_see_dashboard_but_lead_can(browser, world) -> None:
     server, seeded = world
-    ctx, page = new_page(browser, server)
-    login(page, server, "annotator1")
+    ctx, page = new_page(browser, server, "annotator1")
     assert page.get_by_role("tab", name="Dashboard").count() == 0
     assert page.locator(".pb-mode option").all_text_contents() == ["Annotate"]
     status = page.evaluate(
@@ -337,8 +338,7 @@ def test_annotator_cannot_see_dashboard_but_lead_can(browser, world) -> None:
     assert status == 403
     shot(page, "08_annotator_no_dashboard")
     ctx.close()
-    ctx, page = new_page(browser, server)
-    login(page, server, "lead1")
+    ctx, page = new_page(browser, server, "lead1")
     page.get_by_role("tab", name="Dashboard").click()
     page.wait_for_selector("#pb-dash-summary:has-text('photos')")
     summary = page.locator("#pb-dash-summary").inner_text()
@@ -361,26 +361,16 @@ def test_annotator_cannot_see_dashboard_but_lead_can(browser, world) -> None:
 def test_holes_parts_edge_vertex_and_overlay_controls(browser, world) -> None:
     server, seeded = world
     img = seeded.image_ids[7]
-    ctx, page = new_page(browser, server)
-    login(page, server, "lead1")
-    open_image(page, img)
+    ctx, page = new_page(browser, server, "lead1", img)
 
-    def click_points(pts):
-        for x, y in pts:
-            page.mouse.click(*to_screen(page, x, y))
-        page.keyboard.press("Enter")
-
-    page.keyboard.press("n")
-    click_points([(100, 100), (300, 100), (300, 300), (100, 300)])
+    draw(page, [(100, 100), (300, 100), (300, 300), (100, 300)])
     wait_db(lambda: live_annotations(img), what="outer polygon")
-    page.keyboard.press("h")
-    click_points([(150, 150), (250, 150), (250, 250), (150, 250)])
+    draw(page, [(150, 150), (250, 150), (250, 250), (150, 250)], "h")
     wait_db(
         lambda: (a := live_annotations(img)) and len(a[0]["geometry"][0]["holes"]) == 1,
         what="hole saved",
     )
-    page.keyboard.press("m")
-    click_points([(400, 100), (500, 100), (450, 200)])
+    draw(page, [(400, 100), (500, 100), (450, 200)], "m")
     geom = wait_db(
         lambda: (a := live_annotations(img)) and len(a[0]["geometry"]) == 2 and a[0]["geometry"],
         what="second part",
@@ -428,8 +418,7 @@ def test_accept_all_above_threshold_and_fraud_queue(browser, world) -> None:
     img = seeded.image_ids[
         0
     ]  # the photo with predictions (0.92 accepted by the first test, 0.81 fake, 0.35)
-    ctx, page = new_page(browser, server)
-    login(page, server, "fraud_analyst1")
+    ctx, page = new_page(browser, server, "fraud_analyst1")
     page.select_option(".pb-mode", "fraud")
     page.wait_for_function("window.__pb.queue !== null")
     page.wait_for_selector(f'.pb-app[data-drawn="{img}"]')

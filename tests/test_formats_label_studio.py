@@ -76,6 +76,20 @@ def test_several_model_versions_become_several_predictions() -> None:
     )
 
 
+def _dent_rectangle(region_id: str, **value: float) -> dict:
+    """A "dent" rectangle region on an 80×50 image; ``value`` in percent (x, y, width,
+    height, rotation)."""
+    return {
+        "id": region_id,
+        "type": "rectanglelabels",
+        "from_name": "label",
+        "to_name": "image",
+        "original_width": 80,
+        "original_height": 50,
+        "value": {**value, "rectanglelabels": ["dent"]},
+    }
+
+
 def test_parse_label_studio_export_shapes() -> None:
     """A task as Label Studio exports it: upload URL, several annotations, rectangles (rotated),
     a brush drawn with the SDK's own encoder, per-region choices, a cancelled annotation."""
@@ -93,38 +107,8 @@ def test_parse_label_studio_export_shapes() -> None:
                 "id": 2,
                 "was_cancelled": False,
                 "result": [
-                    {
-                        "id": "r1",
-                        "type": "rectanglelabels",
-                        "from_name": "label",
-                        "to_name": "image",
-                        "original_width": 80,
-                        "original_height": 50,
-                        "value": {
-                            "x": 10,
-                            "y": 20,
-                            "width": 25,
-                            "height": 40,
-                            "rotation": 0,
-                            "rectanglelabels": ["dent"],
-                        },
-                    },
-                    {
-                        "id": "r2",
-                        "type": "rectanglelabels",
-                        "from_name": "label",
-                        "to_name": "image",
-                        "original_width": 80,
-                        "original_height": 50,
-                        "value": {
-                            "x": 50,
-                            "y": 50,
-                            "width": 10,
-                            "height": 10,
-                            "rotation": 90,
-                            "rectanglelabels": ["dent"],
-                        },
-                    },
+                    _dent_rectangle("r1", x=10, y=20, width=25, height=40, rotation=0),
+                    _dent_rectangle("r2", x=50, y=50, width=10, height=10, rotation=90),
                     {
                         "id": "b1",
                         "type": "brushlabels",

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, write_coco_subset
 from sqlmodel import select
 
 from db.models import Image, ImageStatus
@@ -28,16 +28,8 @@ def dsmlr_sub(datasets_dir: Path, tmp_path: Path) -> dict:
     root = datasets_dir / "car_parts_dsmlr" / "trainingset"
     data = json.loads((root / "annotations.json").read_text())
     keep = data["images"][:10]
-    with_labels = {im["id"] for im in keep[:8]}
-    sub = {
-        "images": keep,
-        "categories": data["categories"],
-        "annotations": [a for a in data["annotations"] if a["image_id"] in with_labels],
-    }
-    path = tmp_path / "sub.json"
-    path.write_text(json.dumps(sub))
     return {
-        "path": path,
+        "path": write_coco_subset(data, keep, tmp_path / "sub.json", labelled=keep[:8]),
         "images": root / "JPEGImages",
         "labelled": {im["file_name"] for im in keep[:8]},
         "unlabelled": {im["file_name"] for im in keep[8:]},
@@ -209,19 +201,10 @@ def test_yolo_seg_trains_right_after_the_import(store, dsmlr_sub):
 
 @pytest.fixture
 def api(tmp_path: Path):
-    from browser_helpers import PASSWORD, seed_workspace
-    from fastapi import FastAPI
-    from fastapi.testclient import TestClient
+    from browser_helpers import api_client
 
-    from api.router import api_router
-
-    seeded = seed_workspace(tmp_path / "data", n_synthetic=1)
-    app = FastAPI()
-    app.include_router(api_router, prefix="/api")
-    client = TestClient(app)
-    r = client.post("/api/login", json={"username": seeded.users["lead"], "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    return client, {"Authorization": f"Bearer {r.json()['token']}"}
+    client, _, login = api_client(tmp_path / "data", n_synthetic=1)
+    return client, login("lead")
 
 
 def _png(value: int) -> bytes:

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
+from conftest import noise_training_set
 
 from core.config import Settings
 from core.taxonomy import GROUPS
@@ -97,27 +97,8 @@ def test_asking_what_stages_can_do_imports_no_model_library():
 
 def _labelled_set(tmp_path, n: int = 3):
     """``n`` noise photos, each with a door part and a dent, as a TrainingSet."""
-    from PIL import Image
-
-    from core.geometry import Shape
-    from core.instances import Instances
-    from core.records import ImageRecord
-    from core.taxonomy import default_taxonomy
-    from models.base import TrainingSet
-
-    tax = default_taxonomy()
-    rng = np.random.default_rng(4)
-    recs = []
-    for i in range(n):
-        path = tmp_path / f"car{i}.png"
-        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(path)
-        inst = Instances(
-            shapes=[Shape.from_box(4, 4, 40, 40), Shape.from_box(10, 10, 30, 30)],
-            class_ids=np.asarray([tax.get("front_left_door").id, tax.get("dent").id]),
-            scores=np.ones(2),
-        )
-        recs.append(ImageRecord(str(path), 64, 48, inst, "test"))
-    return TrainingSet(recs, tax)
+    photo = [("front_left_door", (4, 4, 40, 40)), ("dent", (10, 10, 30, 30))]
+    return noise_training_set(tmp_path, [photo] * n, size=(48, 64), seed=4, split="test")
 
 
 class _Oracle(StageBase):
@@ -198,23 +179,16 @@ def test_apply_process_settings_sets_torch_threads_only_when_asked():
         Settings(torch_threads=0)
 
 
-def test_the_cli_entry_applies_panelbeater_torch_threads(tmp_path):
-    code = (
-        "from cli.main import app\n"
-        "app(['taxonomy', '--json'], standalone_mode=False)\n"
-        "import torch; print(torch.get_num_threads())"
-    )
-    out = _python(code, PANELBEATER_TORCH_THREADS="3", PANELBEATER_DATA_DIR=str(tmp_path))
-    assert out.splitlines()[-1] == "3"
-
-
-def test_the_worker_entry_applies_panelbeater_torch_threads(tmp_path):
-    code = (
-        "import jobs.worker as w\n"
-        "w.run_worker = lambda **kw: None\n"
-        "w.main([])\n"
-        "import torch; print(torch.get_num_threads())"
-    )
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "from cli.main import app\napp(['taxonomy', '--json'], standalone_mode=False)\n",
+        "import jobs.worker as w\nw.run_worker = lambda **kw: None\nw.main([])\n",
+    ],
+    ids=["cli", "worker"],
+)
+def test_the_entry_applies_panelbeater_torch_threads(tmp_path, entry):
+    code = entry + "import torch; print(torch.get_num_threads())"
     out = _python(code, PANELBEATER_TORCH_THREADS="3", PANELBEATER_DATA_DIR=str(tmp_path))
     assert out.splitlines()[-1] == "3"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import noise_training_set
 
 from core.geometry import Shape
 from core.instances import Instances
@@ -261,31 +262,9 @@ def test_pipeline_passes_yolo_image_embedding_through(yolo):
 
 def _synthetic_part_set(tmp_path, n: int = 3):
     """``n`` photos with a door part (half of them dented) as a TrainingSet."""
-    from PIL import Image
-
-    from core.geometry import Shape
-    from core.instances import Instances
-    from core.records import ImageRecord
-    from core.taxonomy import default_taxonomy
-    from models.base import TrainingSet
-
-    tax = default_taxonomy()
-    rng = np.random.default_rng(10)
-    recs = []
-    for i in range(n):
-        path = tmp_path / f"car{i}.png"
-        Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(path)
-        shapes = [Shape.from_box(5, 5, 45, 50)]
-        ids = [tax.get("front_left_door").id]
-        if i % 2:
-            shapes.append(Shape.from_box(10, 10, 40, 45))
-            ids.append(tax.get("dent").id)
-        recs.append(
-            ImageRecord(
-                str(path), 80, 60, Instances(shapes=shapes, class_ids=np.asarray(ids)), "train"
-            )
-        )
-    return TrainingSet(recs, tax)
+    door, dent = ("front_left_door", (5, 5, 45, 50)), ("dent", (10, 10, 40, 45))
+    labels = [[door, dent] if i % 2 else [door] for i in range(n)]
+    return noise_training_set(tmp_path, labels, size=(60, 80), seed=10, split="train")
 
 
 def test_part_classifier_int8_calibration_is_trained_saved_and_loaded(tmp_path):

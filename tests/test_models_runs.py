@@ -11,44 +11,6 @@ from sqlmodel import select
 from db.models import ImagePrediction, Prediction
 
 
-@pytest.fixture
-def labelled_project(db_session, project, datasets_dir, tmp_path):
-    """Six dsmlr photos imported, labelled; two of them in the held-out split."""
-    from db.models import Image
-    from models.data import DSMLR_LABEL_MAP
-    from services.annotations import set_status
-    from services.imports import import_coco
-
-    root = datasets_dir / "car_parts_dsmlr" / "trainingset"
-    data = json.loads((root / "annotations.json").read_text())
-    keep = [
-        im for im in data["images"] if im["id"] in {a["image_id"] for a in data["annotations"]}
-    ][:6]
-    ids = {im["id"] for im in keep}
-    sub = {
-        "images": keep,
-        "categories": data["categories"],
-        "annotations": [a for a in data["annotations"] if a["image_id"] in ids],
-    }
-    path = tmp_path / "sub.json"
-    path.write_text(json.dumps(sub))
-    report = import_coco(
-        db_session,
-        project,
-        path,
-        images_dir=root / "JPEGImages",
-        label_map={**DSMLR_LABEL_MAP, "_background_": "hood"},
-    )
-    assert report.images_added == 6
-    images = db_session.exec(select(Image).order_by(Image.id)).all()
-    for k, im in enumerate(images):
-        set_status(db_session, image_id=im.id, status="labelled", author="t")
-        im.split = "test" if k >= 4 else "train"
-        db_session.add(im)
-    db_session.flush()
-    return project
-
-
 def test_train_predict_resume_evaluate(db_session, labelled_project, monkeypatch):
     import services.model_runs as runs
     from services.model_runs import evaluate_stage, predict_stage, resolve_version, train_stage

@@ -10,12 +10,11 @@ truncated file gets a sentence naming the file. Then the same choices in rounds 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
-from conftest import requires_datasets
+from conftest import annotated_subset, requires_datasets
 from sqlmodel import select
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -29,44 +28,6 @@ ALBERT_TINY_VIT = dict(
 
 
 @pytest.fixture
-def labelled_project(db_session, project, datasets_dir, tmp_path):
-    """Six dsmlr photos imported, labelled; two of them in the held-out split."""
-    from db.models import Image
-    from models.data import DSMLR_LABEL_MAP
-    from services.annotations import set_status
-    from services.imports import import_coco
-
-    root = datasets_dir / "car_parts_dsmlr" / "trainingset"
-    data = json.loads((root / "annotations.json").read_text())
-    keep = [
-        im for im in data["images"] if im["id"] in {a["image_id"] for a in data["annotations"]}
-    ][:6]
-    ids = {im["id"] for im in keep}
-    sub = {
-        "images": keep,
-        "categories": data["categories"],
-        "annotations": [a for a in data["annotations"] if a["image_id"] in ids],
-    }
-    path = tmp_path / "sub.json"
-    path.write_text(json.dumps(sub))
-    report = import_coco(
-        db_session,
-        project,
-        path,
-        images_dir=root / "JPEGImages",
-        label_map={**DSMLR_LABEL_MAP, "_background_": "hood"},
-    )
-    assert report.images_added == 6
-    images = db_session.exec(select(Image).order_by(Image.id)).all()
-    for k, im in enumerate(images):
-        set_status(db_session, image_id=im.id, status="labelled", author="t")
-        im.split = "test" if k >= 4 else "train"
-        db_session.add(im)
-    db_session.flush()
-    return project
-
-
-@pytest.fixture
 def damage_project(db_session, project, datasets_dir, tmp_path):
     """Four coco_car_damage photos with their damage polygons, labelled (Mask R-CNN learns
     damage; the dsmlr photos have only parts)."""
@@ -75,18 +36,7 @@ def damage_project(db_session, project, datasets_dir, tmp_path):
     from services.imports import import_coco
 
     root = datasets_dir / "coco_car_damage" / "train"
-    data = json.loads((root / "COCO_train_annos.json").read_text())
-    keep = [
-        im for im in data["images"] if im["id"] in {a["image_id"] for a in data["annotations"]}
-    ][:4]
-    ids = {im["id"] for im in keep}
-    sub = {
-        "images": keep,
-        "categories": data["categories"],
-        "annotations": [a for a in data["annotations"] if a["image_id"] in ids],
-    }
-    path = tmp_path / "damage.json"
-    path.write_text(json.dumps(sub))
+    path = annotated_subset(root / "COCO_train_annos.json", 4, tmp_path / "damage.json")
     report = import_coco(db_session, project, path, images_dir=root)
     assert report.images_added == 4
     for im in db_session.exec(select(Image)).all():
@@ -150,10 +100,16 @@ def files(tmp_path_factory) -> dict[str, Path]:
     }
 
 
-def _started_from(mv, path: Path) -> None:
+def _train_from(session, project, stage: str, weights: Path, **options):
+    """One tiny epoch of ``stage`` on the CPU from ``weights``; the version records the file."""
     from core.files import sha256_file
+    from services.model_runs import train_stage
 
-    assert mv.config["started_from"] == {"path": str(path), "sha256": sha256_file(path)}
+    mv = train_stage(
+        session, project, stage, config="tiny", epochs=1, device="cpu", weights=weights, **options
+    )
+    assert mv.config["started_from"] == {"path": str(weights), "sha256": sha256_file(weights)}
+    return mv
 
 
 # -- one tiny step from each kind --------------------------------------------------------
@@ -161,19 +117,10 @@ def _started_from(mv, path: Path) -> None:
 
 def test_yolo_fine_tunes_from_an_80_class_coco_pt(db_session, labelled_project, files):
     """Ultralytics transfers what fits and re-makes the 80-class head for our part classes."""
-    from services.model_runs import load_version, train_stage
+    from services.model_runs import load_version
     from services.projects import project_taxonomy
 
-    mv = train_stage(
-        db_session,
-        labelled_project,
-        "yolo_seg",
-        config="tiny",
-        epochs=1,
-        device="cpu",
-        weights=files["yolo_seg"],
-    )
-    _started_from(mv, files["yolo_seg"])
+    mv = _train_from(db_session, labelled_project, "yolo_seg", files["yolo_seg"])
     assert mv.config["model"] == str(files["yolo_seg"])
     taxonomy = project_taxonomy(labelled_project)
     stage = load_version(mv, taxonomy, device="cpu")
@@ -184,7 +131,6 @@ def test_mask_rcnn_starts_from_coco_weights_with_new_heads(db_session, damage_pr
     import torch
 
     from models.mask_rcnn import MaskRCNNConfig, MaskRCNNStage
-    from services.model_runs import train_stage
 
     sd = torch.load(files["mask_rcnn"], weights_only=True)
     st = MaskRCNNStage(MaskRCNNConfig.from_preset("tiny", weights=str(files["mask_rcnn"])))
@@ -195,16 +141,7 @@ def test_mask_rcnn_starts_from_coco_weights_with_new_heads(db_session, damage_pr
     assert "91 classes there" in st.start_note and "cls_score" in st.start_note
     assert "mask_fcn_logits" in st.start_note and "did not fit" not in st.start_note
 
-    mv = train_stage(
-        db_session,
-        damage_project,
-        "mask_rcnn",
-        config="tiny",
-        epochs=1,
-        device="cpu",
-        weights=files["mask_rcnn"],
-    )
-    _started_from(mv, files["mask_rcnn"])
+    mv = _train_from(db_session, damage_project, "mask_rcnn", files["mask_rcnn"])
     assert "re-made" in mv.metrics["start_weights"]
 
 
@@ -213,7 +150,6 @@ def test_albert_encoder_starts_from_a_torchvision_vit(db_session, labelled_proje
 
     from models.albert.config import AlbertConfig
     from models.albert.stage import AlbertStage
-    from services.model_runs import train_stage
 
     sd = torch.load(files["albert"], weights_only=True)
     st = AlbertStage(AlbertConfig.from_preset("tiny", vit_weights=str(files["albert"])))
@@ -224,16 +160,7 @@ def test_albert_encoder_starts_from_a_torchvision_vit(db_session, labelled_proje
     )
     torch.testing.assert_close(enc.pos_embed[0], sd["encoder.pos_embedding"][0, 1:])
 
-    mv = train_stage(
-        db_session,
-        labelled_project,
-        "albert",
-        config="tiny",
-        epochs=1,
-        device="cpu",
-        weights=files["albert"],
-    )
-    _started_from(mv, files["albert"])
+    _train_from(db_session, labelled_project, "albert", files["albert"])
 
 
 def test_a_vit_of_another_size_is_refused_naming_both_sizes(db_session, labelled_project, tmp_path):
@@ -249,16 +176,7 @@ def test_a_vit_of_another_size_is_refused_naming_both_sizes(db_session, labelled
     with pytest.raises(CheckpointError, match=r"depth 3.*depth 2.*depth differ"):
         train_stage(db_session, labelled_project, "albert", device="cpu", weights=deep)
     # options that make ALBERT's encoder the file's size load it
-    mv = train_stage(
-        db_session,
-        labelled_project,
-        "albert",
-        device="cpu",
-        epochs=1,
-        weights=deep,
-        options={"depth": 3},
-    )
-    _started_from(mv, deep)
+    _train_from(db_session, labelled_project, "albert", deep, options={"depth": 3})
 
 
 # -- a wrong kind and a truncated file: a sentence naming the file, before any training ------
@@ -368,20 +286,13 @@ def test_round_params_are_checked_when_the_round_is_asked_for(params, message):
 
 
 def test_retrain_api_takes_weights_and_options(tmp_path):
-    from browser_helpers import PASSWORD, seed_workspace
-    from fastapi import FastAPI
-    from fastapi.testclient import TestClient
+    from browser_helpers import api_client
 
-    from api.router import api_router
     from db.models import Job
     from db.session import session_scope
 
-    seeded = seed_workspace(tmp_path / "data", n_synthetic=1)
-    app = FastAPI()
-    app.include_router(api_router, prefix="/api")
-    client = TestClient(app)
-    r = client.post("/api/login", json={"username": seeded.users["lead"], "password": PASSWORD})
-    h = {"Authorization": f"Bearer {r.json()['token']}"}
+    client, _, login = api_client(tmp_path / "data", n_synthetic=1)
+    h = login("lead")
     bad = client.post(
         "/api/retrain",
         headers=h,

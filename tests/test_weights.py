@@ -313,26 +313,19 @@ def test_remove_refused_while_a_setting_or_a_version_uses_it(store, checkpoints)
     assert msam.path.is_file()
 
     with session_scope() as s:
-        s.add(
-            ModelVersion(
-                stage="part_classifier",
-                version=1,
-                name="part_classifier-v1",
-                path="x.pt",
-                sha256="0" * 64,
-                config={"backbone_weights": str(r34.path)},
+        # one version names the file by path, the other by its sha256
+        uses = [{"backbone_weights": str(r34.path)}, {"weights_sha256": r34.sha256}]
+        for version, config in enumerate(uses, start=1):
+            s.add(
+                ModelVersion(
+                    stage="part_classifier",
+                    version=version,
+                    name=f"part_classifier-v{version}",
+                    path=f"v{version}.pt",
+                    sha256=str(version) * 64,
+                    config=config,
+                )
             )
-        )
-        s.add(
-            ModelVersion(
-                stage="part_classifier",
-                version=2,
-                name="part_classifier-v2",
-                path="y.pt",
-                sha256="1" * 64,
-                config={"weights_sha256": r34.sha256},
-            )
-        )
     r = _cli(store, "remove", "r34")
     assert r.exit_code == 1
     assert "version part_classifier-v1" in r.output and "part_classifier-v2" in r.output

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException
@@ -14,6 +16,21 @@ from db.models import Role, User
 from services import users as user_service
 
 router = APIRouter(tags=["users"])
+
+#: user accounts are for admins (the ``users`` permission)
+Admin = Annotated[User, Depends(require("users"))]
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """An unknown user name answers 404; a refused change (a taken name, a short password,
+    an unknown project) 422, with its sentence."""
+    try:
+        yield
+    except user_service.UnknownUser as e:
+        raise HTTPException(404, detail=str(e)) from e
+    except user_service.UserError as e:
+        raise HTTPException(422, detail=str(e)) from e
 
 
 class NewUser(BaseModel):
@@ -49,7 +66,7 @@ def add_user(
     body: NewUser, user: User = Depends(require("users")), session: Session = Depends(db_session)
 ) -> UserPublic:
     """Create an account; 422 for a taken name or a password shorter than 8 characters."""
-    try:
+    with _user_errors():
         created = user_service.create_user(
             session,
             username=body.username,
@@ -57,8 +74,6 @@ def add_user(
             role=body.role,
             projects=body.projects,
         )
-    except user_service.UserError as e:
-        raise HTTPException(422, detail=str(e)) from e
     return _public(created)
 
 
@@ -75,48 +90,38 @@ class UserChange(BaseModel):
 def change_user(
     username: str,
     body: UserChange,
-    user: Annotated[User, Depends(require("users"))],
+    user: Admin,
     session: SessionDep,
 ) -> UserPublic:
     """Disable or enable an account, or set its password; either signs it out everywhere."""
-    try:
+    with _user_errors():
         if body.password is not None:
             user_service.set_password(session, username=username, password=body.password)
         if body.active is not None:
             change = user_service.enable_user if body.active else user_service.disable_user
             change(session, username=username)
         return _public(user_service.get_user_or_fail(session, username))
-    except user_service.UnknownUser as e:
-        raise HTTPException(404, detail=str(e)) from e
-    except user_service.UserError as e:
-        raise HTTPException(422, detail=str(e)) from e
 
 
 @router.get("/users/{username}/projects")
 def user_projects(
     username: str,
-    user: Annotated[User, Depends(require("users"))],
+    user: Admin,
     session: SessionDep,
 ) -> UserProjects:
     """The projects an account is a member of (admins may work in every project)."""
-    try:
+    with _user_errors():
         return UserProjects.model_validate(user_service.project_access(session, username=username))
-    except user_service.UnknownUser as e:
-        raise HTTPException(404, detail=str(e)) from e
 
 
 @router.put("/users/{username}/projects")
 def set_user_projects(
     username: str,
     body: ProjectsBody,
-    user: Annotated[User, Depends(require("users"))],
+    user: Admin,
     session: SessionDep,
 ) -> UserProjects:
     """Make an account a member of exactly these projects; 422 naming an unknown project."""
-    try:
+    with _user_errors():
         user_service.set_user_projects(session, username=username, projects=body.projects)
         return UserProjects.model_validate(user_service.project_access(session, username=username))
-    except user_service.UnknownUser as e:
-        raise HTTPException(404, detail=str(e)) from e
-    except user_service.UserError as e:
-        raise HTTPException(422, detail=str(e)) from e

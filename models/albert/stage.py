@@ -31,6 +31,7 @@ from models.base import (
     TrainingSet,
     TrainResult,
     check_images,
+    end_epoch,
     resolve_device,
     taxonomy_counts,
 )
@@ -131,9 +132,7 @@ class AlbertStage(TorchStage):
                 opt.step()
                 sched.step()
                 ep.append(float(loss.detach()))
-            history.append(float(np.mean(ep)))
-            if progress:
-                progress(epoch + 1, cfg.epochs, {"epoch": epoch + 1, "loss": history[-1]})
+            end_epoch(history, ep, epoch, cfg.epochs, progress)
         self.model.eval()
         metrics = {
             "epoch_losses": history,

@@ -29,7 +29,15 @@ from models.assist.learned_net import (
     sample_batch,
     window_affine,
 )
-from models.base import OutPath, Progress, TrainingSet, TrainResult, check_images, resolve_device
+from models.base import (
+    OutPath,
+    Progress,
+    TrainingSet,
+    TrainResult,
+    check_images,
+    end_epoch,
+    resolve_device,
+)
 from models.registry import register_stage
 from models.torch_stage import TorchStage
 
@@ -140,9 +148,7 @@ class AssistNetStage(TorchStage):
                 sched.step()
                 ep_losses.append(float(loss.detach()))
                 step += 1
-            losses.append(float(np.mean(ep_losses)))
-            if progress:
-                progress(epoch + 1, cfg.epochs, {"epoch": epoch + 1, "loss": losses[-1]})
+            end_epoch(losses, ep_losses, epoch, cfg.epochs, progress)
         self.net.eval()
         metrics = {
             "train_parts": int(n),

@@ -47,20 +47,24 @@ class AssistNetConfig(StageConfig):
     }
 
 
+def conv_block(cin: int, cout: int) -> Any:
+    """Two 3×3 conv + BatchNorm + ReLU: ``(B, cin, H, W)`` -> ``(B, cout, H, W)``."""
+    from torch import nn
+
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
 def build_net(cfg: AssistNetConfig) -> Any:
     """The UNet, random weights: ``(B, 5, S, S)`` float in, ``(B, 1, S, S)`` logits out."""
     import torch
     from torch import nn
-
-    def block(cin: int, cout: int) -> nn.Sequential:
-        return nn.Sequential(
-            nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-            nn.BatchNorm2d(cout),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(cout, cout, 3, padding=1, bias=False),
-            nn.BatchNorm2d(cout),
-            nn.ReLU(inplace=True),
-        )
 
     class AssistNet(nn.Module):
         """``(B, 5, S, S)`` float (normalised RGB + fg/bg click maps) -> ``(B, 1, S, S)`` logits."""
@@ -71,13 +75,13 @@ def build_net(cfg: AssistNetConfig) -> Any:
             self.enc = nn.ModuleList()
             cin = 5
             for c in chans:
-                self.enc.append(block(cin, c))
+                self.enc.append(conv_block(cin, c))
                 cin = c
             self.up = nn.ModuleList()
             self.dec = nn.ModuleList()
             for c_skip in reversed(chans[:-1]):
                 self.up.append(nn.ConvTranspose2d(cin, c_skip, 2, stride=2))
-                self.dec.append(block(2 * c_skip, c_skip))
+                self.dec.append(conv_block(2 * c_skip, c_skip))
                 cin = c_skip
             self.head = nn.Conv2d(cin, 1, 1)
 
