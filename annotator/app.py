@@ -210,20 +210,25 @@ def dashboard(token: str) -> tuple:
 def jobs_poll(token: str) -> tuple[list[list[Any]], gr.Timer]:
     """The jobs table for the dashboard's timer; the timer stops once the session has ended
     (expired or signed out elsewhere), rather than raising an error every two seconds."""
-    return jobs_table(token), gr.Timer(active=_user(token) is not None)
+    user = _user(token)
+    return _job_rows(user), gr.Timer(active=user is not None)
 
 
 def jobs_table(token: str) -> list[list[Any]]:
     """Recent background jobs with their live progress (polled while the dashboard is open)."""
-    user = _user(token)
+    return _job_rows(_user(token))
+
+
+def _job_rows(user: User | None) -> list[list[Any]]:
     if user is None or not user_service.can(user, "dashboard"):
         return []
     from jobs.service import job_dict, list_jobs
 
     with session_scope() as session:
-        if _not_a_member(session, user):
+        try:
+            project = served_project(session, user)
+        except ServiceError:  # not a member of the served project
             return []
-        project = served_project(session, user)
         rows = [job_dict(j) for j in list_jobs(session, project=project, limit=10)]
     return [
         [

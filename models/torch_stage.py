@@ -64,6 +64,10 @@ class TorchStage(StageBase):
         payload = load_checkpoint(
             path, stage=self.name, class_counts=self.checkpoint_counts(self.taxonomy)
         )
+        self._take_weights(payload, path)
+
+    def _take_weights(self, payload: dict[str, Any], path: str | Path) -> None:
+        """The weights and extras of a checkpoint ``payload`` read from ``path``."""
         restore_weights(
             getattr(self, self.module_attr), payload["state_dict"], path, self.architecture
         )
@@ -96,7 +100,5 @@ class TorchStage(StageBase):
             path, stage=cls.name, class_counts=cls.checkpoint_counts(taxonomy)
         )
         stage = cls(cls.loaded_config(payload["config"], device, **options), taxonomy)
-        module = getattr(stage, cls.module_attr)
-        restore_weights(module, payload["state_dict"], path, cls.architecture)
-        stage.restore_extra(payload.get("extra") or {})
+        stage._take_weights(payload, path)
         return stage

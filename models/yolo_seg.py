@@ -138,14 +138,7 @@ class YoloSegStage(StageBase):
         from core.config import get_settings
         from core.files import write_bytes_atomic
 
-        payload = load_checkpoint(
-            path, stage=self.name, class_counts=taxonomy_counts(self.taxonomy)
-        )
-        data = payload["state_dict"].get("ultralytics_pt")
-        if not data:
-            raise CheckpointError(
-                f"model file {path} holds no Ultralytics weights; retrain yolo_seg"
-            )
+        payload, data = _read_checkpoint(path, self.taxonomy)
         # Ultralytics reads a .pt from disk: keep the parent's weights where its trainer finds them
         start = get_settings().cache_dir / "warm" / f"{Path(path).stem}.pt"
         write_bytes_atomic(start, data)
@@ -341,13 +334,8 @@ class YoloSegStage(StageBase):
         cls, path: str | Path, taxonomy: Taxonomy | None = None, device: str = "auto", **_: Any
     ) -> YoloSegStage:
         taxonomy = taxonomy or default_taxonomy()
-        payload = load_checkpoint(path, stage=cls.name, class_counts=taxonomy_counts(taxonomy))
+        payload, data = _read_checkpoint(path, taxonomy)
         cfg = YoloSegConfig.from_dict({**payload["config"], "device": device})
-        data = payload["state_dict"].get("ultralytics_pt")
-        if not data:
-            raise CheckpointError(
-                f"model file {path} holds no Ultralytics weights; retrain yolo_seg"
-            )
         fd, tmp = tempfile.mkstemp(suffix=".pt")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -369,6 +357,15 @@ class YoloSegStage(StageBase):
         finally:
             Path(tmp).unlink(missing_ok=True)
         return stage
+
+
+def _read_checkpoint(path: str | Path, taxonomy: Taxonomy) -> tuple[dict[str, Any], bytes]:
+    """A yolo_seg file's payload and the Ultralytics ``.pt`` bytes it carries."""
+    payload = load_checkpoint(path, stage=YoloSegStage.name, class_counts=taxonomy_counts(taxonomy))
+    data = payload["state_dict"].get("ultralytics_pt")
+    if not data:
+        raise CheckpointError(f"model file {path} holds no Ultralytics weights; retrain yolo_seg")
+    return payload, data
 
 
 class _HeadTap:

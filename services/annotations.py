@@ -274,9 +274,9 @@ def save_annotations(
         )
     incoming = [normalise_annotation(a, taxonomy, i, image) for i, a in enumerate(annotations)]
     _check_prediction_ids(session, image_id, incoming)
-    if image.annotation_version == expected_version and _unchanged(
-        current_annotations(session, image_id), incoming
-    ):
+    # Read once: a save that claims the version below is the only writer of these rows.
+    rows = current_annotations(session, image_id)
+    if image.annotation_version == expected_version and _unchanged(rows, incoming):
         return expected_version
     reopen = reopen_reviewed and image.status == ImageStatus.reviewed
     if reopen:
@@ -299,7 +299,7 @@ def save_annotations(
             annotation_dicts(session, image_id),
         )
 
-    existing = {a.id: a for a in current_annotations(session, image_id)}
+    existing = {a.id: a for a in rows}
     session.add(
         AnnotationRevision(
             image_id=image_id,

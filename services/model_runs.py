@@ -165,14 +165,7 @@ def _start_weights(stage: str, weights: str | Path) -> tuple[str, dict[str, str]
     fields = getattr(stage_class(stage), "start_weight_fields", ())
     if not fields:
         raise Invalid(f"{stage!r} cannot start from a weights file; train it without --weights")
-    looks_like_path = "/" in str(weights) or Path(weights).suffix != ""
-    path = Path(weights).expanduser() if looks_like_path else resolve_weights(str(weights))
-    if not path.is_file():
-        raise Invalid(
-            f"weights file {path} does not exist; give the name of a file in the weights folder "
-            "(`panelbeater weights list`) or the path of one you downloaded (nothing is "
-            "downloaded for you)"
-        )
+    path = resolve_weights(str(weights))
     kind = getattr(stage_class(stage), "start_weight_kind", None)
     if kind is not None:
         _check_weights_kind(stage, path, kind)

@@ -113,12 +113,20 @@ def get_weights(name: str) -> WeightsRecord:
 
 
 def resolve_weights(name_or_path: str) -> Path:
-    """A stored file by its name, or an existing file path as given."""
+    """A stored file by its name, or an existing file path as given. Raises Invalid for a path
+    (it has a folder or a suffix) whose file does not exist, NotFound listing the names there
+    are for an unknown name."""
     if NAME_RE.match(name_or_path) and _record_path(name_or_path).is_file():
         return get_weights(name_or_path).path
     p = Path(name_or_path).expanduser()
     if p.is_file():
         return p
+    if "/" in name_or_path or p.suffix:
+        raise Invalid(
+            f"weights file {p} does not exist; give the name of a file in the weights folder "
+            "(`panelbeater weights list`) or the path of one you downloaded (nothing is "
+            "downloaded for you)"
+        )
     get_weights(name_or_path)  # raises NotFound with the names there are
     return p
 
