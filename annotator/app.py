@@ -16,15 +16,20 @@ import gradio as gr
 from gradio.processing_utils import save_file_to_cache
 from gradio.utils import get_upload_folder
 
+from annotator import dashboard_panel, leases_panel, quality_panel
 from annotator.canvas import canvas_widget, session_value
+from annotator.imports_panel import import_panel, run_import
 from annotator.session import COOKIE, END_SESSION_JS, START_SESSION_JS
 from annotator.shortcuts import shortcuts_markdown
-from db.models import User
+from core.records import SPLITS
+from core.taxonomy import GROUPS
+from db.models import ImageStatus, User
 from db.session import session_scope
 from models.base import PRESETS
-from models.registry import stage_infos
+from models.registry import pre_annotating_stages, stage_infos
 from services import assist as assist_service
 from services import dashboard as dashboard_service
+from services import review as review_service
 from services import users as user_service
 from services.assist_training import autotrain_summary
 from services.errors import ServiceError, TooManyAttempts
@@ -35,6 +40,10 @@ from services.projects import list_projects, served_project
 #: (label, stage) choices for a retraining round on the dashboard: every stage except those
 #: made of other stages (a round trains the pipeline's parts on their own).
 ROUND_STAGES = [(s.title, s.name) for s in stage_infos() if not s.built_from]
+#: Stages whose promoted version the dashboard may run on one photo at a lower threshold.
+PREDICT_STAGES = [(s.title, s.name) for s in stage_infos() if s.name in pre_annotating_stages()]
+#: The export filters' choices (the CLI's ``--status``, ``--split``, ``--group``).
+EXPORT_STATUSES = [s.value for s in ImageStatus]
 
 
 #: Gradio deletes the files it holds (uploads, export downloads) this many seconds old, and
@@ -175,11 +184,12 @@ def dashboard(token: str) -> tuple:
         project = served_project(session, user)
         data = dashboard_service.dashboard_data(session, project)
         autotrain = autotrain_summary(session, project)
+        rates = review_service.rejection_rates_markdown(session, project)
     st = data["stats"]
     summary = f"**{st['images']}** photos · **{st['annotations']}** annotations · " + " · ".join(
         f"{k}: {v}" for k, v in st["per_status"].items()
     )
-    summary += f"  \n{autotrain}"
+    summary += f"  \n{autotrain}\n\n{rates}"
     status_rows = [[k, v] for k, v in st["per_status"].items()]
     group_rows = [[k, v] for k, v in st["per_group"].items()]
     class_rows = [[k, v] for k, v in st["per_class"].items()]
@@ -194,17 +204,14 @@ def dashboard(token: str) -> tuple:
         ]
         for t in data["throughput"]
     ]
-    model_rows = [
-        [
-            m["name"],
-            m["stage"],
-            m["version"],
-            "yes" if m["promoted"] else "",
-            ", ".join(f"{k}={v}" for k, v in m["metrics"].items()),
-        ]
-        for m in data["models"]
-    ]
-    return summary, status_rows, group_rows, class_rows, thr_rows, model_rows
+    # the plots, the model state and the version table refresh with the rest
+    panel = dashboard_panel.refresh(user)
+    return (summary, status_rows, group_rows, class_rows, thr_rows, *panel, "", "", "")
+
+
+def dashboard_after_action(token: str) -> tuple:
+    """The dashboard after a button of its own: the action's message stays."""
+    return dashboard(token)[:-3]
 
 
 def jobs_poll(token: str) -> tuple[list[list[Any]], gr.Timer]:
@@ -239,7 +246,7 @@ def _job_rows(user: User | None) -> list[list[Any]]:
             f"{100 * r['progress']:.0f}%",
             "" if r["epoch"] is None else r["epoch"],
             "" if r["loss"] is None else round(r["loss"], 4),
-            r["error"] or r["message"] or "",
+            dashboard_service.job_summary(r),
         ]
         for r in rows
     ]
@@ -251,18 +258,61 @@ def _job_rows(user: User | None) -> list[list[Any]]:
 SIGN_IN_HANDLERS = (login, restore, logout, _clear_password, jobs_poll)
 
 
-def export_file(token: str, fmt: str) -> str:
+def export_file(
+    token: str,
+    fmt: str,
+    status: list[str] | str | None = None,
+    split: str | None = None,
+    group: str | None = None,
+) -> str:
     """The export as a file in Gradio's cache, which serves it to signed-in sessions only
     (``annotator.session``) and deletes it after ``CACHE_MAX_AGE_S``; the folder it was
-    written in goes at once."""
+    written in goes at once. The filters are the CLI's ``--status`` (several), ``--split``
+    and ``--group``; empty ones export everything."""
     user = _require(token, "export")
+    status = ",".join(status) if isinstance(status, list) else status
     out_dir = Path(tempfile.mkdtemp(prefix="panelbeater-ui-export-"))
     try:
         with session_scope() as session:
-            out = export_archive(session, served_project(session, user), fmt, out_dir)
+            out = export_archive(
+                session,
+                served_project(session, user),
+                fmt,
+                out_dir,
+                status=status or None,
+                split=split or None,
+                group=group or None,
+            )
         return save_file_to_cache(out.path, cache_dir=get_upload_folder())
+    except ServiceError as e:
+        raise gr.Error(f"Not exported: {e}") from None
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def import_labels(token: str, *values: Any) -> str:
+    """The dashboard's "Import labels" group (``annotator.imports_panel``)."""
+    return run_import(_require(token, "import"), *values)
+
+
+def promote_version(token: str, version: str | None) -> str:
+    return dashboard_panel.promote(_require(token, "retrain"), version)
+
+
+def rollback_version(token: str, version: str | None) -> str:
+    return dashboard_panel.rollback(_require(token, "retrain"), version)
+
+
+def predict_photo(token: str, stage: str | None, image_id: float | None, thr: float) -> str:
+    return dashboard_panel.predict_photo(_require(token, "retrain"), stage, image_id, thr)
+
+
+def start_fraud_screen(token: str) -> str:
+    return dashboard_panel.start_screen(_require(token, "retrain"))
+
+
+def job_details(token: str, job_id: float | None) -> str:
+    return dashboard_panel.job_detail(_require(token, "dashboard"), job_id)
 
 
 def upload_photos(token: str, files: list[str] | None, status: str | None = None) -> str:
@@ -474,12 +524,29 @@ def build_ui() -> gr.Blocks:
                         interactive=False,
                         elem_id="pb-dash-throughput",
                     )
-                    models = gr.Dataframe(
-                        headers=["model", "stage", "version", "promoted", "metrics"],
-                        label="Model versions",
-                        interactive=False,
-                        elem_id="pb-dash-models",
-                    )
+                    plots = dashboard_panel.plot_panel()
+                    tools = dashboard_panel.tools_panel(PREDICT_STAGES)
+                    quality_panel.build(token, dash_tab, _require)
+                    leases_panel.build(token, dash_tab, _require)
+                    with gr.Row(elem_id="pb-export-filters"):
+                        export_status = gr.Dropdown(
+                            choices=EXPORT_STATUSES,
+                            multiselect=True,
+                            label="Export photos of status (none: all)",
+                            elem_id="pb-export-status",
+                        )
+                        export_split = gr.Dropdown(
+                            choices=[("any", ""), *[(x, x) for x in SPLITS]],
+                            value="",
+                            label="Split",
+                            elem_id="pb-export-split",
+                        )
+                        export_group = gr.Dropdown(
+                            choices=[("all", ""), *[(x, x) for x in GROUPS]],
+                            value="",
+                            label="Group",
+                            elem_id="pb-export-group",
+                        )
                     with gr.Row():
                         coco_btn = gr.Button("Export COCO", size="sm")
                         yolo_btn = gr.Button("Export YOLO (zip)", size="sm")
@@ -507,6 +574,7 @@ def build_ui() -> gr.Blocks:
                             "Add to project", size="sm", elem_id="pb-upload-button"
                         )
                         upload_msg = gr.Markdown(elem_id="pb-upload-msg")
+                    label_import = import_panel()
                     with gr.Row():
                         retrain_stages = gr.CheckboxGroup(
                             choices=ROUND_STAGES,
@@ -560,6 +628,14 @@ def build_ui() -> gr.Blocks:
                         interactive=False,
                         elem_id="pb-dash-jobs",
                     )
+                    with gr.Row():
+                        job_pick = gr.Number(
+                            label="Job id", precision=0, scale=0, elem_id="pb-job-pick"
+                        )
+                        job_show = gr.Button(
+                            "Show its steps, full error and log", size="sm", elem_id="pb-job-show"
+                        )
+                    job_info = gr.Markdown(elem_id="pb-job-info")
                     jobs_timer = gr.Timer(2.0, active=False)  # started when the dashboard opens
                     with gr.Accordion(
                         "Users and their projects (admins)",
@@ -587,6 +663,10 @@ def build_ui() -> gr.Blocks:
                             "Set projects", size="sm", elem_id="pb-admin-member-save"
                         )
                         member_msg = gr.Markdown(elem_id="pb-admin-member-msg")
+                with gr.Tab("Inspections", id="inspections", elem_id="pb-tab-inspections"):
+                    from annotator.inspections_panel import inspections_panel
+
+                    inspections_panel(token, _require)
                 with gr.Tab("Help", id="help", elem_id="pb-tab-help"):
                     gr.Markdown("### Keyboard shortcuts\n\n" + shortcuts_markdown())
 
@@ -597,12 +677,28 @@ def build_ui() -> gr.Blocks:
             ).then(_clear_password, None, password)
         logout_btn.click(logout, [token], outputs).then(None, None, None, js=END_SESSION_JS)
         demo.load(restore, None, outputs)
-        dash_outputs = [summary, by_status, by_group, by_class, throughput, models]
+        stale_msgs = [plots.version_msg, tools.predict_msg, tools.screen_msg]
+        dash_outputs = [summary, by_status, by_group, by_class, throughput, *plots.outputs]
+        dash_outputs += stale_msgs  # cleared by a refresh: they spoke of the state before it
         refresh.click(dashboard, [token], dash_outputs)
         dash_tab.select(dashboard, [token], dash_outputs)
-        coco_btn.click(lambda t: export_file(t, "coco"), [token], download)
-        yolo_btn.click(lambda t: export_file(t, "yolo"), [token], download)
-        ls_btn.click(lambda t: export_file(t, "label-studio"), [token], download)
+        filters = [export_status, export_split, export_group]
+        coco_btn.click(lambda t, *f: export_file(t, "coco", *f), [token, *filters], download)
+        yolo_btn.click(lambda t, *f: export_file(t, "yolo", *f), [token, *filters], download)
+        ls_btn.click(lambda t, *f: export_file(t, "label-studio", *f), [token, *filters], download)
+        plots.promote.click(promote_version, [token, plots.version_pick], plots.version_msg).then(
+            dashboard_after_action, [token], dash_outputs[:-3]
+        )
+        plots.rollback.click(rollback_version, [token, plots.version_pick], plots.version_msg).then(
+            dashboard_after_action, [token], dash_outputs[:-3]
+        )
+        tools.predict.click(
+            predict_photo, [token, tools.stage, tools.image_id, tools.threshold], tools.predict_msg
+        )
+        tools.screen.click(start_fraud_screen, [token], tools.screen_msg).then(
+            jobs_table, [token], jobs
+        )
+        job_show.click(job_details, [token, job_pick], job_info)
         dash_tab.select(weights_picker, [token], retrain_weights)
         retrain_btn.click(
             retrain, [token, retrain_stages, retrain_preset, retrain_weights], retrain_msg
@@ -623,4 +719,7 @@ def build_ui() -> gr.Blocks:
         upload_btn.click(upload_photos, [token, upload_files, upload_status], upload_msg).then(
             dashboard, [token], dash_outputs
         )
+        label_import.button.click(
+            import_labels, [token, *label_import.inputs], label_import.message
+        ).then(dashboard, [token], dash_outputs)
     return demo

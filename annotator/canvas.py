@@ -30,10 +30,14 @@ HTML_TEMPLATE = '<div class="pb-root"></div>'
 #: standalone, so ``tests/test_canvas_geometry.py`` can load it alone into a blank page.
 CANVAS_MODULES = (
     "geometry",  # hit tests, nearest edge, areas, part suggestion: no DOM
+    "palette",  # distinct class colours: no DOM
+    "classes",  # fuzzy class search (a port of core/fuzzy.py): no DOM
     "api",  # REST client and photo blob cache
     "dom",  # element helpers
     "render",  # SVG layers
+    "zoom",  # zoom buttons and level, sharp full-resolution region when zoomed in
     "panels",  # toolbar and side panels
+    "sides",  # the lead's list of instances imported without a side
     "edits",  # change, undo/redo, autosave
     "actions",  # what the user can do: draw, delete, assist, predictions, status
     "navigate",  # queue and photo opening

@@ -28,6 +28,9 @@ SHORTCUTS: list[tuple[str, str]] = [
     ("Ctrl+Enter", "mark the photo labelled (review mode: approve)"),
     ("mouse wheel", "zoom at the pointer; drag with the middle button or Space held to pan"),
     ("0", "fit the photo to the window"),
+    ("+ / -", "zoom in / out (the toolbar shows the level: 100% = a photo pixel per screen pixel)"),
+    ("F", "zoom to the selected polygon"),
+    ("L", "show or hide class names on the polygons"),
     ("?", "show or hide this help"),
 ]
 

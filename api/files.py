@@ -78,7 +78,10 @@ def downscale_jpeg(path: Path, max_side: int, quality: int = 88) -> bytes:
     """JPEG bytes of the image at ``path`` resized so its longer side is ``max_side``."""
     with PILImage.open(path) as im:
         # draft() lets libjpeg decode at 1/2, 1/4 or 1/8 scale: a 12-MP photo decodes ~4x faster.
-        im.draft("RGB", (max_side, max_side))
+        # It picks the scale from the smaller of width and height ratios, so it must get the
+        # target's own shape: a square (max_side, max_side) box never reduced a landscape photo.
+        k = max_side / max(im.width, im.height)
+        im.draft("RGB", (max(1, round(im.width * k)), max(1, round(im.height * k))))
         im = im.convert("RGB")
         im.thumbnail((max_side, max_side), PILImage.Resampling.LANCZOS)
         buf = io.BytesIO()

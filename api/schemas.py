@@ -85,6 +85,9 @@ class ImageSummary(BaseModel):
     status: ImageStatus
     annotation_version: int
     review_comment: str | None
+    rejected_for: str | None = Field(
+        default=None, description="while rejected: the author whose queue shows it first"
+    )
     queue_score: float | None = Field(description="active-learning priority; higher first")
     import_order: int
 
@@ -102,6 +105,9 @@ class AnnotationOut(BaseModel):
     prediction_id: int | None
     version: int
     updated_at: str | None
+    review_state: str | None = Field(default=None, description="accepted / rejected / null")
+    review_reason: str | None = None
+    reviewed_by: str | None = None
 
 
 class PredictionOut(BaseModel):
@@ -119,6 +125,10 @@ class ImageDetail(ImageSummary):
     version: int = Field(description="send this back with a save; a stale one gets 409")
     annotations: list[AnnotationOut]
     predictions: list[PredictionOut]
+    read_only: bool = Field(
+        default=False, description="someone else holds the photo's queue lease: look, don't edit"
+    )
+    held_by: str | None = Field(default=None, description="who holds it, when read_only")
 
 
 class ImagePage(BaseModel):
@@ -163,6 +173,13 @@ class QueueStep(BaseModel):
     position: int | None = Field(description="1-based place of the image in the queue")
     queue_length: int
     progress: QueueProgress
+    rejections_waiting: int = Field(
+        default=0, description="rejected photos waiting for the caller to fix them"
+    )
+    check_reasons: list[str] = Field(
+        default_factory=list,
+        description="the fraud queue (flagged=true): why the photo is queued for a check",
+    )
 
 
 class LabelClassOut(BaseModel):
@@ -171,6 +188,7 @@ class LabelClassOut(BaseModel):
     group: str
     display_name: str
     color: str
+    synonyms: list[str] = Field(default=[], description="other words the class search accepts")
 
 
 class TaxonomyOut(BaseModel):
@@ -190,6 +208,9 @@ class AssistAnswer(BaseModel):
     geometry: list[PolygonJson] = Field(description="empty when the back end found nothing")
     score: float
     backend: str
+    note: str | None = Field(
+        default=None, description="set when the answer is no better than the prompt (the box)"
+    )
 
 
 class AssistanceChoice(BaseModel):
@@ -299,3 +320,42 @@ class JobOut(BaseModel):
     started_at: str | None
     finished_at: str | None
     retryable: bool
+
+
+# ---------- review (services.review) ----------
+
+
+class InstanceReviewIn(BaseModel):
+    decision: Literal["accepted", "rejected"]
+    reason: str | None = Field(default=None, description="required to reject")
+
+
+class InstanceReviewOut(BaseModel):
+    annotation: AnnotationOut
+    image: ImageSummary = Field(description="the photo after the verdict (rejected with it)")
+
+
+class RejectionsWaiting(BaseModel):
+    count: int = Field(description="rejected photos waiting for the caller to fix them")
+    images: list[ImageSummary]
+
+
+class RejectionRate(BaseModel):
+    annotator: str
+    photos_reviewed: int
+    photos_rejected: int
+    photo_rejection_rate: float | None
+    instances_reviewed: int
+    instances_rejected: int
+    instance_rejection_rate: float | None
+
+
+class SideUnknownOut(BaseModel):
+    annotation: AnnotationOut
+    image: ImageSummary
+    class_name: str = Field(description="the side the import chose")
+    other_side: str | None = Field(description="the mirrored class")
+
+
+class SideResolveIn(BaseModel):
+    class_name: str = Field(description="the imported class or its mirror")

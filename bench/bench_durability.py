@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -28,7 +27,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from browser_helpers import free_port  # noqa: E402
 from durability_helpers import (  # noqa: E402
     KillableServer,
-    fresh_postgres_database,
+    bench_database_url,
     kill_run,
     latency_figures,
     lost_saves,
@@ -37,14 +36,7 @@ from durability_helpers import (  # noqa: E402
 
 
 def bench_backend(backend: str, work: Path, args: argparse.Namespace) -> dict:
-    url = ""
-    if backend == "postgres":
-        base = os.environ.get("PANELBEATER_TEST_POSTGRES_URL", "")
-        if not base:
-            raise SystemExit(
-                'PostgreSQL: set PANELBEATER_TEST_POSTGRES_URL (eval "$(bash .ci/postgres.sh)")'
-            )
-        url = fresh_postgres_database(base, prefix="pb_bench")
+    url = bench_database_url(backend)
     ws = seed(work / backend, annotators=args.annotators, database_url=url)
     server = KillableServer(ws, port=free_port(), full=not args.api_only)
 

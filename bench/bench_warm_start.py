@@ -57,6 +57,7 @@ def train(stage_cls, cfg, data, out: Path, parent: Path | None):
 
 
 def main() -> None:
+    global EVAL_CONF
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="small")
     ap.add_argument("--photos", type=int, default=100, help="photos added per round")
@@ -67,7 +68,6 @@ def main() -> None:
     add_threads_option(ap)
     args = ap.parse_args()
     apply_threads(args)
-    global EVAL_CONF
     EVAL_CONF = args.eval_conf
 
     from models.base import TrainingSet

@@ -420,7 +420,13 @@ def serve(
 
 
 # Commands that other packages contribute: each module has register(app).
-for _module in ("cli.users_cmd", "cli.models_cmd", "cli.al_cmd", "cli.weights_cmd"):
+for _module in (
+    "cli.users_cmd",
+    "cli.models_cmd",
+    "cli.al_cmd",
+    "cli.weights_cmd",
+    "cli.inspections_cmd",
+):
     try:
         _mod = importlib.import_module(_module)
     except ModuleNotFoundError as _e:

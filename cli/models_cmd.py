@@ -34,7 +34,12 @@ def train_cmd(
         "auto", "--device", help="auto, cpu, cuda; yolo_seg also takes a GPU list such as 0,1."
     ),
     promote: bool = typer.Option(
-        False, "--promote", help="Make the new version the stage's current one."
+        False,
+        "--promote",
+        help="Make the new version the stage's current one if it beats it on the held-out split.",
+    ),
+    force_promote: bool = typer.Option(
+        False, "--force-promote", help="Make the new version the current one even if not better."
     ),
     weights: str | None = typer.Option(
         None,
@@ -74,6 +79,8 @@ def train_cmd(
                 device=device,
                 progress=progress,
                 promote=promote,
+                force_promote=force_promote,
+                evaluate=True,
                 options=config_class(stage).parse_options(options),
                 weights=weights,
             )
@@ -81,6 +88,7 @@ def train_cmd(
                 typer.echo("this rank finished; rank 0 registers the version")
             else:
                 typer.echo(f"registered {mv.name}  sha256 {mv.sha256[:12]}  {mv.path}")
+                typer.echo((mv.metrics or {}).get("promotion", {}).get("reason", ""))
     except (ServiceError, StageError, CheckpointError, ValueError) as e:
         fail(str(e))
 

@@ -475,3 +475,136 @@ def fit_to_image(
     if not math.isfinite(area) or area <= 0:
         raise GeometryError("the polygon has zero area")
     return shape, False
+
+
+# -- what a save accepts, and repairing a self-crossing outline ----------------------------------
+# The canvas (annotator/static/canvas/geometry.js: check, repair) implements both functions
+# below operation for operation, so the browser refuses and repairs exactly what the server
+# does; tests/data/geometry_cases.json holds the cases both sides must agree on.
+
+
+def _area_units(ring: np.ndarray, ndigits: int) -> int:
+    """Twice the ring's unsigned area in units of ``10**-ndigits`` pixels squared, as an exact
+    integer: the coordinates are rounded to ``ndigits`` already, so scaling them makes
+    integers, and the shoelace sum of integers has no rounding error to disagree about (taken
+    from the first point, so the sums stay far below 2**53, where JavaScript's stop being exact)."""
+    k = 10.0**ndigits
+    xs = [round(float(v) * k) for v in ring[:, 0]]
+    ys = [round(float(v) * k) for v in ring[:, 1]]
+    xs = [x - xs[0] for x in xs]
+    ys = [y - ys[0] for y in ys]
+    s, j = 0, len(xs) - 1
+    for i in range(len(xs)):
+        s += xs[j] * ys[i] - xs[i] * ys[j]
+        j = i
+    return abs(s)
+
+
+def check_geometry(
+    data: object, width: int, height: int, *, max_vertices: int, ndigits: int = 2
+) -> Shape:
+    """The rules a saved annotation's geometry must meet; returns the shape as stored
+    (coordinates rounded to ``ndigits``).
+
+    In order: a list of polygons with finite rings of 3 or more points (:meth:`Shape.from_json`),
+    at most ``max_vertices`` points per polygon, then on the rounded coordinates that will be
+    stored (so a stored shape always saves again): 3 or more points per ring, not far outside
+    the image (beyond half its longer side), and a positive area, counted exactly.
+
+    Raises:
+        GeometryError: the first rule broken, as a sentence (the canvas shows the same one).
+    """
+    shape = Shape.from_json(data)
+    check_vertex_limit(shape, max_vertices)
+    shape = Shape.from_json(shape.to_json(ndigits))
+    x0, y0, x1, y1 = shape.bbox
+    slack = 0.5 * max(width, height)
+    if x1 < -slack or y1 < -slack or x0 > width + slack or y0 > height + slack:
+        raise GeometryError(f"polygon lies outside the {width}x{height} image")
+    total = 0
+    for p in shape.polygons:
+        total += max(
+            0, _area_units(p.exterior, ndigits) - sum(_area_units(h, ndigits) for h in p.holes)
+        )
+    if total <= 0:
+        raise GeometryError("polygon has zero area")
+    return shape
+
+
+def _orient(p: list[float], q: list[float], r: list[float]) -> float:
+    return (q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0])
+
+
+def _crossing(a, b, c, d) -> list[float] | None:
+    """Where segments a-b and c-d cross at a point inside both (rounded to 0.01 px), else None
+    (touching, sharing an end or overlapping along a line is no crossing)."""
+    o1, o2, o3, o4 = _orient(a, b, c), _orient(a, b, d), _orient(c, d, a), _orient(c, d, b)
+    if not ((o1 > 0 > o2 or o1 < 0 < o2) and (o3 > 0 > o4 or o3 < 0 < o4)):
+        return None
+    t = o3 / (o3 - o4)
+    # Rounded as the store rounds (numpy's round half to even), so it is stored as computed.
+    x, y = np.round([a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1])], 2)
+    return [float(x), float(y)]
+
+
+def split_ring(ring: Sequence[Sequence[float]]) -> list[list[list[float]]]:
+    """A ring that crosses itself, cut at its crossings into rings that do not: a bow-tie
+    becomes its two triangles. A simple ring comes back alone and unchanged.
+
+    The first crossing (edges i < j, in order) splits the ring at the crossing point into the
+    loop through edges i+1..j and the loop through the rest; each loop is split again. Each
+    loop has fewer points than the ring, so it ends. Plain floats throughout, in the order
+    geometry.js computes them, so both give the same points.
+    """
+    pts = [[float(q[0]), float(q[1])] for q in ring]
+    n = len(pts)
+    for i in range(n):
+        a, b = pts[i], pts[(i + 1) % n]
+        for j in range(i + 2, n):
+            if i == 0 and j == n - 1:
+                continue  # the edge before edge 0: they share a point
+            p = _crossing(a, b, pts[j], pts[(j + 1) % n])
+            if p is not None:
+                return split_ring([p, *pts[i + 1 : j + 1]]) + split_ring(
+                    [p, *pts[j + 1 :], *pts[: i + 1]]
+                )
+    return [pts]
+
+
+def _in_ring(pt: Sequence[float], ring: Sequence[Sequence[float]]) -> bool:
+    """Even-odd ray crossing, as geometry.js's inRing."""
+    inside, j = False, len(ring) - 1
+    for i in range(len(ring)):
+        xi, yi = ring[i]
+        xj, yj = ring[j]
+        if (yi > pt[1]) != (yj > pt[1]) and pt[0] < (xj - xi) * (pt[1] - yi) / (yj - yi) + xi:
+            inside = not inside
+        j = i
+    return inside
+
+
+def repair_geometry(data: list[dict], *, max_points: int = 2_000) -> list[dict]:
+    """The JSON geometry with every self-crossing ring split (:func:`split_ring`): an outline
+    into several polygons, a hole into several holes. Each hole goes with the first new
+    polygon that holds its first point. Rings of more than ``max_points`` points are left as
+    they are (the search is quadratic). Expects the shape :meth:`Shape.from_json` accepts."""
+
+    def split(ring: list) -> list:
+        pairs = all(isinstance(q, list | tuple) for q in ring)
+        return split_ring(ring) if pairs and 3 <= len(ring) <= max_points else [ring]
+
+    out: list[dict] = []
+    for p in data:
+        parts = split(p["exterior"])
+        holes: list = []
+        for h in p.get("holes") or []:
+            holes.extend(split(h))
+        if len(parts) == 1:
+            out.append({"exterior": parts[0], "holes": holes})
+            continue
+        polys = [{"exterior": r, "holes": []} for r in parts]
+        for h in holes:
+            home = next((q for q in polys if _in_ring(h[0], q["exterior"])), polys[0])
+            home["holes"].append(h)
+        out.extend(polys)
+    return out

@@ -63,21 +63,55 @@ class UnknownLabelsError(TaxonomyError):
         )
 
 
+#: The attribute, and its value, of an instance imported from a side-less label (a "mirror"
+#: mapped to ``left_mirror``): the side was chosen by the map, not seen; a lead settles it.
+SIDE_ATTRIBUTE, SIDE_UNKNOWN = "side", "unknown"
+#: Class ids at or above this are :class:`LabelResolver`'s stand-ins for a side-less label's
+#: class (stand-in = this + class id), turned back by :meth:`LabelResolver.finish`.
+SIDE_UNKNOWN_ID_BASE = 1_000_000_000
+
+MapEntry = str | Mapping[str, str]
+
+
 class LabelResolver:
     """Resolves a source file's label names to taxonomy classes through an optional map.
 
     Unknown labels are collected rather than raised one by one, so an import can list
     every unknown label at once (call :meth:`raise_if_unknown` after the parse).
+
+    A map entry is a class name, or ``{"class": "<a sided class>", "side": "unknown"}`` for a
+    source label without a side (many public datasets have one "mirror" or "door"): such
+    instances get the sided class with the attribute ``side: unknown`` rather than a silent
+    guess. Converters know only class ids, so the resolver hands them a stand-in id for these;
+    :meth:`finish`, called on the parsed records, turns it into the class and the attribute.
     """
 
-    def __init__(self, taxonomy: Taxonomy, label_map: Mapping[str, str] | None = None):
+    def __init__(self, taxonomy: Taxonomy, label_map: Mapping[str, MapEntry] | None = None):
         self.taxonomy = taxonomy
-        self.label_map = dict(label_map or {})
-        for src, dst in self.label_map.items():
+        self.label_map: dict[str, str] = {}
+        self.side_unknown: set[str] = set()
+        for src, entry in (label_map or {}).items():
+            dst = entry
+            if isinstance(entry, Mapping):
+                if entry.get("side") != SIDE_UNKNOWN or not isinstance(entry.get("class"), str):
+                    raise TaxonomyError(
+                        f"map file entry {src!r}: an object entry must be "
+                        f'{{"class": "<taxonomy name>", "side": "unknown"}}'
+                    )
+                dst = entry["class"]
+                self.side_unknown.add(src)
             if dst not in taxonomy:
                 raise TaxonomyError(
                     f"map file entry {src!r} -> {dst!r}: {dst!r} is not a taxonomy class name"
                 )
+            if src in self.side_unknown and taxonomy.mirror_id(taxonomy.by_name(dst).id) == (
+                taxonomy.by_name(dst).id
+            ):
+                raise TaxonomyError(
+                    f"map file entry {src!r} -> {dst!r}: {dst!r} has no left/right twin, so "
+                    "its side cannot be unknown; map it to the class name alone"
+                )
+            self.label_map[src] = dst
         self.unknown: set[str] = set()
 
     def resolve(self, label: str) -> LabelClass | None:
@@ -85,15 +119,35 @@ class LabelResolver:
         cls = self.taxonomy.get(name)
         if cls is None:
             self.unknown.add(label)
+        elif label in self.side_unknown:
+            return LabelClass(
+                SIDE_UNKNOWN_ID_BASE + cls.id, cls.name, cls.group, cls.display_name, cls.color
+            )
         return cls
+
+    def finish(self, records: Iterable[ImageRecord]) -> None:
+        """Turn the stand-in ids of side-less labels into their class with ``side: unknown``."""
+        if not self.side_unknown:
+            return
+        for record in records:
+            inst = record.instances
+            stand_in = inst.class_ids >= SIDE_UNKNOWN_ID_BASE
+            if not stand_in.any():
+                continue
+            attrs = [dict(a or {}) for a in (inst.attributes or [{}] * len(inst.class_ids))]
+            for k in stand_in.nonzero()[0].tolist():
+                attrs[k][SIDE_ATTRIBUTE] = SIDE_UNKNOWN
+            inst.class_ids = inst.class_ids - SIDE_UNKNOWN_ID_BASE * stand_in
+            inst.attributes = attrs
 
     def raise_if_unknown(self, source: str) -> None:
         if self.unknown:
             raise UnknownLabelsError(self.unknown, source, self.taxonomy)
 
 
-def load_label_map(path: str | Path | None) -> dict[str, str]:
-    """Read a map file: a JSON object ``{"source label": "taxonomy name"}``."""
+def load_label_map(path: str | Path | None) -> dict[str, MapEntry]:
+    """Read a map file: a JSON object ``{"source label": "taxonomy name"}``; an entry may be
+    ``{"class": "left_mirror", "side": "unknown"}`` for a label without a side."""
     if path is None:
         return {}
     path = Path(path)
@@ -104,9 +158,10 @@ def load_label_map(path: str | Path | None) -> dict[str, str]:
     except json.JSONDecodeError as e:
         raise TaxonomyError(f"map file {path} is not valid JSON: {e}") from e
     if not isinstance(data, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+        isinstance(k, str) and (isinstance(v, str) or isinstance(v, dict)) for k, v in data.items()
     ):
         raise TaxonomyError(
-            f'map file {path} must be a JSON object of strings, like {{"back_bumper": "rear_bumper"}}'
+            f"map file {path} must be a JSON object of class names, like "
+            '{"back_bumper": "rear_bumper", "mirror": {"class": "left_mirror", "side": "unknown"}}'
         )
     return data

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from core import fuzzy
+
 GROUPS: tuple[str, ...] = ("damage", "fake", "part")
 DEFAULT_TAXONOMY_PATH = Path(__file__).with_name("taxonomy.yaml")
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -31,6 +33,8 @@ class LabelClass:
     group: str
     display_name: str
     color: str
+    #: Other words people use for it ("windscreen", "bonnet"), for the class search.
+    synonyms: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
         return {
@@ -39,7 +43,11 @@ class LabelClass:
             "group": self.group,
             "display_name": self.display_name,
             "color": self.color,
+            "synonyms": list(self.synonyms),
         }
+
+    def search_texts(self) -> tuple[str, ...]:
+        return (self.name, self.display_name, *self.synonyms)
 
 
 class Taxonomy:
@@ -92,6 +100,7 @@ class Taxonomy:
                         group=str(entry["group"]),
                         display_name=str(entry.get("display_name") or entry["name"]),
                         color=str(entry.get("color") or "#888888"),
+                        synonyms=_synonyms(entry.get("synonyms"), path, i),
                     )
                 )
             except (KeyError, TypeError, ValueError) as e:
@@ -154,6 +163,13 @@ class Taxonomy:
             [self.head_index(self.mirror_id(c.id)) for c in self.group(group)], dtype=np.int64
         )
 
+    def search(self, query: str, limit: int | None = None) -> list[LabelClass]:
+        """Classes matching ``query`` by name, display name or synonym, best first
+        (:func:`core.fuzzy.rank`); every class, in file order, for an empty query."""
+        ranked = fuzzy.rank(query, [c.search_texts() for c in self.classes])
+        hits = [self.classes[i] for i, _ in ranked]
+        return hits if limit is None else hits[:limit]
+
     def counts(self) -> dict[str, int]:
         return {g: len(self._by_group[g]) for g in GROUPS}
 
@@ -163,6 +179,16 @@ class Taxonomy:
 
     def as_list(self) -> list[dict]:
         return [c.as_dict() for c in self.classes]
+
+
+def _synonyms(raw: object, path: Path, index: int) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(s, str) and s.strip() for s in raw):
+        raise TaxonomyError(
+            f"taxonomy file {path}, class #{index + 1}: 'synonyms' must be a list of words"
+        )
+    return tuple(s.strip() for s in raw)
 
 
 @cache

@@ -7,7 +7,7 @@ Geometry is stored as JSON in the shape of ``core.geometry.Shape.to_json()``:
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from enum import Enum
 from typing import Any
 
@@ -66,6 +66,10 @@ class Project(SQLModel, table=True):
     #: ``{"choice": "auto" | "sam:<weights name>" | "assist_net" | "grabcut", "by", "at"}``;
     #: None means ``auto``.
     assistance: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    #: Quality-check settings chosen by a lead (``services.quality.project_quality_settings``):
+    #: overlap share and annotators, gold share and feedback, IoU threshold, quorum; None
+    #: means the defaults of ``core.config``.
+    quality: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -132,10 +136,24 @@ class Image(SQLModel, table=True):
     #: Optimistic lock for whole-image annotation saves; bumped by every save.
     annotation_version: int = 0
     review_comment: str | None = None
+    #: While ``rejected``: the user name of the author the rejection returns to (the last
+    #: annotator who saved it), whose queue shows it first (``services.review``).
+    rejected_for: str | None = Field(default=None, index=True)
+    #: A gold photo (``services.quality``): its gold labels are frozen in an ``AnnotationSet``
+    #: of kind ``gold``, and it is mixed into annotators' queues to score them.
+    gold: bool = Field(default=False, index=True)
+    #: How many annotators label this photo independently (overlap); 0 = an ordinary photo.
+    overlap_target: int = Field(default=0, index=True)
     #: Order of arrival; the queue falls back to it when no active-learning score exists.
     import_order: int = Field(default=0, index=True)
     #: Current active-learning priority (higher first), mirrored from ``ImageScore``.
     queue_score: float | None = Field(default=None, index=True)
+    #: The queue's lease (``services.leases``): the user the photo was handed to, since and
+    #: until when (Unix seconds); nobody else is handed it while ``lease_until`` is ahead.
+    #: No foreign key, so that migration 0005 is an in-place ALTER of this large table.
+    lease_user_id: int | None = Field(default=None, index=True)
+    lease_since: float | None = None
+    lease_until: float | None = None
     meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
@@ -153,6 +171,12 @@ class Annotation(SQLModel, table=True):
     author: str | None = None
     #: The prediction this annotation came from, when accepted or edited from one.
     prediction_id: int | None = Field(default=None, foreign_key="prediction.id")
+    #: A reviewer's decision on this one instance (``services.review``): ``accepted`` or
+    #: ``rejected`` (with ``review_reason``), by ``reviewed_by``; None until reviewed, and
+    #: again after the instance changes.
+    review_state: str | None = None
+    review_reason: str | None = None
+    reviewed_by: str | None = None
     #: Optimistic lock for this one annotation; bumped whenever it changes.
     version: int = 1
     deleted: bool = Field(default=False, index=True)
@@ -171,6 +195,22 @@ class AnnotationRevision(SQLModel, table=True):
     annotations: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
     author: str | None = None
     reason: str = "save"
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ReviewDecision(SQLModel, table=True):
+    """One review verdict, kept for the per-annotator rejection rates (``services.review``):
+    on a whole photo (``annotation_id`` None) or on one instance."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    image_id: int = Field(foreign_key="image.id", index=True)
+    annotation_id: int | None = Field(default=None, foreign_key="annotation.id")
+    #: The annotator whose work was judged (None when nobody is recorded, e.g. imported).
+    author: str | None = Field(default=None, index=True)
+    reviewer: str
+    decision: str  # accepted / rejected
+    reason: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -260,3 +300,135 @@ class Job(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+
+
+class AnnotationSet(SQLModel, table=True):
+    """One user's own annotation set of a photo, kept beside the photo's working set
+    (``services.quality``): ``overlap`` (an annotator's independent labels of an overlap
+    photo), ``gold_submission`` (an annotator's labels of a gold photo, scored) or ``gold``
+    (the gold labels, frozen when a lead marked the photo; ``user_id`` is that lead)."""
+
+    __table_args__ = (
+        UniqueConstraint("image_id", "user_id", "kind", name="uq_annotationset_image_user_kind"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    image_id: int = Field(foreign_key="image.id", index=True)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    kind: str = Field(index=True)
+    #: Annotations in the shape of ``services.annotations.annotation_to_dict``.
+    annotations: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    #: Optimistic lock of this set, as ``Image.annotation_version`` is for the working set.
+    version: int = 0
+    #: When its author marked it done (None while a draft).
+    submitted_at: datetime | None = Field(default=None, index=True)
+    #: Gold scores of a ``gold_submission`` (``services.gold.score``).
+    scores: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class PhotoAgreement(SQLModel, table=True):
+    """Agreement of the annotators of an overlap photo, computed once all their sets were in
+    (``services.agreement``)."""
+
+    image_id: int = Field(foreign_key="image.id", primary_key=True)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    #: Pooled F1 of matched instances over every pair of annotators (1 = full agreement).
+    f1: float
+    mean_iou: float | None = None
+    label_disagreements: int = 0
+    annotators: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    #: class id (as text) -> ``ClassFigures.as_dict()``
+    per_class: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    #: ``[{"a", "b", "per_class"}]`` for every pair of annotators
+    pairs: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    computed_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class InspectionKind(str, Enum):
+    pick_up = "pick_up"
+    return_ = "return"
+    claim = "claim"
+
+
+class Vehicle(SQLModel, table=True):
+    """A car photographed at inspections (``services.inspections``): known by its plate, its
+    VIN, or both (at least one)."""
+
+    __table_args__ = (
+        UniqueConstraint("project_id", "plate", name="uq_vehicle_project_plate"),
+        UniqueConstraint("project_id", "vin", name="uq_vehicle_project_vin"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    plate: str | None = Field(default=None, index=True)
+    vin: str | None = Field(default=None, index=True)
+    make: str | None = None
+    vehicle_model: str | None = None
+    notes: str | None = None
+    created_by: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Inspection(SQLModel, table=True):
+    """One walk-around of a vehicle: at pick-up, at return, or for a claim. ``name`` is how
+    imports refer to it (the folder name), unique per vehicle."""
+
+    __table_args__ = (UniqueConstraint("vehicle_id", "name", name="uq_inspection_vehicle_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    vehicle_id: int = Field(foreign_key="vehicle.id", index=True)
+    name: str
+    kind: str = Field(default="claim", index=True)  # pick_up / return / claim
+    inspected_on: date | None = None
+    claim_number: str | None = Field(default=None, index=True)
+    notes: str | None = None
+    created_by: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class InspectionPhoto(SQLModel, table=True):
+    """A photo's slot in an inspection (front, rear_left, closeup_2, ...). The image is the
+    key, so a photo belongs to at most one inspection slot; a slot holds one photo."""
+
+    __table_args__ = (UniqueConstraint("inspection_id", "slot", name="uq_inspectionphoto_slot"),)
+
+    image_id: int = Field(foreign_key="image.id", primary_key=True)
+    inspection_id: int = Field(foreign_key="inspection.id", index=True)
+    slot: str
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class DamageFlag(SQLModel, table=True):
+    """A return photo's damage instance compared with the pick-up inspection
+    (``services.new_damage``): ``new_since_pick_up``, ``pre_existing`` or ``unverified``
+    (no alignment held), and an analyst's ``confirmed``/``dismissed`` verdict with a note."""
+
+    __table_args__ = (
+        UniqueConstraint("image_id", "source", "source_id", name="uq_damageflag_instance"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    inspection_id: int = Field(foreign_key="inspection.id", index=True)
+    image_id: int = Field(foreign_key="image.id", index=True)
+    #: ``annotation`` or ``prediction``, and that row's id
+    source: str
+    source_id: int
+    class_id: int
+    geometry: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
+    compared_inspection_id: int | None = Field(default=None, foreign_key="inspection.id")
+    compared_image_id: int | None = Field(default=None, foreign_key="image.id")
+    state: str = Field(index=True)
+    best_iou: float | None = None
+    #: ``{"method", "inliers", "confidence", "homography", "reason"}``
+    alignment: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    decision: str | None = None
+    note: str | None = None
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    computed_at: datetime = Field(default_factory=utcnow)

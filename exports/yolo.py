@@ -2,7 +2,7 @@
 
 Layout written (what ``ultralytics`` expects for ``task=segment``)::
 
-    OUT/data.yaml                   path, train/val/test folders, names {index: class name}
+    OUT/data.yaml                   train/val/test folders, names {index: class name}
     OUT/images/<split>/<name>.jpg
     OUT/labels/<split>/<name>.txt   one line per instance: "<index> x1 y1 x2 y2 ..."
 
@@ -11,6 +11,11 @@ Coordinates are normalised by the image width and height, 6 decimals, clipped to
 instance with several parts or holes is merged into one ring joined by zero-width bridges
 at the closest points, exactly as ``ultralytics.data.converter.merge_multi_segment`` does
 for COCO; the even-odd fill of the merged ring is the original region.
+
+data.yaml holds no ``path``: Ultralytics then reads the split folders relative to the folder
+data.yaml lies in (``check_det_dataset``), so the dataset trains wherever it is unzipped or
+moved. A relative ``path`` such as ``.`` would be read against the working directory, and an
+absolute one names the folder it was written in (a server's temporary folder for a download).
 
 Class indices are contiguous: the classes of ``group`` (so index = the model head's
 index) or of the whole taxonomy, in taxonomy order; ``names`` in data.yaml records them.
@@ -146,6 +151,13 @@ def _unique_name(rec: ImageRecord, used: set[str], i: int) -> str:
     return name
 
 
+#: The first lines of every data.yaml written: why it has no ``path`` (module docstring).
+DATA_YAML_HEADER = (
+    "# Panelbeater export. No 'path' on purpose: Ultralytics reads the folders below\n"
+    "# relative to this file, so the dataset trains wherever it is unzipped.\n"
+)
+
+
 def write(
     records: Iterable[ImageRecord],
     taxonomy: Taxonomy,
@@ -188,8 +200,10 @@ def write(
         result.images[split] += 1
         result.instances[split] += len(lines)
         result.instances_left_out += left_out
-    data = {"path": str(out.resolve()), **{s: f"images/{s}" for s in SPLITS}, "names": names}
-    result.data_yaml.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    data = {**{s: f"images/{s}" for s in SPLITS}, "names": names}
+    result.data_yaml.write_text(
+        DATA_YAML_HEADER + yaml.safe_dump(data, sort_keys=False), encoding="utf-8"
+    )
     return result
 
 

@@ -47,8 +47,9 @@ def run_round(
 ) -> dict[str, Any]:
     """``weights``: stage -> weights name or path the stage starts from (instead of its
     promoted version); ``options``: stage -> ``["key=value", ...]`` config overrides."""
+    steps = RoundSteps(ctx)
     # 1. snapshot
-    ctx.report(stage="snapshot of the labelled set", progress=0.01)
+    steps.record("snapshot", "snapshot of the labelled set", progress=0.01)
     with session_scope() as s:
         project = ctx.project(s)
         held = registry.ensure_holdout(s, project)
@@ -70,6 +71,7 @@ def run_round(
     for n, stage in enumerate(stages):
         lo = 0.02 + n * span
         # 2. train
+        steps.record("train", f"training {stage}")
         with session_scope() as s:
             project = ctx.project(s)
             parent = registry.current(s, stage)
@@ -97,47 +99,43 @@ def run_round(
             if mv is None:
                 raise RuntimeError(f"training {stage} registered no version")
             mv_id, mv_name = mv.id, mv.name
-        # 3. evaluate on the held-out split
+        # 3. evaluate on the held-out split, 4. promote only if better (or forced)
+        steps.record("evaluate", f"evaluating {mv_name} on the held-out split")
         with session_scope() as s:
             project = ctx.project(s)
-            model_runs.evaluate_stage(
+            mv = s.get(ModelVersion, mv_id)
+            decision = model_runs.evaluate_and_promote(
                 s,
                 project,
-                stage,
-                version=mv_name,
+                mv,
+                force=force_promote,
                 device=device or "auto",
                 progress=ctx.progress_callback(
                     f"evaluating {mv_name} on the held-out split",
                     (lo + 0.75 * span, lo + span),
                 ),
             )
-            mv = s.get(ModelVersion, mv_id)
-            # 4. promote only if better (or forced by the lead)
-            incumbent = registry.current(s, stage)
-            better, why = registry.is_better(
-                mv, incumbent if incumbent and incumbent.id != mv.id else None
-            )
-            promote = better or force_promote
-            if promote:
-                registry.set_promoted(s, mv)
-            reason = why + ("; promoted by override" if force_promote and not better else "")
             out["stages"][stage] = {
                 "version": mv_name,
                 "metrics": mv.metrics,
-                "promoted": promote,
-                "reason": reason,
+                "promoted": decision["promoted"],
+                "reason": decision["reason"],
             }
-            ctx.log.info(
-                "%s: %s -> %s", stage, reason, "promoted" if promote else "kept the current version"
-            )
+            verdict = "promoted" if decision["promoted"] else "kept the current version"
+            ctx.log.info("%s: %s -> %s", stage, decision["reason"], verdict)
+        # reported once the promotion is committed (SQLite allows one writer at a time)
+        steps.record("promote", f"{stage}: {decision['reason']}")
     # 5. pre-annotate the unlabelled images with the promoted versions
     predicted: dict[str, Any] = {}
     pre_annotating = pre_annotating_stages()
     with session_scope() as s:
         promoted = {st: registry.current(s, st) for st in stages if st in pre_annotating}
         promoted = {st: mv.name for st, mv in promoted.items() if mv is not None}
+    if not promoted:
+        steps.record("pre-annotate", "no promoted stage pre-annotates photos; nothing to do")
     for i, (stage, name) in enumerate(promoted.items()):
         lo = 0.75 + 0.2 * i / max(len(promoted), 1)
+        steps.record("pre-annotate", f"pre-annotating with {name}")
         with session_scope() as s:
             predicted[stage] = model_runs.predict_stage(
                 s,
@@ -149,16 +147,40 @@ def run_round(
                     f"pre-annotating with {name}", (lo, lo + 0.2 / len(promoted))
                 ),
             )
+        steps.record("pre-annotate", f"{name} pre-annotated {predicted[stage]} new photos")
     out["predicted"] = predicted
     # 6. re-select the queue
-    ctx.report(stage=f"selecting the next {k} photos ({strategy})", progress=0.96)
+    steps.record("select", f"selecting the next {k} photos ({strategy})", progress=0.96)
     out["selection"] = reselect(ctx, strategy, k)
+    sel = out["selection"]
+    note = f"selected {len(sel['selected'])} photos by {sel['strategy']}"
+    if sel["strategy"] != strategy:
+        note = f"{strategy} fell back to {sel['strategy']}: " + "; ".join(sel["fallbacks"])
+    steps.record("select", note, progress=0.99)
+    out["steps"] = steps.done
     return out
 
 
+class RoundSteps:
+    """The round's steps in the order they ran (train, evaluate, promote, pre-annotate,
+    select), each with what it really did: written to the job's ``stage`` and ``message``
+    as it goes and kept for the job's result (``result["steps"]``)."""
+
+    def __init__(self, ctx: JobContext):
+        self.ctx = ctx
+        self.done: list[dict[str, str]] = []
+
+    def record(self, step: str, what: str, *, progress: float | None = None) -> None:
+        self.done.append({"step": step, "what": what})
+        self.ctx.report(stage=what if step != "promote" else None, message=what, progress=progress)
+
+
 def registry_stages(session: Session) -> set[str]:
-    """Stages with a promoted version."""
-    return {mv.stage for mv in registry.versions(session) if mv.promoted}
+    """Trainable stages with a promoted version (not e.g. the aligner's ``patch_ssl``, which
+    is registered too but is no ``models.registry`` stage)."""
+    from models.registry import stage_names
+
+    return {mv.stage for mv in registry.versions(session) if mv.promoted} & set(stage_names())
 
 
 def reselect(ctx: JobContext, strategy: str, k: int) -> dict[str, Any]:

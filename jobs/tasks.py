@@ -16,7 +16,7 @@ from db.models import ModelVersion
 from db.session import session_scope
 from jobs.context import JobContext
 from jobs.rounds import run_round
-from services import assist_training, model_runs
+from services import assist_training, model_runs, part_seg_training
 
 
 def version_summary(mv: ModelVersion | None) -> dict[str, Any] | None:
@@ -147,6 +147,53 @@ def run_assist_autotrain(
         )
 
 
+def run_part_seg_autotrain(
+    ctx: JobContext,
+    *,
+    config: str | None = None,
+    time_budget_s: float | None = None,
+    device: str | None = None,
+    photos: int | None = None,
+) -> dict:
+    """Train part_seg for its time budget and promote it only if its held-out mask AP50 beats
+    the promoted YOLO part model's (``services.part_seg_training``). ``photos``: the
+    labelled-photo count that queued the job (the trigger reads it back)."""
+    with session_scope() as s:
+        return part_seg_training.train_and_compare(
+            s,
+            ctx.project(s),
+            config=config,
+            time_budget_s=time_budget_s,
+            device=device,
+            progress_for=ctx.progress_callback,
+        )
+
+
+def run_fraud_screen(ctx: JobContext, *, image_ids: list[int] | None = None) -> dict:
+    """Queue photos for a fraud check by their damage's colour and texture
+    (``services.fraud_screen``): no fake-damage model needed. Commits every few photos,
+    and reports between commits (SQLite has one writer at a time)."""
+    from services.fraud_screen import damage_image_ids, screen_images
+
+    with session_scope() as s:
+        ids = damage_image_ids(s, ctx.project(s), image_ids)
+    ctx.report(stage="screening damage polygons", progress=0.0)
+    out = {"screened": 0, "queued": 0}
+    for start in range(0, len(ids), FRAUD_SCREEN_CHUNK):
+        with session_scope() as s:
+            part = screen_images(s, ctx.project(s), ids[start : start + FRAUD_SCREEN_CHUNK])
+        out = {k: out[k] + part[k] for k in out}
+        ctx.report(progress=out["screened"] / max(len(ids), 1))
+    ctx.report(
+        message=f"screened {out['screened']} photos with damage; {out['queued']} queued for a check"
+    )
+    return out
+
+
+#: Photos the fraud screen commits at a time.
+FRAUD_SCREEN_CHUNK = 16
+
+
 HANDLERS: dict[str, Callable[..., dict]] = {
     "preannotate": run_preannotate,
     "embed": run_embed,
@@ -154,5 +201,7 @@ HANDLERS: dict[str, Callable[..., dict]] = {
     "evaluate": run_evaluate,
     "select": run_select,
     "round": run_round,
+    "fraud_screen": run_fraud_screen,
     assist_training.JOB_KIND: run_assist_autotrain,
+    part_seg_training.JOB_KIND: run_part_seg_autotrain,
 }

@@ -40,6 +40,7 @@ KINDS: dict[str, str] = {
     "resnet34": "torchvision ResNet34 state dict",
     "mask_rcnn": "torchvision Mask R-CNN (ResNet-50 FPN) state dict",
     "vit": "timm or torchvision ViT state dict",
+    "mobilenet_v3_large": "torchvision MobileNetV3-Large state dict",
 }
 
 SAM_SIZES = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
@@ -373,6 +374,13 @@ def _classify_state_dict(path: Path, sd: dict[str, Any]) -> tuple[str, dict[str,
         fc = sd.get("fc.weight")
         return "resnet34", {
             "class_count": int(fc.shape[0]) if fc is not None else None,
+            "params": params,
+        }
+    if "features.16.0.weight" in sd and "features.1.block.0.0.weight" in sd:
+        # MobileNetV3-Large: 17 feature blocks (0..16); the small one stops at 12
+        cls = sd.get("classifier.3.weight")
+        return "mobilenet_v3_large", {
+            "class_count": int(cls.shape[0]) if cls is not None else None,
             "params": params,
         }
     if "conv_proj.weight" in sd and "class_token" in sd:

@@ -71,6 +71,10 @@ class YoloSegConfig(StageConfig):
     conf: float = 0.25
     max_det: int = 300
     group: str = "part"
+    #: Ultralytics' "auto" ignores lr0/momentum and, for schedules under 10k iterations
+    #: (every CPU round), picks AdamW at ~0.00015 for 61 classes, which barely moves a
+    #: scratch model; naming the optimizer makes lr0 and momentum the ones that train
+    optimizer: str = "SGD"
     lr0: float = 0.01
     lrf: float = 0.01
     momentum: float = 0.937
@@ -281,6 +285,7 @@ class YoloSegStage(StageBase):
                 plots=False,
                 verbose=False,
                 seed=cfg.seed,
+                optimizer=cfg.optimizer,
                 lr0=cfg.lr0,
                 lrf=cfg.lrf,
                 momentum=cfg.momentum,

@@ -3,7 +3,9 @@
 A save replaces the image's whole annotation set at once (what the workspace autosaves).
 It succeeds only if the caller saw the current ``Image.annotation_version``; the set as it
 was before is kept as an ``AnnotationRevision``, and removed annotations are soft-deleted,
-so no save can destroy earlier work.
+so no save can destroy earlier work. With ``keep_going`` (what the workspace sends) one bad
+instance does not refuse the set: the others are saved and each refused one is reported with
+its reason (:func:`save_annotation_set`), so no edit is dropped without a word.
 
 The rules about who may do what to an image live here too, so the REST API, the UI and the
 CLI apply the same ones: :func:`save_annotations_as` (only fraud analysts may change the
@@ -18,7 +20,7 @@ that does not exist, and the ``*_as`` functions check the user's membership too.
 from __future__ import annotations
 
 import json
-import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,7 +28,7 @@ from sqlalchemy import update
 from sqlmodel import Session, select
 
 from core.config import get_settings
-from core.geometry import GeometryError, Shape, check_vertex_limit
+from core.geometry import GeometryError, Shape, check_geometry, repair_geometry
 from core.instances import SEVERITIES, Instances
 from core.taxonomy import Taxonomy, TaxonomyError
 from db.models import (
@@ -42,9 +44,11 @@ from db.models import (
     User,
     utcnow,
 )
+from services import rejections
 from services import users as user_service
 from services.assist_training import maybe_queue_assist_training
 from services.errors import Forbidden, Invalid, NotFound, VersionConflict
+from services.part_seg_training import maybe_queue_part_seg_training
 from services.projects import project_taxonomy, require_member
 
 __all__ = [
@@ -60,6 +64,8 @@ __all__ = [
     "image_summary",
     "normalise_annotation",
     "prediction_dicts",
+    "SaveOutcome",
+    "save_annotation_set",
     "save_annotations",
     "save_annotations_as",
     "set_prediction_state",
@@ -102,6 +108,9 @@ def annotation_to_dict(a: Annotation) -> dict[str, Any]:
         "prediction_id": a.prediction_id,
         "version": a.version,
         "updated_at": a.updated_at.isoformat() if a.updated_at else None,
+        "review_state": a.review_state,
+        "review_reason": a.review_reason,
+        "reviewed_by": a.reviewed_by,
     }
 
 
@@ -209,19 +218,16 @@ def normalise_annotation(
     else:
         raise AnnotationInvalid(f"{where}: needs 'class_id' or 'class_name'")
     try:
-        shape = Shape.from_json(raw.get("geometry"))
-        check_vertex_limit(shape, get_settings().max_vertices_per_polygon)
+        # Partly-outside polygons are fine; far-off ones are a bug. The canvas checks the same
+        # rules before it sends (geometry.js check).
+        shape = check_geometry(
+            raw.get("geometry"),
+            image.width,
+            image.height,
+            max_vertices=get_settings().max_vertices_per_polygon,
+        )
     except GeometryError as e:
         raise AnnotationInvalid(f"{where}: {e}") from None
-    x0, y0, x1, y1 = shape.bbox
-    # partly-outside polygons are fine; far-off ones are a bug
-    slack = 0.5 * max(image.width, image.height)
-    if x1 < -slack or y1 < -slack or x0 > image.width + slack or y0 > image.height + slack:
-        raise AnnotationInvalid(
-            f"{where}: polygon lies outside the {image.width}x{image.height} image"
-        )
-    if not math.isfinite(shape.area) or shape.area <= 0:
-        raise AnnotationInvalid(f"{where}: polygon has zero area")
     source = raw.get("source") or AnnotationSource.manual.value
     try:
         source = AnnotationSource(source)
@@ -244,6 +250,18 @@ def normalise_annotation(
     }
 
 
+@dataclass
+class SaveOutcome:
+    """What a save did: the new version, the instances it refused (``keep_going``) and the
+    ids it gave the new ones."""
+
+    version: int
+    #: ``{"index", "client_id", "id", "reason"}`` per refused instance, in request order.
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    #: ``{"index", "client_id", "id"}`` per annotation this save created, in request order.
+    created: list[dict[str, Any]] = field(default_factory=list)
+
+
 def save_annotations(
     session: Session,
     *,
@@ -263,6 +281,35 @@ def save_annotations(
     Raises VersionConflict when ``expected_version`` is stale, AnnotationInvalid when an
     annotation is malformed (nothing is written then).
     """
+    return save_annotation_set(
+        session,
+        image_id=image_id,
+        expected_version=expected_version,
+        annotations=annotations,
+        author=author,
+        reason=reason,
+        reopen_reviewed=reopen_reviewed,
+    ).version
+
+
+def save_annotation_set(
+    session: Session,
+    *,
+    image_id: int,
+    expected_version: int,
+    annotations: list[dict[str, Any]],
+    author: str | None,
+    reason: str = "save",
+    reopen_reviewed: bool = False,
+    keep_going: bool = False,
+) -> SaveOutcome:
+    """:func:`save_annotations`, and with ``keep_going`` one bad instance does not refuse the
+    rest: each instance that breaks a rule is left out and reported in
+    :attr:`SaveOutcome.rejected` with the reason, the rest is saved in one write. A refused
+    instance that was saved before keeps its stored version (it is not deleted); a refused
+    new one is not created. Nothing is dropped without a word: the caller gets every refusal.
+    An instance may carry ``client_id`` (any JSON scalar), echoed in the outcome.
+    """
     image = get_image(session, image_id)
     whole_number(expected_version, "version")
     taxonomy = project_taxonomy(session.get(Project, image.project_id))
@@ -272,12 +319,40 @@ def save_annotations(
             f"{len(annotations):,} annotations on one photo is more than the limit of {limit:,} "
             "(setting PANELBEATER_MAX_POLYGONS_PER_IMAGE)"
         )
-    incoming = [normalise_annotation(a, taxonomy, i, image) for i, a in enumerate(annotations)]
-    _check_prediction_ids(session, image_id, incoming)
     # Read once: a save that claims the version below is the only writer of these rows.
     rows = current_annotations(session, image_id)
-    if image.annotation_version == expected_version and _unchanged(rows, incoming):
-        return expected_version
+    existing = {a.id: a for a in rows}
+    predictions = _image_prediction_ids(session, image_id, annotations)
+    rejected: list[dict[str, Any]] = []
+    incoming: list[dict[str, Any]] = []
+    order: list[int] = []  # request index of each item of incoming
+    for i, raw in enumerate(annotations):
+        try:
+            item = normalise_annotation(raw, taxonomy, i, image)
+            if item["id"] is not None and item["id"] not in existing:
+                raise AnnotationInvalid(
+                    f"annotation id {item['id']} does not belong to image {image_id} "
+                    "(or was deleted)"
+                )
+            if item["prediction_id"] is not None and item["prediction_id"] not in predictions:
+                raise AnnotationInvalid(
+                    f"annotation {i + 1}: prediction_id {item['prediction_id']} is not a "
+                    f"prediction of image {image_id}; leave it out for a shape you drew yourself"
+                )
+        except AnnotationInvalid as e:
+            if not keep_going:
+                raise
+            rejected.append(_rejection(raw, i, str(e), existing))
+            continue
+        incoming.append(item)
+        order.append(i)
+    # A refused instance that is stored stays as it is stored.
+    refused_ids = {r["id"] for r in rejected if r["id"] is not None}
+    kept_rows = [existing[i] for i in sorted(refused_ids)]
+    if image.annotation_version == expected_version and _unchanged(
+        [r for r in rows if r.id not in refused_ids], incoming
+    ):
+        return SaveOutcome(expected_version, rejected)
     reopen = reopen_reviewed and image.status == ImageStatus.reviewed
     if reopen:
         reason = f"{reason}; edited after review, so reviewed -> labelled"
@@ -299,7 +374,6 @@ def save_annotations(
             annotation_dicts(session, image_id),
         )
 
-    existing = {a.id: a for a in rows}
     session.add(
         AnnotationRevision(
             image_id=image_id,
@@ -310,26 +384,23 @@ def save_annotations(
         )
     )
     now = utcnow()
-    kept: set[int] = set()
-    for item in incoming:
+    kept: set[int] = {r.id for r in kept_rows}
+    created: list[tuple[int, Annotation]] = []
+    for index, item in zip(order, incoming, strict=True):
         row = existing.get(item["id"]) if item["id"] is not None else None
-        if item["id"] is not None and row is None:
-            raise AnnotationInvalid(
-                f"annotation id {item['id']} does not belong to image {image_id} (or was deleted)"
-            )
         if row is None:
-            session.add(
-                Annotation(
-                    image_id=image_id,
-                    class_id=item["class_id"],
-                    group=item["group"],
-                    geometry=item["geometry"],
-                    attributes=item["attributes"],
-                    source=item["source"],
-                    author=author,
-                    prediction_id=item["prediction_id"],
-                )
+            new_row = Annotation(
+                image_id=image_id,
+                class_id=item["class_id"],
+                group=item["group"],
+                geometry=item["geometry"],
+                attributes=item["attributes"],
+                source=item["source"],
+                author=author,
+                prediction_id=item["prediction_id"],
             )
+            session.add(new_row)
+            created.append((index, new_row))
             continue
         kept.add(row.id)
         if not _same(row, item):
@@ -338,6 +409,8 @@ def save_annotations(
             row.version += 1
             row.updated_at = now
             row.author = author
+            # A changed instance is new work: a reviewer's verdict on the old one no longer holds.
+            row.review_state = row.review_reason = row.reviewed_by = None
             session.add(row)
     for row_id, row in existing.items():
         if row_id not in kept:
@@ -354,7 +427,27 @@ def save_annotations(
         image.meta = {**(image.meta or {}), "status_by": author}
         session.add(image)
     session.flush()
-    return expected_version + 1
+    return SaveOutcome(
+        expected_version + 1,
+        rejected,
+        [{"index": i, "client_id": _client_id(annotations[i]), "id": r.id} for i, r in created],
+    )
+
+
+def _client_id(raw: object) -> Any:
+    """The caller's own name for an instance, echoed back; only a short scalar."""
+    cid = raw.get("client_id") if isinstance(raw, dict) else None
+    if isinstance(cid, bool) or not isinstance(cid, int | str) or len(str(cid)) > 100:
+        return None
+    return cid
+
+
+def _rejection(
+    raw: object, index: int, reason: str, existing: dict[int, Annotation]
+) -> dict[str, Any]:
+    ann_id = raw.get("id") if isinstance(raw, dict) else None
+    stored = ann_id if isinstance(ann_id, int) and ann_id in existing else None
+    return {"index": index, "client_id": _client_id(raw), "id": stored, "reason": reason}
 
 
 def _same(row: Annotation, item: dict[str, Any]) -> bool:
@@ -373,21 +466,26 @@ def _unchanged(rows: list[Annotation], incoming: list[dict[str, Any]]) -> bool:
     )
 
 
-def _check_prediction_ids(session: Session, image_id: int, incoming: list[dict[str, Any]]) -> None:
-    wanted = {item["prediction_id"] for item in incoming if item["prediction_id"] is not None}
+def _image_prediction_ids(
+    session: Session, image_id: int, annotations: list[dict[str, Any]]
+) -> set[int]:
+    """Of the prediction ids the request names, those that are predictions of the image
+    (one query for the whole save)."""
+    wanted = {
+        a["prediction_id"]
+        for a in annotations
+        if isinstance(a, dict)
+        and isinstance(a.get("prediction_id"), int)
+        and not isinstance(a.get("prediction_id"), bool)
+        and 1 <= a["prediction_id"] <= MAX_ID
+    }
     if not wanted:
-        return
-    known = set(
+        return set()
+    return set(
         session.exec(
             select(Prediction.id).where(Prediction.id.in_(wanted), Prediction.image_id == image_id)
         ).all()
     )
-    for i, item in enumerate(incoming):
-        if item["prediction_id"] is not None and item["prediction_id"] not in known:
-            raise AnnotationInvalid(
-                f"annotation {i + 1}: prediction_id {item['prediction_id']} is not a prediction "
-                f"of image {image_id}; leave it out for a shape you drew yourself"
-            )
 
 
 def _status(status: ImageStatus | str) -> ImageStatus:
@@ -418,6 +516,7 @@ def set_status(
         )
     if status == ImageStatus.rejected and not (comment and comment.strip()):
         raise Invalid("rejecting a photo needs a comment that tells the annotator what to fix")
+    rejections.note_status_change(session, image, status, author, comment)
     image.status = status
     image.review_comment = (
         comment if status in (ImageStatus.rejected, ImageStatus.reviewed) else image.review_comment
@@ -486,6 +585,7 @@ def image_summary(image: Image) -> dict[str, Any]:
         "status": image.status.value,
         "annotation_version": image.annotation_version,
         "review_comment": image.review_comment,
+        "rejected_for": image.rejected_for,
         "queue_score": image.queue_score,
         "import_order": image.import_order,
     }
@@ -631,37 +731,76 @@ def save_annotations_as(
     image_id: int,
     expected_version: int,
     annotations: list[dict[str, Any]],
+    keep_going: bool = False,
 ) -> dict[str, Any]:
-    """``user``'s save of the image's whole annotation set; returns :func:`image_detail` after it.
+    """``user``'s save of the image's whole annotation set; returns :func:`image_detail` after it,
+    plus ``rejected`` and ``created`` (:class:`SaveOutcome`).
+
+    An outline that crosses itself, new or changed in this save, is split where it crosses
+    (:func:`core.geometry.repair_geometry`, which the canvas applies too): a bow-tie becomes
+    two parts rather than a zero or wrong area. With ``keep_going`` an instance that breaks a
+    rule is refused alone and reported, and the rest is saved (:func:`save_annotation_set`).
 
     Raises NotFound for an image of another ``project``, Forbidden when the user is not a
     member of it or changes a fake-damage verdict they may not (:func:`check_fake_edits`),
-    Invalid for a malformed annotation, VersionConflict when ``expected_version`` is stale.
-    Nothing is written when it raises.
+    Invalid for a malformed annotation (without ``keep_going``), VersionConflict when
+    ``expected_version`` is stale. Nothing is written when it raises.
     """
     require_member(session, user, project)
     get_image(session, image_id, project)
-    for i, a in enumerate(annotations):
-        if not isinstance(a, dict):
-            raise AnnotationInvalid(f"annotation {i + 1}: expected an object")
-        if not isinstance(a.get("geometry"), list):
-            raise AnnotationInvalid(f"annotation {i + 1}: 'geometry' must be a list of polygons")
-        if _has_nonfinite(a.get("geometry")):
-            raise AnnotationInvalid(f"annotation {i + 1}: a coordinate is NaN or infinite")
+    if not keep_going:
+        for i, a in enumerate(annotations):
+            if not isinstance(a, dict):
+                raise AnnotationInvalid(f"annotation {i + 1}: expected an object")
+            if not isinstance(a.get("geometry"), list):
+                raise AnnotationInvalid(
+                    f"annotation {i + 1}: 'geometry' must be a list of polygons"
+                )
+            if _has_nonfinite(a.get("geometry")):
+                raise AnnotationInvalid(f"annotation {i + 1}: a coordinate is NaN or infinite")
     check_fake_edits(session, image_id, annotations, user)
-    new_version = save_annotations(
+    annotations = _repaired(session, image_id, annotations)
+    outcome = save_annotation_set(
         session,
         image_id=image_id,
         expected_version=expected_version,
         annotations=annotations,
         author=user.username,
         reopen_reviewed=not user_service.can(user, "review"),
+        keep_going=keep_going,
     )
-    sync_prediction_states(session, image_id, annotations)
+    sync_prediction_states(session, image_id, annotation_dicts(session, image_id))
     maybe_queue_assist_training(session, project)  # cheap; never fails the save
+    maybe_queue_part_seg_training(session, project)  # the same, for part_seg
     image = get_image(session, image_id)
     session.refresh(image)
-    return {**image_detail(session, image), "version": new_version}
+    return {
+        **image_detail(session, image),
+        "version": outcome.version,
+        "rejected": outcome.rejected,
+        "created": outcome.created,
+    }
+
+
+def _repaired(
+    session: Session, image_id: int, annotations: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """``annotations`` with the self-crossing outlines of new or changed geometry split; what is
+    stored unchanged stays as it is (an imported outline is the importer's business)."""
+    stored = {a.id: a.geometry for a in current_annotations(session, image_id)}
+    out = []
+    for a in annotations:
+        geom = a.get("geometry") if isinstance(a, dict) else None
+        ann_id = a.get("id") if isinstance(a, dict) else None
+        same = isinstance(ann_id, int) and stored.get(ann_id) == geom
+        if isinstance(geom, list) and not same:
+            try:
+                Shape.from_json(geom)  # malformed: left for the rules to name
+                a = {**a, "geometry": repair_geometry(geom)}
+            except (GeometryError, TypeError, ValueError):
+                pass
+        out.append(a)
+    return out
 
 
 #: Who may move an image to each status (a permission of ``services.users``).
@@ -695,8 +834,16 @@ def set_status_as(
     require_member(session, user, project)
     get_image(session, image_id, project)
     check_status_permission(user, status)
+    if _status(status) == ImageStatus.reviewed and (
+        refused := rejections.rejected_instances(session, image_id)
+    ):
+        raise Invalid(
+            f"{len(refused)} instance(s) of this photo are rejected (ids "
+            f"{', '.join(str(a.id) for a in refused)}); accept them, or reject the photo"
+        )
     image = set_status(
         session, image_id=image_id, status=status, author=user.username, comment=comment
     )
     maybe_queue_assist_training(session, project)  # a photo marked labelled adds its polygons
+    maybe_queue_part_seg_training(session, project)  # the same, for part_seg
     return image

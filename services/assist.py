@@ -440,4 +440,9 @@ def assist(
     shape = result.shape
     if shape is not None:
         shape = simplify_shape(shape.scaled(1.0 / s), tolerance)
-    return AssistResult(shape=shape, score=float(result.score), backend=str(result.backend))
+    note = result.note
+    if note and result.backend == "grabcut" and assist_net_path(session) is not None:
+        note += "; an assist_net version is registered: choose it under Assistance on the dashboard"
+    return AssistResult(
+        shape=shape, score=float(result.score), backend=str(result.backend), note=note
+    )

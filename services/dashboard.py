@@ -33,6 +33,83 @@ def model_version_rows(session: Session) -> list[dict[str, Any]]:
     ]
 
 
+def version_table(session: Session) -> list[dict[str, Any]]:
+    """The dashboard's model versions, by stage and newest first, each in a few readable
+    fields: the primary metric, up to :data:`HELDOUT_SHOWN` other held-out figures, the
+    photos it was trained on and why it was (not) promoted."""
+    rows = session.exec(
+        select(ModelVersion).order_by(ModelVersion.stage, ModelVersion.version.desc())
+    ).all()
+    out = []
+    for mv in rows:
+        metrics = mv.metrics or {}
+        pm = registry.primary_metric(metrics, mv.stage)
+        held = registry.flatten_metrics(metrics.get("holdout") or {})
+        others = [(k, v) for k, v in held.items() if pm is None or f"holdout.{k}" != pm[0]]
+        out.append(
+            {
+                "id": mv.id,
+                "name": mv.name,
+                "stage": mv.stage,
+                "promoted": mv.promoted,
+                "primary": f"{pm[0].removeprefix('holdout.')} = {pm[1]:.3f}" if pm else "none",
+                "heldout": ", ".join(f"{k} {v:.3f}" for k, v in others[:HELDOUT_SHOWN]),
+                "trained_on": (mv.train_snapshot or {}).get("count", ""),
+                "why": (metrics.get("promotion") or {}).get("reason", ""),
+            }
+        )
+    return out
+
+
+#: Held-out figures besides the primary one that the dashboard's version table shows.
+HELDOUT_SHOWN = 4
+
+
+def model_state(session: Session, project: Project) -> list[str]:
+    """Sentences about promoted versions that show no predictions on the project's photos
+    (``services.predictions.empty_result_reason``); empty when every one shows some."""
+    from models.registry import pre_annotating_stages
+    from services.predictions import empty_result_reason, version_yield
+
+    out = []
+    for stage in pre_annotating_stages():
+        mv = registry.current(session, stage)
+        if mv is None:
+            continue
+        counts = version_yield(session, project.id, mv.id)
+        pm = registry.primary_metric(mv.metrics or {}, mv.stage)
+        reason = empty_result_reason(mv, counts["photos"], counts["predictions"], pm)
+        if reason:
+            out.append(reason)
+    return out
+
+
+def promote_version(session: Session, ref: int | str) -> ModelVersion:
+    """The lead's override: promote a version whatever its metrics."""
+    return registry.promote(session, ref)
+
+
+def rollback_stage_of(session: Session, ref: int | str) -> ModelVersion:
+    """Roll back the stage of version ``ref`` (by name or id): promote the promoted
+    version's parent, else the next older one."""
+    return registry.rollback(session, registry.get_version(session, ref).stage)
+
+
+def job_summary(job: dict[str, Any]) -> str:
+    """What a job really did, in a line (``jobs.service.job_dict``'s shape): a round's
+    steps after training (promotion verdicts, pre-annotation, the selection and any
+    fallback), else its message; a failed job's error, first line."""
+    if job.get("error"):
+        return "failed: " + job["error"].strip().splitlines()[-1]
+    steps = (job.get("result") or {}).get("steps")
+    if steps:
+        outcomes = [s["what"] for s in steps if s["step"] == "promote"]
+        outcomes += [s["what"] for s in steps if " pre-annotated " in s["what"]]
+        outcomes += [s["what"] for s in steps if s["step"] == "select"][-1:]
+        return " · ".join(outcomes)
+    return job.get("message") or ""
+
+
 def dashboard_data(session: Session, project: Project) -> dict[str, Any]:
     """``{"stats", "throughput", "models"}``: counts per status, group and class
     (``services.stats``), per-annotator throughput over the last week, model versions."""

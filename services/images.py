@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from sqlalchemy import and_, exists, func, or_
+from sqlalchemy import and_, case, exists, func
 from sqlmodel import Session, select
 
-from db.models import Annotation, Image, ImageStatus, Prediction, Project
+from db.models import Annotation, Image, ImageStatus, InspectionPhoto, Project
 from services.annotations import image_detail
 from services.errors import Invalid, NotFound
 
@@ -24,6 +24,7 @@ def _filtered(
     split: str | None = None,
     class_id: int | None = None,
     flagged: bool | None = None,
+    inspection_id: int | None = None,
 ):
     stmt = select(Image).where(Image.project_id == project_id)
     if status:
@@ -40,14 +41,19 @@ def _filtered(
     if class_id is not None:
         stmt = stmt.where(exists().where(live, Annotation.class_id == class_id))
     if flagged is not None:
-        # "flagged" = a fake-damage annotation, a fake flag, or a fake-damage prediction
-        is_flagged = or_(
-            exists().where(
-                live, or_(Annotation.group == "fake", Annotation.attributes["fake"].as_boolean())
-            ),
-            exists().where(Prediction.image_id == Image.id, Prediction.group == "fake"),
-        )
+        # "flagged" = queued for a fraud check: a fake-damage annotation, flag or prediction,
+        # high-severity damage, or a fraud-screen reason (services.fraud_screen)
+        from services.fraud_screen import flag_clause
+
+        is_flagged = flag_clause()
         stmt = stmt.where(is_flagged if flagged else ~is_flagged)
+    if inspection_id is not None:
+        stmt = stmt.where(
+            exists().where(
+                InspectionPhoto.image_id == Image.id,
+                InspectionPhoto.inspection_id == inspection_id,
+            )
+        )
     return stmt
 
 
@@ -59,6 +65,7 @@ def list_images(
     split: str | None = None,
     class_id: int | None = None,
     flagged: bool | None = None,
+    inspection_id: int | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[Image], int]:
@@ -67,7 +74,14 @@ def list_images(
         raise Invalid("limit must be between 1 and 1000")
     if offset < 0:
         raise Invalid("offset must not be negative")
-    stmt = _filtered(project_id, status=status, split=split, class_id=class_id, flagged=flagged)
+    stmt = _filtered(
+        project_id,
+        status=status,
+        split=split,
+        class_id=class_id,
+        flagged=flagged,
+        inspection_id=inspection_id,
+    )
     total = session.exec(select(func.count()).select_from(stmt.subquery())).one()
     rows = session.exec(_queue_order(stmt).offset(offset).limit(limit)).all()
     return list(rows), int(total)
@@ -81,11 +95,23 @@ def _queue_order(stmt):
 
 
 def queue_ids(
-    session: Session, project_id: int, *, status: str | None = None, **filters
+    session: Session,
+    project_id: int,
+    *,
+    status: str | None = None,
+    first_for: str | None = None,
+    **filters,
 ) -> list[int]:
-    """Image ids of the queue, in order (open photos unless ``status`` says otherwise)."""
+    """Image ids of the queue, in order (open photos unless ``status`` says otherwise).
+
+    With ``first_for`` (a user name), the rejected photos that wait for that user to fix them
+    (``Image.rejected_for``) come first: a rejection goes back to its author before new work.
+    """
     status = status or ",".join(s.value for s in OPEN_STATUSES)
     stmt = _filtered(project_id, status=status, **filters).with_only_columns(Image.id)
+    if first_for:
+        waiting = and_(Image.status == ImageStatus.rejected, Image.rejected_for == first_for)
+        stmt = stmt.order_by(case((waiting, 0), else_=1))
     stmt = stmt.order_by(
         Image.queue_score.is_(None), Image.queue_score.desc(), Image.import_order, Image.id
     )

@@ -65,6 +65,7 @@ from services.annotations import normalise_attributes
 from services.assist_training import maybe_queue_assist_training
 from services.bulk import without_gc
 from services.errors import Invalid
+from services.part_seg_training import maybe_queue_part_seg_training
 from services.projects import project_taxonomy
 
 Progress = Callable[[int, int], None]
@@ -81,6 +82,8 @@ class ImportReport:
     instances_failed: int = 0
     #: Photos this import made count as labelled (moved to labelled, or to reviewed).
     images_labelled: int = 0
+    #: The photos this import names, counted by their status after it (a labelled import).
+    statuses: dict[str, int] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -207,6 +210,7 @@ def _import_labelled(
     extra = {"images_dir": images_dir} if passes_images_dir else {}
     records, report = parse(source, resolver, source=str(path), **extra)
     resolver.raise_if_unknown(str(path))
+    resolver.finish(records)  # side-less labels: their class with ``side: unknown``
     return _store(
         session,
         project,
@@ -529,6 +533,8 @@ def _store(
             image.meta = {**(image.meta or {}), "status_by": status_by}
             image.updated_at = now
             session.add(image)
+        final = ImageStatus(image.status if image else want).value
+        out.statuses[final] = out.statuses.get(final, 0) + 1
     if new_images:
         session.connection().execute(Image.__table__.insert(), new_images)
     image_ids = dict(
@@ -587,6 +593,7 @@ def _store(
     out.instances_added = len(new_annotations)
     session.flush()
     maybe_queue_assist_training(session, project)  # cheap; never fails the import
+    maybe_queue_part_seg_training(session, project)  # the same, for part_seg
     return out
 
 

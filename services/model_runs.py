@@ -7,6 +7,10 @@
   processed (an ``ImagePrediction`` row marks an image as done), committing image by image,
   so it can be interrupted and resumed.
 - :func:`evaluate_stage` measures a version on the held-out split and stores the figures.
+- :func:`evaluate_and_promote` is the promotion rule every new version goes through (a
+  round's and ``panelbeater train``'s): measured on the held-out split, promoted only when
+  its primary metric beats the promoted version's, or, for a stage's first version that
+  replaces a weight-free back end (``assist_net`` replaces GrabCut), that back end's.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlmodel import Session, select
 
 from core.records import ImageRecord
-from db.models import Image, ImagePrediction, ModelVersion, Project
+from db.models import Image, ImagePrediction, ModelVersion, Prediction, Project
 from services.errors import Invalid, NotFound
 
 Progress = Callable[[int, int, dict[str, Any]], None]
@@ -87,8 +92,15 @@ def train_stage(
     options: dict[str, Any] | None = None,
     weights: str | Path | None = None,
     warm_from: ModelVersion | None = None,
+    evaluate: bool = False,
+    force_promote: bool = False,
 ) -> ModelVersion | None:
     """Train ``stage`` on the labelled, not held-out images and register a new version.
+
+    ``evaluate`` (``panelbeater train`` sets it): choose the held-out split first if none
+    exists yet, and measure the new version on it (:func:`evaluate_and_promote`); then
+    ``promote`` promotes it only when it beats the promoted version, ``force_promote``
+    regardless. Without ``evaluate``, ``promote`` promotes at once (the caller evaluates).
 
     A round passes its ``train_snapshot`` (:func:`services.registry.training_snapshot`) so
     that every stage it trains learns from the same images and annotation revisions, and
@@ -105,12 +117,15 @@ def train_stage(
     from services.registry import (
         HOLDOUT_SPLIT,
         artifact_tmp_path,
+        ensure_holdout,
         register_version,
         training_snapshot,
         verified_artifact,
     )
 
     options = dict(options or {})
+    if evaluate and train_snapshot is None:
+        ensure_holdout(session, project)  # so the held-out photos stay out of training
     started_from = None
     if weights is not None:
         field, started_from = _start_weights(stage, weights)
@@ -134,7 +149,7 @@ def train_stage(
     metrics = dict(result.metrics)
     if int(os.environ.get("RANK", "0")) != 0:
         return None  # under torchrun only rank 0 registers the version
-    return register_version(
+    mv = register_version(
         session,
         stage=stage,
         artifact_path=result.artifact_path,
@@ -142,8 +157,13 @@ def train_stage(
         config={**cfg.to_dict(), **_provenance(started_from, warm_from)},
         train_snapshot=snapshot,
         parent_id=warm_from.id if warm_from is not None else None,
-        promote=promote,
+        promote=(promote or force_promote) and not evaluate,
     )
+    if evaluate:
+        evaluate_and_promote(
+            session, project, mv, promote=promote, force=force_promote, device=device
+        )
+    return mv
 
 
 def _provenance(started_from: dict[str, str] | None, warm_from: ModelVersion | None) -> dict:
@@ -309,3 +329,172 @@ def evaluate_stage(
     session.add(mv)
     session.flush()
     return {"version": mv.name, "images": len(data), **figures}
+
+
+#: Stages whose first version replaces a weight-free back end, and how that back end is
+#: built: the first version must beat it on the same held-out prompts to be promoted.
+WEIGHT_FREE_BASELINES = {"assist_net": ("grabcut", "models.assist.grabcut:GrabCutAssistant")}
+
+
+def baseline_figures(
+    session: Session, project: Project, stage: str, progress: Progress | None = None
+) -> tuple[str, dict[str, float]] | None:
+    """(name, held-out figures) of the weight-free back end ``stage``'s first version
+    replaces (GrabCut for ``assist_net``, measured with box prompts on every held-out part,
+    as ``assist_net`` itself is); None for a stage that replaces nothing."""
+    import importlib
+
+    from models.assist.learned import evaluate_box_prompts
+    from services.registry import HOLDOUT_SPLIT
+
+    if stage not in WEIGHT_FREE_BASELINES:
+        return None
+    name, target = WEIGHT_FREE_BASELINES[stage]
+    module, cls = target.split(":")
+    assistant = getattr(importlib.import_module(module), cls)()
+    data = _training_set(session, project, lambda r: r.split == HOLDOUT_SPLIT)
+
+    def mask(image, box):
+        h, w = image.shape[:2]
+        if assistant._image is not image:
+            assistant.set_image(image)
+        shape = assistant.predict(box=box).shape
+        return shape.to_mask(h, w) if shape is not None else np.zeros((h, w), dtype=bool)
+
+    return name, evaluate_box_prompts(mask, data, None, progress=progress)
+
+
+def evaluate_and_promote(
+    session: Session,
+    project: Project,
+    mv: ModelVersion,
+    *,
+    promote: bool = True,
+    force: bool = False,
+    device: str = "auto",
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Measure a new version on the held-out split, then apply the promotion rule.
+
+    Promoted when ``force``, or when ``promote`` and :func:`services.registry.is_better`
+    says it beats the promoted version (for a first ``assist_net``: GrabCut on the same
+    held-out parts). A version that cannot be measured (no labelled held-out photos) is
+    promoted only as a stage's first version with nothing to replace, or when forced.
+    The decision is stored in ``mv.metrics["promotion"]`` and returned:
+    ``{"version", "evaluated", "promoted", "reason"}``.
+    """
+    from services.registry import current, is_better, set_promoted
+
+    evaluated, note = True, ""
+    try:
+        evaluate_stage(
+            session, project, mv.stage, version=mv.name, device=device, progress=progress
+        )
+    except Invalid as e:
+        evaluated, note = False, f"not measured on held-out photos ({e})"
+    incumbent = current(session, mv.stage)
+    incumbent = incumbent if incumbent is not None and incumbent.id != mv.id else None
+    baseline = None
+    if incumbent is None and evaluated:
+        baseline = baseline_figures(session, project, mv.stage)
+    elif incumbent is None and mv.stage in WEIGHT_FREE_BASELINES:
+        baseline = (WEIGHT_FREE_BASELINES[mv.stage][0], {})
+    better, why = is_better(mv, incumbent, baseline=baseline)
+    promoted = force or (promote and better)
+    if promoted:
+        set_promoted(session, mv)
+    reason = "; ".join(x for x in (note, why) if x)
+    if force and not better:
+        reason += "; promoted by override"
+    elif not promoted:
+        kept = incumbent.name if incumbent else (baseline[0] if baseline else None)
+        if not promote:
+            reason += "; not promoted (promotion was not asked for)"
+        else:
+            reason += f"; not promoted (kept {kept})" if kept else "; not promoted"
+    metrics = dict(mv.metrics or {})
+    if baseline is not None and baseline[1]:
+        metrics["baseline"] = {baseline[0]: baseline[1]}
+    kept = promoted or incumbent is not None or mv.stage not in WEIGHT_FREE_BASELINES
+    if not kept:
+        # With no promoted version the assistance takes the newest assist_net file, so a
+        # first version that lost to GrabCut would serve anyway: it is not kept (as
+        # services.assist_training does with its losers).
+        reason += "; the version was not kept"
+    metrics["promotion"] = {"promoted": promoted, "reason": reason}
+    mv.metrics = metrics
+    session.add(mv)
+    session.flush()
+    if not kept:
+        Path(mv.path).unlink(missing_ok=True)
+        session.delete(mv)
+        session.flush()
+    return {
+        "version": mv.name,
+        "evaluated": evaluated,
+        "promoted": promoted,
+        "kept": kept,
+        "reason": reason,
+    }
+
+
+def predict_photo(
+    session: Session,
+    project: Project,
+    stage: str,
+    image_id: int,
+    *,
+    threshold: float,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Run ``stage``'s promoted version on one photo with its score threshold lowered to
+    ``threshold``, replacing that version's pending predictions of the photo. For a lead
+    looking at a model that shows nothing: what it sees just below its threshold.
+
+    Returns ``{"version", "image_id", "threshold", "predictions"}``. Raises Invalid for a
+    threshold outside (0, 1) or a stage without a threshold, NotFound for an unknown photo
+    or a stage with no promoted version.
+    """
+    from models.registry import prompted_stages
+    from services.images import load_image_array
+    from services.predictions import instances_to_rows, score_threshold
+    from services.projects import project_taxonomy
+    from services.registry import current
+
+    if not 0.0 < threshold < 1.0:
+        raise Invalid(f"threshold must be between 0 and 1 (exclusive), got {threshold}")
+    if stage in prompted_stages():
+        raise Invalid(f"{stage!r} answers prompts in the workspace; it has no photo threshold")
+    mv = current(session, stage)
+    if mv is None:
+        raise NotFound(f"stage {stage!r} has no promoted version; train and promote one first")
+    image = session.get(Image, image_id)
+    if image is None or image.project_id != project.id:
+        raise NotFound(f"photo {image_id} is not in project {project.name}")
+    field = score_threshold(mv.config)
+    if field is None:
+        raise Invalid(f"{mv.name} has no score threshold in its config to lower")
+    taxonomy = project_taxonomy(project)
+    model = load_version(mv, taxonomy, device)
+    model.config = model.config.with_(**{field[0]: float(threshold)})
+    result = model.predict([load_image_array(image)])[0]
+    old = session.exec(
+        select(Prediction).where(
+            Prediction.image_id == image_id,
+            Prediction.model_version_id == mv.id,
+            Prediction.state == "pending",
+        )
+    ).all()
+    for p in old:
+        session.delete(p)
+    rows = instances_to_rows(
+        result.instances, image_id=image_id, model_version_id=mv.id, taxonomy=taxonomy
+    )
+    session.add_all(rows)
+    session.flush()
+    return {
+        "version": mv.name,
+        "image_id": image_id,
+        "threshold": float(threshold),
+        "predictions": len(rows),
+    }

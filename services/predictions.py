@@ -1,5 +1,7 @@
 """``Prediction`` rows <-> :class:`core.instances.Instances`: the one place that converts them.
 
+It also says why a version shows nothing (:func:`empty_result_reason`).
+
 A stage's :class:`~core.instances.ImageResult` is stored by :func:`store_predictions` (one
 ``Prediction`` row per instance, one ``ImagePrediction`` row per image); everything that
 reads predictions back (active learning, exports) goes through :func:`rows_to_instances`.
@@ -205,3 +207,56 @@ def _jsonable(v: Any) -> Any:
     if isinstance(v, np.ndarray):
         return v.tolist()
     return v
+
+
+# ---------- why a promoted model shows nothing ----------
+
+#: Config fields that hold a stage's score threshold (yolo_seg ``conf``; albert and
+#: mask_rcnn ``score_threshold``): predictions below it are never stored.
+THRESHOLD_FIELDS = ("conf", "score_threshold")
+
+
+def score_threshold(config: dict[str, Any] | None) -> tuple[str, float] | None:
+    """(field, value) of the score threshold in a version's config, or None."""
+    for name in THRESHOLD_FIELDS:
+        value = (config or {}).get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return name, float(value)
+    return None
+
+
+def version_yield(session: Session, project_id: int, version_id: int) -> dict[str, int]:
+    """``{"photos", "predictions"}``: photos of the project a version has processed, and the
+    predictions (every state) it stored on them."""
+    from sqlmodel import func
+
+    photos = session.exec(
+        select(func.count(ImagePrediction.image_id))
+        .join(Image, Image.id == ImagePrediction.image_id)
+        .where(ImagePrediction.model_version_id == version_id, Image.project_id == project_id)
+    ).one()
+    preds = session.exec(
+        select(func.count(Prediction.id))
+        .join(Image, Image.id == Prediction.image_id)
+        .where(Prediction.model_version_id == version_id, Image.project_id == project_id)
+    ).one()
+    return {"photos": int(photos), "predictions": int(preds)}
+
+
+def empty_result_reason(
+    version: ModelVersion, photos: int, predictions: int, primary: tuple[str, float] | None
+) -> str | None:
+    """A sentence saying why ``version`` shows no predictions, or None when it shows some (or
+    has not run yet). ``primary``: its held-out (key, value), from the registry."""
+    if predictions or not photos:
+        return None
+    threshold = score_threshold(version.config)
+    above = f" above {threshold[1]:g}" if threshold else ""
+    if primary is None:
+        measured = "it has no held-out metric (evaluate it with `panelbeater evaluate`)"
+    else:
+        measured = f"its held-out {primary[0].rsplit('.', 1)[-1]} is {primary[1]:.2f}"
+    return (
+        f"{version.name}: 0 detections{above} on {photos} photos; {measured}; label more or "
+        "train longer, or lower the threshold for a photo on the dashboard"
+    )

@@ -245,6 +245,7 @@ STAGE_PRIMARY = {
     "part_classifier": ("holdout.accuracy", "holdout.macro_f1", "holdout.f1"),
     "pipeline": ("holdout.part.macro_f1",),
     "assist_net": ("holdout.mean_iou",),
+    "part_seg": ("holdout.part.coco.AP50", "holdout.part.miou"),
 }
 
 
@@ -282,9 +283,29 @@ def primary_metric(metrics: dict[str, Any], stage: str | None = None) -> tuple[s
     return None
 
 
-def is_better(candidate: ModelVersion, incumbent: ModelVersion | None) -> tuple[bool, str]:
-    """Whether ``candidate`` beats ``incumbent`` on the primary metric, and why (a sentence)."""
+def is_better(
+    candidate: ModelVersion,
+    incumbent: ModelVersion | None,
+    *,
+    baseline: tuple[str, dict[str, Any]] | None = None,
+) -> tuple[bool, str]:
+    """Whether ``candidate`` beats ``incumbent`` on the primary metric, and why (a sentence).
+
+    ``baseline`` (name, held-out figures) is what a stage's first version replaces when that
+    is not nothing: the weight-free back end (GrabCut for ``assist_net``). With no incumbent
+    the candidate must then beat the baseline on the same primary metric.
+    """
     new = primary_metric(candidate.metrics or {}, candidate.stage)
+    if incumbent is None and baseline is not None:
+        name, figures = baseline
+        if new is None:
+            return False, f"{candidate.name} has no held-out primary metric to compare with {name}"
+        key = new[0].rsplit(".", 1)[-1]
+        old_value = flatten_metrics(figures).get(key)
+        if old_value is None:
+            return False, f"{name} has no {key} to compare {candidate.name} with; promote by hand"
+        verdict = new[1] > old_value
+        return verdict, f"{new[0]}: {candidate.name} {new[1]:.4f} vs {name} {old_value:.4f}"
     if incumbent is None:
         return True, f"{candidate.name} is the stage's first version"
     old = primary_metric(incumbent.metrics or {}, incumbent.stage)

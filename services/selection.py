@@ -137,6 +137,10 @@ def _store(session, project, pool: Pool, picks, scores, raw, strategy: str) -> N
                 rank=rank,
             )
         )
+    from services.quality import review_first_scores
+
+    # low-agreement overlap photos stay first for the reviewers, whatever the selection says
+    values.update(review_first_scores(session, project))
     if values:
         # ORM bulk UPDATE by primary key: one executemany, not one statement per image
         session.execute(update(Image), [{"id": i, "queue_score": v} for i, v in values.items()])

@@ -2,6 +2,9 @@
 
 Active time is counted in hour buckets in which the person saved at least once, so a break
 does not dilute the rate: ``photos_per_hour = distinct photos saved / active hours``.
+
+Imports are not annotators: their rows carry the author ``import:<file name>`` and the
+source ``imported``, and neither counts here.
 """
 
 from __future__ import annotations
@@ -12,7 +15,15 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from db.models import Annotation, AnnotationRevision, Image, utcnow
+from db.models import Annotation, AnnotationRevision, AnnotationSource, Image, utcnow
+
+#: The author prefix an import writes (``services.imports``): a file, not a person.
+IMPORT_AUTHOR_PREFIX = "import:"
+
+
+def is_person(author: str | None) -> bool:
+    """Whether ``author`` names a person (not empty, not an import source)."""
+    return bool(author) and not author.startswith(IMPORT_AUTHOR_PREFIX)
 
 
 def annotator_throughput(
@@ -30,17 +41,21 @@ def annotator_throughput(
     made = session.exec(
         select(Annotation.author, Annotation.created_at)
         .join(Image, Image.id == Annotation.image_id)
-        .where(Image.project_id == project_id, Annotation.created_at >= since)
+        .where(
+            Image.project_id == project_id,
+            Annotation.created_at >= since,
+            Annotation.source != AnnotationSource.imported,
+        )
     ).all()
     photos: dict[str, set[int]] = defaultdict(set)
     hours: dict[str, set[tuple]] = defaultdict(set)
     instances: dict[str, int] = defaultdict(int)
     for author, image_id, at in saves:
-        if author:
+        if is_person(author):
             photos[author].add(image_id)
             hours[author].add((at.date(), at.hour))
     for author, _at in made:
-        if author:
+        if is_person(author):
             instances[author] += 1
     out = []
     for author in sorted(set(photos) | set(instances)):

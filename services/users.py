@@ -361,6 +361,11 @@ def revoke_token(session: Session, token: str) -> bool:
     ).first()
     if row is None:
         return False
+    # Signing out gives the user's photos back to the queue. Imported here: the lease service
+    # imports the image services, which import this module.
+    from services.leases import release_user
+
+    release_user(session, row.user_id)
     session.delete(row)
     return True
 

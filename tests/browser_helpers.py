@@ -13,6 +13,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,7 +205,9 @@ class Server:
         )
         self._wait()
 
-    def _wait(self, timeout: float = 60.0) -> None:
+    def _wait(self, timeout: float = 180.0) -> None:
+        # Start-up is not under test: on a busy 2-core machine importing Gradio alone has
+        # taken over 60 s.
         import httpx
 
         deadline = time.monotonic() + timeout
@@ -247,3 +251,70 @@ CHROMIUM_ARGS = [
 
 def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@contextmanager
+def launch(sync_api) -> Iterator:
+    """Headless chromium (Debian's, with ``CHROMIUM_ARGS``), closed on leaving the block."""
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def open_page(browser, *, viewport: tuple[int, int] = (1400, 950), timeout_ms: int = 20000, **ctx):
+    """A fresh context and page, its script errors collected in ``page.errors``: ``(ctx, page)``.
+    ``ctx`` options (``accept_downloads=True``...) go to ``browser.new_context``."""
+    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}, **ctx)
+    page = context.new_page()
+    page.set_default_timeout(timeout_ms)
+    page.errors = []  # type: ignore[attr-defined]
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    return context, page
+
+
+def login(
+    page, server: Server, username: str, wait_for: str | None = ".pb-app[data-drawn]"
+) -> None:
+    """Sign ``username`` in through the login form; wait for ``wait_for`` (by default, a drawn
+    photo) when given."""
+    page.goto(server.url + "/ui/")
+    page.fill("#pb-login-user textarea, #pb-login-user input", username)
+    page.fill("#pb-login-password input", PASSWORD)
+    page.click("#pb-login-button")
+    if wait_for is not None:
+        page.wait_for_selector(wait_for)
+
+
+def open_image(page, image_id: int) -> None:
+    page.evaluate("id => window.__pb.openImage(id)", image_id)
+    page.wait_for_selector(f'.pb-app[data-drawn="{image_id}"]')
+
+
+def to_screen(page, x: float, y: float) -> tuple[float, float]:
+    """Image pixels to the page's screen coordinates, through the canvas's SVG transform."""
+    return tuple(
+        page.evaluate(
+            """([x, y]) => { const svg = document.querySelector('.pb-svg'); const p = svg.createSVGPoint();
+        p.x = x; p.y = y; const q = p.matrixTransform(svg.getScreenCTM()); return [q.x, q.y]; }""",
+            [x, y],
+        )
+    )
+
+
+def draw(page, pts, tool: str = "n") -> None:
+    """Pick a drawing tool by its key (n: polygon, h: hole, m: another part), click the
+    points (image pixels) and finish with Enter."""
+    page.keyboard.press(tool)
+    for x, y in pts:
+        page.mouse.click(*to_screen(page, x, y))
+    page.keyboard.press("Enter")
+
+
+def live_annotations(image_id: int) -> list[dict]:
+    """The photo's annotations as the database holds them now."""
+    from db.session import session_scope
+    from services.annotations import annotation_dicts
+
+    with session_scope() as s:
+        return annotation_dicts(s, image_id)

@@ -54,6 +54,19 @@ def fresh_postgres_database(base_url: str, prefix: str = "pb_test") -> str:
     return base_url.rsplit("/", 1)[0] + f"/{name}"
 
 
+def bench_database_url(backend: str) -> str:
+    """A benchmark's store for ``backend``: "" (SQLite in the data dir) or, for "postgres",
+    a fresh database on the server at ``PANELBEATER_TEST_POSTGRES_URL``."""
+    if backend != "postgres":
+        return ""
+    base = os.environ.get("PANELBEATER_TEST_POSTGRES_URL", "")
+    if not base:
+        raise SystemExit(
+            'PostgreSQL: set PANELBEATER_TEST_POSTGRES_URL (eval "$(bash .ci/postgres.sh)")'
+        )
+    return fresh_postgres_database(base, prefix="pb_bench")
+
+
 @dataclass
 class Workspace:
     data_dir: Path

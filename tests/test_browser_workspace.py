@@ -12,14 +12,18 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from browser_helpers import (
-    CHROMIUM_ARGS,
-    PASSWORD,
     Seeded,
     Server,
-    chromium_path,
+    draw,
+    launch,
+    live_annotations,
+    open_image,
+    open_page,
     require_chromium,
     seed_workspace,
+    to_screen,
 )
+from browser_helpers import login as sign_in
 from conftest import REPO_ROOT, SHARED_DATASETS
 
 pytestmark = pytest.mark.browser
@@ -40,28 +44,24 @@ def world(tmp_path_factory) -> Iterator[tuple[Server, Seeded]]:
     text = (REPO_ROOT / "core" / "taxonomy.yaml").read_text()
     tax.write_text(text.replace('display_name: "Scuff"', f'display_name: "{XSS_NAME}"'))
     seeded = seed_workspace(data, n_synthetic=6, real_photos=real, taxonomy_path=tax)
-    server = Server(data, extra_env={"PANELBEATER_TAXONOMY_PATH": str(tax)})
+    # These tests share photos between users (two editors, a conflict); queue leases, which
+    # would open a photo read-only to the second, expire at once here (tests/test_browser_leases).
+    env = {"PANELBEATER_TAXONOMY_PATH": str(tax), "PANELBEATER_LEASE_TTL_SECONDS": "0.001"}
+    server = Server(data, extra_env=env)
     yield server, seeded
     server.stop()
 
 
 @pytest.fixture(scope="module")
 def browser(world):
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+    with launch(sync_api) as b:
         yield b
-        b.close()
 
 
 def new_page(browser, server: Server, username: str | None = None, image_id: int | None = None):
     """A fresh context and page, its script errors collected in ``page.errors``; signed in
     as ``username`` and showing ``image_id`` when given."""
-    ctx = browser.new_context(viewport={"width": 1400, "height": 950})
-    page = ctx.new_page()
-    page.set_default_timeout(20000)
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.errors = errors  # type: ignore[attr-defined]
+    ctx, page = open_page(browser)
     if username is not None:
         login(page, server, username)
     if image_id is not None:
@@ -70,35 +70,13 @@ def new_page(browser, server: Server, username: str | None = None, image_id: int
 
 
 def login(page, server: Server, username: str) -> None:
-    page.goto(server.url + "/ui/")
-    page.fill("#pb-login-user textarea, #pb-login-user input", username)
-    page.fill("#pb-login-password input", PASSWORD)
-    page.click("#pb-login-button")
-    page.wait_for_selector(".pb-app[data-drawn]")
-
-
-def open_image(page, image_id: int) -> None:
-    page.evaluate("id => window.__pb.openImage(id)", image_id)
-    page.wait_for_selector(f'.pb-app[data-drawn="{image_id}"]')
-
-
-def to_screen(page, x: float, y: float) -> tuple[float, float]:
-    return tuple(
-        page.evaluate(
-            """([x, y]) => { const svg = document.querySelector('.pb-svg'); const p = svg.createSVGPoint();
-        p.x = x; p.y = y; const q = p.matrixTransform(svg.getScreenCTM()); return [q.x, q.y]; }""",
-            [x, y],
-        )
+    sign_in(page, server, username, wait_for=".pb-app")
+    # Signed in once the landing queue answered: a photo is drawn, or (say, the fraud queue's
+    # only photo is leased to someone else) the queue was empty.
+    page.wait_for_selector(".pb-app")
+    page.wait_for_function(
+        "() => window.__pb.queue !== null || !!document.querySelector('.pb-app[data-drawn]')"
     )
-
-
-def draw(page, pts, tool: str = "n") -> None:
-    """Pick a drawing tool by its key (n: polygon, h: hole, m: another part), click the
-    points (image pixels) and finish with Enter."""
-    page.keyboard.press(tool)
-    for x, y in pts:
-        page.mouse.click(*to_screen(page, x, y))
-    page.keyboard.press("Enter")
 
 
 def wait_db(fn: Callable[[], object], timeout: float = 10.0, what: str = "database state"):
@@ -110,14 +88,6 @@ def wait_db(fn: Callable[[], object], timeout: float = 10.0, what: str = "databa
             return last
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}; last value {last!r}")
-
-
-def live_annotations(image_id: int) -> list[dict]:
-    from db.session import session_scope
-    from services.annotations import annotation_dicts
-
-    with session_scope() as s:
-        return annotation_dicts(s, image_id)
 
 
 def image_row(image_id: int):
@@ -193,14 +163,18 @@ def test_box_prompt_change_class_flag_fake(browser, world) -> None:
     page.keyboard.press("Enter")
     anns = wait_db(lambda: live_annotations(img), what="assisted polygon saved")
     assert anns[0]["source"] == "assisted" and len(anns[0]["geometry"][0]["exterior"]) >= 3
-    # change its class with type-to-search
+    # type-to-search picks the class for new polygons; the selected one changes only in its card
     page.fill(".pb-class-search", "scra")
-    assert page.locator(".pb-classlist .pb-class-btn").first.text_content() == "Scratch"
+    assert page.locator(".pb-classlist .pb-class-btn").first.text_content() == "Scratch · damage"
     page.press(".pb-class-search", "Enter")
+    assert page.evaluate("window.__pb.currentClass") == 2
+    page.select_option(".pb-sel-class-pick", "2")
     wait_db(lambda: live_annotations(img)[0]["class_id"] == 2, what="class changed to scratch")
     # a class name with a script tag shows as text and never runs
     page.fill(".pb-class-search", "scuff")
-    assert page.locator(".pb-classlist .pb-class-btn").first.text_content() == XSS_NAME
+    assert (
+        page.locator(".pb-classlist .pb-class-btn").first.text_content() == XSS_NAME + " · damage"
+    )
     page.fill(".pb-class-search", "")
     # flag it as fake damage with a note containing a script
     page.check(".pb-fake-check")

@@ -339,3 +339,78 @@ def test_joined_widget_starts_signed_out(page):
         text,
     )
     assert hint == {"text": "Sign in to start.", "watched": ["value"], "ok": True}
+
+
+# -- the save's rules and the bow-tie repair, shared with core.geometry ---------------------------
+CASES_FILE = REPO_ROOT / "tests" / "data" / "geometry_cases.json"
+
+
+def _check_all(page, cases: list[dict]) -> list[dict]:
+    """geometry.js's verdicts on every case, in one round trip: the reason, the repair (null
+    when nothing changed) and the repaired geometry's reason."""
+    return page.evaluate(
+        """(cases) => cases.map((c) => {
+            const reason = PBGeometry.check(c.geometry, c.width, c.height, c.max_vertices);
+            if (!c.parses) return { reason, repaired: null, repaired_reason: null };
+            const rep = PBGeometry.repair(c.geometry);
+            const same = JSON.stringify(rep) === JSON.stringify(c.geometry);
+            return { reason, repaired: same ? null : rep,
+                     repaired_reason: same ? null : PBGeometry.check(rep, c.width, c.height, c.max_vertices) };
+        })""",
+        cases,
+    )
+
+
+def test_canvas_refuses_and_repairs_the_shared_cases_as_the_server(page):
+    """tests/data/geometry_cases.json (checked against core.geometry in
+    test_geometry_rules.py): the canvas gives the same reason, word for word, and the same
+    repair, point for point."""
+    import json
+
+    cases = json.loads(CASES_FILE.read_text())
+    got = _check_all(page, cases)
+    for case, g in zip(cases, got, strict=True):
+        want = {k: case[k] for k in ("reason", "repaired", "repaired_reason")}
+        assert g == want, case["name"]
+
+
+def test_canvas_agrees_with_core_on_random_rings(page):
+    """Random rings, many of them self-crossing, at several scales and roundings: verdicts and
+    repairs equal core.geometry's exactly (no tolerance: both sides compute the same floats)."""
+    from core.geometry import GeometryError, check_geometry, repair_geometry
+
+    rng = np.random.default_rng(7)
+    cases = []
+    for _ in range(300):
+        n = int(rng.integers(3, 10))
+        scale = float(rng.choice([1, 10, 100, 3000]))
+        ring = (rng.uniform(-0.2, 1.0, (n, 2)) * scale).round(int(rng.integers(0, 4))).tolist()
+        if rng.random() < 0.2:
+            ring[1] = list(ring[0])
+        cases.append(
+            {
+                "geometry": [{"exterior": ring, "holes": []}],
+                "width": 1000,
+                "height": 800,
+                "max_vertices": 10_000,
+                "parses": True,
+            }
+        )
+
+    def reason(g):
+        try:
+            check_geometry(g, 1000, 800, max_vertices=10_000)
+        except GeometryError as e:
+            return str(e)
+        return None
+
+    got = _check_all(page, cases)
+    crossed = 0
+    for case, g in zip(cases, got, strict=True):
+        rep = repair_geometry(case["geometry"])
+        changed = rep != case["geometry"]
+        crossed += changed
+        assert g["reason"] == reason(case["geometry"]), case
+        assert g["repaired"] == (rep if changed else None), case
+        assert g["repaired_reason"] == (reason(rep) if changed else None), case
+    assert crossed > 50  # the repair was exercised, not only simple rings

@@ -80,4 +80,6 @@ def assist(
             box=body.box,
             tolerance=body.tolerance,
         )
-    return AssistAnswer(geometry=result.polygons, score=result.score, backend=result.backend)
+    return AssistAnswer(
+        geometry=result.polygons, score=result.score, backend=result.backend, note=result.note
+    )

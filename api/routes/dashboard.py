@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from api.deps import ProjectDep, SessionDep, require, service_errors
 from api.schemas import RetrainAnswer, Stats
 from db.models import User
 from services import dashboard as dashboard_service
+from services import plots as plot_service
+from services.errors import NotFound
 
 router = APIRouter(tags=["dashboard"])
 
@@ -68,3 +71,43 @@ def retrain(
             options=body.options,
         )
     return RetrainAnswer(job_id=job.id, status=job.status)
+
+
+PlotName = Literal["pace", "classes", "versions", "learning_curve"]
+
+
+def _plot_table(session, project, name: str) -> dict:
+    if name not in plot_service.PLOTS:
+        raise NotFound(f"no plot {name!r}; choose one of {', '.join(plot_service.PLOTS)}")
+    return plot_service.PLOTS[name][0](session, project)
+
+
+@router.get("/plots/{name}.png", responses={200: {"content": {"image/png": {}}}})
+def plot_png(
+    name: PlotName,
+    user: Annotated[User, Depends(require("dashboard"))],
+    project: ProjectDep,
+    session: SessionDep,
+) -> Response:
+    """A dashboard plot: ``pace`` (labelled photos per day and the projection), ``classes``
+    (instances per class), ``versions`` (held-out metric per version), ``learning_curve``."""
+    with service_errors():
+        table = _plot_table(session, project, name)
+    return Response(plot_service.render(name, table), media_type="image/png")
+
+
+@router.get("/plots/{name}.csv", responses={200: {"content": {"text/csv": {}}}})
+def plot_csv(
+    name: PlotName,
+    user: Annotated[User, Depends(require("dashboard"))],
+    project: ProjectDep,
+    session: SessionDep,
+) -> Response:
+    """The numbers behind a dashboard plot, as CSV with a header row."""
+    with service_errors():
+        table = _plot_table(session, project, name)
+    return Response(
+        plot_service.to_csv(table),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+    )

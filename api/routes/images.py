@@ -24,6 +24,8 @@ from api.schemas import (
 from db.models import ImageStatus, PredictionState, Project, User
 from services import annotations as ann_service
 from services import images as image_service
+from services import leases as lease_service
+from services import quality as quality_service
 from services.imports import import_uploads
 
 router = APIRouter(tags=["images"])
@@ -37,7 +39,36 @@ class AnnotationsBody(BaseModel):
         description="the annotation_version you loaded; a stale one gets 409",
     )
     annotations: list[dict[str, Any]] = Field(
-        description="the whole set: {id?, class_id|class_name, geometry, attributes?, source?, prediction_id?}"
+        description="the whole set: {id?, client_id?, class_id|class_name, geometry, attributes?, "
+        "source?, prediction_id?}"
+    )
+    keep_going: bool = Field(
+        default=False,
+        description="save the valid instances and list the others in `rejected` (200), rather "
+        "than refuse the whole set (422); a refused instance that was saved before keeps its "
+        "stored version",
+    )
+
+
+class RejectedOut(BaseModel):
+    index: int = Field(description="position in the request's list, from 0")
+    client_id: int | str | None = Field(description="the request's client_id, echoed")
+    id: int | None = Field(description="the stored annotation kept unchanged, if any")
+    reason: str
+
+
+class CreatedOut(BaseModel):
+    index: int = Field(description="position in the request's list, from 0")
+    client_id: int | str | None
+    id: int
+
+
+class SaveResult(ImageDetail):
+    rejected: list[RejectedOut] = Field(
+        default_factory=list, description="instances refused (keep_going only), with why"
+    )
+    created: list[CreatedOut] = Field(
+        default_factory=list, description="the ids given to the new instances"
     )
 
 
@@ -111,10 +142,15 @@ def get_image(
     project: ProjectDep,
     session: SessionDep,
 ) -> ImageDetail:
-    """Metadata, the current annotations with the image's ``version``, and the predictions."""
+    """Metadata, the current annotations with the image's ``version``, and the predictions.
+    Leased to the caller when nobody holds it; ``read_only`` with ``held_by`` when someone does."""
     with service_errors():
         image = ann_service.get_image(session, image_id, project)
-        return ImageDetail.model_validate(ann_service.image_detail(session, image))
+        lease = lease_service.open_by_id(session, image, user)
+        detail = quality_service.detail_for(
+            session, user, image, ann_service.image_detail(session, image)
+        )
+        return ImageDetail.model_validate({**detail, **lease})
 
 
 @router.get("/images/{image_id}/file", responses={200: {"content": {"image/jpeg": {}}}})
@@ -139,20 +175,27 @@ def put_annotations(
     user: Annotated[User, Depends(require("annotate"))],
     project: ProjectDep,
     session: SessionDep,
-) -> ImageDetail:
+) -> SaveResult:
     """Replace the image's annotation set. 409 with both versions when ``version`` is stale;
-    422 with a sentence when an annotation is malformed; 403 when a non-fraud role changes
-    a fake-damage flag or note."""
+    422 with a sentence when an annotation is malformed (with ``keep_going``: 200, and the
+    refused instances in ``rejected``); 403 when a non-fraud role changes a fake-damage flag
+    or note. An outline that crosses itself is split where it crosses."""
     with service_errors():
-        detail = ann_service.save_annotations_as(
-            session,
-            user,
-            project=project,
-            image_id=image_id,
-            expected_version=body.version,
-            annotations=body.annotations,
-        )
-    return ImageDetail.model_validate(detail)
+        target = {
+            "project": project,
+            "image_id": image_id,
+            "expected_version": body.version,
+            "annotations": body.annotations,
+        }
+        # An annotator's labels of an overlap or gold photo go to their own set.
+        detail = quality_service.save_routed(session, user, **target)
+        if not detail:
+            detail = ann_service.save_annotations_as(
+                session, user, **target, keep_going=body.keep_going
+            )
+        # A save is activity: it renews the saver's lease on the photo.
+        lease_service.take(session, ann_service.get_image(session, image_id, project), user)
+    return SaveResult.model_validate(detail)
 
 
 @router.post("/images/{image_id}/status")
@@ -166,6 +209,11 @@ def post_status(
     """Move the image through new → in_progress → labelled → reviewed | rejected (with a
     comment); 403 when the role may not set that status."""
     with service_errors():
+        routed = quality_service.submit_routed(
+            session, user, project=project, image_id=image_id, status=body.status
+        )
+        if routed is not None:  # an annotator submitting their own set of an overlap/gold photo
+            return ImageSummary.model_validate(routed)
         image = ann_service.set_status_as(
             session,
             user,

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from sqlmodel import Session
 
 from api.deps import ProjectDep, SessionDep, db_session, require, service_errors
-from api.schemas import Holdout, VersionOut
+from api.schemas import Holdout, IdPath, VersionOut
 from db.models import ModelVersion, User
 from services import dashboard as dashboard_service
 from services import registry
@@ -29,6 +29,19 @@ class RollbackIn(BaseModel):
 
 class HoldoutIn(BaseModel):
     image_ids: list[int]
+
+
+class ModelState(BaseModel):
+    """Why promoted versions show nothing; empty when every one shows predictions."""
+
+    empty_results: list[str]
+
+
+class PhotoPrediction(BaseModel):
+    version: str
+    image_id: int
+    threshold: float
+    predictions: int
 
 
 @router.get("/models")
@@ -61,6 +74,34 @@ def grow_holdout(
     with service_errors():
         ids = registry.grow_holdout(session, project, body.image_ids)
     return Holdout(split=registry.HOLDOUT_SPLIT, image_ids=ids, count=len(ids))
+
+
+@router.get("/models/state")
+def model_state(
+    user: Annotated[User, Depends(require("view"))],
+    project: ProjectDep,
+    session: SessionDep,
+) -> ModelState:
+    """Promoted versions that show no predictions on the project's photos, and why: how
+    many photos they ran on, their threshold and their held-out metric."""
+    return ModelState(empty_results=dashboard_service.model_state(session, project))
+
+
+@router.post("/models/{stage}/predict/{image_id}")
+def predict_photo(
+    stage: str,
+    image_id: IdPath,
+    threshold: float,
+    user: Annotated[User, Depends(require("retrain"))],
+    project: ProjectDep,
+    session: SessionDep,
+) -> PhotoPrediction:
+    """Run ``stage``'s promoted version on one photo at a lower score ``threshold``; its
+    pending predictions of the photo are replaced (a lead looking at an empty result)."""
+    from services.model_runs import predict_photo as run
+
+    with service_errors():
+        return PhotoPrediction(**run(session, project, stage, image_id, threshold=threshold))
 
 
 @router.get("/models/plots/metrics.png", responses={200: {"content": {"image/png": {}}}})

@@ -1,4 +1,5 @@
-"""The annotation queue: next / previous photo under filters, with a progress counter."""
+"""The annotation queue: next / previous photo under filters, with a progress counter. The photo
+returned is leased to the caller (``services.leases``): nobody else is handed it meanwhile."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from fastapi import APIRouter, Depends, Query
 
 from api.deps import ProjectDep, SessionDep, require, service_errors
 from api.schemas import ClassIdQuery, IdQuery, QueueStep
-from db.models import User
-from services import images as image_service
+from db.models import Image, User
+from services import fraud_screen
+from services import leases as lease_service
 
 router = APIRouter(tags=["queue"])
 
@@ -21,9 +23,17 @@ def queue_filters(
     split: str | None = None,
     class_id: ClassIdQuery = None,
     flagged: bool | None = None,
+    inspection_id: IdQuery = None,
 ) -> dict[str, Any]:
-    """The queue's filters, shared by next and previous."""
-    return {"status": status, "split": split, "class_id": class_id, "flagged": flagged}
+    """The queue's filters, shared by next and previous (``inspection_id``: only the photos
+    in that inspection's slots)."""
+    return {
+        "status": status,
+        "split": split,
+        "class_id": class_id,
+        "flagged": flagged,
+        "inspection_id": inspection_id,
+    }
 
 
 @router.get("/queue/{direction}")
@@ -33,12 +43,20 @@ def queue_step(
     project: ProjectDep,
     session: SessionDep,
     after_id: IdQuery = None,
+    lease: bool = Query(
+        default=True, description="false: only look (prefetch); nothing is handed out"
+    ),
     filters: dict[str, Any] = Depends(queue_filters),
 ) -> QueueStep:
-    """The photo after (``next``) or before (``previous``) ``after_id`` in queue order:
-    active-learning score, else import order."""
+    """The photo after (``next``) or before (``previous``) ``after_id`` in queue order
+    (active-learning score, else import order) that nobody else holds. It is leased to the
+    caller, whose previous photo is released, for ``PANELBEATER_LEASE_TTL_SECONDS``."""
     with service_errors():
-        step = image_service.queue_step(
-            session, project.id, direction, after_id=after_id, **filters
+        step = lease_service.queue_step(
+            session, project.id, user, direction, after_id=after_id, lease=lease, **filters
         )
+        if filters.get("flagged") and step["image"] is not None:
+            step["check_reasons"] = fraud_screen.check_reasons(
+                session, session.get(Image, step["image"]["id"])
+            )
     return QueueStep.model_validate(step)

@@ -27,6 +27,9 @@ class AssistResult:
     score: float
     backend: str
     mask: np.ndarray | None = field(default=None, repr=False)
+    #: A sentence when the answer is no better than the prompt itself (GrabCut returning
+    #: the box), for the workspace to show; None otherwise.
+    note: str | None = None
 
     @property
     def polygons(self) -> list[dict]:
@@ -34,7 +37,8 @@ class AssistResult:
         return [] if self.shape is None else self.shape.to_json()
 
     def to_json(self) -> dict:
-        return {"polygons": self.polygons, "score": float(self.score), "backend": self.backend}
+        out = {"polygons": self.polygons, "score": float(self.score), "backend": self.backend}
+        return out if self.note is None else {**out, "note": self.note}
 
 
 def image_sha256(image: np.ndarray) -> str:

@@ -8,7 +8,8 @@ Outside the box is certain background; inside, probable foreground. The answer i
 cleaned (small morphological opening/closing, only components that carry a real share of
 the box, or a clicked point, are kept), and when GrabCut still collapses to a sliver of
 the box or floods all of it, the box itself (minus background clicks) is returned: it is
-never worse than the box-as-mask baseline on those cases. Defaults were tuned on dsmlr
+never worse than the box-as-mask baseline on those cases, and the answer says so
+(:data:`BOX_NOTE` in ``AssistResult.note``). Defaults were tuned on dsmlr
 photos 1-300 (every third, 150 parts); bench/bench_assist.py reports photos 301-400.
 """
 
@@ -30,6 +31,13 @@ def _window(box, points, labels, w, h, context, min_context):
         int(min(w, np.ceil(x1 + mx))),
         int(min(h, np.ceil(y1 + my))),
     )
+
+
+#: The note of an answer that is the prompt's box itself (GrabCut gave up).
+BOX_NOTE = (
+    "GrabCut could not separate the object from its surroundings and returned {what} "
+    "unchanged (score {score:.2f}); adjust the outline by hand or add clicks"
+)
 
 
 class GrabCutAssistant(Assistant):
@@ -57,6 +65,17 @@ class GrabCutAssistant(Assistant):
         self.max_share = max_share
         #: half-size, as a share of the box, of a central ellipse seeded as sure foreground
         self.core = core
+        self._gave_up = False  # set by _predict_mask when it falls back to the prompt
+
+    def predict(self, points: object = None, labels: object = None, box: object = None):
+        """As :meth:`Assistant.predict`; an answer that fell back to the box carries
+        :data:`BOX_NOTE`."""
+        self._gave_up = False
+        result = super().predict(points, labels, box)
+        if self._gave_up and result.shape is not None:
+            what = "your box" if box is not None else "the area around your clicks"
+            result.note = BOX_NOTE.format(what=what, score=result.score)
+        return result
 
     def _predict_mask(self, points, labels, box):
         import cv2
@@ -108,6 +127,7 @@ class GrabCutAssistant(Assistant):
             or not ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).any()
         ):
             # GrabCut needs both sides; a box that fills the photo has no background sample
+            self._gave_up = True
             return self._full(fallback, scale, (x0, y0, x1, y1)), 0.5, (x0, y0)
         bgd = np.zeros((1, 65), np.float64)
         fgd = np.zeros((1, 65), np.float64)
@@ -115,11 +135,13 @@ class GrabCutAssistant(Assistant):
             cv2.grabCut(small, mask, None, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_MASK)
         except cv2.error:
             # degenerate colour model (e.g. a flat crop): the seeds are the answer
+            self._gave_up = True
             return self._full(fallback, scale, (x0, y0, x1, y1)), 0.5, (x0, y0)
         fg = ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).astype(np.uint8)
         fg = self._clean(fg, fg_pts)
         share = fg[inbox].mean() if inbox.any() else 0.0
         if share < self.min_share or share > self.max_share:
+            self._gave_up = True
             return self._full(fallback, scale, (x0, y0, x1, y1)), 0.3, (x0, y0)
         return self._full(fg.astype(bool), scale, (x0, y0, x1, y1)), 0.5 + 0.4 * share, (x0, y0)
 

@@ -9,38 +9,58 @@ function PBActions(app) {
   function newAnn(cid, geometry, source) { return { key: S.uid++, id: null, class_id: cid, group: app.cls(cid).group, geometry, attributes: {}, source, prediction_id: null }; }
 
   // ---- classes ----
+  // The class new polygons get. It never relabels the selected polygon: that is the class select
+  // in its card (panels.js), so picking a class while a polygon is selected cannot change it by
+  // surprise.
   function pickClass(id) {
     S.currentClass = id;
     S.recent = [id, ...S.recent.filter((x) => x !== id)].slice(0, 9);
-    const a = app.selAnn();
-    if (a && a.class_id !== id) app.change(() => { a.class_id = id; a.group = app.cls(id).group; });
     app.renderClassList(); app.persist();
   }
 
   // ---- tools and drawing ----
   function setTool(t) {
     if ((t === 'hole' || t === 'part') && !app.selAnn()) { msg('Select a polygon first.', true); t = 'select'; }
-    S.tool = t; S.draw = (t === 'draw' || t === 'hole' || t === 'part') ? { points: [], target: t } : null;
+    S.tool = t; S.draw = (t === 'draw' || t === 'hole' || t === 'part') ? { points: [], target: t } : null; S.drawError = null;
     if (t !== 'assist') clearAssist(true);
     root.querySelectorAll('[data-tool]').forEach((b) => b.classList.toggle('pb-active', b.dataset.tool === t));
     const shell = root.querySelector('.pb-app'); if (shell) shell.dataset.tool = t;
     app.renderDraw();
   }
   // The drawn ring becomes a new annotation, another part of the selected one, or a hole in the
-  // selected one's polygon that holds its first point.
+  // selected one's polygon that holds its first point. An outline that crosses itself is split
+  // where it crosses (PBGeometry.repair, as the server does); a result the server would refuse
+  // (no area, too few points, far off the photo) is not added: the drawing stays, with the
+  // reason beside it, to fix (Backspace, more points) or drop (Esc).
   function finishDrawing() {
-    const D = S.draw; if (!D || D.points.length < 3) { msg('A polygon needs at least 3 vertices.', true); return; }
+    const D = S.draw; if (!D) return;
     const ring = D.points.map((q) => [q[0], q[1]]);
+    const parts = G.repair([{ exterior: ring, holes: [] }]);
+    let result = parts;
+    const a = D.target === 'draw' ? null : app.selAnn();
+    if (D.target !== 'draw' && !a) return;
+    if (D.target === 'hole') {
+      result = app.clone(a.geometry);
+      const poly = result.find((p) => G.inRing(ring[0], p.exterior)) || result[0];
+      (poly.holes = poly.holes || []).push(...parts.map((p) => p.exterior));
+    }
+    // A new part is judged alone; a hole by the polygon it leaves.
+    const reason = D.points.length < 3 ? 'a polygon needs at least 3 points' : G.check(result, S.image.width, S.image.height, S.maxVertices);
+    if (reason) {
+      const what = D.target === 'hole' ? 'hole' : D.target === 'part' ? 'part' : 'shape';
+      // Clicks on one spot make a ring the server reads as fewer points: say what the user did.
+      const short = D.points.length >= 3 && /needs at least 3 points/.test(reason) ? 'the points lie on one spot, so it has no area' : reason.replace(/^polygon 1: /, '');
+      S.drawError = { n: D.points.length, at: ring.length ? ring[0] : [0, 0], reason: `Not added: ${short}` };
+      msg(`Not added: ${short} (${reason}). Add points around the ${what}, Backspace removes one, Esc starts again.`, true); app.renderRejected();
+      return;
+    }
+    S.drawError = null;
     if (D.target === 'draw') {
       const cid = drawClass();
-      app.change(() => { const a = newAnn(cid, [{ exterior: ring, holes: [] }], 'manual'); S.anns.push(a); S.sel = a.key; });
-    } else {
-      const a = app.selAnn(); if (!a) return;
-      app.change(() => {
-        if (D.target === 'part') a.geometry.push({ exterior: ring, holes: [] });
-        else { const poly = a.geometry.find((p) => G.inRing(ring[0], p.exterior)) || a.geometry[0]; (poly.holes = poly.holes || []).push(ring); }
-      });
-    }
+      app.change(() => { const b = newAnn(cid, parts, 'manual'); S.anns.push(b); S.sel = b.key; });
+    } else if (D.target === 'part') app.change(() => { a.geometry.push(...parts); });
+    else app.change(() => { a.geometry = result; });
+    if (parts.length > 1) msg(`The outline crossed itself, so it was split into ${parts.length} parts where it crosses.`);
     setTool('select');
   }
   function deleteSelected() {
@@ -75,6 +95,7 @@ function PBActions(app) {
       A.preview = r.geometry; app.renderDraw();
       S.stats.assists++; S.stats.lastAssist = performance.now() - t0;
       $('.pb-assist-info').textContent = r.geometry.length ? `${r.backend} · score ${(+r.score).toFixed(2)} · Enter accepts` : `${r.backend}: nothing found; add points`;
+      if (r.note) { $('.pb-assist-info').textContent += ` · ${r.note}`; msg(r.note, true); } // the answer is only the box
     } catch (e) { msg('Assist failed: ' + e.message, true); }
   }
   function acceptAssist() {
@@ -107,6 +128,8 @@ function PBActions(app) {
       const r = await app.api('POST', `/images/${S.image.id}/status`, { status, comment: comment || null });
       S.image.status = r.status; S.image.review_comment = r.review_comment;
       msg(`Photo ${S.image.id} is now ${r.status}.`); app.renderWorkflow();
+      // A scored (gold) photo's comparison, where the project shows it; 404 everywhere else.
+      if (status === 'labelled') app.api('GET', `/quality/feedback/${S.image.id}`).then((f) => { const o = f.scores.overall, n = (x) => (x == null ? '–' : (+x).toFixed(2)); msg(`Checked against reference labels: precision ${n(o.precision)}, recall ${n(o.recall)}, mean IoU ${n(o.mean_iou)}.`); }).catch(() => {});
     } catch (e) { msg(e.message, true); }
   }
   // A fraud analyst's verdict on the photo: confirming accepts the pending fake-damage

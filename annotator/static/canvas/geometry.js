@@ -86,8 +86,112 @@ const PBGeometry = (function () {
     return best;
   }
 
+  // ---- what a save accepts (core.geometry.check_geometry), step for step ----
+  // numpy's round(x, 2): scale, round half to even, scale back.
+  function roundTo(x, ndigits) {
+    const k = Math.pow(10, ndigits), y = x * k;
+    let r = Math.round(y);
+    if (r - y === 0.5 && r % 2 !== 0) r -= 1;
+    return r / k;
+  }
+  const isNum = (v) => typeof v === 'number';
+  // core.geometry.as_ring: [[x, y], ...] or flat [x0, y0, ...]; a repeated first point dropped.
+  function asRing(points, where) {
+    let pts;
+    if (Array.isArray(points) && points.every(isNum)) {
+      if (points.length % 2) throw new Error(`${where}: a flat coordinate list needs an even length, got ${points.length}`);
+      pts = []; for (let i = 0; i < points.length; i += 2) pts.push([points[i], points[i + 1]]);
+    } else if (Array.isArray(points) && points.every((q) => Array.isArray(q) && q.length === 2 && q.every(isNum))) {
+      pts = points.map((q) => [q[0], q[1]]);
+    } else throw new Error(`${where}: expected points shaped (K, 2)`);
+    if (!pts.every((q) => Number.isFinite(q[0]) && Number.isFinite(q[1]))) throw new Error(`${where}: coordinates must be finite numbers (found NaN or infinity)`);
+    const n = pts.length;
+    if (n > 1 && pts[0][0] === pts[n - 1][0] && pts[0][1] === pts[n - 1][1]) pts.pop();
+    if (pts.length < 3) throw new Error(`${where}: a polygon needs at least 3 points, got ${pts.length}`);
+    return pts;
+  }
+  // Shape.from_json: the holes of a polygon are read before its exterior, as there.
+  function parseShape(data) {
+    if (!Array.isArray(data) || !data.length) throw new Error('geometry must be a non-empty list of polygons');
+    return data.map((p, i) => {
+      if (!p || typeof p !== 'object' || Array.isArray(p) || !('exterior' in p)) throw new Error(`polygon ${i + 1}: expected an object with 'exterior'`);
+      const holes = (p.holes || []).map((h, j) => asRing(h, `polygon ${i + 1}, hole ${j + 1}`));
+      return { exterior: asRing(p.exterior, `polygon ${i + 1}`), holes };
+    });
+  }
+  // Twice the area in (10^-ndigits px)^2 as an exact integer (core's _area_units).
+  function areaUnits(ring, ndigits) {
+    const k = Math.pow(10, ndigits);
+    const xs = ring.map((q) => Math.round(q[0] * k)), ys = ring.map((q) => Math.round(q[1] * k));
+    const x0 = xs[0], y0 = ys[0];
+    for (let i = 0; i < xs.length; i++) { xs[i] -= x0; ys[i] -= y0; }
+    let s = 0;
+    for (let i = 0, j = xs.length - 1; i < xs.length; j = i++) s += xs[j] * ys[i] - xs[i] * ys[j];
+    return Math.abs(s);
+  }
+  // Why a save would refuse this geometry on a width x height photo, as the server words it
+  // (after "annotation N: "), or null when it would store it.
+  function check(geometry, width, height, maxVertices, ndigits = 2) {
+    try {
+      let shape = parseShape(geometry);
+      shape.forEach((p, i) => {
+        const n = rings(p).reduce((t, r) => t + r.length, 0);
+        if (maxVertices && n > maxVertices) throw new Error(`polygon ${i + 1} has ${n.toLocaleString('en-US')} points, more than the limit of ${maxVertices.toLocaleString('en-US')}; simplify it, or raise the limit (setting PANELBEATER_MAX_VERTICES_PER_POLYGON)`);
+      });
+      const r = (ring) => ring.map((q) => [roundTo(q[0], ndigits), roundTo(q[1], ndigits)]);
+      shape = parseShape(shape.map((p) => ({ exterior: r(p.exterior), holes: p.holes.map(r) })));
+      const [x0, y0, x1, y1] = bbox(shape), slack = 0.5 * Math.max(width, height);
+      if (x1 < -slack || y1 < -slack || x0 > width + slack || y0 > height + slack) throw new Error(`polygon lies outside the ${width}x${height} image`);
+      let total = 0;
+      for (const p of shape) total += Math.max(0, areaUnits(p.exterior, ndigits) - p.holes.reduce((t, h) => t + areaUnits(h, ndigits), 0));
+      if (total <= 0) throw new Error('polygon has zero area');
+      return null;
+    } catch (e) { return e.message; }
+  }
+
+  // ---- repairing a ring that crosses itself (core.geometry.split_ring), step for step ----
+  function orient(p, q, r) { return (q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0]); }
+  // Where a-b and c-d cross inside both (rounded like a save); touching or overlapping is no crossing.
+  function crossing(a, b, c, d) {
+    const o1 = orient(a, b, c), o2 = orient(a, b, d), o3 = orient(c, d, a), o4 = orient(c, d, b);
+    if (!(((o1 > 0 && o2 < 0) || (o1 < 0 && o2 > 0)) && ((o3 > 0 && o4 < 0) || (o3 < 0 && o4 > 0)))) return null;
+    const t = o3 / (o3 - o4);
+    return [roundTo(a[0] + t * (b[0] - a[0]), 2), roundTo(a[1] + t * (b[1] - a[1]), 2)];
+  }
+  // The ring cut at its first crossing into two loops, each cut again: a bow-tie becomes its
+  // two triangles; a simple ring comes back alone.
+  function splitRing(ring) {
+    const pts = ring.map((q) => [q[0], q[1]]), n = pts.length;
+    for (let i = 0; i < n; i++) {
+      const a = pts[i], b = pts[(i + 1) % n];
+      for (let j = i + 2; j < n; j++) {
+        if (i === 0 && j === n - 1) continue;
+        const p = crossing(a, b, pts[j], pts[(j + 1) % n]);
+        if (p) return [...splitRing([p, ...pts.slice(i + 1, j + 1)]), ...splitRing([p, ...pts.slice(j + 1), ...pts.slice(0, i + 1)])];
+      }
+    }
+    return [pts];
+  }
+  // core.geometry.repair_geometry: every self-crossing ring split; an outline into polygons, a
+  // hole into holes, each hole with the first new polygon that holds its first point.
+  function repair(geometry, maxPoints = 2000) {
+    const split = (r) => (r.every((q) => Array.isArray(q)) && r.length >= 3 && r.length <= maxPoints ? splitRing(r) : [r]);
+    const out = [];
+    for (const p of geometry) {
+      const parts = split(p.exterior);
+      const holes = [];
+      for (const h of p.holes || []) holes.push(...split(h));
+      if (parts.length === 1) { out.push({ exterior: parts[0], holes }); continue; }
+      const polys = parts.map((r) => ({ exterior: r, holes: [] }));
+      for (const h of holes) (polys.find((q) => inRing(h[0], q.exterior)) || polys[0]).holes.push(h);
+      out.push(...polys);
+    }
+    return out;
+  }
+
   return Object.freeze({
     rings, ringOf, distance, bbox, normalBox, ringArea, polygonArea, shapeArea,
     inRing, inPolygon, inShape, closestOnSegment, nearestEdge, translated, partSuggestion,
+    roundTo, check, splitRing, repair,
   });
 })();

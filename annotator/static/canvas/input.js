@@ -21,13 +21,21 @@ function PBInput(app) {
     modeSel.addEventListener('change', () => app.setMode(modeSel.value));
     $('.pb-prev').addEventListener('click', () => app.step('previous'));
     $('.pb-next').addEventListener('click', () => app.step('next'));
+    $('.pb-rejections').addEventListener('click', app.openWaiting);
     for (const [k, sel] of app.FILTERS) {
       const s = $(sel);
-      s.addEventListener('change', () => { S.filters[k] = s.value; app.persist(); app.step('next', true); });
+      // Leaving the photo asks first (navigate.js leaveOk); staying puts the filter back.
+      s.addEventListener('change', async () => { if (!(await app.leaveOk())) { s.value = S.filters[k] || ''; return; } S.filters[k] = s.value; app.persist(); app.step('next', true, true); });
     }
     root.querySelectorAll('[data-tool]').forEach((b) => b.addEventListener('click', () => app.setTool(b.dataset.tool)));
     $('.pb-undo').addEventListener('click', app.undo);
     $('.pb-redo').addEventListener('click', app.redo);
+    $('.pb-zoom-in').addEventListener('click', () => app.zoomBy(1.25));
+    $('.pb-zoom-out').addEventListener('click', () => app.zoomBy(0.8));
+    $('.pb-zoom-fit').addEventListener('click', () => { if (S.image) app.fit(); });
+    $('.pb-zoom-sel').addEventListener('click', app.zoomToSelected);
+    $('.pb-labels-btn').addEventListener('click', app.toggleLabels);
+    $('.pb-labels-btn').classList.toggle('pb-active', S.showLabels);
     $('.pb-helpbtn').addEventListener('click', () => { $('.pb-help').hidden = !$('.pb-help').hidden; });
     $('.pb-class-search').addEventListener('input', app.renderClassList);
     $('.pb-class-search').addEventListener('keydown', (e) => {
@@ -83,7 +91,7 @@ function PBInput(app) {
       }
       if (t.classList.contains('pb-ann') || (t.classList.contains('pb-edge-hit') && a)) {
         const key = t.classList.contains('pb-ann') ? +t.dataset.key : a.key;
-        if (S.sel !== key) { S.sel = key; S.selV = null; S.selPred = null; const b = app.selAnn(); if (b) { S.currentClass = b.class_id; } app.renderAnns(); app.renderSel(); app.renderAttrs(); app.renderPreds(); app.renderClassList(); }
+        if (S.sel !== key) { S.sel = key; S.selV = null; S.selPred = null; app.renderAnns(); app.renderSel(); app.renderAttrs(); app.renderPreds(); app.renderClassList(); }
         S.drag = { kind: 'move', start: pt, orig: app.clone(app.selAnn().geometry), before: app.snap(), moved: false };
         svg.setPointerCapture(e.pointerId); return;
       }
@@ -127,9 +135,7 @@ function PBInput(app) {
     // Zoom about the pointer.
     svg.addEventListener('wheel', (e) => {
       if (!S.image) return; e.preventDefault();
-      const pt = toImg(e), k = e.deltaY < 0 ? 0.8 : 1.25;
-      S.vb = { x: pt[0] - (pt[0] - S.vb.x) * k, y: pt[1] - (pt[1] - S.vb.y) * k, w: S.vb.w * k, h: S.vb.h * k };
-      app.applyVB(); app.renderPreds();
+      app.zoomBy(e.deltaY < 0 ? 1.25 : 0.8, toImg(e), true);
     }, { passive: false });
     // onKey is one function per widget, so binding it again for a new shell adds no second listener.
     document.addEventListener('keydown', onKey);
@@ -167,6 +173,10 @@ function PBInput(app) {
     else if (/^[1-9]$/.test(k)) { const id = S.recent[+k - 1]; if (id) app.pickClass(id); }
     else if (k === '/') $('.pb-class-search').focus();
     else if (k === '0') { if (S.image) app.fit(); }
+    else if (k === '+' || k === '=') app.zoomBy(1.25);
+    else if (k === '-' || k === '_') app.zoomBy(0.8);
+    else if (k === 'f' || k === 'F') app.zoomToSelected();
+    else if (k === 'l' || k === 'L') app.toggleLabels();
     else if (k === '?') $('.pb-help').hidden = !$('.pb-help').hidden;
     else if (k === ' ') S.space = true;
     else done = false;

@@ -16,6 +16,8 @@ const S = {
   serverIds: new Set(), sel: null, selV: null, selPred: null, tool: 'select', draw: null,
   assist: { points: [], labels: [], box: null, preview: null }, hidden: new Set(), recent: [],
   undo: [], redo: [], saving: false, dirty: false, conflict: null, currentClass: null, uid: 1,
+  // Per open photo (edits.js): refused shapes by key, the last save's error, edit counters.
+  rejected: new Map(), saveError: null, drawError: null, changeSeq: 0, savedSeq: 0, maxVertices: null,
   drag: null, vb: null, space: false, queue: null, tolerance: 1.0,
   stats: { saves: 0, lastSaved: 0, lastRelease: 0, drawn: 0, drawnAt: 0, assists: 0, lastAssist: 0, frames: 0 },
 };
@@ -28,7 +30,7 @@ const app = {
   SHORTCUTS,
   GROUPS: ['damage', 'fake', 'part'],
   // The toolbar's filter selects, by query parameter.
-  FILTERS: [['status', '.pb-f-status'], ['flagged', '.pb-f-flagged'], ['split', '.pb-f-split'], ['class_id', '.pb-f-class']],
+  FILTERS: [['status', '.pb-f-status'], ['flagged', '.pb-f-flagged'], ['split', '.pb-f-split'], ['class_id', '.pb-f-class'], ['inspection_id', '.pb-f-inspection']],
   can: (p) => !!(S.session && S.session.permissions && S.session.permissions.includes(p)),
   clone: (x) => JSON.parse(JSON.stringify(x)),
   // A class the taxonomy no longer has still shows, by its id.
@@ -42,7 +44,7 @@ const app = {
 };
 // Made one at a time, in this order, so that each factory finds the DOM helpers already merged.
 const apiDeps = { token: () => S.session.token, pinnedId: () => (S.image ? S.image.id : null) };
-for (const make of [PBDom, () => PBApi(apiDeps), PBRender, PBPanels, PBEdits, PBActions, PBNavigate, PBInput]) {
+for (const make of [PBDom, () => PBApi(apiDeps), PBRender, PBZoom, PBPanels, PBSides, PBEdits, PBActions, PBNavigate, PBInput]) {
   const part = make(app);
   // Object.assign would let a later module shadow an earlier one's function without a word.
   for (const name of Object.keys(part)) if (name in app) throw new Error(`canvas: two modules define ${name}`);
@@ -54,23 +56,33 @@ async function start() {
   const { root, el } = app;
   let sess = null;
   try { sess = props.value ? JSON.parse(props.value) : null; } catch (e) { sess = null; }
-  if (!sess || !sess.token) { S.session = null; root.textContent = ''; root.appendChild(el('div', { class: 'pb-hint' }, 'Sign in to start.')); return; }
+  if (!sess || !sess.token) { try { sessionStorage.removeItem('pb.landed'); } catch (e) { /* private mode */ } S.session = null; root.textContent = ''; root.appendChild(el('div', { class: 'pb-hint' }, 'Sign in to start.')); return; }
   if (S.session && S.session.token === sess.token && root.querySelector('.pb-app')) return;
   S.session = sess;
   let saved = {};
   try { saved = JSON.parse(localStorage.getItem('pb.workspace') || '{}'); } catch (e) { saved = {}; }
   if (saved.user !== sess.username) saved = {};
-  const modes = { annotate: 'annotate', review: 'review', fraud: 'fraud' };
+  const modes = { annotate: 'annotate', review: 'review', fraud: 'fraud', sides: 'dashboard' };
   S.mode = saved.mode && app.can(modes[saved.mode]) ? saved.mode : (app.can('annotate') ? 'annotate' : 'review');
-  S.filters = saved.filters || {}; S.recent = saved.recent || []; S.currentClass = saved.currentClass || null; S.hidden = new Set(saved.hidden || []);
+  S.filters = saved.filters || {};
+  // A fresh sign-in lands where the role works, at the head of that queue (where a rejected
+  // photo waits for its author); a reload of the same tab comes back to where it was.
+  let landed = null;
+  try { landed = sessionStorage.getItem('pb.landed'); sessionStorage.setItem('pb.landed', sess.username); } catch (e) { landed = sess.username; }
+  if (landed !== sess.username) { S.mode = app.landingMode(sess.role); S.filters = app.modeFilters(S.mode); saved.imageId = null; }
+  S.recent = saved.recent || []; S.currentClass = saved.currentClass || null; S.hidden = new Set(saved.hidden || []);
   try {
     const tax = await app.api('GET', '/taxonomy');
     S.classes = tax.classes; S.byId = {}; for (const c of S.classes) S.byId[c.id] = c;
+    // Distinct colours per class within each group (palette.js), in place of the taxonomy's shades.
+    const pal = PBPalette.classColors(S.classes); for (const c of S.classes) c.color = pal[c.id] || c.color;
   } catch (e) { root.textContent = ''; root.appendChild(el('div', { class: 'pb-hint pb-bad' }, 'Could not load classes: ' + e.message)); return; }
   if (!S.currentClass) S.currentClass = (S.classes.find((c) => c.group === 'damage') || S.classes[0]).id;
   app.buildShell(); app.bindShell(); app.renderClassList(); app.setTool('select');
-  if (saved.imageId) await app.openImage(saved.imageId); else await app.step('next', true);
+  // The lead's side list replaces the queue in its mode (sides.js).
+  if (S.mode === 'sides') await app.loadSides(!saved.imageId);
+  if (saved.imageId) await app.openImage(saved.imageId); else if (S.mode !== 'sides') await app.step('next', true);
 }
-S.openImage = app.openImage; S.step = app.step; S.setMode = app.setMode;
+S.openImage = app.openImage; S.step = app.step; S.setMode = app.setMode; S.zoomTo = app.zoomTo; S.zoomToSelected = app.zoomToSelected;
 watch('value', start);
 start();

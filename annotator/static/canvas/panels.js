@@ -17,11 +17,13 @@ function PBPanels(app) {
         <button class="pb-prev" title="previous photo (← or S)">◀ Prev</button>
         <button class="pb-next" title="next photo (→ or D)">Next ▶</button>
         <span class="pb-progress"></span>
+        <button class="pb-rejections" hidden title="rejected photos waiting for you to fix them; click to open the oldest"></button>
         <span class="pb-sep"></span>
         <label>status <select class="pb-f-status"><option value="">open</option><option>new</option><option>in_progress</option><option>labelled</option><option>reviewed</option><option>rejected</option><option value="new,in_progress,labelled,reviewed,rejected">all</option></select></label>
         <label>flag <select class="pb-f-flagged"><option value="">any</option><option value="true">flagged</option><option value="false">not flagged</option></select></label>
         <label>split <select class="pb-f-split"><option value="">any</option><option>train</option><option>val</option><option>test</option></select></label>
         <label>class <select class="pb-f-class"><option value="">any</option></select></label>
+        <label>inspection <select class="pb-f-inspection"><option value="">any</option></select></label>
         <span class="pb-sep"></span>
         <span class="pb-tools">
           <button data-tool="select" title="select / edit (V)">Edit</button>
@@ -32,6 +34,7 @@ function PBPanels(app) {
         </span>
         <button class="pb-undo" title="undo (Ctrl+Z)">Undo</button>
         <button class="pb-redo" title="redo (Ctrl+Shift+Z)">Redo</button>
+        <span class="pb-zoombar"><button class="pb-zoom-out" title="zoom out (-)">−</button><span class="pb-zoom-level" title="zoom: screen pixels per photo pixel">100%</span><button class="pb-zoom-in" title="zoom in (+)">+</button><button class="pb-zoom-fit" title="fit the photo to the window (0)">Fit</button><button class="pb-zoom-sel" title="zoom to the selected polygon (F)">Zoom to selected</button><button class="pb-labels-btn" title="show or hide class names on polygons (L)">Labels</button></span>
         <button class="pb-helpbtn" title="shortcuts (?)">?</button>
         <span class="pb-save"></span>
       </div>
@@ -41,8 +44,9 @@ function PBPanels(app) {
         <button class="pb-conflict-load">Load their version</button> <button class="pb-conflict-keep">Keep mine (overwrite theirs)</button>
       </div>
       <div class="pb-main">
-        <div class="pb-stage"><svg class="pb-svg" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 10 10"><image class="pb-img" x="0" y="0" width="10" height="10" preserveAspectRatio="none"/><g class="pb-l-anns"></g><g class="pb-l-preds"></g><g class="pb-l-sel"></g><g class="pb-l-draw"></g></svg><div class="pb-empty">No photo</div></div>
+        <div class="pb-stage"><svg class="pb-svg" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 10 10"><image class="pb-img" x="0" y="0" width="10" height="10" preserveAspectRatio="none"/><image class="pb-region" x="0" y="0" width="0" height="0" preserveAspectRatio="none"/><g class="pb-l-anns"></g><g class="pb-l-labels"></g><g class="pb-l-preds"></g><g class="pb-l-sel"></g><g class="pb-l-draw"></g></svg><div class="pb-empty">No photo</div><div class="pb-canvas-comment" hidden></div><div class="pb-legend" hidden></div></div>
         <div class="pb-side">
+          <div class="pb-card pb-sides-card" hidden><b>Sides to resolve</b><div class="pb-sides"></div></div>
           <div class="pb-card pb-workflow"><div class="pb-imginfo"></div><div class="pb-review-comment"></div><div class="pb-wf-buttons"></div></div>
           <div class="pb-card"><b>Class</b> <span class="pb-current-class"></span>
             <input class="pb-class-search" placeholder="type to search classes (/)"/>
@@ -62,12 +66,18 @@ function PBPanels(app) {
       <div class="pb-help" hidden><b>Keyboard shortcuts</b><table class="pb-help-table"></table></div>`;
     root.appendChild(shell);
     const modeSel = $('.pb-mode');
-    for (const [m, perm, label] of [['annotate', 'annotate', 'Annotate'], ['review', 'review', 'Review'], ['fraud', 'fraud', 'Fraud queue']]) {
+    for (const [m, perm, label] of [['annotate', 'annotate', 'Annotate'], ['review', 'review', 'Review'], ['fraud', 'fraud', 'Fraud queue'], ['sides', 'dashboard', 'Sides to resolve']]) {
       if (app.can(perm)) modeSel.appendChild(el('option', { value: m }, label));
     }
     modeSel.value = S.mode;
     const fcls = $('.pb-f-class');
     for (const c of S.classes) fcls.appendChild(el('option', { value: String(c.id) }, c.display_name));
+    // The vehicles' inspections, for a queue of one inspection's photos (claims work).
+    const finsp = $('.pb-f-inspection');
+    app.api('GET', '/inspections').then((rows) => {
+      for (const i of rows) finsp.appendChild(el('option', { value: String(i.id) }, `${i.name} (${i.kind})`));
+      finsp.value = S.filters.inspection_id || '';
+    }).catch(() => { finsp.parentElement.hidden = true; });
     for (const [k, sel] of app.FILTERS) $(sel).value = S.filters[k] || '';
     const table = $('.pb-help-table');
     for (const [k, v] of app.SHORTCUTS) { const tr = el('tr'); tr.appendChild(el('td', { class: 'pb-key' }, k)); tr.appendChild(el('td', {}, v)); table.appendChild(tr); }
@@ -79,24 +89,42 @@ function PBPanels(app) {
     }
   }
 
-  // Classes by group, filtered by the search box, plus the recently used ones (keys 1-9).
+  // The class picker. With the search box empty: the recent classes (keys 1-9), then all three
+  // groups, each in a box of its own so that Fake and Part stay in view below Damage's 26. While
+  // typing: one list ranked by PBFuzzy (names, display names and synonyms, so "windscreen" finds
+  // the front windshield); among equal scores the recently used come first. Picking sets only the
+  // class new drawings get; a selected polygon's class changes in its own card (renderAttrs).
+  function classButton(c, withGroup) {
+    const b = el('button', { 'data-id': String(c.id), class: 'pb-class-btn' + (c.id === S.currentClass ? ' pb-current' : '') }, c.display_name + (withGroup ? ` · ${c.group}` : ''));
+    b.style.borderLeft = '4px solid ' + c.color;
+    b.title = c.name + (c.synonyms && c.synonyms.length ? ' (' + c.synonyms.join(', ') + ')' : '');
+    b.addEventListener('click', () => app.pickClass(c.id));
+    return b;
+  }
+  function searchClasses(q) {
+    const recency = (id) => { const i = S.recent.indexOf(id); return i < 0 ? S.recent.length : i; };
+    const ranked = PBFuzzy.rank(q, S.classes.map(PBFuzzy.classTexts));
+    ranked.sort((a, b) => b[1] - a[1] || recency(S.classes[a[0]].id) - recency(S.classes[b[0]].id) || a[0] - b[0]);
+    return ranked.map(([i]) => S.classes[i]);
+  }
   function renderClassList() {
-    const q = ($('.pb-class-search').value || '').trim().toLowerCase();
+    const q = ($('.pb-class-search').value || '').trim();
     const list = $('.pb-classlist');
     list.textContent = '';
-    for (const g of app.GROUPS) {
-      const items = S.classes.filter((c) => c.group === g && (!q || c.name.toLowerCase().includes(q) || c.display_name.toLowerCase().includes(q)));
-      if (!items.length) continue;
-      const total = S.classes.filter((c) => c.group === g).length;
-      list.appendChild(el('div', { class: 'pb-group-h' }, `${g[0].toUpperCase() + g.slice(1)} (${total})`));
-      const box = el('div', { class: 'pb-group-b' });
-      for (const c of items) {
-        const b = el('button', { 'data-id': String(c.id), class: 'pb-class-btn' }, c.display_name);
-        b.style.borderLeft = '4px solid ' + c.color;
-        b.addEventListener('click', () => app.pickClass(c.id));
-        box.appendChild(b);
-      }
+    if (q) {
+      const hits = searchClasses(q);
+      list.appendChild(el('div', { class: 'pb-group-h' }, hits.length ? `${hits.length} match${hits.length === 1 ? '' : 'es'} (Enter picks the first)` : `No class matches "${q}"`));
+      const box = el('div', { class: 'pb-group-b pb-matches' });
+      for (const c of hits) box.appendChild(classButton(c, true));
       list.appendChild(box);
+    } else {
+      for (const g of app.GROUPS) {
+        const items = S.classes.filter((c) => c.group === g);
+        list.appendChild(el('div', { class: 'pb-group-h', 'data-group-h': g }, `${g[0].toUpperCase() + g.slice(1)} (${items.length})`));
+        const box = el('div', { class: `pb-group-b pb-group-${g}` });
+        for (const c of items) box.appendChild(classButton(c, false));
+        list.appendChild(box);
+      }
     }
     const rec = $('.pb-recent');
     rec.textContent = '';
@@ -105,17 +133,19 @@ function PBPanels(app) {
       b.addEventListener('click', () => app.pickClass(id));
       rec.appendChild(b);
     });
-    $('.pb-current-class').textContent = S.currentClass ? app.cls(S.currentClass).display_name : '';
+    $('.pb-current-class').textContent = S.currentClass ? 'new polygons: ' + app.cls(S.currentClass).display_name : '';
   }
 
-  function renderSide() { renderWorkflow(); renderAttrs(); renderPredList(); renderClassList(); }
+  function renderSide() { $('.pb-sides-card').hidden = S.mode !== 'sides'; if (S.mode === 'sides') app.renderSides(); renderWorkflow(); renderAttrs(); renderPredList(); renderClassList(); }
   // The photo's facts and the buttons the current mode and role allow.
   function renderWorkflow() {
     const info = $('.pb-imginfo'), btns = $('.pb-wf-buttons'), rc = $('.pb-review-comment');
     btns.textContent = '';
     if (!S.image) { info.textContent = ''; rc.textContent = ''; return; }
     info.textContent = `#${S.image.id} ${S.image.file_name} · ${S.image.width}×${S.image.height} · ${S.image.split} · status: ${S.image.status} · version ${S.image.version}`;
-    rc.textContent = S.image.review_comment ? 'Review comment: ' + S.image.review_comment : '';
+    if (S.image.status === 'rejected') rc.textContent = 'rejected: ' + (S.image.review_comment || '') + (S.image.rejected_for ? ` (back to ${S.image.rejected_for})` : '');
+    else rc.textContent = S.image.review_comment ? 'Review comment: ' + S.image.review_comment : '';
+    rc.classList.toggle('pb-rejected', S.image.status === 'rejected');
     if (S.mode === 'review' && app.can('review')) {
       btns.appendChild(el('button', { class: 'pb-approve', onclick: () => app.setStatus('reviewed') }, 'Approve'));
       const ta = el('textarea', { class: 'pb-reject-comment', placeholder: 'what must be fixed (required to reject)' });
@@ -139,6 +169,16 @@ function PBPanels(app) {
     if (!a) { box.appendChild(el('div', { class: 'pb-hint' }, 'Select a polygon to edit its class and attributes.')); return; }
     const at = a.attributes || (a.attributes = {});
     box.appendChild(el('div', { class: 'pb-sel-class' }, `${app.cls(a.class_id).display_name} (${a.group}) · ${a.source || 'manual'}`));
+    // Changing this polygon's class is its own action, apart from the class new drawings get.
+    const cs = el('select', { class: 'pb-sel-class-pick' });
+    for (const g of app.GROUPS) {
+      const og = el('optgroup'); og.label = g;
+      for (const c of S.classes.filter((c) => c.group === g)) og.appendChild(el('option', { value: String(c.id) }, c.display_name));
+      cs.appendChild(og);
+    }
+    cs.value = String(a.class_id);
+    cs.addEventListener('change', () => app.change(() => { a.class_id = +cs.value; a.group = app.cls(+cs.value).group; }));
+    const l0 = el('label', {}, 'class '); l0.appendChild(cs); box.appendChild(l0);
     const sev = el('select', { class: 'pb-severity' });
     sev.appendChild(el('option', { value: '' }, '—'));
     for (const s of SEVERITIES) sev.appendChild(el('option', { value: s }, s));
@@ -173,6 +213,32 @@ function PBPanels(app) {
       box.appendChild(el('div', { class: 'pb-fake-flag' }, 'Flagged as fake damage' + (at.fake_note ? ': ' + at.fake_note : '')));
     }
     box.appendChild(el('button', { class: 'pb-delete', onclick: app.deleteSelected }, 'Delete polygon (Del)'));
+    renderInstanceReview(box, a);
+  }
+  // A reviewer's verdict on this one instance; everyone sees the verdict and its reason.
+  function renderInstanceReview(box, a) {
+    const wrap = el('div', { class: 'pb-inst-review' });
+    if (a.review_state) wrap.appendChild(el('div', { class: 'pb-inst-state pb-inst-' + a.review_state }, `${a.review_state} by ${a.reviewed_by || '?'}${a.review_reason ? ': ' + a.review_reason : ''}`));
+    if (app.can('review') && S.mode === 'review') {
+      if (a.id == null || !S.serverIds.has(a.id)) wrap.appendChild(el('div', { class: 'pb-hint' }, 'Saving… the verdict buttons come when this polygon is saved.'));
+      else {
+        const reason = el('input', { class: 'pb-inst-reason', placeholder: 'reason (required to reject)' });
+        wrap.appendChild(el('button', { class: 'pb-inst-accept', onclick: () => reviewInstance(a, 'accepted', reason.value) }, 'Accept instance'));
+        wrap.appendChild(reason);
+        wrap.appendChild(el('button', { class: 'pb-inst-reject', onclick: () => reviewInstance(a, 'rejected', reason.value) }, 'Reject instance'));
+      }
+    }
+    if (wrap.childNodes.length) box.appendChild(wrap);
+  }
+  async function reviewInstance(a, decision, reason) {
+    if (!S.image) return;
+    try {
+      const r = await app.api('POST', `/images/${S.image.id}/annotations/${a.id}/review`, { decision, reason: reason || null });
+      a.review_state = r.annotation.review_state; a.review_reason = r.annotation.review_reason; a.reviewed_by = r.annotation.reviewed_by;
+      S.image.status = r.image.status; S.image.review_comment = r.image.review_comment; S.image.rejected_for = r.image.rejected_for;
+      app.msg(`Instance ${a.id} ${decision}` + (r.image.status === 'rejected' ? `; photo ${S.image.id} is rejected.` : '.'));
+      renderWorkflow(); renderAttrs();
+    } catch (e) { app.msg(e.message, true); }
   }
   function renderPredList() {
     const list = $('.pb-predlist'); if (!list) return; list.textContent = '';

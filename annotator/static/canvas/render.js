@@ -1,9 +1,11 @@
-// The SVG layers over the photo: annotations, pending predictions, the selection's handles, and
-// what is being drawn or assisted. The viewBox is in image pixels (S.vb), so sizes meant in
-// screen pixels (handles, labels, hit strokes) are divided by scale(). Layers are rebuilt whole;
-// during a drag only the moved path and handle are touched, once per animation frame.
+// The SVG layers over the photo: annotations with their class names, pending predictions, the
+// selection's handles, and what is being drawn or assisted; and the HTML overlays on the stage
+// (the legend of the photo's classes, the reviewer's comment). The viewBox is in image pixels
+// (S.vb), so sizes meant in screen pixels (handles, labels, hit strokes) are divided by scale().
+// Layers are rebuilt whole; during a drag only the moved path and handle are touched, once per
+// animation frame. Zoom and the sharp region over the photo are in zoom.js.
 function PBRender(app) {
-  const { S, root, $, sv } = app;
+  const { S, root, $, sv, el } = app;
   const G = PBGeometry;
 
   // One SVG path for all rings; drawn with fill-rule evenodd, holes show as holes.
@@ -18,10 +20,11 @@ function PBRender(app) {
   // Screen pixels per image pixel at the current zoom.
   function scale() { const m = $('.pb-svg').getScreenCTM(); return m ? Math.abs(m.a) || 1 : 1; }
   function fit() { S.vb = { x: 0, y: 0, w: S.image.width, h: S.image.height }; applyVB(); }
-  // Handles and the drawing are sized by scale(), so they follow a zoom or pan.
-  function applyVB() { $('.pb-svg').setAttribute('viewBox', `${S.vb.x} ${S.vb.y} ${S.vb.w} ${S.vb.h}`); renderSel(); renderDraw(); }
+  // Handles and the drawing are sized by scale(), so they follow a zoom or pan; zoom.js updates
+  // the zoom readout, the labels' size and the sharp region.
+  function applyVB() { $('.pb-svg').setAttribute('viewBox', `${S.vb.x} ${S.vb.y} ${S.vb.w} ${S.vb.h}`); renderSel(); renderDraw(); app.viewChanged(); }
 
-  function renderAll() { renderAnns(); renderPreds(); renderSel(); renderDraw(); }
+  function renderAll() { renderAnns(); renderPreds(); renderSel(); renderDraw(); renderComment(); }
   function renderAnns() {
     const g = $('.pb-l-anns'); g.textContent = '';
     const frag = document.createDocumentFragment();
@@ -32,6 +35,52 @@ function PBRender(app) {
       frag.appendChild(p);
     }
     g.appendChild(frag);
+    renderLabels(); renderLegend();
+  }
+  // Each saved polygon's class name above its box, in the class's colour (L shows or hides them).
+  // Text ignores the pointer, so a label never stands between a click and a polygon.
+  function renderLabels() {
+    const g = $('.pb-l-labels'); if (!g) return; g.textContent = '';
+    g.dataset.shown = S.showLabels ? '1' : '0';
+    if (!S.showLabels || !S.image) return;
+    const s = scale(), fs = 12 / s;
+    const frag = document.createDocumentFragment();
+    for (const a of S.anns) {
+      if (S.hidden.has(a.group) || !a.geometry.length) continue;
+      const c = app.cls(a.class_id), [x0, y0] = G.bbox(a.geometry);
+      const t = sv('text', { x: x0, y: Math.max(y0 - 3 / s, fs), class: 'pb-ann-label' + (a.key === S.sel ? ' pb-selected' : ''), 'font-size': fs, fill: c.color, 'data-key': a.key });
+      t.textContent = c.display_name;
+      frag.appendChild(t);
+    }
+    g.appendChild(frag);
+    g.dataset.scale = String(s);
+  }
+  // The classes on this photo, each with its colour and how many polygons (and pending
+  // predictions) it has; a hidden group's classes are dimmed.
+  function renderLegend() {
+    const box = $('.pb-legend'); if (!box) return; box.textContent = '';
+    const count = new Map();
+    const add = (id, k) => { const e = count.get(id) || [0, 0]; e[k]++; count.set(id, e); };
+    if (S.image) { for (const a of S.anns) add(a.class_id, 0); for (const p of app.pendingPreds()) add(p.class_id, 1); }
+    box.hidden = !count.size;
+    if (!count.size) return;
+    const ids = [...count.keys()].sort((a, b) => app.GROUPS.indexOf(app.cls(a).group) - app.GROUPS.indexOf(app.cls(b).group) || a - b);
+    for (const id of ids) {
+      const c = app.cls(id), [n, np] = count.get(id);
+      const row = el('div', { class: 'pb-legend-row' + (S.hidden.has(c.group) ? ' pb-dim' : ''), 'data-id': String(id) });
+      const sw = el('span', { class: 'pb-swatch' }); sw.style.background = c.color;
+      row.appendChild(sw);
+      row.appendChild(el('span', { class: 'pb-legend-name' }, c.display_name));
+      row.appendChild(el('span', { class: 'pb-legend-n' }, (n ? String(n) : '') + (np ? `${n ? ' + ' : ''}${np} predicted` : '')));
+      box.appendChild(row);
+    }
+  }
+  // A rejected photo carries the reviewer's comment on the canvas itself, where the fix is made.
+  function renderComment() {
+    const box = $('.pb-canvas-comment'); if (!box) return;
+    const im = S.image, text = im && im.status === 'rejected' && im.review_comment ? im.review_comment : '';
+    box.hidden = !text;
+    box.textContent = text ? "Rejected — reviewer's comment: " + text : '';
   }
   function renderPreds() {
     const g = $('.pb-l-preds'); g.textContent = '';
@@ -45,7 +94,7 @@ function PBRender(app) {
       t.textContent = `${c.display_name} ${p.score.toFixed(2)}`;
       g.appendChild(t);
     }
-    app.renderPredList();
+    app.renderPredList(); renderLegend();
   }
   // The selected annotation: a wide transparent outline (clicking it inserts a vertex) and one
   // circle per vertex, numbered by data-p / data-r / data-i for input.js.
@@ -73,6 +122,7 @@ function PBRender(app) {
     if (A.preview && A.preview.length) g.appendChild(sv('path', { d: pathData(A.preview), class: 'pb-preview', 'fill-rule': 'evenodd' }));
     if (A.box) g.appendChild(sv('rect', { x: Math.min(A.box[0], A.box[2]), y: Math.min(A.box[1], A.box[3]), width: Math.abs(A.box[2] - A.box[0]), height: Math.abs(A.box[3] - A.box[1]), class: 'pb-box' }));
     A.points.forEach((q, i) => g.appendChild(sv('circle', { cx: q[0], cy: q[1], r: 5 / s, class: A.labels[i] ? 'pb-pos' : 'pb-neg' })));
+    app.renderRejected(); // refused shapes and their reasons (edits.js), sized for this zoom
   }
   function updateAnnPath(a) {
     const p = root.querySelector(`.pb-ann[data-key="${a.key}"]`);
@@ -95,5 +145,5 @@ function PBRender(app) {
     });
   }
 
-  return { scale, fit, applyVB, renderAll, renderAnns, renderPreds, renderSel, renderDraw, scheduleDragPaint };
+  return { scale, fit, applyVB, renderAll, renderAnns, renderLabels, renderLegend, renderComment, renderPreds, renderSel, renderDraw, scheduleDragPaint };
 }

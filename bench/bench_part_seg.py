@@ -1,0 +1,191 @@
+"""part_seg against yolo_seg, trained for the same wall time on a CPU (issue 16).
+
+car_parts_dsmlr (400 labelled photos, 512x512) is split into ``--train`` photos to train on
+and the last ``--holdout`` photos, which neither model sees while training. For each budget
+of ``--minutes`` (e.g. ``5,10,20``):
+
+- part_seg (preset ``--preset``, default ``cpu``: 192 px) trains for that many minutes
+  (its cosine follows the clock), then is measured on the held-out photos: mask AP/AP50
+  (pycocotools), mIoU and per-class IoU, with test-time flip averaging off and on, the time
+  per photo, and how the score threshold trades accepted (right class, mask IoU >= 0.5 with
+  an unmatched labelled part) against deleted (the rest) pre-annotations;
+- yolo_seg (preset ``--yolo-preset``) trains for about the same wall time: Ultralytics counts
+  epochs, not seconds, so one timed epoch sets how many fit in the budget (the first epoch's
+  run is that timing; the figure printed is the whole run's measured time), then is measured
+  on the same photos (mask AP/AP50).
+
+Prints one table and writes every figure to ``--out`` (JSON).
+
+    .venv/bin/python bench/bench_part_seg.py --minutes 5,10,20 [--threads 2] [--no-yolo]
+    .venv/bin/python bench/bench_part_seg.py --minutes 0.2 --train 16 --holdout 8   # a smoke run
+
+Needs ../shared/datasets (or PANELBEATER_SHARED_DATASETS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from torch_threads import add_threads_option, apply_threads  # noqa: E402
+
+DATASETS = Path(os.environ.get("PANELBEATER_SHARED_DATASETS", ROOT.parent / "shared" / "datasets"))
+THRESHOLDS = (0.0, 0.3, 0.5, 0.7, 0.9)
+
+
+def threshold_tradeoff(stage, data) -> dict[str, dict[str, int]]:
+    """Per score threshold: pre-annotations a person would accept (right class and mask IoU
+    >= 0.5 with a labelled part not yet matched, best scores first) and would delete."""
+    from core.geometry import mask_iou
+
+    old = stage.config.score_threshold
+    stage.config = stage.config.with_(score_threshold=0.0)
+    matched: list[tuple[float, bool]] = []
+    try:
+        for i, rec in enumerate(data.records):
+            img = data.load_image(i)
+            h, w = img.shape[:2]
+            pred = stage.predict([img])[0].instances
+            gt_masks = [s.to_mask(h, w) for s in rec.instances.shapes]
+            used = set()
+            for j in np.argsort(-pred.scores):
+                pm = pred.shapes[j].to_mask(h, w)
+                hit = False
+                for g, gm in enumerate(gt_masks):
+                    if g in used or int(rec.instances.class_ids[g]) != int(pred.class_ids[j]):
+                        continue
+                    if mask_iou(pm, gm) >= 0.5:
+                        used.add(g)
+                        hit = True
+                        break
+                matched.append((float(pred.scores[j]), hit))
+    finally:
+        stage.config = stage.config.with_(score_threshold=old)
+    return {
+        f"{t:.1f}": {
+            "accepted": sum(1 for s, ok in matched if s >= t and ok),
+            "deleted": sum(1 for s, ok in matched if s >= t and not ok),
+        }
+        for t in THRESHOLDS
+    }
+
+
+def run_part_seg(train, held, minutes: float, preset: str, out_dir: Path) -> dict[str, Any]:
+    from models.part_seg import PartSegConfig, PartSegStage
+
+    cfg = PartSegConfig.from_preset(preset, device="cpu", time_budget_s=minutes * 60)
+    stage = PartSegStage(cfg, train.taxonomy)
+    t0 = time.perf_counter()
+    res = stage.train(train, out_path=out_dir / f"part_seg-{minutes}.pt")
+    wall = time.perf_counter() - t0
+    out: dict[str, Any] = {"train_wall_s": round(wall, 1), "train": res.metrics}
+    for tta in (False, True):
+        stage.config = stage.config.with_(flip_tta=tta)
+        t1 = time.perf_counter()
+        fig = stage.evaluate(held)["part"]
+        out["flip_tta" if tta else "plain"] = {
+            "AP50": (fig["coco"] or {}).get("AP50"),
+            "AP": (fig["coco"] or {}).get("AP"),
+            "miou": fig["miou"],
+            "per_class_iou": fig["per_class_iou"],
+            "ms_per_photo": round(1000 * (time.perf_counter() - t1) / len(held), 1),
+        }
+    stage.config = stage.config.with_(flip_tta=False)
+    out["threshold_tradeoff"] = threshold_tradeoff(stage, held)
+    return out
+
+
+def run_yolo(train, held, minutes: float, preset: str, out_dir: Path) -> dict[str, Any]:
+    from models.yolo_seg import YoloSegConfig, YoloSegStage
+
+    budget = minutes * 60
+    t0 = time.perf_counter()
+    one = YoloSegStage(YoloSegConfig.from_preset(preset, device="cpu", epochs=1), train.taxonomy)
+    one.train(train, out_path=out_dir / f"yolo-1ep-{minutes}.pt")
+    epoch_s = time.perf_counter() - t0
+    epochs = max(1, int(budget // max(epoch_s, 1e-6)))
+    stage = one
+    if epochs > 1:
+        t0 = time.perf_counter()
+        cfg = YoloSegConfig.from_preset(preset, device="cpu", epochs=epochs)
+        stage = YoloSegStage(cfg, train.taxonomy)
+        stage.train(train, out_path=out_dir / f"yolo-{minutes}.pt")
+    wall = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    fig = stage.evaluate(held)["part"]
+    return {
+        "epochs": epochs,
+        "epoch_s": round(epoch_s, 1),
+        "train_wall_s": round(wall, 1),
+        "AP50": (fig["coco"] or {}).get("AP50"),
+        "AP": (fig["coco"] or {}).get("AP"),
+        "ms_per_photo": round(1000 * (time.perf_counter() - t1) / len(held), 1),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--minutes", default="5,10,20", help="comma-separated training budgets")
+    ap.add_argument("--train", type=int, default=300, help="photos to train on (the first ones)")
+    ap.add_argument("--holdout", type=int, default=100, help="held-out photos (the last ones)")
+    ap.add_argument("--preset", default="cpu", help="part_seg preset")
+    ap.add_argument("--yolo-preset", default="small")
+    ap.add_argument("--no-yolo", action="store_true", help="part_seg only")
+    ap.add_argument("--out", type=Path, default=None, help="JSON of every figure")
+    add_threads_option(ap)
+    args = ap.parse_args()
+    apply_threads(args)
+    if not DATASETS.is_dir():
+        raise SystemExit(f"{DATASETS} does not exist: this benchmark needs ../shared/datasets")
+
+    from models.base import TrainingSet
+    from models.data import dsmlr_training_set
+
+    data = dsmlr_training_set(DATASETS)
+    if args.train + args.holdout > len(data):
+        raise SystemExit(f"--train + --holdout exceed the {len(data)} dsmlr photos")
+    train = TrainingSet(data.records[: args.train], data.taxonomy)
+    held = TrainingSet(data.records[len(data) - args.holdout :], data.taxonomy)
+    out_dir = Path(tempfile.mkdtemp(prefix="pb-part-seg-"))
+    report: dict[str, Any] = {
+        "train_photos": len(train),
+        "holdout_photos": len(held),
+        "threads": args.threads,
+        "runs": {},
+    }
+    for m in [float(x) for x in args.minutes.split(",") if x.strip()]:
+        run: dict[str, Any] = {"part_seg": run_part_seg(train, held, m, args.preset, out_dir)}
+        if not args.no_yolo:
+            run["yolo_seg"] = run_yolo(train, held, m, args.yolo_preset, out_dir)
+        report["runs"][f"{m:g}"] = run
+        ps = run["part_seg"]
+        line = (
+            f"{m:g} min: part_seg AP50 {ps['plain']['AP50']} mIoU {ps['plain']['miou']:.3f} "
+            f"(flip TTA: AP50 {ps['flip_tta']['AP50']} mIoU {ps['flip_tta']['miou']:.3f}), "
+            f"{ps['plain']['ms_per_photo']} ms/photo, {ps['train']['steps']} steps"
+        )
+        if "yolo_seg" in run:
+            y = run["yolo_seg"]
+            line += f" | yolo_seg AP50 {y['AP50']} ({y['epochs']} epochs, {y['train_wall_s']} s)"
+        print(line, flush=True)
+        worst = sorted(ps["plain"]["per_class_iou"].items(), key=lambda kv: kv[1])[:5]
+        print("  weakest classes:", ", ".join(f"{k} {v:.2f}" for k, v in worst))
+        print("  threshold -> accepted/deleted:", ps["threshold_tradeoff"])
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2))
+        print(f"figures written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

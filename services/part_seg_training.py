@@ -1,0 +1,290 @@
+"""A part pre-annotator that trains itself on a CPU: once a project with no promoted
+``part_seg`` holds enough labelled photos, a background job trains ``part_seg`` and promotes
+it only when it beats the promoted YOLO part model, if any, on held-out mask AP50.
+
+The trigger (:func:`maybe_queue_part_seg_training`) runs after every import and save, beside
+the assistance's (``services.assist_training``), and works the same way: one COUNT query
+while the project is below ``part_seg_autotrain_min_photos``; past it, the check runs once
+the caller's transaction commits (a rolled-back save queues nothing), and a job is queued when
+
+- no part_seg version is promoted (once one is, rounds carry it on, warm-started);
+- the labelled photos reached the threshold, or, after an earlier auto-training job (one that
+  lost, failed or was cancelled) or an unpromoted part_seg version, grew by
+  ``part_seg_autotrain_growth`` since (so a loser does not run again on every save);
+- and no auto-training job of the project is queued or running.
+
+"Labelled photos" are the project's photos whose status is ``labelled`` or ``reviewed``
+(held-out ones included).
+
+The job (:func:`train_and_compare`, job kind :data:`JOB_KIND`) trains on the labelled, not
+held-out photos for ``part_seg_time_budget_s`` seconds, measures the new model on the
+held-out split (``PartSegStage.evaluate``: mask AP/AP50, mIoU) and compares it with the
+promoted ``yolo_seg`` through :func:`services.registry.is_better` (the promotion rule of
+every stage; both report ``holdout.part.coco.AP50``). A winner is registered, promoted and
+pre-annotates the project's photos (a ``preannotate`` job, as a round pre-annotates with its
+promoted versions); a loser is not kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import event
+from sqlmodel import Session, func, select
+
+from core.config import get_settings
+from db.models import Image, Job, JobStatus, ModelVersion, Project
+from services.errors import Invalid
+from services.registry import HOLDOUT_SPLIT, LABELLED_STATUSES
+
+log = logging.getLogger(__name__)
+
+JOB_KIND = "part_seg_autotrain"
+STAGE = "part_seg"
+#: The part model a new part_seg must beat when it is promoted.
+RIVAL = "yolo_seg"
+CREATED_BY = "auto"
+_PENDING = (JobStatus.queued, JobStatus.running)
+_AFTER_COMMIT = "part_seg_autotrain_project"
+_LISTENING = "part_seg_autotrain_listening"
+
+Progress = Callable[[int, int, dict[str, Any]], None]
+ProgressFor = Callable[[str, tuple[float, float]], Progress]
+
+
+# ---------- the trigger ----------
+
+
+def labelled_photos(session: Session, project: Project) -> int:
+    """``project``'s photos that are labelled or reviewed: one COUNT."""
+    return session.exec(
+        select(func.count(Image.id)).where(
+            Image.project_id == project.id, Image.status.in_(LABELLED_STATUSES)
+        )
+    ).one()
+
+
+def trained_at(session: Session, project: Project) -> int | None:
+    """The labelled-photo count the newest part_seg was trained at (its snapshot's photos
+    plus the held-out ones cannot be told apart later, so its snapshot count), or at which
+    ``project``'s last auto-training job was queued, whichever is larger; None if neither."""
+    counts = []
+    newest = session.exec(
+        select(ModelVersion)
+        .where(ModelVersion.stage == STAGE)
+        .order_by(ModelVersion.version.desc())
+    ).first()
+    if newest is not None:
+        snap = newest.train_snapshot or {}
+        counts.append(int(snap.get("photos", snap.get("count", 0)) or 0))
+    last = session.exec(
+        select(Job)
+        .where(Job.project_id == project.id, Job.kind == JOB_KIND)
+        .order_by(Job.id.desc())
+    ).first()
+    if last is not None and isinstance((last.params or {}).get("photos"), int):
+        counts.append(last.params["photos"])
+    return max(counts) if counts else None
+
+
+def pending_job(session: Session, project: Project) -> Job | None:
+    return session.exec(
+        select(Job).where(
+            Job.project_id == project.id, Job.kind == JOB_KIND, Job.status.in_(_PENDING)
+        )
+    ).first()
+
+
+def next_threshold(session: Session, project: Project) -> int:
+    """The labelled-photo count at which the next auto-training is due."""
+    settings = get_settings()
+    basis = trained_at(session, project)
+    if basis is None:
+        return settings.part_seg_autotrain_min_photos
+    return max(
+        settings.part_seg_autotrain_min_photos,
+        int(np.ceil(basis * (1 + settings.part_seg_autotrain_growth))),
+    )
+
+
+def queue_if_due(session: Session, project: Project) -> Job | None:
+    """Queue an auto-training job of ``project`` when one is due (module docstring); returns
+    it, else None. Commits ``session`` when it queues."""
+    from jobs.service import create_job  # jobs.tasks imports this module
+    from services.registry import current
+
+    if not get_settings().part_seg_autotrain or current(session, STAGE) is not None:
+        return None
+    n = labelled_photos(session, project)
+    if n < next_threshold(session, project) or pending_job(session, project) is not None:
+        return None
+    job = create_job(session, JOB_KIND, {"photos": n}, created_by=CREATED_BY, project=project)
+    log.info("queued part_seg auto-training (job %s) at %d labelled photos", job.id, n)
+    return job
+
+
+def maybe_queue_part_seg_training(session: Session, project: Project) -> bool:
+    """After an import or a save: when ``project`` holds enough labelled photos, check again
+    once ``session`` commits (:func:`queue_if_due`, in a session of its own). Returns whether
+    a check waits for the commit. Cheap and never raises."""
+    try:
+        settings = get_settings()
+        if not settings.part_seg_autotrain:
+            return False
+        if session.info.get(_AFTER_COMMIT) == project.id:
+            return True
+        if labelled_photos(session, project) < settings.part_seg_autotrain_min_photos:
+            return False
+        if not session.info.get(_LISTENING):
+            event.listen(session, "after_commit", _check_after_commit)
+            event.listen(session, "after_rollback", _forget)
+            session.info[_LISTENING] = True
+        session.info[_AFTER_COMMIT] = project.id
+        return True
+    except Exception:
+        log.exception("could not check whether part_seg auto-training is due; carrying on")
+        return False
+
+
+def _forget(session: Session) -> None:
+    session.info.pop(_AFTER_COMMIT, None)
+
+
+def _check_after_commit(session: Session) -> None:
+    from db.session import session_scope
+
+    project_id = session.info.pop(_AFTER_COMMIT, None)
+    if project_id is None:
+        return
+    try:
+        with session_scope() as s:
+            project = s.get(Project, project_id)
+            if project is not None:
+                queue_if_due(s, project)
+    except Exception:  # the caller's data is committed; never turn that into an error
+        log.exception("could not queue part_seg auto-training; carrying on")
+
+
+# ---------- the job ----------
+
+
+def _rival_version(session: Session, project: Project) -> ModelVersion | None:
+    """The promoted YOLO part model with its held-out figures (measured now if it has none)."""
+    from services.model_runs import evaluate_stage
+    from services.registry import current, primary_metric
+
+    mv = current(session, RIVAL)
+    if mv is None:
+        return None
+    if primary_metric(mv.metrics or {}, RIVAL) is None or "holdout" not in (mv.metrics or {}):
+        try:
+            evaluate_stage(session, project, RIVAL, version=mv.name, device="cpu")
+        except Exception:  # a missing file: the rule below says it has no figures
+            log.exception("could not measure %s on the held-out photos", mv.name)
+    return mv
+
+
+def train_and_compare(
+    session: Session,
+    project: Project,
+    *,
+    config: str | None = None,
+    time_budget_s: float | None = None,
+    epochs: int | None = None,
+    device: str | None = None,
+    progress_for: ProgressFor | None = None,
+) -> dict[str, Any]:
+    """Train part_seg on ``project``'s labelled, not held-out photos; promote it when its
+    held-out mask AP50 beats the promoted ``yolo_seg``'s (or when there is none), then queue
+    a pre-annotation job.
+
+    Returns ``{"version", "figures", "rival", "promoted", "photos", "train_seconds",
+    "reason", "preannotate_job"}``; ``version`` is None when the new model lost (not kept).
+    Raises Invalid when there is nothing to train on or to measure.
+    """
+    from models.registry import build, config_class
+    from services.model_runs import _training_set
+    from services.registry import (
+        artifact_tmp_path,
+        ensure_holdout,
+        is_better,
+        register_version,
+        training_snapshot,
+    )
+
+    settings = get_settings()
+
+    def phase(name: str, span: tuple[float, float]) -> Progress | None:
+        return progress_for(name, span) if progress_for else None
+
+    ensure_holdout(session, project)
+    held = _training_set(session, project, lambda r: r.split == HOLDOUT_SPLIT)
+    if not len(held):
+        raise Invalid(
+            f"the held-out split ({HOLDOUT_SPLIT!r}) has no labelled photos with polygons to "
+            "measure part_seg on; label some held-out photos first"
+        )
+    snapshot = {**training_snapshot(session, project), "photos": labelled_photos(session, project)}
+    data = _training_set(session, project, lambda r: r.split != HOLDOUT_SPLIT, snapshot)
+    if not len(data):
+        raise Invalid(
+            "no labelled photos with polygons outside the held-out split to train part_seg on"
+        )
+    cfg = config_class(STAGE).from_preset(
+        config or settings.part_seg_autotrain_config,
+        device=device or settings.device,
+        time_budget_s=time_budget_s or settings.part_seg_time_budget_s,
+        epochs=epochs,
+    )
+    stage = build(STAGE, cfg, taxonomy=data.taxonomy)
+    tmp = artifact_tmp_path(STAGE)
+    t0 = time.perf_counter()
+    result = stage.train(data, cfg, progress=phase("training part_seg", (0.0, 0.85)), out_path=tmp)
+    train_seconds = time.perf_counter() - t0
+    try:
+        figures = stage.evaluate(held, progress=phase("measuring part_seg", (0.85, 1.0)))
+        rival = _rival_version(session, project)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    metrics = {**result.metrics, "holdout": figures}
+    candidate = ModelVersion(stage=STAGE, version=0, name="the new part_seg", metrics=metrics)
+    better, why = is_better(candidate, rival)
+    if rival is None:
+        why = "no promoted YOLO part model to beat"
+    out: dict[str, Any] = {
+        "version": None,
+        "figures": figures,
+        "rival": rival.name if rival is not None else None,
+        "promoted": better,
+        "photos": snapshot["photos"],
+        "train_seconds": round(train_seconds, 2),
+        "reason": why + ("; promoted" if better else "; not kept"),
+        "preannotate_job": None,
+    }
+    if not better:
+        Path(result.artifact_path).unlink(missing_ok=True)
+        return out
+    metrics["promotion"] = {"promoted": True, "reason": out["reason"]}
+    mv = register_version(
+        session,
+        stage=STAGE,
+        artifact_path=result.artifact_path,
+        metrics=metrics,
+        config=cfg.to_dict(),
+        train_snapshot=snapshot,
+        promote=True,
+    )
+    out["version"] = {"id": mv.id, "name": mv.name, "metrics": mv.metrics}
+    from jobs.service import create_job
+
+    job = create_job(
+        session, "preannotate", {"stage": STAGE}, created_by=CREATED_BY, project=project
+    )
+    out["preannotate_job"] = job.id
+    return out

@@ -1,0 +1,152 @@
+"""The PDF damage report: it renders (pdftoppm), its part table is text (pdftotext), and
+notes users wrote come out literally."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+from sqlmodel import select
+
+NOTE = "<b>painted on</b> & glued"
+
+
+def _require(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        pytest.fail(f"{tool} is missing: apt-get install -y poppler-utils (.ci/run installs it)")
+    return path
+
+
+def _inspection_with_labels(db_session, project, datasets_dir: Path, tmp_path: Path) -> int:
+    from db.models import Annotation, DamageFlag, Image, ModelVersion, Prediction
+    from services.imports import import_folder
+    from services.inspections import assign_photo, create_inspection, create_vehicle
+    from services.projects import project_taxonomy
+
+    photos = tmp_path / "ph"
+    photos.mkdir()
+    for name in ("10.jpg", "13.jpg"):
+        shutil.copy(datasets_dir / "coco_car_damage" / "train" / name, photos / name)
+    import_folder(db_session, project, photos)
+    images = db_session.exec(select(Image).order_by(Image.id)).all()
+    tax = project_taxonomy(project)
+    hood = tax.by_name("hood")
+    door = tax.group("part")[0]
+    dent = tax.group("damage")[0]
+    fake = tax.group("fake")[0]
+    v = create_vehicle(
+        db_session, project, plate="PB-77", make="Fiat", vehicle_model="Panda", notes=NOTE
+    )
+    ret = create_inspection(
+        db_session,
+        project,
+        vehicle_id=v.id,
+        kind="return",
+        claim_number="CLM-0042",
+        inspected_on="2026-11-05",
+    )
+    mv = ModelVersion(stage="pipeline", version=3, name="pipeline-v3", path="/x", sha256="0" * 64)
+    db_session.add(mv)
+    db_session.flush()
+
+    def ring(x0, y0, x1, y1):
+        return [{"exterior": [[x0, y0], [x1, y0], [x1, y1], [x0, y1]], "holes": []}]
+
+    labels = (  # class, group, box, author, attributes
+        (hood, "part", (50, 50, 300, 250), "ana", {}),
+        (door, "part", (320, 60, 500, 300), "ana", {}),
+        (dent, "damage", (100, 100, 180, 160), "ana", {"severity": "severe", "part_id": hood.id}),
+        (fake, "fake", (360, 100, 420, 150), "fay", {"fake": True, "fake_note": NOTE}),
+    )
+    for slot, im in zip(("front", "left"), images, strict=True):
+        assign_photo(db_session, project, ret.id, im.id, slot)
+        for cls, group, box, author, attributes in labels:
+            db_session.add(
+                Annotation(
+                    image_id=im.id,
+                    class_id=cls.id,
+                    group=group,
+                    geometry=ring(*box),
+                    author=author,
+                    attributes=dict(attributes),
+                )
+            )
+        db_session.add(
+            Prediction(
+                image_id=im.id,
+                model_version_id=mv.id,
+                class_id=hood.id,
+                group="part",
+                geometry=ring(52, 48, 302, 252),
+                score=0.9,
+                probs={"damaged": [0.13, 0.87]},
+            )
+        )
+    db_session.flush()
+    dmg = db_session.exec(select(Annotation).where(Annotation.group == "damage")).first()
+    db_session.add(
+        DamageFlag(
+            project_id=project.id,
+            inspection_id=ret.id,
+            image_id=dmg.image_id,
+            source="annotation",
+            source_id=dmg.id,
+            class_id=dent.id,
+            geometry=dmg.geometry,
+            state="new_since_pick_up",
+            best_iou=0.0,
+            alignment={
+                "method": "sift",
+                "inliers": 80,
+                "confidence": 0.9,
+                "homography": [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
+            },
+            decision="confirmed",
+            note=NOTE,
+            decided_by="fay",
+        )
+    )
+    db_session.flush()
+    return ret.id
+
+
+def test_report_renders_with_text_tables_and_literal_notes(
+    db_session, project, datasets_dir, tmp_path
+) -> None:
+    from services.report import build_report
+
+    pdftoppm, pdftotext = _require("pdftoppm"), _require("pdftotext")
+    iid = _inspection_with_labels(db_session, project, datasets_dir, tmp_path)
+    out = tmp_path / "r.pdf"
+    pdf = build_report(db_session, project, iid, out)
+    assert pdf.startswith(b"%PDF") and out.read_bytes() == pdf
+
+    subprocess.run(
+        [pdftoppm, "-r", "40", "-png", "-f", "1", "-l", "1", str(out), str(tmp_path / "page")],
+        check=True,
+        timeout=60,
+    )
+    page = next(tmp_path.glob("page*.png"))
+    arr = np.asarray(PILImage.open(page).convert("L"))
+    assert arr.shape[0] > 300 and arr.std() > 5  # a rendered page, not a blank one
+
+    text = subprocess.run(
+        [pdftotext, "-layout", str(out), "-"],
+        check=True,
+        timeout=60,
+        capture_output=True,
+        text=True,
+    ).stdout
+    flat = " ".join(text.split())
+    # the part table: part, its damage, severity, P(damaged), the model version
+    assert "hood" in flat and "severe" in flat and "0.87" in flat and "pipeline-v3" in flat
+    assert flat.count("pipeline-v3") == 2  # one row per photo's hood
+    assert "PB-77" in flat and "CLM-0042" in flat and "new_since_pick_up" in flat
+    # user text comes out as written, not interpreted as markup
+    assert flat.count("<b>painted on</b> & glued") >= 3, flat  # vehicle note, fake, flag
+    assert "Page 1 of" in flat
