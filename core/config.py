@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     #: unset: torch's own choice (about one per core). Applied once when a process starts
     #: (``models.runtime.apply_process_settings``).
     torch_threads: int | None = Field(default=None, ge=1)
+    #: the job worker's CPU priority (``nice``): background training (rounds, the assistants'
+    #: and part_seg's self-training) yields the CPU to the web server's requests
+    worker_nice: int = Field(default=10, ge=0, le=19)
 
     #: Task queue: empty means Huey on SQLite in the data dir; ``redis://...`` for Redis.
     queue_url: str = ""

@@ -17,10 +17,12 @@ import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import orjson
 from sqlalchemy import event, make_url
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
 from sqlmodel import Session, create_engine
 
 from core.config import Settings, get_settings
@@ -89,9 +91,9 @@ def _json_dumps(obj: object) -> str:
     return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, **options: Any) -> Engine:
     # orjson: geometry columns dominate export and import time, and it is ~5x faster.
-    json_args = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
+    json_args = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads, **options}
     if url.startswith("sqlite"):
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, **json_args
@@ -113,11 +115,36 @@ def get_engine() -> Engine:
 
 
 def reset_engine() -> None:
-    """Drop the cached engine (after ``core.config.configure`` points elsewhere)."""
-    global _engine
-    if _engine is not None:
-        _engine.dispose()
-    _engine = None
+    """Drop the cached engines (after ``core.config.configure`` points elsewhere)."""
+    global _engine, _side_engine
+    for engine in (_engine, _side_engine):
+        if engine is not None:
+            engine.dispose()
+    _engine = _side_engine = None
+
+
+_side_engine: Engine | None = None
+
+
+@contextmanager
+def side_session_scope() -> Iterator[Session]:
+    """:func:`session_scope` on a connection of its own, outside the pool: for work a request
+    does after its commit while it still holds its pooled connection (the auto-training
+    checks). Taking a second pooled connection there deadlocks once every pooled connection
+    belongs to a request waiting for its second one (20 annotators saving at once)."""
+    global _side_engine
+    if _side_engine is None:
+        get_engine()  # prepares the data dir
+        _side_engine = make_engine(get_settings().db_url, poolclass=NullPool)
+    session = Session(_side_engine, expire_on_commit=False)
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
 
 
 def init_db() -> None:

@@ -97,6 +97,9 @@ def run_worker(*, workers: int = 1, max_delay: float = 2.0) -> None:
     from jobs.queue import get_huey, queue_location
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    niceness = get_settings().worker_nice
+    if niceness and hasattr(os, "nice"):
+        os.nice(niceness)  # a save must not wait behind a training job for the CPU
     prepare_worker()
     stop = threading.Event()
     threading.Thread(target=_stale_loop, args=(stop,), daemon=True).start()

@@ -126,6 +126,9 @@ def train_stage(
     options = dict(options or {})
     if evaluate and train_snapshot is None:
         ensure_holdout(session, project)  # so the held-out photos stay out of training
+        # commit the split now: training takes minutes, and an open write would hold every
+        # save of the project behind it (SQLite's lock, PostgreSQL's row locks)
+        session.commit()
     started_from = None
     if weights is not None:
         field, started_from = _start_weights(stage, weights)

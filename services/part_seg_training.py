@@ -156,13 +156,13 @@ def _forget(session: Session) -> None:
 
 
 def _check_after_commit(session: Session) -> None:
-    from db.session import session_scope
+    from db.session import side_session_scope
 
     project_id = session.info.pop(_AFTER_COMMIT, None)
     if project_id is None:
         return
     try:
-        with session_scope() as s:
+        with side_session_scope() as s:
             project = s.get(Project, project_id)
             if project is not None:
                 queue_if_due(s, project)
@@ -223,6 +223,9 @@ def train_and_compare(
         return progress_for(name, span) if progress_for else None
 
     ensure_holdout(session, project)
+    # commit the split now: training takes minutes, and an open write would hold every
+    # save of the project behind it (SQLite's lock, PostgreSQL's row locks)
+    session.commit()
     held = _training_set(session, project, lambda r: r.split == HOLDOUT_SPLIT)
     if not len(held):
         raise Invalid(

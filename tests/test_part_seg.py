@@ -197,3 +197,33 @@ def test_autotrain_queues_once_due_and_promotes_only_over_yolo(
         db_session.delete(j)
     db_session.commit()
     assert pst.queue_if_due(db_session, labelled_project) is None
+
+
+def test_the_after_save_check_needs_no_second_pooled_connection(
+    db_session, labelled_project, monkeypatch
+):
+    """20 annotators saving at once hold every pooled connection; the auto-training check
+    each save runs after its commit must not wait for another one (it deadlocked for the
+    pool's 30 s timeout, and the check was lost)."""
+    from sqlalchemy import select as sa_select
+
+    from db.session import get_engine
+    from services import part_seg_training as pst
+
+    db_session.commit()
+    _settings(monkeypatch, part_seg_autotrain=True, part_seg_autotrain_min_photos=6)
+    engine = get_engine()
+    monkeypatch.setattr(engine.pool, "_timeout", 2)
+    db_session.exec(sa_select(Job.id)).all()  # this session holds one pooled connection
+    held = []
+    try:
+        while engine.pool.checkedout() < engine.pool.size() + engine.pool._max_overflow:
+            held.append(engine.connect())
+        assert pst.maybe_queue_part_seg_training(db_session, labelled_project) is True
+        db_session.commit()
+    finally:
+        for c in held:
+            c.close()
+    db_session.expire_all()
+    jobs = db_session.exec(select(Job).where(Job.kind == pst.JOB_KIND)).all()
+    assert len(jobs) == 1
