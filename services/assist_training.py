@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import event
 from sqlmodel import Session, func, select
 
 from core.config import get_settings
 from db.models import Annotation, Image, Job, JobStatus, ModelVersion, Project
+from services.autotrain_trigger import check_after_commit
 from services.errors import Invalid
 from services.registry import HOLDOUT_SPLIT, LABELLED_STATUSES
 
@@ -53,8 +53,6 @@ CREATED_BY = "auto"
 _PENDING = (JobStatus.queued, JobStatus.running)
 #: ``session.info`` keys: the project whose check waits for the session's commit; whether
 #: the session's commit and rollback listeners are in place.
-_AFTER_COMMIT = "assist_autotrain_project"
-_LISTENING = "assist_autotrain_listening"
 
 Progress = Callable[[int, int, dict[str, Any]], None]
 #: ``progress_for(stage, (lo, hi))``: a job's progress callback for one phase
@@ -159,43 +157,15 @@ def maybe_queue_assist_training(session: Session, project: Project) -> bool:
     Cheap (one COUNT query below the threshold) and never raises: a failure is logged and
     the save or import goes on.
     """
-    try:
-        settings = get_settings()
-        if not settings.assist_autotrain:
-            return False
-        if session.info.get(_AFTER_COMMIT) == project.id:
-            return True
-        if labelled_polygons(session, project) < settings.assist_autotrain_min_polygons:
-            return False
-        if not session.info.get(_LISTENING):
-            event.listen(session, "after_commit", _check_after_commit)
-            event.listen(session, "after_rollback", _forget)
-            session.info[_LISTENING] = True
-        session.info[_AFTER_COMMIT] = project.id
-        return True
-    except Exception:
-        log.exception("could not check whether assist_net auto-training is due; carrying on")
-        return False
-
-
-def _forget(session: Session) -> None:
-    """The transaction rolled back: nothing was saved, so nothing is checked."""
-    session.info.pop(_AFTER_COMMIT, None)
-
-
-def _check_after_commit(session: Session) -> None:
-    from db.session import side_session_scope
-
-    project_id = session.info.pop(_AFTER_COMMIT, None)
-    if project_id is None:
-        return
-    try:
-        with side_session_scope() as s:
-            project = s.get(Project, project_id)
-            if project is not None:
-                queue_if_due(s, project)
-    except Exception:  # the caller's data is committed; never turn that into an error
-        log.exception("could not queue assist_net auto-training; carrying on")
+    settings = get_settings()
+    return check_after_commit(
+        session,
+        project,
+        name="assist_net",
+        enabled=settings.assist_autotrain,
+        due=lambda: labelled_polygons(session, project) >= settings.assist_autotrain_min_polygons,
+        queue_if_due=queue_if_due,
+    )
 
 
 def autotrain_summary(session: Session, project: Project) -> str:

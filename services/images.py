@@ -112,10 +112,7 @@ def queue_ids(
     if first_for:
         waiting = and_(Image.status == ImageStatus.rejected, Image.rejected_for == first_for)
         stmt = stmt.order_by(case((waiting, 0), else_=1))
-    stmt = stmt.order_by(
-        Image.queue_score.is_(None), Image.queue_score.desc(), Image.import_order, Image.id
-    )
-    return list(session.exec(stmt).all())
+    return list(session.exec(_queue_order(stmt)).all())
 
 
 def queue_next(

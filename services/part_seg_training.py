@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import event
 from sqlmodel import Session, func, select
 
 from core.config import get_settings
 from db.models import Image, Job, JobStatus, ModelVersion, Project
+from services.autotrain_trigger import check_after_commit
 from services.errors import Invalid
 from services.registry import HOLDOUT_SPLIT, LABELLED_STATUSES
 
@@ -50,8 +50,6 @@ STAGE = "part_seg"
 RIVAL = "yolo_seg"
 CREATED_BY = "auto"
 _PENDING = (JobStatus.queued, JobStatus.running)
-_AFTER_COMMIT = "part_seg_autotrain_project"
-_LISTENING = "part_seg_autotrain_listening"
 
 Progress = Callable[[int, int, dict[str, Any]], None]
 ProgressFor = Callable[[str, tuple[float, float]], Progress]
@@ -132,42 +130,15 @@ def maybe_queue_part_seg_training(session: Session, project: Project) -> bool:
     """After an import or a save: when ``project`` holds enough labelled photos, check again
     once ``session`` commits (:func:`queue_if_due`, in a session of its own). Returns whether
     a check waits for the commit. Cheap and never raises."""
-    try:
-        settings = get_settings()
-        if not settings.part_seg_autotrain:
-            return False
-        if session.info.get(_AFTER_COMMIT) == project.id:
-            return True
-        if labelled_photos(session, project) < settings.part_seg_autotrain_min_photos:
-            return False
-        if not session.info.get(_LISTENING):
-            event.listen(session, "after_commit", _check_after_commit)
-            event.listen(session, "after_rollback", _forget)
-            session.info[_LISTENING] = True
-        session.info[_AFTER_COMMIT] = project.id
-        return True
-    except Exception:
-        log.exception("could not check whether part_seg auto-training is due; carrying on")
-        return False
-
-
-def _forget(session: Session) -> None:
-    session.info.pop(_AFTER_COMMIT, None)
-
-
-def _check_after_commit(session: Session) -> None:
-    from db.session import side_session_scope
-
-    project_id = session.info.pop(_AFTER_COMMIT, None)
-    if project_id is None:
-        return
-    try:
-        with side_session_scope() as s:
-            project = s.get(Project, project_id)
-            if project is not None:
-                queue_if_due(s, project)
-    except Exception:  # the caller's data is committed; never turn that into an error
-        log.exception("could not queue part_seg auto-training; carrying on")
+    settings = get_settings()
+    return check_after_commit(
+        session,
+        project,
+        name="part_seg",
+        enabled=settings.part_seg_autotrain,
+        due=lambda: labelled_photos(session, project) >= settings.part_seg_autotrain_min_photos,
+        queue_if_due=queue_if_due,
+    )
 
 
 # ---------- the job ----------
