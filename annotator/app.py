@@ -35,6 +35,7 @@ from services.assist_training import autotrain_summary
 from services.errors import ServiceError, TooManyAttempts
 from services.exports import export_archive
 from services.imports import IMPORT_STATUSES, import_uploads
+from services.part_seg_training import autotrain_summary as part_seg_summary
 from services.projects import list_projects, served_project
 
 #: (label, stage) choices for a retraining round on the dashboard: every stage except those
@@ -183,7 +184,7 @@ def dashboard(token: str) -> tuple:
     with session_scope() as session:
         project = served_project(session, user)
         data = dashboard_service.dashboard_data(session, project)
-        autotrain = autotrain_summary(session, project)
+        autotrain = f"{part_seg_summary(session, project)}  \n{autotrain_summary(session, project)}"
         rates = review_service.rejection_rates_markdown(session, project)
     st = data["stats"]
     summary = f"**{st['images']}** photos · **{st['annotations']}** annotations · " + " · ".join(

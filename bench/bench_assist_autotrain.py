@@ -41,6 +41,22 @@ def subset(annotations: Path, n: int, out: Path) -> Path:
     return out
 
 
+def import_dsmlr(session, project, photos: int, tmp: Path):
+    """The first ``photos`` labelled dsmlr photos into ``project``, as ``panelbeater import``
+    brings them (they arrive ``labelled``); the import's report."""
+    from models.data import DSMLR_LABEL_MAP
+    from services.imports import import_coco
+
+    root = DATASETS / "car_parts_dsmlr" / "trainingset"
+    return import_coco(
+        session,
+        project,
+        subset(root / "annotations.json", photos, tmp / "sub.json"),
+        images_dir=root / "JPEGImages",
+        label_map={**DSMLR_LABEL_MAP, "_background_": "hood"},  # an empty category
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--photos", type=int, default=400)
@@ -58,25 +74,16 @@ def main() -> None:
 
     from core.config import configure
     from db.session import init_db, reset_engine, session_scope
-    from models.data import DSMLR_LABEL_MAP
     from services.assist_training import labelled_polygons, train_and_compare
-    from services.imports import import_coco
     from services.projects import get_or_create_project
 
     configure()
     reset_engine()
     init_db()
-    root = DATASETS / "car_parts_dsmlr" / "trainingset"
     t0 = time.perf_counter()
     with session_scope() as session:
         project = get_or_create_project(session)
-        report = import_coco(
-            session,
-            project,
-            subset(root / "annotations.json", args.photos, tmp / "sub.json"),
-            images_dir=root / "JPEGImages",
-            label_map={**DSMLR_LABEL_MAP, "_background_": "hood"},
-        )
+        report = import_dsmlr(session, project, args.photos, tmp)
         polygons = labelled_polygons(session, project)
     print(
         f"imported {report.images_added} labelled photos, {polygons} polygons, in "

@@ -10,14 +10,19 @@ of ``--minutes`` (e.g. ``5,10,20``):
   per photo, and how the score threshold trades accepted (right class, mask IoU >= 0.5 with
   an unmatched labelled part) against deleted (the rest) pre-annotations;
 - yolo_seg (preset ``--yolo-preset``) trains for about the same wall time: Ultralytics counts
-  epochs, not seconds, so one timed epoch sets how many fit in the budget (the first epoch's
-  run is that timing; the figure printed is the whole run's measured time), then is measured
+  epochs, not seconds, so one timed epoch (a run of its own, before the first budget) sets
+  how many fit in the budget (the figure printed is the whole run's measured time), then is measured
   on the same photos (mask AP/AP50).
 
 Prints one table and writes every figure to ``--out`` (JSON).
 
     .venv/bin/python bench/bench_part_seg.py --minutes 5,10,20 [--threads 2] [--no-yolo]
     .venv/bin/python bench/bench_part_seg.py --minutes 0.2 --train 16 --holdout 8   # a smoke run
+    .venv/bin/python bench/bench_part_seg.py --evaluate part_seg-10.pt   # inference variants
+
+``--evaluate`` compares inference variants of one kept checkpoint (``--keep``) on the same
+held-out photos: test-time flips, the small-part second look at two zooms, and a larger
+working size than the model trained at.
 
 Needs ../shared/datasets (or PANELBEATER_SHARED_DATASETS).
 """
@@ -40,6 +45,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from torch_threads import add_threads_option, apply_threads  # noqa: E402
 
+from models.data import DSMLR_LABEL_MAP  # noqa: E402
+
+DSMLR_PARTS = tuple(DSMLR_LABEL_MAP.values())
 DATASETS = Path(os.environ.get("PANELBEATER_SHARED_DATASETS", ROOT.parent / "shared" / "datasets"))
 THRESHOLDS = (0.0, 0.3, 0.5, 0.7, 0.9)
 
@@ -87,7 +95,7 @@ def run_part_seg(train, held, minutes: float, preset: str, out_dir: Path) -> dic
     cfg = PartSegConfig.from_preset(preset, device="cpu", time_budget_s=minutes * 60)
     stage = PartSegStage(cfg, train.taxonomy)
     t0 = time.perf_counter()
-    res = stage.train(train, out_path=out_dir / f"part_seg-{minutes}.pt")
+    res = stage.train(train, out_path=out_dir / f"part_seg-{minutes:g}.pt")
     wall = time.perf_counter() - t0
     out: dict[str, Any] = {"train_wall_s": round(wall, 1), "train": res.metrics}
     for tta in (False, True):
@@ -106,21 +114,70 @@ def run_part_seg(train, held, minutes: float, preset: str, out_dir: Path) -> dic
     return out
 
 
-def run_yolo(train, held, minutes: float, preset: str, out_dir: Path) -> dict[str, Any]:
+def yolo_epoch_seconds(train, preset: str, out_dir: Path) -> float:
+    """One timed epoch of yolo_seg (its set-up included): how many epochs fit a budget."""
     from models.yolo_seg import YoloSegConfig, YoloSegStage
 
-    budget = minutes * 60
     t0 = time.perf_counter()
     one = YoloSegStage(YoloSegConfig.from_preset(preset, device="cpu", epochs=1), train.taxonomy)
-    one.train(train, out_path=out_dir / f"yolo-1ep-{minutes}.pt")
-    epoch_s = time.perf_counter() - t0
-    epochs = max(1, int(budget // max(epoch_s, 1e-6)))
-    stage = one
-    if epochs > 1:
+    one.train(train, out_path=out_dir / "yolo-1ep.pt")
+    return time.perf_counter() - t0
+
+
+#: inference variants ``--evaluate`` compares on one trained checkpoint: config overrides
+VARIANTS: dict[str, dict[str, Any]] = {
+    "plain": {},
+    "flip TTA": {"flip_tta": True},
+    "small parts x2": {"small_part_zoom": 2.0},
+    "small parts x2 + flip": {"small_part_zoom": 2.0, "flip_tta": True},
+    "small parts x1.5": {"small_part_zoom": 1.5},
+    "predict at 256 px": {"size": 256},
+}
+#: the small parts whose IoU the variants are meant to raise: dsmlr's lights and mirrors
+SMALL_PARTS = tuple(name for name in DSMLR_PARTS if name.endswith(("light", "mirror")))
+
+
+def evaluate_variants(checkpoint: Path, held) -> dict[str, Any]:
+    """Each of :data:`VARIANTS` on the held-out photos: AP50, mIoU, the small parts' IoU
+    and the time per photo."""
+    from models.part_seg import PartSegStage
+
+    stage = PartSegStage.load(checkpoint, held.taxonomy, device="cpu")
+    base = stage.config
+    out: dict[str, Any] = {}
+    for name, overrides in VARIANTS.items():
+        stage.config = base.with_(**overrides)
         t0 = time.perf_counter()
-        cfg = YoloSegConfig.from_preset(preset, device="cpu", epochs=epochs)
-        stage = YoloSegStage(cfg, train.taxonomy)
-        stage.train(train, out_path=out_dir / f"yolo-{minutes}.pt")
+        fig = stage.evaluate(held)["part"]
+        iou = fig["per_class_iou"]
+        small = [iou[c] for c in SMALL_PARTS if c in iou]
+        out[name] = {
+            "AP50": (fig["coco"] or {}).get("AP50"),
+            "miou": fig["miou"],
+            "small_parts_iou": float(np.mean(small)) if small else None,
+            "per_class_iou": iou,
+            "ms_per_photo": round(1000 * (time.perf_counter() - t0) / len(held), 1),
+        }
+        o = out[name]
+        print(
+            f"{name:24s} AP50 {o['AP50']:.3f}  mIoU {o['miou']:.3f}  "
+            f"small parts IoU {o['small_parts_iou']:.3f}  {o['ms_per_photo']} ms/photo",
+            flush=True,
+        )
+    stage.config = base
+    return out
+
+
+def run_yolo(
+    train, held, minutes: float, preset: str, out_dir: Path, epoch_s: float
+) -> dict[str, Any]:
+    from models.yolo_seg import YoloSegConfig, YoloSegStage
+
+    epochs = max(1, int(minutes * 60 // max(epoch_s, 1e-6)))
+    t0 = time.perf_counter()
+    cfg = YoloSegConfig.from_preset(preset, device="cpu", epochs=epochs)
+    stage = YoloSegStage(cfg, train.taxonomy)
+    stage.train(train, out_path=out_dir / f"yolo-{minutes:g}.pt")
     wall = time.perf_counter() - t0
     t1 = time.perf_counter()
     fig = stage.evaluate(held)["part"]
@@ -143,6 +200,15 @@ def main() -> None:
     ap.add_argument("--yolo-preset", default="small")
     ap.add_argument("--no-yolo", action="store_true", help="part_seg only")
     ap.add_argument("--out", type=Path, default=None, help="JSON of every figure")
+    ap.add_argument(
+        "--evaluate",
+        type=Path,
+        default=None,
+        help="no training: compare the inference variants on this part_seg checkpoint",
+    )
+    ap.add_argument(
+        "--keep", type=Path, default=None, help="folder for the checkpoints (default: a temp one)"
+    )
     add_threads_option(ap)
     args = ap.parse_args()
     apply_threads(args)
@@ -157,17 +223,30 @@ def main() -> None:
         raise SystemExit(f"--train + --holdout exceed the {len(data)} dsmlr photos")
     train = TrainingSet(data.records[: args.train], data.taxonomy)
     held = TrainingSet(data.records[len(data) - args.holdout :], data.taxonomy)
-    out_dir = Path(tempfile.mkdtemp(prefix="pb-part-seg-"))
+    if args.evaluate:
+        report = {
+            "checkpoint": str(args.evaluate),
+            "variants": evaluate_variants(args.evaluate, held),
+        }
+        if args.out:
+            args.out.write_text(json.dumps(report, indent=2))
+        return
+    out_dir = args.keep or Path(tempfile.mkdtemp(prefix="pb-part-seg-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print(f"checkpoints in {out_dir}", flush=True)
     report: dict[str, Any] = {
         "train_photos": len(train),
         "holdout_photos": len(held),
         "threads": args.threads,
         "runs": {},
     }
+    epoch_s = None
     for m in [float(x) for x in args.minutes.split(",") if x.strip()]:
         run: dict[str, Any] = {"part_seg": run_part_seg(train, held, m, args.preset, out_dir)}
         if not args.no_yolo:
-            run["yolo_seg"] = run_yolo(train, held, m, args.yolo_preset, out_dir)
+            if epoch_s is None:
+                epoch_s = yolo_epoch_seconds(train, args.yolo_preset, out_dir)
+            run["yolo_seg"] = run_yolo(train, held, m, args.yolo_preset, out_dir, epoch_s)
         report["runs"][f"{m:g}"] = run
         ps = run["part_seg"]
         line = (

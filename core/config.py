@@ -54,13 +54,14 @@ class Settings(BaseSettings):
     #: and saves, once a project with no promoted ``part_seg`` holds
     #: ``part_seg_autotrain_min_photos`` labelled photos (and, after a run that lost, each time
     #: they grow by ``part_seg_autotrain_growth``), a background job trains part_seg (preset
-    #: ``part_seg_autotrain_config``) for ``part_seg_time_budget_s`` seconds and promotes it
+    #: ``part_seg_autotrain_config``; unset: ``gpu`` when the worker's device is a CUDA GPU,
+    #: else ``cpu``) for ``part_seg_time_budget_s`` seconds and promotes it
     #: only when its held-out mask AP50 beats the promoted YOLO part model's, when there is one.
     #: ``PANELBEATER_PART_SEG_AUTOTRAIN=false`` turns it off.
     part_seg_autotrain: bool = True
     part_seg_autotrain_min_photos: int = Field(default=50, ge=1)
     part_seg_autotrain_growth: float = Field(default=0.5, gt=0)
-    part_seg_autotrain_config: Literal["tiny", "cpu", "gpu", "small", "base"] = "cpu"
+    part_seg_autotrain_config: Literal["tiny", "cpu", "gpu", "small", "base"] | None = None
     part_seg_time_budget_s: float = Field(default=600.0, gt=0)
 
     #: The part classifier's ResNet34 on the CPU: false forces fp32, true int8 (about 4x

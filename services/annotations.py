@@ -46,9 +46,8 @@ from db.models import (
 )
 from services import rejections
 from services import users as user_service
-from services.assist_training import maybe_queue_assist_training
+from services.autotrain_trigger import queue_self_training
 from services.errors import Forbidden, Invalid, NotFound, VersionConflict
-from services.part_seg_training import maybe_queue_part_seg_training
 from services.projects import project_taxonomy, require_member
 
 __all__ = [
@@ -770,8 +769,7 @@ def save_annotations_as(
         keep_going=keep_going,
     )
     sync_prediction_states(session, image_id, annotation_dicts(session, image_id))
-    maybe_queue_assist_training(session, project)  # cheap; never fails the save
-    maybe_queue_part_seg_training(session, project)  # the same, for part_seg
+    queue_self_training(session, project)  # cheap; never fails the save
     image = get_image(session, image_id)
     session.refresh(image)
     return {
@@ -844,6 +842,5 @@ def set_status_as(
     image = set_status(
         session, image_id=image_id, status=status, author=user.username, comment=comment
     )
-    maybe_queue_assist_training(session, project)  # a photo marked labelled adds its polygons
-    maybe_queue_part_seg_training(session, project)  # the same, for part_seg
+    queue_self_training(session, project)  # a photo marked labelled adds its polygons
     return image

@@ -19,6 +19,21 @@ log = logging.getLogger(__name__)
 QueueIfDue = Callable[[Session, Project], Job | None]
 
 
+def queue_self_training(session: Session, project: Project) -> None:
+    """After an import, a save or a status change: both self-training stages' triggers.
+
+    part_seg's comes first: its check then runs first after the commit, so on an import that
+    crosses both thresholds its job is queued, and run by the worker, before the assistance's.
+    A project with nothing to pre-annotate with gains most from the part model, which the
+    assistance's training would otherwise hold back by its own length (issue 16: a part
+    pre-annotator within 15 minutes of importing 400 photos)."""
+    from services.assist_training import maybe_queue_assist_training
+    from services.part_seg_training import maybe_queue_part_seg_training
+
+    maybe_queue_part_seg_training(session, project)  # cheap; never fails the caller
+    maybe_queue_assist_training(session, project)
+
+
 def check_after_commit(
     session: Session,
     project: Project,

@@ -62,10 +62,9 @@ from exports.image_files import (
 )
 from exports.splits import split_for
 from services.annotations import normalise_attributes
-from services.assist_training import maybe_queue_assist_training
+from services.autotrain_trigger import queue_self_training
 from services.bulk import without_gc
 from services.errors import Invalid
-from services.part_seg_training import maybe_queue_part_seg_training
 from services.projects import project_taxonomy
 
 Progress = Callable[[int, int], None]
@@ -592,8 +591,7 @@ def _store(
     out.images_added = len(new_images)
     out.instances_added = len(new_annotations)
     session.flush()
-    maybe_queue_assist_training(session, project)  # cheap; never fails the import
-    maybe_queue_part_seg_training(session, project)  # the same, for part_seg
+    queue_self_training(session, project)  # cheap; never fails the import
     return out
 
 

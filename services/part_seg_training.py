@@ -21,7 +21,7 @@ held-out photos for ``part_seg_time_budget_s`` seconds, measures the new model o
 held-out split (``PartSegStage.evaluate``: mask AP/AP50, mIoU) and compares it with the
 promoted ``yolo_seg`` through :func:`services.registry.is_better` (the promotion rule of
 every stage; both report ``holdout.part.coco.AP50``). A winner is registered, promoted and
-pre-annotates the project's photos (a ``preannotate`` job, as a round pre-annotates with its
+pre-annotates the project's photos in the same job (as a round pre-annotates with its
 promoted versions); a loser is not kept.
 """
 
@@ -141,6 +141,42 @@ def maybe_queue_part_seg_training(session: Session, project: Project) -> bool:
     )
 
 
+def autotrain_summary(session: Session, project: Project) -> str:
+    """One line for the dashboard: where the project's part pre-annotator stands."""
+    from services.registry import current, primary_metric
+
+    settings = get_settings()
+    title = "Part pre-annotator (part_seg)"
+    mv = current(session, STAGE)
+    if mv is not None:
+        primary = primary_metric(mv.metrics or {}, STAGE)
+        figure = ""
+        if primary is not None:
+            key, value = primary
+            name = {"AP50": "mask AP50", "miou": "mIoU"}.get(key.rsplit(".", 1)[-1], key)
+            figure = f", held-out {name} {value:.2f}"
+        return f"{title}: {mv.name} promoted{figure}; rounds retrain it"
+    if not settings.part_seg_autotrain:
+        return f"{title} auto-training: off (PANELBEATER_PART_SEG_AUTOTRAIN)"
+    job = pending_job(session, project)
+    if job is not None:
+        minutes = settings.part_seg_time_budget_s / 60
+        return f"{title} auto-training: job {job.id} {job.status.value} (about {minutes:.0f} min)"
+    n = labelled_photos(session, project)
+    line = f"{title} auto-training: {n} labelled photos, next training at "
+    line += str(next_threshold(session, project))
+    last = session.exec(
+        select(Job)
+        .where(Job.project_id == project.id, Job.kind == JOB_KIND)
+        .order_by(Job.id.desc())
+    ).first()
+    if last is not None and last.status == JobStatus.failed:
+        line += f"; the last run failed: {last.error or 'see its job'}"
+    elif last is not None and (last.result or {}).get("reason"):
+        line += f"; the last run was {last.result['reason']}"
+    return line
+
+
 # ---------- the job ----------
 
 
@@ -160,6 +196,13 @@ def _rival_version(session: Session, project: Project) -> ModelVersion | None:
     return mv
 
 
+def default_preset(device: str) -> str:
+    """``gpu`` when ``device`` resolves to a CUDA GPU, else ``cpu``."""
+    from models.base import resolve_device
+
+    return "gpu" if resolve_device(device)[0].type == "cuda" else "cpu"
+
+
 def train_and_compare(
     session: Session,
     project: Project,
@@ -171,12 +214,16 @@ def train_and_compare(
     progress_for: ProgressFor | None = None,
 ) -> dict[str, Any]:
     """Train part_seg on ``project``'s labelled, not held-out photos; promote it when its
-    held-out mask AP50 beats the promoted ``yolo_seg``'s (or when there is none), then queue
-    a pre-annotation job.
+    held-out mask AP50 beats the promoted ``yolo_seg``'s (or when there is none), then
+    pre-annotate the project's photos with it, in this call: a job queued for that would
+    wait behind the assistance's training, queued by the same import (about 8 minutes on a
+    2-core CPU for 400 photos). A job's progress reports are its cancellation points; each
+    pre-annotated photo is committed as it is done.
 
     Returns ``{"version", "figures", "rival", "promoted", "photos", "train_seconds",
-    "reason", "preannotate_job"}``; ``version`` is None when the new model lost (not kept).
-    Raises Invalid when there is nothing to train on or to measure.
+    "reason", "preannotated"}``; ``version`` is None when the new model lost (not kept),
+    ``preannotated`` counts the photos pre-annotated. Raises Invalid when there is nothing
+    to train on or to measure.
     """
     from models.registry import build, config_class
     from services.model_runs import _training_set
@@ -209,19 +256,21 @@ def train_and_compare(
         raise Invalid(
             "no labelled photos with polygons outside the held-out split to train part_seg on"
         )
+    device = device or settings.device
+    config = config or settings.part_seg_autotrain_config or default_preset(device)
     cfg = config_class(STAGE).from_preset(
-        config or settings.part_seg_autotrain_config,
-        device=device or settings.device,
+        config,
+        device=device,
         time_budget_s=time_budget_s or settings.part_seg_time_budget_s,
         epochs=epochs,
     )
     stage = build(STAGE, cfg, taxonomy=data.taxonomy)
     tmp = artifact_tmp_path(STAGE)
     t0 = time.perf_counter()
-    result = stage.train(data, cfg, progress=phase("training part_seg", (0.0, 0.85)), out_path=tmp)
+    result = stage.train(data, cfg, progress=phase("training part_seg", (0.0, 0.8)), out_path=tmp)
     train_seconds = time.perf_counter() - t0
     try:
-        figures = stage.evaluate(held, progress=phase("measuring part_seg", (0.85, 1.0)))
+        figures = stage.evaluate(held, progress=phase("measuring part_seg", (0.8, 0.9)))
         rival = _rival_version(session, project)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -239,7 +288,7 @@ def train_and_compare(
         "photos": snapshot["photos"],
         "train_seconds": round(train_seconds, 2),
         "reason": why + ("; promoted" if better else "; not kept"),
-        "preannotate_job": None,
+        "preannotated": 0,
     }
     if not better:
         Path(result.artifact_path).unlink(missing_ok=True)
@@ -255,10 +304,16 @@ def train_and_compare(
         promote=True,
     )
     out["version"] = {"id": mv.id, "name": mv.name, "metrics": mv.metrics}
-    from jobs.service import create_job
+    # the promotion is committed before the photos are: a stop while pre-annotating keeps it
+    session.commit()
+    from services.model_runs import predict_stage
 
-    job = create_job(
-        session, "preannotate", {"stage": STAGE}, created_by=CREATED_BY, project=project
+    out["preannotated"] = predict_stage(
+        session,
+        project,
+        STAGE,
+        version=mv.name,
+        device=device,
+        progress=phase("pre-annotating with part_seg", (0.9, 1.0)),
     )
-    out["preannotate_job"] = job.id
     return out

@@ -90,6 +90,17 @@ def test_dashboard_plots_csv_versions_and_the_empty_fraud_queue(world) -> None:
     with launch(sync_api) as browser:
         ctx, page, errors = _page(browser, server, "lead1")
         page.get_by_role("tab", name="Dashboard").click()
+        # where each self-training model stands, the part pre-annotator first
+        page.wait_for_function(
+            "() => document.querySelector('#pb-dash-summary').innerText.includes('part_seg')"
+        )
+        summary = page.locator("#pb-dash-summary").inner_text()
+        assert (
+            "Part pre-annotator (part_seg) auto-training: 4 labelled photos, next training at 50"
+            in summary
+        ), summary
+        assert summary.index("Part pre-annotator") < summary.index("Assist net"), summary
+        page.locator("#pb-dash-summary").screenshot(path=str(SHOTS / "dashboard_summary.png"))
         # the four plots, drawn as pictures, each with a CSV of its numbers
         for name in PLOTS:
             img = page.locator(f"#pb-plot-{name}-img img")

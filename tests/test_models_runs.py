@@ -198,7 +198,7 @@ def _first_epoch_loss(db_session, project, stage, **kw) -> tuple[float, object]:
     return losses[0], mv
 
 
-@pytest.mark.parametrize("stage", ["assist_net", "part_classifier"])
+@pytest.mark.parametrize("stage", ["assist_net", "part_classifier", "part_seg"])
 def test_a_warm_start_continues_from_the_parent(db_session, labelled_project, stage):
     """Fine-tuning the promoted version starts where it ended: its first-epoch loss is below a
     scratch start's on the same data and seed, and the version says where it came from."""

@@ -11,7 +11,7 @@ from sqlmodel import select
 
 from core.taxonomy import default_taxonomy
 from db.models import Job, ModelVersion
-from models.part_seg import flip_sample, label_map_instances, mirror_lut
+from models.part_seg import flip_sample, label_map_instances, mirror_lut, small_part_windows
 
 
 @pytest.fixture
@@ -69,13 +69,21 @@ def test_tiny_trains_on_real_photos_predicts_and_round_trips(datasets_dir, tmp_p
             assert inst.embeddings.shape == (len(inst), 960)
             assert (inst.boxes[:, 2] <= im.shape[1] + 0.5).all()
 
+    # the small-part second look: crops through the same network, averaged in
+    stage.config = stage.config.with_(small_part_zoom=2.0, small_part_max_frac=0.5)
+    for r in stage.predict(images):
+        assert np.isfinite(r.instances.scores).all()
+        if len(r.instances):
+            np.testing.assert_allclose(r.instances.probs["part"].sum(1), 1.0, atol=1e-4)
+    stage.config = stage.config.with_(small_part_zoom=0.0)
+
     figures = stage.evaluate(TrainingSet(data.records[:2], data.taxonomy))
     part = figures["part"]
     assert 0.0 <= part["miou"] <= 1.0 and part["per_class_iou"] and "AP50" in part["coco"]
 
     again = load(stage.save(tmp_path / "part_seg-v1.pt"), device="cpu")
     np.testing.assert_array_equal(again.probabilities(images)[0], probs)
-    before, after = results[0].instances, again.predict(images[:1])[0].instances
+    before, after = results[0].instances, again.predict(images)[0].instances
     assert _names(after) == _names(before)
     np.testing.assert_array_equal(after.scores, before.scores)
 
@@ -113,6 +121,20 @@ def test_connected_components_become_instances_with_holes_and_without_specks():
     assert {round(float(s.bbox[0])) for s in wheels} == {5, 70}
     np.testing.assert_allclose(inst.scores, 1.0)
     np.testing.assert_allclose(inst.probs["part"].sum(1), 1.0, atol=1e-6)
+
+
+def test_small_parts_get_a_zoomed_window_each_inside_the_map():
+    labels = np.zeros((100, 200), np.int64)
+    labels[10:90, 20:180] = _k("hood")  # 1% of the map or more: no window
+    labels[40:46, 4:10] = _k("left_mirror")  # 36 px, at the edge
+    labels[50:60, 100:110] = _k("left_headlight")  # 84 px around the wheel below
+    labels[52:56, 104:108] = _k("wheel")  # 16 px: the smallest, so the first window
+    labels[0:1, 199:200] = _k("trunk")  # 1 px: a speck, below min_px
+    windows = small_part_windows(labels, 2.0, max_frac=0.01, min_px=4, max_crops=6)
+    # half the map's height and width each; the mirror's window is kept inside the map, and
+    # the headlight, whose centre lies in the middle of the wheel's window, gets none
+    assert windows == [(28, 78, 56, 156), (18, 68, 0, 100)]
+    assert small_part_windows(labels, 2.0, max_frac=0.01, min_px=4, max_crops=1) == windows[:1]
 
 
 def test_two_left_doors_are_settled_by_the_other_sided_parts_or_reported():
@@ -172,6 +194,11 @@ def test_autotrain_queues_once_due_and_promotes_only_over_yolo(
     db_session.expire_all()
     queued = jobs(pst.JOB_KIND)
     assert len(queued) == 1 and queued[0].params["photos"] == 6
+    line = pst.autotrain_summary(db_session, labelled_project)
+    assert (
+        line
+        == f"Part pre-annotator (part_seg) auto-training: job {queued[0].id} queued (about 10 min)"
+    )
     assert pst.queue_if_due(db_session, labelled_project) is None  # one is pending
 
     # held-out figures fixed, so the rule is what is tested (training still runs, briefly)
@@ -188,11 +215,16 @@ def test_autotrain_queues_once_due_and_promotes_only_over_yolo(
     assert out["promoted"] is True and out["version"]["name"] == "part_seg-v1"
     mv = db_session.exec(select(ModelVersion).where(ModelVersion.stage == "part_seg")).one()
     assert mv.promoted and mv.metrics["holdout"]["part"]["coco"]["AP50"] == 0.4
-    pre = jobs("preannotate")
-    assert [j.params["stage"] for j in pre] == ["part_seg"] and out["preannotate_job"] == pre[0].id
-    from services.model_runs import predict_stage
+    # the winner pre-annotated the project's photos in the same call (no job to wait behind
+    # the assistance's training)
+    from db.models import ImagePrediction
 
-    assert predict_stage(db_session, labelled_project, "part_seg", limit=2, device="cpu") == 2
+    done = db_session.exec(select(ImagePrediction).where(ImagePrediction.model_version_id == mv.id))
+    assert out["preannotated"] == len(done.all()) > 0 and jobs("preannotate") == []
+    assert pst.autotrain_summary(db_session, labelled_project) == (
+        "Part pre-annotator (part_seg): part_seg-v1 promoted, held-out mask AP50 0.40; "
+        "rounds retrain it"
+    )
     for j in queued:  # the first job is no longer pending: only the promotion stops a new one
         db_session.delete(j)
     db_session.commit()
@@ -227,3 +259,26 @@ def test_the_after_save_check_needs_no_second_pooled_connection(
     db_session.expire_all()
     jobs = db_session.exec(select(Job).where(Job.kind == pst.JOB_KIND)).all()
     assert len(jobs) == 1
+
+
+def test_an_import_over_both_thresholds_queues_the_part_model_first(
+    db_session, labelled_project, monkeypatch
+):
+    """One worker runs jobs in order: the part pre-annotator, which a project without a part
+    model needs most, is not held back behind the assistance's training."""
+    from services import assist_training
+    from services import part_seg_training as pst
+    from services.autotrain_trigger import queue_self_training
+
+    db_session.commit()
+    line = pst.autotrain_summary(db_session, labelled_project)
+    assert (
+        line
+        == "Part pre-annotator (part_seg) auto-training: 6 labelled photos, next training at 50"
+    )
+    _settings(monkeypatch, part_seg_autotrain_min_photos=6, assist_autotrain_min_polygons=1)
+    queue_self_training(db_session, labelled_project)
+    db_session.commit()
+    db_session.expire_all()
+    kinds = [j.kind for j in db_session.exec(select(Job).order_by(Job.id)).all()]
+    assert kinds == [pst.JOB_KIND, assist_training.JOB_KIND]
