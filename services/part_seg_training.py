@@ -196,6 +196,15 @@ def _rival_version(session: Session, project: Project) -> ModelVersion | None:
     return mv
 
 
+def backbone_in_weights_folder():
+    """The newest torchvision MobileNetV3-Large file in the weights folder (``panelbeater
+    weights add``), which the job starts the backbone from; None when there is none."""
+    from services.weights import list_weights
+
+    found = [r for r in list_weights() if r.kind == "mobilenet_v3_large" and r.path.is_file()]
+    return max(found, key=lambda r: r.added_at) if found else None
+
+
 def default_preset(device: str) -> str:
     """``gpu`` when ``device`` resolves to a CUDA GPU, else ``cpu``."""
     from models.base import resolve_device
@@ -220,8 +229,11 @@ def train_and_compare(
     2-core CPU for 400 photos). A job's progress reports are its cancellation points; each
     pre-annotated photo is committed as it is done.
 
+    The backbone starts from the weights folder's MobileNetV3-Large when there is one
+    (:func:`backbone_in_weights_folder`, named in ``"backbone"``), else from scratch.
+
     Returns ``{"version", "figures", "rival", "promoted", "photos", "train_seconds",
-    "reason", "preannotated"}``; ``version`` is None when the new model lost (not kept),
+    "reason", "backbone", "preannotated"}``; ``version`` is None when the new model lost (not kept),
     ``preannotated`` counts the photos pre-annotated. Raises Invalid when there is nothing
     to train on or to measure.
     """
@@ -264,6 +276,9 @@ def train_and_compare(
         time_budget_s=time_budget_s or settings.part_seg_time_budget_s,
         epochs=epochs,
     )
+    backbone = None if cfg.backbone_weights else backbone_in_weights_folder()
+    if backbone is not None:
+        cfg = cfg.with_(backbone_weights=str(backbone.path))
     stage = build(STAGE, cfg, taxonomy=data.taxonomy)
     tmp = artifact_tmp_path(STAGE)
     t0 = time.perf_counter()
@@ -288,6 +303,7 @@ def train_and_compare(
         "photos": snapshot["photos"],
         "train_seconds": round(train_seconds, 2),
         "reason": why + ("; promoted" if better else "; not kept"),
+        "backbone": backbone.name if backbone is not None else None,
         "preannotated": 0,
     }
     if not better:

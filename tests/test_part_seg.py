@@ -282,3 +282,40 @@ def test_an_import_over_both_thresholds_queues_the_part_model_first(
     db_session.expire_all()
     kinds = [j.kind for j in db_session.exec(select(Job).order_by(Job.id)).all()]
     assert kinds == [pst.JOB_KIND, assist_training.JOB_KIND]
+
+
+def test_the_job_starts_the_backbone_from_the_weights_folder(
+    db_session, labelled_project, tmp_path, monkeypatch, one_thread
+):
+    """A torchvision MobileNetV3-Large in the weights folder (random here: nothing can be
+    downloaded) starts part_seg's backbone, and the version names the file."""
+    import torch
+    from torchvision.models import mobilenet_v3_large
+
+    from models.part_seg import PartSegStage
+    from services import part_seg_training as pst
+    from services.weights import add_weights
+
+    db_session.commit()
+    assert pst.backbone_in_weights_folder() is None
+    src = tmp_path / "mnv3.pth"
+    torch.manual_seed(1)
+    torch.save(mobilenet_v3_large(weights=None).state_dict(), src)
+    record, _ = add_weights(src, name="imagenet-mnv3")
+    assert record.kind == "mobilenet_v3_large"
+    figures = {"part": {"coco": {"AP": 0.2, "AP50": 0.4}, "miou": 0.3}}
+    monkeypatch.setattr(PartSegStage, "evaluate", lambda self, data, progress=None: figures)
+    loaded = []
+    original = PartSegStage.__init__
+
+    def spy(self, config=None, taxonomy=None):
+        original(self, config, taxonomy)
+        loaded.append(self.net.backbone["0"][0].weight.detach().clone())
+
+    monkeypatch.setattr(PartSegStage, "__init__", spy)
+    out = pst.train_and_compare(db_session, labelled_project, config="tiny", epochs=1)
+    assert out["backbone"] == "imagenet-mnv3" and out["promoted"]
+    mv = db_session.exec(select(ModelVersion).where(ModelVersion.stage == "part_seg")).one()
+    assert mv.config["backbone_weights"] == str(record.path)
+    first_conv = torch.load(src, weights_only=True)["features.0.0.weight"]
+    assert torch.equal(loaded[0], first_conv)  # the file's weights, before any training
