@@ -33,7 +33,8 @@ compass: if the photo's other "left" parts lie, on average, left of its other "r
 (a view from behind), the component on the image's left keeps/gets the left class; if they lie
 to the right (a view from the front), the component on the image's right does. Without such
 evidence, or with more than two components, nothing is relabelled and the class is reported in
-``ImageResult.meta["side_conflicts"]``.
+``ImageResult.meta["side_conflicts"]``, and each of its instances carries a sentence in
+``data["side_conflict"]``, which the workspace shows beside the pre-annotation.
 """
 
 from __future__ import annotations
@@ -203,7 +204,8 @@ def label_map_instances(
         if area >= min_px
     ]
     conflicts = _resolve_sides(comps, taxonomy)
-    shapes, class_ids, scores, vecs, embs = [], [], [], [], []
+    lut = mirror_lut(taxonomy)
+    shapes, class_ids, scores, vecs, embs, notes = [], [], [], [], [], []
     for c in comps:
         shape = mask_to_shape(c["mask"], tolerance=tolerance, min_area=max(4.0, 0.1 * min_px))
         if shape is None:
@@ -214,6 +216,13 @@ def label_map_instances(
         class_ids.append(parts[c["k"] - 1].id)
         scores.append(float(inside[c["k"]]))
         vecs.append(part_vec)
+        name = parts[c["k"] - 1].name
+        notes.append(
+            f"{name} appears more than once on this photo: check which side each one is "
+            f"(or whether one is the {parts[lut[c['k']] - 1].name})"
+            if name in conflicts
+            else None
+        )
         if features is not None:
             embs.append(_pooled(features, c["mask"]))
     n = len(shapes)
@@ -227,6 +236,8 @@ def label_map_instances(
             if features is not None
             else None
         ),
+        # the annotator sees it beside the pre-annotation (stored in the prediction's extra)
+        data={"side_conflict": notes} if any(notes) else {},
     )
     return inst, conflicts
 
@@ -444,6 +455,7 @@ class PartSegStage(TorchStage):
                 scores=inst.scores,
                 probs=inst.probs,
                 embeddings=inst.embeddings,
+                data=inst.data,
             )
         keep = np.nonzero(inst.scores >= self.config.score_threshold)[0]
         if len(keep) < len(inst):

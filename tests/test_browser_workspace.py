@@ -98,6 +98,17 @@ def image_row(image_id: int):
         return s.get(Image, image_id)
 
 
+SIDE_NOTE = "front_left_door appears more than once on this photo: check which side each one is"
+
+
+def _note_side_conflict(prediction_id: int) -> None:
+    from db.models import Prediction
+    from db.session import session_scope
+
+    with session_scope() as s:
+        s.get(Prediction, prediction_id).extra = {"side_conflict": SIDE_NOTE}
+
+
 def shot(page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"))
@@ -106,6 +117,7 @@ def shot(page, name: str) -> None:
 def test_login_open_accept_prediction_drag_vertex(browser, world) -> None:
     server, seeded = world
     img, pred = seeded.image_ids[0], seeded.prediction_ids[0]
+    _note_side_conflict(seeded.prediction_ids[2])
     ctx, page = new_page(browser, server)
     urls: list[str] = []
     page.on("request", lambda r: urls.append(r.url))
@@ -115,6 +127,10 @@ def test_login_open_accept_prediction_drag_vertex(browser, world) -> None:
     assert any(f"/api/images/{img}/file" in u for u in urls)
     assert not [u for u in urls if "token=" in u]  # the bearer token never travels in a URL
     assert page.locator(".pb-pred-label").first.text_content().endswith("0.92")
+    # part_seg's note on a sided class found twice: beside the class, the sentence on hover
+    side = page.locator(f'.pb-pred-row[data-pid="{seeded.prediction_ids[2]}"] span')
+    assert side.text_content().endswith("0.35 · side? ")
+    assert side.get_attribute("title") == SIDE_NOTE
     shot(page, "01_workspace_with_predictions")
     page.locator(f'.pb-pred-row[data-pid="{pred}"] .pb-pred-accept').click()
     anns = wait_db(lambda: live_annotations(img), what="accepted prediction saved")

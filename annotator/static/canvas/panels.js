@@ -245,7 +245,8 @@ function PBPanels(app) {
     for (const p of app.pendingPreds()) {
       if (S.hidden.has(p.group)) continue;
       const row = el('div', { class: 'pb-pred-row' + (p.id === S.selPred ? ' pb-selected' : ''), 'data-pid': p.id });
-      row.appendChild(el('span', {}, `${app.cls(p.class_id).display_name} ${p.score.toFixed(2)} `));
+      const side = app.sideConflict(p);
+      row.appendChild(el('span', side ? { title: side } : {}, `${app.cls(p.class_id).display_name} ${p.score.toFixed(2)} ` + (side ? '· side? ' : '')));
       row.appendChild(el('button', { class: 'pb-pred-accept', onclick: () => app.acceptPred(p.id) }, 'accept'));
       row.appendChild(el('button', { class: 'pb-pred-reject', onclick: () => app.rejectPred(p.id) }, 'reject'));
       list.appendChild(row);

@@ -18,6 +18,9 @@ function PBRender(app) {
     return d;
   }
   // Screen pixels per image pixel at the current zoom.
+  // A pre-annotation whose sided class appears twice on the photo (two "left" doors) carries the
+  // model's sentence about it; it is shown beside the class name.
+  function sideConflict(p) { return (p.extra && p.extra.side_conflict) || ''; }
   function scale() { const m = $('.pb-svg').getScreenCTM(); return m ? Math.abs(m.a) || 1 : 1; }
   function fit() { S.vb = { x: 0, y: 0, w: S.image.width, h: S.image.height }; applyVB(); }
   // Handles and the drawing are sized by scale(), so they follow a zoom or pan; zoom.js updates
@@ -91,7 +94,7 @@ function PBRender(app) {
       g.appendChild(sv('path', { d: pathData(p.geometry), class: 'pb-pred' + (p.id === S.selPred ? ' pb-selected' : ''), 'data-pid': p.id, 'fill-rule': 'evenodd', stroke: c.color }));
       const [x0, y0] = G.bbox(p.geometry);
       const t = sv('text', { x: x0, y: y0 - 4 / s, class: 'pb-pred-label', 'font-size': 13 / s, 'data-pid': p.id });
-      t.textContent = `${c.display_name} ${p.score.toFixed(2)}`;
+      t.textContent = `${c.display_name} ${p.score.toFixed(2)}` + (sideConflict(p) ? ' · side?' : '');
       g.appendChild(t);
     }
     app.renderPredList(); renderLegend();
@@ -145,5 +148,5 @@ function PBRender(app) {
     });
   }
 
-  return { scale, fit, applyVB, renderAll, renderAnns, renderLabels, renderLegend, renderComment, renderPreds, renderSel, renderDraw, scheduleDragPaint };
+  return { sideConflict, scale, fit, applyVB, renderAll, renderAnns, renderLabels, renderLegend, renderComment, renderPreds, renderSel, renderDraw, scheduleDragPaint };
 }
