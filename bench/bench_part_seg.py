@@ -12,17 +12,18 @@ of ``--minutes`` (e.g. ``5,10,20``):
 - yolo_seg (preset ``--yolo-preset``) trains for about the same wall time: Ultralytics counts
   epochs, not seconds, so one timed epoch (a run of its own, before the first budget) sets
   how many fit in the budget (the figure printed is the whole run's measured time), then is measured
-  on the same photos (mask AP/AP50).
+  on the same photos (mask AP/AP50, and mIoU with its instances painted into a label map).
 
 Prints one table and writes every figure to ``--out`` (JSON).
 
     .venv/bin/python bench/bench_part_seg.py --minutes 5,10,20 [--threads 2] [--no-yolo]
     .venv/bin/python bench/bench_part_seg.py --minutes 0.2 --train 16 --holdout 8   # a smoke run
     .venv/bin/python bench/bench_part_seg.py --evaluate part_seg-10.pt   # inference variants
+    .venv/bin/python bench/bench_part_seg.py --evaluate-yolo yolo-5.pt yolo-10.pt yolo-20.pt
 
 ``--evaluate`` compares inference variants of one kept checkpoint (``--keep``) on the same
-held-out photos: test-time flips, the small-part second look at two zooms, and a larger
-working size than the model trained at.
+held-out photos: test-time flips, a guided-filter boundary refinement, the small-part second
+look at two zooms, a larger working size than the model trained at, and the score threshold.
 
 Needs ../shared/datasets (or PANELBEATER_SHARED_DATASETS).
 """
@@ -127,7 +128,12 @@ def yolo_epoch_seconds(train, preset: str, out_dir: Path) -> float:
 #: inference variants ``--evaluate`` compares on one trained checkpoint: config overrides
 VARIANTS: dict[str, dict[str, Any]] = {
     "plain": {},
+    "score >= 0.5": {"score_threshold": 0.5},
     "flip TTA": {"flip_tta": True},
+    "guided-filter edges r4": {"refine_radius": 4, "refine_eps": 1e-2},
+    "guided-filter edges r8": {"refine_radius": 8, "refine_eps": 1e-2},
+    "guided-filter edges r4 eps 1e-3": {"refine_radius": 4, "refine_eps": 1e-3},
+    "flip TTA + edges r4": {"flip_tta": True, "refine_radius": 4, "refine_eps": 1e-2},
     "small parts x2": {"small_part_zoom": 2.0},
     "small parts x2 + flip": {"small_part_zoom": 2.0, "flip_tta": True},
     "small parts x1.5": {"small_part_zoom": 1.5},
@@ -143,7 +149,10 @@ def evaluate_variants(checkpoint: Path, held) -> dict[str, Any]:
     from models.part_seg import PartSegStage
 
     stage = PartSegStage.load(checkpoint, held.taxonomy, device="cpu")
-    base = stage.config
+    # every variant is one change from the bare model, whatever the checkpoint's defaults
+    base = stage.config.with_(
+        flip_tta=False, score_threshold=0.0, refine_radius=0, small_part_zoom=0.0
+    )
     out: dict[str, Any] = {}
     for name, overrides in VARIANTS.items():
         stage.config = base.with_(**overrides)
@@ -168,6 +177,45 @@ def evaluate_variants(checkpoint: Path, held) -> dict[str, Any]:
     return out
 
 
+def semantic_miou(stage, held) -> dict[str, Any]:
+    """yolo_seg's mIoU as part_seg measures its own: its part instances painted into a label
+    map at the traced size (larger first, as the labels are), against the labels' map."""
+    from models.part_seg import TRACE_MAX_SIDE, SemanticIoU, label_map
+
+    iou = SemanticIoU(held.taxonomy)
+    for i, rec in enumerate(held.records):
+        img = held.load_image(i)
+        h, w = img.shape[:2]
+        k = min(1.0, TRACE_MAX_SIDE / max(h, w))
+        th, tw = max(1, round(h * k)), max(1, round(w * k))
+        pred = stage.predict([img])[0].instances
+        iou.add(
+            label_map(rec.instances, held.taxonomy, th, tw, tw / w, th / h),
+            label_map(pred, held.taxonomy, th, tw, tw / w, th / h),
+        )
+    return {"miou": iou.mean(), "per_class_iou": iou.per_class()}
+
+
+def evaluate_yolo(checkpoints: list[Path], held) -> dict[str, Any]:
+    """Mask AP/AP50 and mIoU of kept yolo_seg checkpoints on the held-out photos."""
+    from models.registry import load
+
+    out = {}
+    for path in checkpoints:
+        stage = load(path, device="cpu")
+        fig = stage.evaluate(held)["part"]
+        out[path.name] = {
+            "AP50": (fig["coco"] or {}).get("AP50"),
+            "AP": (fig["coco"] or {}).get("AP"),
+            **semantic_miou(stage, held),
+        }
+        print(
+            f"{path.name:<14} AP50 {out[path.name]['AP50']:.3f}  mIoU {out[path.name]['miou']:.3f}",
+            flush=True,
+        )
+    return out
+
+
 def run_yolo(
     train, held, minutes: float, preset: str, out_dir: Path, epoch_s: float
 ) -> dict[str, Any]:
@@ -181,13 +229,15 @@ def run_yolo(
     wall = time.perf_counter() - t0
     t1 = time.perf_counter()
     fig = stage.evaluate(held)["part"]
+    ms = round(1000 * (time.perf_counter() - t1) / len(held), 1)
     return {
         "epochs": epochs,
         "epoch_s": round(epoch_s, 1),
         "train_wall_s": round(wall, 1),
         "AP50": (fig["coco"] or {}).get("AP50"),
         "AP": (fig["coco"] or {}).get("AP"),
-        "ms_per_photo": round(1000 * (time.perf_counter() - t1) / len(held), 1),
+        "ms_per_photo": ms,
+        **semantic_miou(stage, held),
     }
 
 
@@ -207,6 +257,13 @@ def main() -> None:
         help="no training: compare the inference variants on this part_seg checkpoint",
     )
     ap.add_argument(
+        "--evaluate-yolo",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="no training: mask AP50 and mIoU of these kept yolo_seg checkpoints",
+    )
+    ap.add_argument(
         "--keep", type=Path, default=None, help="folder for the checkpoints (default: a temp one)"
     )
     add_threads_option(ap)
@@ -223,6 +280,11 @@ def main() -> None:
         raise SystemExit(f"--train + --holdout exceed the {len(data)} dsmlr photos")
     train = TrainingSet(data.records[: args.train], data.taxonomy)
     held = TrainingSet(data.records[len(data) - args.holdout :], data.taxonomy)
+    if args.evaluate_yolo:
+        report = {"yolo_seg": evaluate_yolo(args.evaluate_yolo, held)}
+        if args.out:
+            args.out.write_text(json.dumps(report, indent=2))
+        return
     if args.evaluate:
         report = {
             "checkpoint": str(args.evaluate),
@@ -256,7 +318,10 @@ def main() -> None:
         )
         if "yolo_seg" in run:
             y = run["yolo_seg"]
-            line += f" | yolo_seg AP50 {y['AP50']} ({y['epochs']} epochs, {y['train_wall_s']} s)"
+            line += (
+                f" | yolo_seg AP50 {y['AP50']} mIoU {y['miou']:.3f} "
+                f"({y['epochs']} epochs, {y['train_wall_s']} s)"
+            )
         print(line, flush=True)
         worst = sorted(ps["plain"]["per_class_iou"].items(), key=lambda kv: kv[1])[:5]
         print("  weakest classes:", ", ".join(f"{k} {v:.2f}" for k, v in worst))

@@ -11,7 +11,13 @@ from sqlmodel import select
 
 from core.taxonomy import default_taxonomy
 from db.models import Job, ModelVersion
-from models.part_seg import flip_sample, label_map_instances, mirror_lut, small_part_windows
+from models.part_seg import (
+    flip_sample,
+    guided_filter,
+    label_map_instances,
+    mirror_lut,
+    small_part_windows,
+)
 
 
 @pytest.fixture
@@ -77,6 +83,18 @@ def test_tiny_trains_on_real_photos_predicts_and_round_trips(datasets_dir, tmp_p
             np.testing.assert_allclose(r.instances.probs["part"].sum(1), 1.0, atol=1e-4)
     stage.config = stage.config.with_(small_part_zoom=0.0)
 
+    # flip averaging (on outside the tiny preset): the mirrored photo's probabilities are the
+    # photo's mirrored, with the sided classes swapped; the edge refinement keeps them summing to 1
+    stage.config = stage.config.with_(flip_tta=True, refine_radius=3)
+    square = np.ascontiguousarray(images[0][:, :, :])
+    p, _ = stage.probabilities([square])
+    pm, _ = stage.probabilities([np.ascontiguousarray(square[:, ::-1])])
+    np.testing.assert_allclose(pm[0], p[0][:, :, ::-1][stage.lut], atol=1e-5)
+    for r in stage.predict(images):
+        if len(r.instances):
+            np.testing.assert_allclose(r.instances.probs["part"].sum(1), 1.0, atol=1e-4)
+    stage.config = stage.config.with_(flip_tta=False, refine_radius=0)
+
     figures = stage.evaluate(TrainingSet(data.records[:2], data.taxonomy))
     part = figures["part"]
     assert 0.0 <= part["miou"] <= 1.0 and part["per_class_iou"] and "AP50" in part["coco"]
@@ -121,6 +139,28 @@ def test_connected_components_become_instances_with_holes_and_without_specks():
     assert {round(float(s.bbox[0])) for s in wheels} == {5, 70}
     np.testing.assert_allclose(inst.scores, 1.0)
     np.testing.assert_allclose(inst.probs["part"].sum(1), 1.0, atol=1e-6)
+
+
+def test_the_guided_filter_moves_a_blurred_edge_onto_the_photos_edge():
+    # the photo: dark left of column 24, bright from it; the network's hood/door edge is a
+    # ramp centred on column 20, four pixels off
+    guide = np.zeros((32, 48), np.float32)
+    guide[:, 24:] = 1.0
+    hood, door = _k("hood"), _k("front_left_door")
+    probs = np.full((62, 32, 48), 0.002, np.float32)
+    ramp = np.clip((np.arange(48) - 14) / 12, 0, 1)  # 0.5 at column 20
+    probs[hood] += (1 - ramp)[None] * 0.8
+    probs[door] += ramp[None] * 0.8
+    probs /= probs.sum(0, keepdims=True)
+    assert probs.argmax(0)[0, 19] == hood and probs.argmax(0)[0, 21] == door
+    out = guided_filter(guide, probs, radius=6, eps=1e-3)
+    np.testing.assert_allclose(out.sum(0), 1.0, atol=1e-5)
+    assert (out >= 0).all() and not np.isnan(out).any()
+    labels = out.argmax(0)
+    # the edge moved from column 20 to within a pixel of the photo's
+    assert (labels[:, :23] == hood).all() and (labels[:, 25:] == door).all()
+    # a class that wins nowhere is left as it was
+    np.testing.assert_allclose(out[_k("wheel")] * 1.0, probs[_k("wheel")], rtol=0.05)
 
 
 def test_small_parts_get_a_zoomed_window_each_inside_the_map():
