@@ -180,14 +180,13 @@ def evaluate_variants(checkpoint: Path, held) -> dict[str, Any]:
 def semantic_miou(stage, held) -> dict[str, Any]:
     """yolo_seg's mIoU as part_seg measures its own: its part instances painted into a label
     map at the traced size (larger first, as the labels are), against the labels' map."""
-    from models.part_seg import TRACE_MAX_SIDE, SemanticIoU, label_map
+    from models.part_seg import SemanticIoU, label_map, traced_size
 
     iou = SemanticIoU(held.taxonomy)
     for i, rec in enumerate(held.records):
         img = held.load_image(i)
         h, w = img.shape[:2]
-        k = min(1.0, TRACE_MAX_SIDE / max(h, w))
-        th, tw = max(1, round(h * k)), max(1, round(w * k))
+        th, tw = traced_size(h, w)
         pred = stage.predict([img])[0].instances
         iou.add(
             label_map(rec.instances, held.taxonomy, th, tw, tw / w, th / h),
@@ -196,19 +195,26 @@ def semantic_miou(stage, held) -> dict[str, Any]:
     return {"miou": iou.mean(), "per_class_iou": iou.per_class()}
 
 
+def yolo_figures(stage, held) -> dict[str, Any]:
+    """A yolo_seg stage's mask AP/AP50 (and its time per photo) and mIoU on the held-out photos."""
+    t0 = time.perf_counter()
+    coco = stage.evaluate(held)["part"]["coco"] or {}
+    ms = round(1000 * (time.perf_counter() - t0) / len(held), 1)
+    return {
+        "AP50": coco.get("AP50"),
+        "AP": coco.get("AP"),
+        "ms_per_photo": ms,
+        **semantic_miou(stage, held),
+    }
+
+
 def evaluate_yolo(checkpoints: list[Path], held) -> dict[str, Any]:
     """Mask AP/AP50 and mIoU of kept yolo_seg checkpoints on the held-out photos."""
     from models.registry import load
 
     out = {}
     for path in checkpoints:
-        stage = load(path, device="cpu")
-        fig = stage.evaluate(held)["part"]
-        out[path.name] = {
-            "AP50": (fig["coco"] or {}).get("AP50"),
-            "AP": (fig["coco"] or {}).get("AP"),
-            **semantic_miou(stage, held),
-        }
+        out[path.name] = yolo_figures(load(path, device="cpu"), held)
         print(
             f"{path.name:<14} AP50 {out[path.name]['AP50']:.3f}  mIoU {out[path.name]['miou']:.3f}",
             flush=True,
@@ -227,17 +233,11 @@ def run_yolo(
     stage = YoloSegStage(cfg, train.taxonomy)
     stage.train(train, out_path=out_dir / f"yolo-{minutes:g}.pt")
     wall = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    fig = stage.evaluate(held)["part"]
-    ms = round(1000 * (time.perf_counter() - t1) / len(held), 1)
     return {
         "epochs": epochs,
         "epoch_s": round(epoch_s, 1),
         "train_wall_s": round(wall, 1),
-        "AP50": (fig["coco"] or {}).get("AP50"),
-        "AP": (fig["coco"] or {}).get("AP"),
-        "ms_per_photo": ms,
-        **semantic_miou(stage, held),
+        **yolo_figures(stage, held),
     }
 
 

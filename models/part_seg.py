@@ -168,6 +168,13 @@ def label_map(
     return out
 
 
+def traced_size(h: int, w: int) -> tuple[int, int]:
+    """The size at which a photo's probabilities are traced into polygons: the photo's, with
+    its longer side capped at ``TRACE_MAX_SIDE``."""
+    k = min(1.0, TRACE_MAX_SIDE / max(h, w))
+    return max(1, round(h * k)), max(1, round(w * k))
+
+
 class SemanticIoU:
     """Per part class, intersection over union of predicted and labelled label maps, summed
     over the photos; the mean is over the classes either side shows."""
@@ -494,8 +501,7 @@ class PartSegStage(TorchStage):
         import torch.nn.functional as F
 
         h, w = image.shape[:2]
-        k = min(1.0, TRACE_MAX_SIDE / max(h, w))
-        th, tw = max(1, round(h * k)), max(1, round(w * k))
+        th, tw = traced_size(h, w)
         p = F.interpolate(
             torch.from_numpy(probs)[None], size=(th, tw), mode="bilinear", align_corners=False
         )[0].numpy()
@@ -517,7 +523,7 @@ class PartSegStage(TorchStage):
             tolerance=self.config.tolerance,
             features=feats,
         )
-        if k != 1.0 and len(inst):
+        if (th, tw) != (h, w) and len(inst):
             inst = Instances(
                 shapes=[s.scaled(w / tw, h / th) for s in inst.shapes],
                 class_ids=inst.class_ids,

@@ -86,9 +86,9 @@ def test_tiny_trains_on_real_photos_predicts_and_round_trips(datasets_dir, tmp_p
     # flip averaging (on outside the tiny preset): the mirrored photo's probabilities are the
     # photo's mirrored, with the sided classes swapped; the edge refinement keeps them summing to 1
     stage.config = stage.config.with_(flip_tta=True, refine_radius=3)
-    square = np.ascontiguousarray(images[0][:, :, :])
-    p, _ = stage.probabilities([square])
-    pm, _ = stage.probabilities([np.ascontiguousarray(square[:, ::-1])])
+    photo = images[0]
+    p, _ = stage.probabilities([photo])
+    pm, _ = stage.probabilities([np.ascontiguousarray(photo[:, ::-1])])
     np.testing.assert_allclose(pm[0], p[0][:, :, ::-1][stage.lut], atol=1e-5)
     for r in stage.predict(images):
         if len(r.instances):
@@ -160,7 +160,7 @@ def test_the_guided_filter_moves_a_blurred_edge_onto_the_photos_edge():
     # the edge moved from column 20 to within a pixel of the photo's
     assert (labels[:, :23] == hood).all() and (labels[:, 25:] == door).all()
     # a class that wins nowhere is left as it was
-    np.testing.assert_allclose(out[_k("wheel")] * 1.0, probs[_k("wheel")], rtol=0.05)
+    np.testing.assert_allclose(out[_k("wheel")], probs[_k("wheel")], rtol=0.05)
 
 
 def test_small_parts_get_a_zoomed_window_each_inside_the_map():
