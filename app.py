@@ -19,7 +19,7 @@ log = logging.getLogger("panelbeater")
 def _first_start_hint() -> None:
     """With no users yet, say how to create the first admin (there is no default password)."""
     from db.session import session_scope
-    from services.users import FIRST_START_MESSAGE, count_users
+    from services.accounts.users import FIRST_START_MESSAGE, count_users
 
     with session_scope() as session:
         if count_users(session) == 0:
@@ -41,6 +41,9 @@ def create_app(*, start_worker: bool = False) -> FastAPI:
 
     settings = get_settings()
     apply_process_settings(settings)  # also when run as `uvicorn app:app`, without the CLI
+    from jobs.autotrain import listen as queue_autotraining_on_commit
+
+    queue_autotraining_on_commit()
     init_db()
     _first_start_hint()
     worker = None

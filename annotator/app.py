@@ -25,18 +25,20 @@ from core.records import SPLITS
 from core.taxonomy import GROUPS
 from db.models import ImageStatus, User
 from db.session import session_scope
+from jobs.service import start_round
 from models.base import PRESETS
 from models.registry import pre_annotating_stages, stage_infos
-from services import assist as assist_service
-from services import dashboard as dashboard_service
-from services import review as review_service
-from services import users as user_service
-from services.assist_training import autotrain_summary
+from services.accounts import users as user_service
+from services.accounts.projects import list_projects, served_project
+from services.dashboard import summary as dashboard_service
+from services.data_io.exports import export_archive
+from services.data_io.imports import IMPORT_STATUSES, import_uploads
 from services.errors import ServiceError, TooManyAttempts
-from services.exports import export_archive
-from services.imports import IMPORT_STATUSES, import_uploads
-from services.part_seg_training import autotrain_summary as part_seg_summary
-from services.projects import list_projects, served_project
+from services.labelling import leases as lease_service
+from services.review import decisions as review_service
+from services.training import assist as assist_service
+from services.training.assist_training import autotrain_summary
+from services.training.part_seg_training import autotrain_summary as part_seg_summary
 
 #: (label, stage) choices for a retraining round on the dashboard: every stage except those
 #: made of other stages (a round trains the pipeline's parts on their own).
@@ -150,7 +152,7 @@ def restore_token(stored: str | None) -> tuple:
 def logout(token: str) -> tuple:
     if token:
         with session_scope() as session:
-            user_service.revoke_token(session, token)
+            lease_service.sign_out(session, token)
     return _signed_out("Signed out.")
 
 
@@ -340,21 +342,20 @@ def retrain(
     user = _require(token, "retrain")
     preset = preset or "tiny"
     weights = dashboard_service.picked_weights(start_from)
-    if weights:  # a stage given a file to start from is one to train
-        stages = list(dict.fromkeys([*(stages or []), *weights]))
     try:
         with session_scope() as session:
-            job = dashboard_service.start_retraining(
+            job = start_round(
                 session,
                 project=served_project(session, user),
-                username=user.username,
+                created_by=user.username,
                 stages=stages,
                 config=preset,
                 weights=weights or None,
             )
     except ServiceError as e:
         return f"Could not start retraining: {e}"
-    what = ", ".join(stages) if stages else "the promoted stages (YOLO parts at first)"
+    picked = (job.params or {}).get("stages")
+    what = ", ".join(picked) if picked else "the promoted stages (YOLO parts at first)"
     started = "".join(f"; {k} starts from {v}" for k, v in weights.items())
     return f"Retraining round queued as job {job.id}: {what}, {preset} preset{started}."
 

@@ -2,7 +2,7 @@
 plots with a CSV of each, the version table with promote and roll back, one photo at a
 lower threshold, the fraud screen, and a job's full story. ``annotator.app`` places the
 groups, checks the user and refreshes them with the rest of the dashboard; the numbers come
-from ``services.dashboard`` and ``services.plots``.
+from ``services.dashboard.summary`` and ``services.dashboard.plots``.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from sqlmodel import Session
 
 from db.models import ModelVersion, User
 from db.session import session_scope
-from services import dashboard as dashboard_service
-from services import plots as plot_service
+from services.accounts.projects import served_project
+from services.dashboard import plots as plot_service
+from services.dashboard import summary as dashboard_service
 from services.errors import ServiceError
-from services.projects import served_project
 
 #: (plot name, title, CSV file name), in the order the dashboard shows them.
 PLOTS = (
@@ -248,7 +248,7 @@ def tools_panel(stages: list[tuple[str, str]]) -> ToolsPanel:
 
 
 def predict_photo(user: User, stage: str | None, image_id: float | None, threshold: float) -> str:
-    from services.model_runs import predict_photo as run
+    from services.training.model_runs import predict_photo as run
 
     if not stage or not image_id:
         return "Choose a stage and a photo id first."

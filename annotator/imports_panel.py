@@ -1,6 +1,6 @@
 """The dashboard's "Import labels" group: a label file (and the photos it names) imported as
 ``panelbeater import ...`` and ``POST /api/imports`` import it, through
-``services.label_uploads``. ``annotator.app`` places the group and checks the user."""
+``services.data_io.label_uploads``. ``annotator.app`` places the group and checks the user."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import gradio as gr
 
 from db.models import User
 from db.session import session_scope
+from services.accounts.projects import served_project
+from services.data_io.imports import IMPORT_STATUSES
+from services.data_io.label_uploads import import_label_upload
 from services.errors import ServiceError
-from services.imports import IMPORT_STATUSES
-from services.label_uploads import import_label_upload
-from services.projects import served_project
 
 FORMAT_CHOICES = [
     ("COCO (JSON)", "coco"),

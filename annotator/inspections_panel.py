@@ -3,7 +3,7 @@ per-part damage summary, the new-damage flags; compare a slot with the pick-up (
 and an overlay with an opacity slider, new damage outlined orange); confirm or dismiss a
 flag with a note; download the PDF report.
 
-Thin: handlers call ``services.inspections``, ``services.new_damage`` and ``services.report``.
+Thin: handlers call ``services.claims.inspections``, ``services.claims.new_damage`` and ``services.claims.report``.
 The caller passes its ``require(token, permission) -> User``, so this module needs nothing
 of the app.
 """
@@ -22,10 +22,10 @@ import numpy as np
 from core.config import get_settings
 from db.models import User
 from db.session import session_scope
-from services import inspections as svc
-from services import new_damage
+from services.accounts.projects import project_taxonomy, served_project
+from services.claims import inspections as svc
+from services.claims import new_damage
 from services.errors import ServiceError
-from services.projects import project_taxonomy, served_project
 
 Require = Callable[[str, str], User]
 THUMB = 220
@@ -46,7 +46,7 @@ def _choices(require: Require, token: str) -> list[tuple[str, int]]:
 
 
 def _thumb(image, side: int) -> np.ndarray:
-    from services.images import load_image_array
+    from services.labelling.images import load_image_array
 
     return load_image_array(image, max_side=side)
 
@@ -55,7 +55,7 @@ def _show(require: Require, token: str, inspection_id: int | None) -> tuple:
     if not inspection_id:
         return "Pick an inspection.", [], [], [], gr.update(choices=[])
     user = require(token, "view")
-    from services.report import report_data
+    from services.claims.report import report_data
 
     with session_scope() as session:
         project = served_project(session, user)
@@ -214,7 +214,7 @@ def _report(require: Require, token: str, inspection_id: int | None) -> Any:
     if not inspection_id:
         return None
     user = require(token, "view")
-    from services.report import build_report
+    from services.claims.report import build_report
 
     out = Path(tempfile.mkdtemp(prefix="pb_report_")) / f"inspection-{int(inspection_id)}.pdf"
     with session_scope() as session:

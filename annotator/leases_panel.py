@@ -1,7 +1,7 @@
 """The dashboard's "Who is working on what" section: the queue's live leases (who holds which
 photo, since when) and a button that frees one, for a holder who went home.
 
-Thin: every handler calls ``services.leases``. The caller passes its
+Thin: every handler calls ``services.labelling.leases``. The caller passes its
 ``require(token, permission) -> User`` so this module needs nothing of the app.
 """
 
@@ -13,9 +13,9 @@ import gradio as gr
 
 from db.models import User
 from db.session import session_scope
-from services import leases as lease_service
+from services.accounts.projects import served_project
 from services.errors import ServiceError
-from services.projects import served_project
+from services.labelling import leases as lease_service
 
 Require = Callable[[str, str], User]
 HEADERS = ["photo", "file", "status", "held by", "held for (min)", "expires in (min)"]

@@ -1,7 +1,7 @@
 """The dashboard's quality section: overlap and gold settings, marking gold photos, the
 agreement and gold tables, a time series per annotator, and CSV downloads.
 
-Thin: every handler calls ``services.quality`` or ``services.quality_report``. The caller
+Thin: every handler calls ``services.review.quality`` or ``services.review.quality_report``. The caller
 passes its ``require(token, permission) -> User`` so this module needs nothing of the app.
 """
 
@@ -21,10 +21,10 @@ from PIL import Image as PILImage
 
 from db.models import User
 from db.session import session_scope
-from services import quality as quality_service
-from services import quality_report as report
+from services.accounts.projects import served_project
 from services.errors import ServiceError
-from services.projects import served_project
+from services.review import quality as quality_service
+from services.review import quality_report as report
 
 Require = Callable[[str, str], User]
 

@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from core.config import get_settings
 from core.urls import route_path, under
 from db.session import session_scope
-from services import users as user_service
+from services.accounts import users as user_service
 
 UI_PATH = "/ui"
 COOKIE = "panelbeater_session"

@@ -18,7 +18,8 @@ from sqlmodel import Session
 
 from db.models import Project, User
 from db.session import get_session
-from services import users as user_service
+from services.accounts import users as user_service
+from services.accounts.projects import served_project
 from services.errors import (
     Forbidden,
     Invalid,
@@ -27,7 +28,6 @@ from services.errors import (
     TooManyAttempts,
     VersionConflict,
 )
-from services.projects import served_project
 
 
 def _session_around_handler() -> Iterator[Session]:
@@ -71,7 +71,7 @@ def current_project(
 ) -> Project:
     """The project this server serves, which every route reads and writes through; 403 with
     a sentence naming the project and who can add the user when they are not a member
-    (``services.projects.served_project``)."""
+    (``services.accounts.projects.served_project``)."""
     with service_errors():
         return served_project(session, user)
 

@@ -9,7 +9,7 @@ the held-out ``val`` split (11 photos) through the network once and post-process
 raw outputs four ways: no prior, the part-prior boost of damage logits only (eq. 20, weight
 ``--alpha``), the Gaussian shape prior on damage masks only (eq. 14), and both. For each it
 prints the paper's tables 1-2 metrics (accuracy, precision, recall, macro F1) for the damage
-and the part head, and COCO mask AP / AP50 per head (pycocotools, models/albert/metrics.py).
+and the part head, and COCO mask AP / AP50 per head (pycocotools, models/metrics.py).
 
 The number of epochs is cut so training fits in ``--minutes`` (measured on two training
 steps first). When nothing passes the score threshold tau after such short training, tau is
@@ -48,7 +48,7 @@ def load_split(split: str):
     from core.records import LabelResolver, load_label_map
     from core.taxonomy import default_taxonomy
     from exports import coco
-    from models.base import TrainingSet
+    from models.data import TrainingSet
 
     folder = DATA / split
     path = folder / "COCO_merged_annos.json"
@@ -106,7 +106,7 @@ def step_seconds(cfg, ds) -> float:
 def evaluate(stage, raw, gts, cfg, bootstrap: int, seed: int = 0):
     """Post-process the same raw outputs under each variant; metrics per head, plus the
     bootstrap std of (variant - none) for damage AP50 and macro F1 and part AP50."""
-    from models.albert.metrics import classification_metrics, coco_mask_ap
+    from models.metrics import classification_metrics, coco_mask_ap
 
     tax = stage.taxonomy
     pairs_by: dict[str, list] = {}

@@ -30,7 +30,7 @@ from PIL import Image as PILImage
 from core.alignment import corner_error
 from exports.image_files import list_image_files, load_image_rgb
 from models.alignment import patch_ssl
-from services.alignment import align
+from services.claims.alignment import align
 
 DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 #: (a, b) byte-identical pairs named in the datasets' README

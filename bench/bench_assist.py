@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 from torch_threads import add_threads_option, apply_threads  # noqa: E402
 
-from models.base import TrainingSet  # noqa: E402
-from models.data import dsmlr_training_set  # noqa: E402
+from models.data import TrainingSet  # noqa: E402
+from models.datasets import dsmlr_training_set  # noqa: E402
 
 DATASETS = ROOT.parent / "shared" / "datasets"
 

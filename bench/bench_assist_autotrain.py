@@ -2,7 +2,7 @@
 
 Imports ``--photos`` labelled car_parts_dsmlr photos into a fresh store (they arrive
 ``labelled``), lets the project draw its held-out split as it would, then runs the same
-call the ``assist_autotrain`` job makes (``services.assist_training.train_and_compare``,
+call the ``assist_autotrain`` job makes (``services.training.assist_training.train_and_compare``,
 the ``PANELBEATER_ASSIST_AUTOTRAIN_CONFIG`` preset). Printed: the training time, and the
 held-out box-prompt mean IoU of the new assist_net against GrabCut (the weight-free
 incumbent it has to beat) on the parts of the held-out photos, which it never trains on.
@@ -44,8 +44,8 @@ def subset(annotations: Path, n: int, out: Path) -> Path:
 def import_dsmlr(session, project, photos: int, tmp: Path):
     """The first ``photos`` labelled dsmlr photos into ``project``, as ``panelbeater import``
     brings them (they arrive ``labelled``); the import's report."""
-    from models.data import DSMLR_LABEL_MAP
-    from services.imports import import_coco
+    from models.datasets import DSMLR_LABEL_MAP
+    from services.data_io.imports import import_coco
 
     root = DATASETS / "car_parts_dsmlr" / "trainingset"
     return import_coco(
@@ -74,8 +74,8 @@ def main() -> None:
 
     from core.config import configure
     from db.session import init_db, reset_engine, session_scope
-    from services.assist_training import labelled_polygons, train_and_compare
-    from services.projects import get_or_create_project
+    from services.accounts.projects import get_or_create_project
+    from services.training.assist_training import labelled_polygons, train_and_compare
 
     configure()
     reset_engine()

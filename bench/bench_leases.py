@@ -59,9 +59,9 @@ def main() -> None:
     args = parser.parse_args()
     # Users never sign in here (tokens are issued directly): a cheap password hash saves
     # seconds of scrypt per annotator and changes nothing measured.
-    import services.users
+    import services.accounts.users
 
-    services.users._scrypt_n_for_tests = 2**10
+    services.accounts.users._scrypt_n_for_tests = 2**10
     rows = []
     with tempfile.TemporaryDirectory(prefix="pb-bench-leases-") as tmp:
         for backend in args.backends.split(","):

@@ -33,7 +33,7 @@ DATASETS = ROOT.parent / "shared" / "datasets"
 def photos(n: int) -> list[np.ndarray]:
     import cv2
 
-    from models.base import load_rgb
+    from models.data import load_rgb
 
     files = sorted((DATASETS / "coco_car_damage" / "train").glob("*.jpg"))[:n]
     out = []

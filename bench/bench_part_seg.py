@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from torch_threads import add_threads_option, apply_threads  # noqa: E402
 
-from models.data import DSMLR_LABEL_MAP  # noqa: E402
+from models.datasets import DSMLR_LABEL_MAP  # noqa: E402
 
 DSMLR_PARTS = tuple(DSMLR_LABEL_MAP.values())
 DATASETS = Path(os.environ.get("PANELBEATER_SHARED_DATASETS", ROOT.parent / "shared" / "datasets"))
@@ -180,7 +180,8 @@ def evaluate_variants(checkpoint: Path, held) -> dict[str, Any]:
 def semantic_miou(stage, held) -> dict[str, Any]:
     """yolo_seg's mIoU as part_seg measures its own: its part instances painted into a label
     map at the traced size (larger first, as the labels are), against the labels' map."""
-    from models.part_seg import SemanticIoU, label_map, traced_size
+    from models.metrics import SemanticIoU
+    from models.part_seg import label_map, traced_size
 
     iou = SemanticIoU(held.taxonomy)
     for i, rec in enumerate(held.records):
@@ -272,8 +273,8 @@ def main() -> None:
     if not DATASETS.is_dir():
         raise SystemExit(f"{DATASETS} does not exist: this benchmark needs ../shared/datasets")
 
-    from models.base import TrainingSet
-    from models.data import dsmlr_training_set
+    from models.data import TrainingSet
+    from models.datasets import dsmlr_training_set
 
     data = dsmlr_training_set(DATASETS)
     if args.train + args.holdout > len(data):

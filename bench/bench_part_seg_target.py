@@ -51,9 +51,9 @@ def main() -> None:
     from db.models import Image, Job
     from db.session import init_db, reset_engine, session_scope
     from jobs.worker import start_worker_process
-    from services.part_seg_training import JOB_KIND, autotrain_summary
-    from services.projects import get_or_create_project
-    from services.registry import HOLDOUT_SPLIT, current
+    from services.accounts.projects import get_or_create_project
+    from services.training.part_seg_training import JOB_KIND, autotrain_summary
+    from services.training.registry import HOLDOUT_SPLIT, current
 
     settings = configure()
     reset_engine()

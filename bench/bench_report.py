@@ -31,15 +31,15 @@ def main() -> None:
     from core.config import configure
     from db.models import Annotation, DamageFlag, Image, ModelVersion, Prediction
     from db.session import init_db, reset_engine, session_scope
-    from services.imports import import_folder
-    from services.inspections import (
+    from services.accounts.projects import get_or_create_project, project_taxonomy
+    from services.claims.inspections import (
         BASE_SLOTS,
         assign_photo,
         create_inspection,
         create_vehicle,
     )
-    from services.projects import get_or_create_project, project_taxonomy
-    from services.report import render_pdf, report_data
+    from services.claims.report import render_pdf, report_data
+    from services.data_io.imports import import_folder
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_report_"))
     try:

@@ -49,8 +49,8 @@ def phase_seed(work: Path, n_images: int, n_polygons: int, q) -> None:
     from db.session import session_scope
     from exports import coco
     from exports.synthetic import random_records
-    from services.imports import import_coco
-    from services.projects import get_or_create_project
+    from services.accounts.projects import get_or_create_project
+    from services.data_io.imports import import_coco
 
     tax = default_taxonomy()
     records = random_records(tax, n_images, n_polygons, width=160, height=120, seed=0)
@@ -79,8 +79,8 @@ def phase_seed(work: Path, n_images: int, n_polygons: int, q) -> None:
 
 def phase_export(work: Path, kind: str, q) -> None:
     from db.session import session_scope
-    from services import exports
-    from services.projects import get_or_create_project
+    from services.accounts.projects import get_or_create_project
+    from services.data_io import exports
 
     _open(work / "store")
     t = time.perf_counter()
@@ -102,8 +102,8 @@ def phase_export(work: Path, kind: str, q) -> None:
 
 def phase_reimport(work: Path, q) -> None:
     from db.session import session_scope
-    from services.imports import import_coco
-    from services.projects import get_or_create_project
+    from services.accounts.projects import get_or_create_project
+    from services.data_io.imports import import_coco
 
     _open(work / "store2")
     t = time.perf_counter()
@@ -124,8 +124,8 @@ def phase_reimport(work: Path, q) -> None:
 def phase_dsmlr(work: Path, q) -> None:
     from core.records import load_label_map
     from db.session import session_scope
-    from services.imports import import_coco
-    from services.projects import get_or_create_project
+    from services.accounts.projects import get_or_create_project
+    from services.data_io.imports import import_coco
 
     _open(work / "store3")
     t = time.perf_counter()

@@ -116,15 +116,15 @@ def main() -> None:
 
     from db.models import Image
     from db.session import session_scope
-    from services.images import queue_ids
-    from services.projects import get_or_create_project
+    from services.accounts.projects import get_or_create_project
+    from services.labelling.images import queue_ids
 
     work = Path(tempfile.mkdtemp(prefix="pb-bench-ui-"))
     t0 = time.time()
     seeded = seed_workspace(work / "data", n_synthetic=0, big=(4000, 3000), n_predictions=0)
     from browser_helpers import synthetic_photo
 
-    from services.imports import import_folder
+    from services.data_io.imports import import_folder
 
     extra = work / "data" / "photos_big"
     for i in range(args.big_photos - 1):

@@ -70,8 +70,8 @@ def main() -> None:
     apply_threads(args)
     EVAL_CONF = args.eval_conf
 
-    from models.base import TrainingSet
-    from models.data import dsmlr_training_set
+    from models.data import TrainingSet
+    from models.datasets import dsmlr_training_set
     from models.yolo_seg import YoloSegConfig, YoloSegStage
 
     if not DATASETS.is_dir():

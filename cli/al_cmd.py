@@ -29,9 +29,9 @@ def select_cmd(
 ) -> None:
     """Recompute the annotation queue and print the chosen image ids with their scores."""
     from db.session import session_scope
+    from services.accounts.projects import get_or_create_project
     from services.errors import ServiceError
-    from services.projects import get_or_create_project
-    from services.selection import select
+    from services.training.selection import select
 
     open_project()
     info: dict = {}

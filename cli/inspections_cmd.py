@@ -32,9 +32,9 @@ def import_inspections_cmd(
 ) -> None:
     """Import photos into vehicles, inspections and slots; bad rows are reported by line."""
     from exports.errors import FormatError
+    from services.accounts.projects import get_or_create_project
+    from services.claims.inspections import import_inspections
     from services.errors import ServiceError
-    from services.inspections import import_inspections
-    from services.projects import get_or_create_project
 
     with store_session(FormatError, ServiceError) as session:
         project = get_or_create_project(session)
@@ -64,7 +64,7 @@ def align_cmd(
     confidence; "homography": null with a reason when no alignment holds."""
     from exports.errors import ImageReadError
     from exports.image_files import load_image_rgb, read_regular_file
-    from services.alignment import align, check_method, latest_patch_ssl
+    from services.claims.alignment import align, check_method, latest_patch_ssl
     from services.errors import Invalid
 
     try:
@@ -112,9 +112,9 @@ def report_cmd(
     out: Path | None = typer.Option(None, "--out", help="PDF file (default inspection-<id>.pdf)."),
 ) -> None:
     """Write the inspection's PDF damage report."""
+    from services.accounts.projects import get_or_create_project
+    from services.claims.report import build_report
     from services.errors import ServiceError
-    from services.projects import get_or_create_project
-    from services.report import build_report
 
     target = out or Path(f"inspection-{inspection}.pdf")
     with store_session(ServiceError) as session:
@@ -126,9 +126,9 @@ def report_cmd(
 @inspection_app.command("list")
 def list_cmd() -> None:
     """Every inspection: id, vehicle, kind, date, claim number, photos."""
+    from services.accounts.projects import get_or_create_project
+    from services.claims.inspections import inspection_photos, list_inspections, list_vehicles
     from services.errors import ServiceError
-    from services.inspections import inspection_photos, list_inspections, list_vehicles
-    from services.projects import get_or_create_project
 
     with store_session(ServiceError) as session:
         project = get_or_create_project(session)
@@ -148,10 +148,10 @@ def new_damage_cmd(
     method: str = typer.Option("auto", "--method", help="auto, sift, orb or patch-ssl."),
 ) -> None:
     """Compare the inspection's damage with the vehicle's pick-up and store the flags."""
-    from services.alignment import check_method, latest_patch_ssl
+    from services.accounts.projects import get_or_create_project
+    from services.claims.alignment import check_method, latest_patch_ssl
+    from services.claims.new_damage import compute_flags
     from services.errors import ServiceError
-    from services.new_damage import compute_flags
-    from services.projects import get_or_create_project
 
     with store_session(ServiceError) as session:
         project = get_or_create_project(session)
@@ -169,9 +169,9 @@ def train_aligner_cmd(
 ) -> None:
     """Train the patch-ssl aligner on the project's photos and register it as the next
     patch_ssl model version (the aligner uses the promoted one, else the newest)."""
-    from services.alignment import train_patch_ssl
+    from services.accounts.projects import get_or_create_project
+    from services.claims.alignment import train_patch_ssl
     from services.errors import ServiceError
-    from services.projects import get_or_create_project
 
     with store_session(ServiceError) as session:
         project = get_or_create_project(session)

@@ -46,6 +46,9 @@ def main_options(
     from models.runtime import apply_process_settings
 
     apply_process_settings(get_settings())
+    from jobs.autotrain import listen as queue_autotraining_on_commit
+
+    queue_autotraining_on_commit()
 
 
 # -- taxonomy -------------------------------------------------------------------
@@ -90,8 +93,8 @@ def _import_with(
     from core.taxonomy import TaxonomyError
     from db.session import session_scope
     from exports.errors import FormatError
+    from services.accounts.projects import get_or_create_project
     from services.errors import Invalid
-    from services.projects import get_or_create_project
 
     open_project()
     try:
@@ -122,7 +125,7 @@ def _import_with(
 def _run_import(
     kind: str, path: Path, images: Path | None, map_file: Path | None, status: str | None = None
 ) -> None:
-    from services.imports import IMPORTERS
+    from services.data_io.imports import IMPORTERS
 
     _import_with(
         map_file, IMPORTERS[kind], path, images_dir=images, status=status, bar=f"import {kind}"
@@ -140,7 +143,7 @@ def _run_prediction_import(
     names: Path | None = None,
 ) -> None:
     """``import KIND ... --as-predictions``: pending pre-annotations of an external model."""
-    from services.prediction_imports import import_predictions
+    from services.data_io.prediction_imports import import_predictions
 
     if not model_name:
         fail("--as-predictions needs --model-name NAME, the model that made the predictions")
@@ -308,9 +311,9 @@ STATUS_OPT = typer.Option(
 
 
 def _run_export(fn_name: str, out: Path, **kwargs) -> None:
-    import services.exports as exports
+    import services.data_io.exports as exports
+    from services.accounts.projects import get_or_create_project
     from services.errors import Invalid
-    from services.projects import get_or_create_project
 
     with store_session(Invalid) as session:
         counts = getattr(exports, fn_name)(session, get_or_create_project(session), out, **kwargs)
@@ -374,8 +377,8 @@ def export_label_studio_cmd(
 def stats(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Counts of images and annotations, per group and per class."""
     from db.session import session_scope
-    from services.projects import get_or_create_project
-    from services.stats import project_stats
+    from services.accounts.projects import get_or_create_project
+    from services.dashboard.stats import project_stats
 
     open_project()
     with session_scope() as session:

@@ -13,7 +13,7 @@ from models.registry import stage_names
 def _project(session):
     from core.config import get_settings
     from db.session import init_db
-    from services.projects import get_or_create_project
+    from services.accounts.projects import get_or_create_project
 
     init_db()
     return get_or_create_project(session, get_settings().project_name)
@@ -58,7 +58,7 @@ def train_cmd(
     from models.base import CheckpointError, StageError
     from models.registry import config_class
     from services.errors import ServiceError
-    from services.model_runs import train_stage
+    from services.training.model_runs import train_stage
 
     _check_stage(stage)
 
@@ -107,7 +107,7 @@ def predict_cmd(
     from db.session import session_scope
     from models.base import CheckpointError
     from services.errors import ServiceError
-    from services.model_runs import predict_stage
+    from services.training.model_runs import predict_stage
 
     _check_stage(stage)
     bar: tqdm | None = None
@@ -155,7 +155,7 @@ def evaluate_cmd(
     from db.session import session_scope
     from models.base import CheckpointError
     from services.errors import ServiceError
-    from services.model_runs import evaluate_stage
+    from services.training.model_runs import evaluate_stage
 
     _check_stage(stage)
     try:

@@ -56,8 +56,8 @@ def add(
     ),
 ) -> None:
     """Create a user; asks for the password (or reads it from stdin)."""
-    from services.projects import member_project_names
-    from services.users import UserError, create_user
+    from services.accounts.projects import member_project_names
+    from services.accounts.users import UserError, create_user
 
     if role not in {r.value for r in Role}:
         fail(f"unknown role {role!r}; use one of: {', '.join(r.value for r in Role)}.")
@@ -79,7 +79,7 @@ def _names(names: list[str], role: Role | None = None) -> str:
 
 def _change_membership(change, name: str, projects: list[str]) -> None:
     """Apply ``change`` (join_projects or leave_projects) and print the user's projects."""
-    from services.users import UserError
+    from services.accounts.users import UserError
 
     with store_session(UserError) as session:
         names = change(session, username=name, projects=projects)
@@ -93,7 +93,7 @@ ProjectNames = Annotated[list[str], typer.Option("--project", help=_PROJECT_HELP
 @user_app.command("join")
 def join(name: UserName, projects: ProjectNames) -> None:
     """Make a user a member of one or more projects."""
-    from services.users import join_projects
+    from services.accounts.users import join_projects
 
     _change_membership(join_projects, name, projects)
 
@@ -101,7 +101,7 @@ def join(name: UserName, projects: ProjectNames) -> None:
 @user_app.command("leave")
 def leave(name: UserName, projects: ProjectNames) -> None:
     """End a user's membership of one or more projects."""
-    from services.users import leave_projects
+    from services.accounts.users import leave_projects
 
     _change_membership(leave_projects, name, projects)
 
@@ -109,7 +109,7 @@ def leave(name: UserName, projects: ProjectNames) -> None:
 @user_app.command("projects")
 def projects_of(name: str = typer.Argument(..., help="User name.")) -> None:
     """The projects a user is a member of."""
-    from services.users import UserError, get_user, user_projects
+    from services.accounts.users import UserError, get_user, user_projects
 
     with store_session(UserError) as session:
         names = user_projects(session, username=name)
@@ -125,7 +125,7 @@ def passwd(
     ),
 ) -> None:
     """Set a new password for a user."""
-    from services.users import UserError, set_password
+    from services.accounts.users import UserError, set_password
 
     password = _read_password(password_stdin)
     with store_session(UserError) as session:
@@ -134,7 +134,7 @@ def passwd(
 
 
 def _switch(name: str, active: bool) -> None:
-    from services.users import UserError, disable_user, enable_user
+    from services.accounts.users import UserError, disable_user, enable_user
 
     with store_session(UserError) as session:
         (enable_user if active else disable_user)(session, username=name)
@@ -162,13 +162,13 @@ def list_users() -> None:
 
     from db.models import User
     from db.session import session_scope
-    from services.projects import member_project_names
+    from services.accounts.projects import member_project_names
 
     open_project()
     with session_scope() as session:
         users = session.exec(select(User).order_by(User.username)).all()
         if not users:
-            from services.users import FIRST_START_MESSAGE
+            from services.accounts.users import FIRST_START_MESSAGE
 
             typer.echo(FIRST_START_MESSAGE)
         for u in users:

@@ -1,5 +1,5 @@
 """``panelbeater weights add|list|remove``: the checkpoints a team brings, kept in
-``<data_dir>/weights/`` by sha256 (``services.weights``).
+``<data_dir>/weights/`` by sha256 (``services.training.weights``).
 
 ``weights add FILE [--kind K] [--name NAME] [--trust]`` reads the file without running code
 it carries, tells its kind (sam, mobile_sam, yolo_seg, resnet34, mask_rcnn, vit) and details,
@@ -48,7 +48,7 @@ def add(
 ) -> None:
     """Check a checkpoint's kind and store it in the weights folder."""
     from services.errors import ServiceError
-    from services.weights import add_weights
+    from services.training.weights import add_weights
 
     if kind is not None and kind not in KINDS:
         fail(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
@@ -69,7 +69,7 @@ def list_cmd(
 ) -> None:
     """The stored weights: kind, size, details and where each is used."""
     from db.session import init_db, session_scope
-    from services.weights import list_weights, weights_usage
+    from services.training.weights import list_weights, weights_usage
 
     init_db()
     with session_scope() as session:
@@ -91,7 +91,7 @@ def list_cmd(
 def remove(name: str = typer.Argument(..., help="The weights' name (see `weights list`).")) -> None:
     """Delete stored weights; refused while a setting or a model version uses them."""
     from services.errors import ServiceError
-    from services.weights import remove_weights
+    from services.training.weights import remove_weights
 
     with store_session(ServiceError) as session:
         rec = remove_weights(name, session=session)

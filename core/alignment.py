@@ -1,5 +1,5 @@
 """The result of aligning a pick-up photo to a return photo, and the homography arithmetic
-every aligner shares (``models.alignment``, ``services.alignment``).
+every aligner shares (``models.alignment``, ``services.claims.alignment``).
 
 A homography is a ``(3, 3)`` float64 matrix that maps pre-trip pixels ``(x, y, 1)`` to
 return-photo pixels, in the photos' original pixel coordinates (after EXIF orientation).

@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     sam_model_type: Literal["vit_b", "vit_l", "vit_h"] = "vit_b"
     mobile_sam_checkpoint: Path | None = None
 
-    #: Assistance that trains itself (``services.assist_training``): after imports and saves,
+    #: Assistance that trains itself (``services.training.assist_training``): after imports and saves,
     #: once a project holds ``assist_autotrain_min_polygons`` labelled polygons and again each
     #: time they grow by ``assist_autotrain_growth`` (0.5: by half), a background job trains
     #: assist_net (preset ``assist_autotrain_config``; ``assist_autotrain_epochs`` unset: the
@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     assist_autotrain_config: Literal["tiny", "small", "base"] = "small"
     assist_autotrain_epochs: int | None = Field(default=None, ge=1)
 
-    #: The part segmenter that trains itself (``services.part_seg_training``): after imports
+    #: The part segmenter that trains itself (``services.training.part_seg_training``): after imports
     #: and saves, once a project with no promoted ``part_seg`` holds
     #: ``part_seg_autotrain_min_photos`` labelled photos (and, after a run that lost, each time
     #: they grow by ``part_seg_autotrain_growth``), a background job trains part_seg (preset
@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     #: Bearer tokens expire after this many hours.
     token_ttl_hours: float = 12.0
 
-    #: Queue leases (``services.leases``): a photo handed out by ``/api/queue/next`` is nobody
+    #: Queue leases (``services.labelling.leases``): a photo handed out by ``/api/queue/next`` is nobody
     #: else's for this many seconds, renewed by each save; the hand-out scans the queue this
     #: many photos at a time for a free one.
     lease_ttl_seconds: float = Field(default=900.0, gt=0)
@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     #: Largest ``attributes`` object of one annotation, as JSON text.
     max_attribute_chars: int = Field(default=4_096, gt=0)
 
-    #: Sharp zoom (``services.tiles``, ``GET /api/images/{id}/region``): the most pixels one
+    #: Sharp zoom (``services.labelling.tiles``, ``GET /api/images/{id}/region``): the most pixels one
     #: region answer may have (output width x height; about a 4K screen by default), how many
     #: encoded regions and how many decoded full-resolution photos the server keeps in memory
     #: (a decoded 12-MP photo is 36 MB), and the JPEG quality of a region.
@@ -122,7 +122,7 @@ class Settings(BaseSettings):
     region_decoded_photos: int = Field(default=2, ge=0)
     region_jpeg_quality: int = Field(default=90, ge=30, le=100)
 
-    #: Quality checks (``services.quality``), the defaults a lead may change per project:
+    #: Quality checks (``services.review.quality``), the defaults a lead may change per project:
     #: the share of photos labelled independently by ``overlap_annotators`` annotators; the
     #: share of each annotator's queue that is gold photos, and whether an annotator sees the
     #: comparison with gold right after submitting; the IoU at which two instances match; the
@@ -136,7 +136,7 @@ class Settings(BaseSettings):
     quality_quorum: float = Field(default=0.5, gt=0, le=1)
     quality_low_agreement: float = Field(default=0.7, ge=0, le=1)
 
-    #: The fraud screen (``services.fraud_screen``), which feeds the fraud queue without a
+    #: The fraud screen (``services.claims.fraud_screen``), which feeds the fraud queue without a
     #: fake-damage model: photos with damage of these severities (comma-separated), or with
     #: a damage polygon whose mean colour differs from the ring around it by more than
     #: ``fraud_colour_distance`` (CIE76 ΔE in Lab), or whose texture (grey levels' median
@@ -149,7 +149,7 @@ class Settings(BaseSettings):
     fraud_texture_ratio: float = Field(default=8.0, gt=1)
     fraud_screen_max_side: int = Field(default=640, ge=64)
 
-    #: Sign-in throttling (``services.throttle``): after this many failed sign-ins for one
+    #: Sign-in throttling (``services.accounts.throttle``): after this many failed sign-ins for one
     #: user name, or from one client address, further attempts are refused for
     #: ``login_lockout_seconds``; each later failure doubles the wait, up to
     #: ``login_lockout_max_seconds``. Failures are forgotten ``login_failure_window_seconds``
@@ -161,7 +161,7 @@ class Settings(BaseSettings):
     login_lockout_max_seconds: float = Field(default=3600.0, gt=0)
     login_failure_window_seconds: float = Field(default=900.0, gt=0)
 
-    #: Inspections (``services.inspections``, ``services.alignment``): a return-photo damage
+    #: Inspections (``services.claims.inspections``, ``services.claims.alignment``): a return-photo damage
     #: whose IoU with every warped pick-up damage is below ``new_damage_iou`` is new; an
     #: alignment with fewer RANSAC inliers than ``align_min_inliers`` or a confidence below
     #: ``align_min_confidence`` holds nothing, and its damage is ``unverified``. Photos are

@@ -62,11 +62,11 @@ class Project(SQLModel, table=True):
     name: str = Field(index=True, unique=True)
     #: The taxonomy file the project uses; None means the default 26/7/61 set.
     taxonomy_path: str | None = None
-    #: The assistance back end chosen on the dashboard (``services.assist.set_assistance``):
+    #: The assistance back end chosen on the dashboard (``services.training.assist.set_assistance``):
     #: ``{"choice": "auto" | "sam:<weights name>" | "assist_net" | "grabcut", "by", "at"}``;
     #: None means ``auto``.
     assistance: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
-    #: Quality-check settings chosen by a lead (``services.quality.project_quality_settings``):
+    #: Quality-check settings chosen by a lead (``services.labelling.routing.project_quality_settings``):
     #: overlap share and annotators, gold share and feedback, IoU threshold, quorum; None
     #: means the defaults of ``core.config``.
     quality: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
@@ -83,7 +83,7 @@ class User(SQLModel, table=True):
 
 
 class ProjectMember(SQLModel, table=True):
-    """That a user may work in a project (``services.projects``). Admins need no row: they
+    """That a user may work in a project (``services.accounts.projects``). Admins need no row: they
     may work in every project."""
 
     project_id: int = Field(foreign_key="project.id", primary_key=True)
@@ -92,7 +92,7 @@ class ProjectMember(SQLModel, table=True):
 
 
 class LoginThrottle(SQLModel, table=True):
-    """Recent failed sign-ins of one user name or one client address (``services.throttle``).
+    """Recent failed sign-ins of one user name or one client address (``services.accounts.throttle``).
 
     Kept in the database so that every web process sees the same counts.
     """
@@ -137,9 +137,9 @@ class Image(SQLModel, table=True):
     annotation_version: int = 0
     review_comment: str | None = None
     #: While ``rejected``: the user name of the author the rejection returns to (the last
-    #: annotator who saved it), whose queue shows it first (``services.review``).
+    #: annotator who saved it), whose queue shows it first (``services.review.decisions``).
     rejected_for: str | None = Field(default=None, index=True)
-    #: A gold photo (``services.quality``): its gold labels are frozen in an ``AnnotationSet``
+    #: A gold photo (``services.review.quality``): its gold labels are frozen in an ``AnnotationSet``
     #: of kind ``gold``, and it is mixed into annotators' queues to score them.
     gold: bool = Field(default=False, index=True)
     #: How many annotators label this photo independently (overlap); 0 = an ordinary photo.
@@ -148,7 +148,7 @@ class Image(SQLModel, table=True):
     import_order: int = Field(default=0, index=True)
     #: Current active-learning priority (higher first), mirrored from ``ImageScore``.
     queue_score: float | None = Field(default=None, index=True)
-    #: The queue's lease (``services.leases``): the user the photo was handed to, since and
+    #: The queue's lease (``services.labelling.leases``): the user the photo was handed to, since and
     #: until when (Unix seconds); nobody else is handed it while ``lease_until`` is ahead.
     #: No foreign key, so that migration 0005 is an in-place ALTER of this large table.
     lease_user_id: int | None = Field(default=None, index=True)
@@ -171,7 +171,7 @@ class Annotation(SQLModel, table=True):
     author: str | None = None
     #: The prediction this annotation came from, when accepted or edited from one.
     prediction_id: int | None = Field(default=None, foreign_key="prediction.id")
-    #: A reviewer's decision on this one instance (``services.review``): ``accepted`` or
+    #: A reviewer's decision on this one instance (``services.review.decisions``): ``accepted`` or
     #: ``rejected`` (with ``review_reason``), by ``reviewed_by``; None until reviewed, and
     #: again after the instance changes.
     review_state: str | None = None
@@ -199,7 +199,7 @@ class AnnotationRevision(SQLModel, table=True):
 
 
 class ReviewDecision(SQLModel, table=True):
-    """One review verdict, kept for the per-annotator rejection rates (``services.review``):
+    """One review verdict, kept for the per-annotator rejection rates (``services.review.decisions``):
     on a whole photo (``annotation_id`` None) or on one instance."""
 
     id: int | None = Field(default=None, primary_key=True)
@@ -304,7 +304,7 @@ class Job(SQLModel, table=True):
 
 class AnnotationSet(SQLModel, table=True):
     """One user's own annotation set of a photo, kept beside the photo's working set
-    (``services.quality``): ``overlap`` (an annotator's independent labels of an overlap
+    (``services.review.quality``): ``overlap`` (an annotator's independent labels of an overlap
     photo), ``gold_submission`` (an annotator's labels of a gold photo, scored) or ``gold``
     (the gold labels, frozen when a lead marked the photo; ``user_id`` is that lead)."""
 
@@ -317,13 +317,13 @@ class AnnotationSet(SQLModel, table=True):
     project_id: int = Field(foreign_key="project.id", index=True)
     user_id: int = Field(foreign_key="user.id", index=True)
     kind: str = Field(index=True)
-    #: Annotations in the shape of ``services.annotations.annotation_to_dict``.
+    #: Annotations in the shape of ``services.labelling.annotations.annotation_to_dict``.
     annotations: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
     #: Optimistic lock of this set, as ``Image.annotation_version`` is for the working set.
     version: int = 0
     #: When its author marked it done (None while a draft).
     submitted_at: datetime | None = Field(default=None, index=True)
-    #: Gold scores of a ``gold_submission`` (``services.gold.score``).
+    #: Gold scores of a ``gold_submission`` (``services.review.gold.score``).
     scores: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
@@ -331,7 +331,7 @@ class AnnotationSet(SQLModel, table=True):
 
 class PhotoAgreement(SQLModel, table=True):
     """Agreement of the annotators of an overlap photo, computed once all their sets were in
-    (``services.agreement``)."""
+    (``services.review.agreement``)."""
 
     image_id: int = Field(foreign_key="image.id", primary_key=True)
     project_id: int = Field(foreign_key="project.id", index=True)
@@ -354,7 +354,7 @@ class InspectionKind(str, Enum):
 
 
 class Vehicle(SQLModel, table=True):
-    """A car photographed at inspections (``services.inspections``): known by its plate, its
+    """A car photographed at inspections (``services.claims.inspections``): known by its plate, its
     VIN, or both (at least one)."""
 
     __table_args__ = (
@@ -405,7 +405,7 @@ class InspectionPhoto(SQLModel, table=True):
 
 class DamageFlag(SQLModel, table=True):
     """A return photo's damage instance compared with the pick-up inspection
-    (``services.new_damage``): ``new_since_pick_up``, ``pre_existing`` or ``unverified``
+    (``services.claims.new_damage``): ``new_since_pick_up``, ``pre_existing`` or ``unverified``
     (no alignment held), and an analyst's ``confirmed``/``dismissed`` verdict with a note."""
 
     __table_args__ = (

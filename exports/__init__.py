@@ -4,5 +4,5 @@ One module per format: ``coco`` (parse/build), ``via`` (parse), ``yolo`` (write/
 ``label_studio`` (build_tasks/labeling_config/parse); ``image_files`` reads images (EXIF,
 sha256, full decode), ``splits`` derives leak-free splits from content hashes, ``compare``
 checks round trips, ``synthetic`` makes records for tests and benchmarks. The database
-glue lives in ``services/imports.py`` and ``services/exports.py``.
+glue lives in ``services/data_io/imports.py`` and ``services/data_io/exports.py``.
 """

@@ -88,7 +88,7 @@ class JobContext:
             project = session.get(Project, job.project_id)
             if project is not None:
                 return project
-        from services.projects import get_or_create_project
+        from services.accounts.projects import get_or_create_project
 
         return get_or_create_project(session)
 

@@ -24,8 +24,8 @@ from db.models import ModelVersion
 from db.session import session_scope
 from jobs.context import JobContext
 from models.registry import config_class, pre_annotating_stages, stage_class
-from services import model_runs, registry
 from services.errors import Invalid
+from services.training import model_runs, registry
 
 #: Stages a round trains when none are named and none has been promoted yet.
 DEFAULT_STAGES = ("yolo_seg",)
@@ -186,7 +186,7 @@ def registry_stages(session: Session) -> set[str]:
 def reselect(ctx: JobContext, strategy: str, k: int) -> dict[str, Any]:
     """Run the selection on the job's project; fall back to plainer strategies when the models lack what it needs
     (e.g. no image embeddings yet for hybrid)."""
-    from services.selection import select
+    from services.training.selection import select
 
     tried = []
     for strat in dict.fromkeys([strategy, "uncertainty", "kcenter", "random"]):

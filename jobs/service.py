@@ -38,7 +38,7 @@ def create_job(
     the queue. Commits ``session``."""
     params = validate_params(kind, dict(params or {}))
     if project is None:
-        from services.projects import get_or_create_project
+        from services.accounts.projects import get_or_create_project
 
         project = get_or_create_project(session)
     job = Job(
@@ -176,8 +176,13 @@ def start_round(
     """Queue a retraining round (:mod:`jobs.rounds`) of ``project`` (default: the served
     one); a worker runs it. Without ``session`` a new one is used.
 
-    ``weights``: stage -> weights name or path to start from; ``options``: stage ->
-    ``["key=value", ...]`` config overrides (refused now when a key is unknown)."""
+    ``weights``: stage -> weights name or path to start from (a stage given a file is one
+    to train, named in ``stages`` or not); ``options``: stage -> ``["key=value", ...]``
+    config overrides (refused now when a key is unknown)."""
+    if weights and stages:
+        stages = list(dict.fromkeys([*stages, *weights]))
+    elif weights:
+        stages = list(weights)
     params: dict[str, Any] = {
         "config": config,
         "strategy": strategy,

@@ -16,7 +16,7 @@ from db.models import ModelVersion
 from db.session import session_scope
 from jobs.context import JobContext
 from jobs.rounds import run_round
-from services import assist_training, model_runs, part_seg_training
+from services.training import assist_training, model_runs, part_seg_training
 
 
 def version_summary(mv: ModelVersion | None) -> dict[str, Any] | None:
@@ -78,7 +78,7 @@ def run_evaluate(
 
 
 def run_select(ctx: JobContext, *, strategy: str = "hybrid", k: int = 100) -> dict:
-    from services.selection import select
+    from services.training.selection import select
 
     ctx.report(stage=f"selecting {k} by {strategy}", progress=0.1)
     with session_scope() as s:
@@ -97,9 +97,9 @@ def run_embed(
     """Cheap cold-start descriptors for the queue head, then the assistance back end's
     per-image embeddings. ``pause_s`` sleeps between images, leaving CPU to the web process
     on small machines."""
-    from services.assist import embed_images
-    from services.images import images_by_ids, queue_ids
-    from services.selection import ensure_descriptors
+    from services.labelling.images import images_by_ids, queue_ids
+    from services.training.assist import embed_images
+    from services.training.selection import ensure_descriptors
 
     with session_scope() as s:
         project = ctx.project(s)
@@ -134,7 +134,7 @@ def run_assist_autotrain(
     polygons: int | None = None,
 ) -> dict:
     """Train assist_net and promote it only if it beats the current back end on held-out
-    box prompts (``services.assist_training``). ``polygons``: the labelled-polygon count that
+    box prompts (``services.training.assist_training``). ``polygons``: the labelled-polygon count that
     queued the job (the trigger reads it back); the settings give the preset and epochs."""
     with session_scope() as s:
         return assist_training.train_and_compare(
@@ -156,7 +156,7 @@ def run_part_seg_autotrain(
     photos: int | None = None,
 ) -> dict:
     """Train part_seg for its time budget and promote it only if its held-out mask AP50 beats
-    the promoted YOLO part model's (``services.part_seg_training``). ``photos``: the
+    the promoted YOLO part model's (``services.training.part_seg_training``). ``photos``: the
     labelled-photo count that queued the job (the trigger reads it back)."""
     with session_scope() as s:
         return part_seg_training.train_and_compare(
@@ -171,9 +171,9 @@ def run_part_seg_autotrain(
 
 def run_fraud_screen(ctx: JobContext, *, image_ids: list[int] | None = None) -> dict:
     """Queue photos for a fraud check by their damage's colour and texture
-    (``services.fraud_screen``): no fake-damage model needed. Commits every few photos,
+    (``services.claims.fraud_screen``): no fake-damage model needed. Commits every few photos,
     and reports between commits (SQLite has one writer at a time)."""
-    from services.fraud_screen import damage_image_ids, screen_images
+    from services.claims.fraud_screen import damage_image_ids, screen_images
 
     with session_scope() as s:
         ids = damage_image_ids(s, ctx.project(s), image_ids)

@@ -80,7 +80,7 @@ def prepare_worker() -> list[int]:
     """Migrate the store, fail jobs orphaned by a dead worker, delete temporary artifacts."""
     from db.session import init_db
     from jobs.runner import recover_stale_jobs
-    from services.registry import cleanup_tmp_artifacts
+    from services.training.registry import cleanup_tmp_artifacts
 
     init_db()
     failed = recover_stale_jobs()
@@ -131,6 +131,9 @@ def main(argv: list[str] | None = None) -> None:
     from models.runtime import apply_process_settings
 
     apply_process_settings(get_settings())  # a process started outside the CLI
+    from jobs.autotrain import listen as queue_autotraining_on_commit
+
+    queue_autotraining_on_commit()
     run_worker(workers=args.workers, max_delay=args.max_delay)
 
 

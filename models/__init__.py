@@ -4,7 +4,8 @@ Heavy libraries (torch, Ultralytics, segment-anything) are imported inside the s
 modules only, when a stage is built.
 """
 
-from models.base import CheckpointError, StageConfig, StageError, TrainingSet, TrainResult
+from models.base import CheckpointError, StageConfig, StageError, TrainResult
+from models.data import TrainingSet
 from models.registry import (
     StageInfo,
     build,

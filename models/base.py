@@ -8,7 +8,7 @@ module stays cheap (the UI and the CLI import it).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -17,11 +17,9 @@ import numpy as np
 
 from core.files import atomic_write
 from core.instances import ImageResult
-from core.records import ImageRecord
 from core.taxonomy import Taxonomy
+from models.data import Progress, TrainingSet
 
-#: ``progress(step, total, info)`` — called by long operations; ``info`` holds e.g. ``{"loss": 0.4, "epoch": 2}``.
-Progress = Callable[[int, int, dict[str, Any]], None]
 #: Where a trained model file goes (None: the stage keeps it in memory only).
 OutPath = str | Path | None
 
@@ -154,55 +152,6 @@ class TrainResult:
 # -- data ------------------------------------------------------------------------
 
 
-@dataclass
-class TrainingSet:
-    """Labelled images for training: records whose image file is ``meta["path"]``
-    (else ``file_name``), absolute. Instances carry taxonomy class ids and shapes in
-    original pixels."""
-
-    records: list[ImageRecord]
-    taxonomy: Taxonomy
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def image_path(self, i: int) -> Path:
-        rec = self.records[i]
-        return Path(rec.meta.get("path") or rec.file_name)
-
-    def load_image(self, i: int) -> np.ndarray:
-        """``(H, W, 3)`` uint8 RGB of record ``i``."""
-        return load_rgb(self.image_path(i))
-
-    def split(self, name: str) -> TrainingSet:
-        return TrainingSet([r for r in self.records if r.split == name], self.taxonomy)
-
-
-def load_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as ``(H, W, 3)`` uint8 RGB, EXIF orientation applied."""
-    from exports.image_files import ImageReadError, load_image_rgb
-
-    try:
-        return load_image_rgb(path)
-    except ImageReadError as e:
-        raise FileNotFoundError(str(e)) from e
-
-
-def check_images(images: Sequence[np.ndarray]) -> None:
-    for i, im in enumerate(images):
-        if (
-            not isinstance(im, np.ndarray)
-            or im.ndim != 3
-            or im.shape[2] != 3
-            or im.dtype != np.uint8
-        ):
-            shape = getattr(im, "shape", None)
-            dtype = getattr(im, "dtype", type(im).__name__)
-            raise ValueError(
-                f"image #{i} must be an (H, W, 3) uint8 RGB array, got shape {shape} dtype {dtype}"
-            )
-
-
 # -- protocol --------------------------------------------------------------------
 
 
@@ -305,8 +254,8 @@ class StageBase:
 
     def evaluate(self, data: TrainingSet, progress: Progress | None = None) -> dict[str, Any]:
         """Per-group classification figures and COCO mask AP of :meth:`predict` against the
-        labels of ``data`` (see :func:`models.evaluate.evaluate_predictions`)."""
-        from models.evaluate import evaluate_predictions
+        labels of ``data`` (see :func:`models.metrics.evaluate_predictions`)."""
+        from models.metrics import evaluate_predictions
 
         return evaluate_predictions(self.predict, data, self.eval_groups, progress=progress)
 

@@ -1,107 +1,66 @@
-"""Small readers that turn a labelled folder into a :class:`models.base.TrainingSet`.
-
-The project's importers (services/imports.py) are the general route into the database;
-this module only reads plain COCO polygon files directly, which the tests and benchmarks
-use on the real datasets in ``../shared/datasets`` without a database.
-"""
+"""The data every stage trains and is measured on: a :class:`TrainingSet` of labelled image
+records, the images as RGB arrays, and the progress callback long work reports through."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from core.geometry import GeometryError, Polygon, Shape, as_ring
-from core.instances import Instances
 from core.records import ImageRecord
-from core.taxonomy import Taxonomy, default_taxonomy
-from models.base import TrainingSet
+from core.taxonomy import Taxonomy
 
-#: car_parts_dsmlr part names -> project taxonomy names.
-DSMLR_LABEL_MAP: dict[str, str] = {
-    "back_bumper": "rear_bumper",
-    "back_glass": "rear_windshield",
-    "back_left_door": "rear_left_door",
-    "back_left_light": "left_taillight",
-    "back_right_door": "rear_right_door",
-    "back_right_light": "right_taillight",
-    "front_bumper": "front_bumper",
-    "front_glass": "front_windshield",
-    "front_left_door": "front_left_door",
-    "front_left_light": "left_headlight",
-    "front_right_door": "front_right_door",
-    "front_right_light": "right_headlight",
-    "hood": "hood",
-    "left_mirror": "left_mirror",
-    "right_mirror": "right_mirror",
-    "tailgate": "tailgate",
-    "trunk": "trunk",
-    "wheel": "wheel",
-}
+#: ``progress(step, total, info)`` — called by long operations; ``info`` holds e.g. ``{"loss": 0.4, "epoch": 2}``.
+Progress = Callable[[int, int, dict[str, Any]], None]
 
 
-def coco_training_set(
-    json_path: str | Path,
-    images_dir: str | Path,
-    *,
-    taxonomy: Taxonomy | None = None,
-    label_map: Mapping[str, str] | None = None,
-    limit: int | None = None,
-) -> TrainingSet:
-    """Read a COCO polygon file; categories not in the taxonomy (after ``label_map``) are dropped.
+@dataclass
+class TrainingSet:
+    """Labelled images for training: records whose image file is ``meta["path"]``
+    (else ``file_name``), absolute. Instances carry taxonomy class ids and shapes in
+    original pixels."""
 
-    Images are kept in file order; ``limit`` keeps the first N images that have instances.
-    Each record's ``meta["path"]`` is the absolute image path.
-    """
-    taxonomy = taxonomy or default_taxonomy()
-    label_map = dict(label_map or {})
-    data = json.loads(Path(json_path).read_text())
-    cat_to_id: dict[int, int] = {}
-    for c in data["categories"]:
-        cls = taxonomy.get(label_map.get(c["name"], c["name"]))
-        if cls is not None:
-            cat_to_id[c["id"]] = cls.id
-    by_image: dict[int, list[dict]] = {}
-    for a in data["annotations"]:
-        if a.get("category_id") in cat_to_id and isinstance(a.get("segmentation"), list):
-            by_image.setdefault(a["image_id"], []).append(a)
-    records: list[ImageRecord] = []
-    for im in data["images"]:
-        anns = by_image.get(im["id"], [])
-        shapes, ids = [], []
-        for a in anns:
-            polys = []
-            for seg in a["segmentation"]:
-                try:
-                    polys.append(Polygon(as_ring(np.asarray(seg, dtype=np.float64).reshape(-1, 2))))
-                except (GeometryError, ValueError):
-                    continue
-            if polys:
-                shapes.append(Shape(tuple(polys)))
-                ids.append(cat_to_id[a["category_id"]])
-        if not shapes:
-            continue
-        path = (Path(images_dir) / im["file_name"]).resolve()
-        records.append(
-            ImageRecord(
-                file_name=str(path),
-                width=int(im["width"]),
-                height=int(im["height"]),
-                instances=Instances(shapes=shapes, class_ids=np.asarray(ids)),
-                split="train",
-                meta={"path": str(path)},
+    records: list[ImageRecord]
+    taxonomy: Taxonomy
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def image_path(self, i: int) -> Path:
+        rec = self.records[i]
+        return Path(rec.meta.get("path") or rec.file_name)
+
+    def load_image(self, i: int) -> np.ndarray:
+        """``(H, W, 3)`` uint8 RGB of record ``i``."""
+        return load_rgb(self.image_path(i))
+
+    def split(self, name: str) -> TrainingSet:
+        return TrainingSet([r for r in self.records if r.split == name], self.taxonomy)
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Read an image file as ``(H, W, 3)`` uint8 RGB, EXIF orientation applied."""
+    from exports.image_files import ImageReadError, load_image_rgb
+
+    try:
+        return load_image_rgb(path)
+    except ImageReadError as e:
+        raise FileNotFoundError(str(e)) from e
+
+
+def check_images(images: Sequence[np.ndarray]) -> None:
+    for i, im in enumerate(images):
+        if (
+            not isinstance(im, np.ndarray)
+            or im.ndim != 3
+            or im.shape[2] != 3
+            or im.dtype != np.uint8
+        ):
+            shape = getattr(im, "shape", None)
+            dtype = getattr(im, "dtype", type(im).__name__)
+            raise ValueError(
+                f"image #{i} must be an (H, W, 3) uint8 RGB array, got shape {shape} dtype {dtype}"
             )
-        )
-        if limit is not None and len(records) >= limit:
-            break
-    return TrainingSet(records, taxonomy)
-
-
-def dsmlr_training_set(datasets_dir: str | Path, limit: int | None = None) -> TrainingSet:
-    """The car_parts_dsmlr training set (400 photos, 512x512, 18 part classes)."""
-    root = Path(datasets_dir) / "car_parts_dsmlr" / "trainingset"
-    return coco_training_set(
-        root / "annotations.json", root / "JPEGImages", label_map=DSMLR_LABEL_MAP, limit=limit
-    )

@@ -29,14 +29,12 @@ from core.taxonomy import Taxonomy, default_taxonomy
 from models.base import (
     CheckpointError,
     OutPath,
-    Progress,
     StageConfig,
-    TrainingSet,
     TrainResult,
-    check_images,
     end_epoch,
     resolve_device,
 )
+from models.data import Progress, TrainingSet, check_images
 from models.registry import register_stage
 from models.torch_stage import TorchStage
 

@@ -51,16 +51,8 @@ import numpy as np
 from core.geometry import mask_to_shape
 from core.instances import ImageResult, Instances
 from core.taxonomy import Taxonomy, default_taxonomy
-from models.base import (
-    CheckpointError,
-    OutPath,
-    Progress,
-    StageConfig,
-    TrainingSet,
-    TrainResult,
-    check_images,
-    resolve_device,
-)
+from models.base import CheckpointError, OutPath, StageConfig, TrainResult, resolve_device
+from models.data import Progress, TrainingSet, check_images
 from models.registry import register_stage
 from models.torch_stage import TorchStage
 
@@ -173,30 +165,6 @@ def traced_size(h: int, w: int) -> tuple[int, int]:
     its longer side capped at ``TRACE_MAX_SIDE``."""
     k = min(1.0, TRACE_MAX_SIDE / max(h, w))
     return max(1, round(h * k)), max(1, round(w * k))
-
-
-class SemanticIoU:
-    """Per part class, intersection over union of predicted and labelled label maps, summed
-    over the photos; the mean is over the classes either side shows."""
-
-    def __init__(self, taxonomy: Taxonomy) -> None:
-        self.parts = taxonomy.group("part")
-        self.inter = np.zeros(1 + len(self.parts))
-        self.union = np.zeros(1 + len(self.parts))
-
-    def add(self, gt: np.ndarray, pred: np.ndarray) -> None:
-        for k in np.union1d(np.unique(gt), np.unique(pred)):
-            a, b = gt == k, pred == k
-            self.inter[k] += (a & b).sum()
-            self.union[k] += (a | b).sum()
-
-    def per_class(self) -> dict[str, float]:
-        seen = np.nonzero(self.union[1:] > 0)[0]
-        return {self.parts[k].name: float(self.inter[k + 1] / self.union[k + 1]) for k in seen}
-
-    def mean(self) -> float:
-        per_class = self.per_class()
-        return float(np.mean(list(per_class.values()))) if per_class else 0.0
 
 
 def _side(name: str) -> str | None:
@@ -594,7 +562,7 @@ class PartSegStage(TorchStage):
         "per_class_iou"}}`` on ``data``. mIoU is semantic: per part class, intersection over
         union of the arg-max map and the labels (traced size), summed over the photos, then
         averaged over the classes either side shows."""
-        from models.albert.metrics import classification_metrics, coco_mask_ap
+        from models.metrics import SemanticIoU, classification_metrics, coco_mask_ap
 
         iou = SemanticIoU(self.taxonomy)
         pairs = []

@@ -21,16 +21,14 @@ from core.taxonomy import Taxonomy, default_taxonomy
 from models.base import (
     CheckpointError,
     OutPath,
-    Progress,
     StageBase,
     StageConfig,
-    TrainingSet,
     TrainResult,
-    check_images,
     load_checkpoint,
     save_checkpoint,
     taxonomy_counts,
 )
+from models.data import Progress, TrainingSet, check_images
 from models.part_classifier import PartClassifierConfig, PartClassifierStage
 from models.registry import register_stage
 from models.yolo_seg import YoloSegConfig, YoloSegStage

@@ -30,17 +30,15 @@ from core.taxonomy import Taxonomy, default_taxonomy
 from models.base import (
     CheckpointError,
     OutPath,
-    Progress,
     StageBase,
     StageConfig,
-    TrainingSet,
     TrainResult,
-    check_images,
     load_checkpoint,
     resolve_device,
     save_checkpoint,
     taxonomy_counts,
 )
+from models.data import Progress, TrainingSet, check_images
 from models.registry import register_stage
 
 

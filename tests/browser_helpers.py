@@ -72,10 +72,10 @@ def seed_workspace(
     """Fill a fresh data dir (configures the process's settings to it)."""
     from db.models import ModelVersion, Prediction
     from db.session import session_scope
-    from services.images import queue_ids
-    from services.imports import import_folder
-    from services.projects import get_or_create_project
-    from services.users import create_user
+    from services.accounts.projects import get_or_create_project
+    from services.accounts.users import create_user
+    from services.data_io.imports import import_folder
+    from services.labelling.images import queue_ids
 
     init_data_dir(data_dir, taxonomy_path)
     photos = data_dir / "photos"
@@ -314,7 +314,7 @@ def draw(page, pts, tool: str = "n") -> None:
 def live_annotations(image_id: int) -> list[dict]:
     """The photo's annotations as the database holds them now."""
     from db.session import session_scope
-    from services.annotations import annotation_dicts
+    from services.labelling.annotations import annotation_dicts
 
     with session_scope() as s:
         return annotation_dicts(s, image_id)

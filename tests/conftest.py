@@ -51,11 +51,19 @@ def pytest_make_collect_report(collector):
     _skip_as_failure(outcome.get_result())
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _queue_autotraining_on_commit():
+    """As the app, the CLI and the worker do at start-up."""
+    from jobs.autotrain import listen
+
+    listen()
+
+
 @pytest.fixture(autouse=True)
 def _cheap_password_hashes(monkeypatch):
     """scrypt at N=2^17 costs ~0.5 s a hash; tests that create users by the hundred use a
     cheap N (tests/test_accounts.py checks the real one)."""
-    monkeypatch.setattr("services.users._scrypt_n_for_tests", 2**10)
+    monkeypatch.setattr("services.accounts.users._scrypt_n_for_tests", 2**10)
 
 
 @pytest.fixture
@@ -137,7 +145,7 @@ def db_session(store):
 
 @pytest.fixture
 def project(db_session):
-    from services.projects import get_or_create_project
+    from services.accounts.projects import get_or_create_project
 
     return get_or_create_project(db_session)
 
@@ -174,9 +182,9 @@ def labelled_project(db_session, project, datasets_dir, tmp_path):
     from sqlmodel import select
 
     from db.models import Image
-    from models.data import DSMLR_LABEL_MAP
-    from services.annotations import set_status
-    from services.imports import import_coco
+    from models.datasets import DSMLR_LABEL_MAP
+    from services.data_io.imports import import_coco
+    from services.labelling.annotations import set_status
 
     root = datasets_dir / "car_parts_dsmlr" / "trainingset"
     report = import_coco(
@@ -213,7 +221,7 @@ def noise_training_set(
     from core.instances import Instances
     from core.records import ImageRecord
     from core.taxonomy import default_taxonomy
-    from models.base import TrainingSet
+    from models.data import TrainingSet
 
     tax = default_taxonomy()
     rng = np.random.default_rng(seed)

@@ -83,10 +83,10 @@ def seed(data_dir: Path, *, annotators: int = 10, database_url: str = "") -> Wor
 
     from core.config import configure
     from db.session import init_db, reset_engine, session_scope
-    from services.images import queue_ids
-    from services.imports import import_folder
-    from services.projects import get_or_create_project
-    from services.users import create_user, issue_token
+    from services.accounts.projects import get_or_create_project
+    from services.accounts.users import create_user, issue_token
+    from services.data_io.imports import import_folder
+    from services.labelling.images import queue_ids
 
     configure(data_dir=data_dir, database_url=database_url, start_worker=False)
     reset_engine()
@@ -288,7 +288,7 @@ def lost_saves(ws: Workspace, acks: list[Ack]) -> Check:
 
     from db.models import AnnotationRevision, Image
     from db.session import session_scope
-    from services.annotations import current_annotations
+    from services.labelling.annotations import current_annotations
 
     by_image: dict[int, list[Ack]] = {}
     for ack in acks:

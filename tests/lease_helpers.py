@@ -28,8 +28,8 @@ def seed_queue(data_dir: Path, *, photos: int, annotators: int) -> list[str]:
     tokens (issued directly: no slow sign-in)."""
     from db.models import Image
     from db.session import session_scope
-    from services.projects import get_or_create_project
-    from services.users import create_user, issue_token
+    from services.accounts.projects import get_or_create_project
+    from services.accounts.users import create_user, issue_token
 
     path = synthetic_photo(data_dir / "photos" / "car.jpg", width=64, height=48)
     with session_scope() as session:

@@ -14,7 +14,7 @@ PASSWORD = "correct horse battery"
 
 
 class Clock:
-    """Stands in for ``services.throttle._now`` so a test can step past a lockout."""
+    """Stands in for ``services.accounts.throttle._now`` so a test can step past a lockout."""
 
     def __init__(self) -> None:
         self.t = 1_000_000.0
@@ -29,14 +29,14 @@ class Clock:
 @pytest.fixture
 def fast_hashes(monkeypatch):
     """A low scrypt cost for tests about throttling and tokens, where the cost is beside the point."""
-    from services import users
+    from services.accounts import users
 
     monkeypatch.setattr(users, "_scrypt_n_for_tests", 2**10)
 
 
 @pytest.fixture
 def clock(monkeypatch) -> Clock:
-    from services import throttle
+    from services.accounts import throttle
 
     c = Clock()
     monkeypatch.setattr(throttle, "_now", c)
@@ -62,7 +62,7 @@ def limits(store, monkeypatch):
 
 @pytest.fixture
 def ann(db_session, fast_hashes):
-    from services.users import create_user
+    from services.accounts.users import create_user
 
     user = create_user(db_session, username="ann", password=PASSWORD, role="annotator")
     db_session.commit()
@@ -75,8 +75,8 @@ def ann(db_session, fast_hashes):
 def test_bad_passwords_lock_the_name_and_the_window_lets_the_right_one_in(
     db_session, ann, limits, clock
 ) -> None:
+    from services.accounts.users import authenticate
     from services.errors import ServiceError, TooManyAttempts
-    from services.users import authenticate
 
     for _ in range(3):
         assert authenticate(db_session, "ann", "wrong password", address="10.0.0.1") is None
@@ -98,8 +98,8 @@ def test_bad_passwords_lock_the_name_and_the_window_lets_the_right_one_in(
 
 
 def test_each_failure_past_the_limit_doubles_the_lockout(db_session, ann, limits, clock) -> None:
+    from services.accounts.users import authenticate
     from services.errors import TooManyAttempts
-    from services.users import authenticate
 
     for _ in range(3):
         authenticate(db_session, "ann", "wrong password")
@@ -117,8 +117,8 @@ def test_each_failure_past_the_limit_doubles_the_lockout(db_session, ann, limits
 
 
 def test_an_address_guessing_many_names_is_locked(db_session, ann, limits, clock) -> None:
+    from services.accounts.users import authenticate
     from services.errors import TooManyAttempts
-    from services.users import authenticate
 
     for name in ["bob", "carol", "ann"]:
         assert authenticate(db_session, name, "guess-1234", address="203.0.113.9") is None
@@ -139,8 +139,8 @@ def test_an_address_guessing_many_names_is_locked(db_session, ann, limits, clock
 
 
 def test_unknown_names_lock_like_real_ones(db_session, ann, limits, clock) -> None:
+    from services.accounts.users import authenticate
     from services.errors import TooManyAttempts
-    from services.users import authenticate
 
     for _ in range(3):
         assert authenticate(db_session, "nobody", "wrong password") is None
@@ -155,8 +155,8 @@ def test_failures_survive_the_callers_rollback_and_other_sessions_see_them(
     """The API answers 401 by raising, which rolls the request's session back; every web
     process shares one count."""
     from db.session import session_scope
+    from services.accounts.users import authenticate
     from services.errors import TooManyAttempts
-    from services.users import authenticate
 
     for _ in range(3):
         with pytest.raises(RuntimeError), session_scope() as s:
@@ -167,7 +167,7 @@ def test_failures_survive_the_callers_rollback_and_other_sessions_see_them(
 
 
 def test_a_new_password_lifts_the_lockout(db_session, ann, limits, clock) -> None:
-    from services.users import authenticate, set_password
+    from services.accounts.users import authenticate, set_password
 
     for _ in range(3):
         authenticate(db_session, "ann", "wrong password")
@@ -179,7 +179,7 @@ def test_a_new_password_lifts_the_lockout(db_session, ann, limits, clock) -> Non
 
 
 def test_a_new_password_revokes_every_token(db_session, ann) -> None:
-    from services.users import authenticate, issue_token, set_password, user_for_token
+    from services.accounts.users import authenticate, issue_token, set_password, user_for_token
 
     bob = _user(db_session, "bob")
     tokens = [issue_token(db_session, ann), issue_token(db_session, ann)]
@@ -193,7 +193,7 @@ def test_a_new_password_revokes_every_token(db_session, ann) -> None:
 
 
 def test_disable_revokes_tokens_and_blocks_sign_in(db_session, ann) -> None:
-    from services.users import (
+    from services.accounts.users import (
         UserError,
         authenticate,
         disable_user,
@@ -216,7 +216,7 @@ def test_disable_revokes_tokens_and_blocks_sign_in(db_session, ann) -> None:
 def test_cli_user_disable_and_enable(store: Path, ann) -> None:
     from cli.main import app
     from db.session import session_scope
-    from services.users import authenticate, issue_token, user_for_token
+    from services.accounts.users import authenticate, issue_token, user_for_token
 
     with session_scope() as s:
         token = issue_token(s, ann)
@@ -237,7 +237,7 @@ def test_cli_user_disable_and_enable(store: Path, ann) -> None:
 
 
 def _user(session, name: str):
-    from services.users import create_user
+    from services.accounts.users import create_user
 
     return create_user(session, username=name, password=PASSWORD, role="annotator")
 
@@ -252,7 +252,7 @@ def _cost(stored: str) -> tuple[int, int, int]:
 
 
 def test_new_hashes_use_owasp_scrypt_cost(monkeypatch) -> None:
-    from services import users
+    from services.accounts import users
 
     monkeypatch.setattr(users, "_scrypt_n_for_tests", None)
     stored = users.hash_password(PASSWORD)
@@ -266,7 +266,7 @@ def test_an_old_hash_is_upgraded_at_the_next_sign_in(db_session, monkeypatch) ->
     """Hashes written before this change have N=2^14; a right password replaces them."""
     import hashlib
 
-    from services import users
+    from services.accounts import users
 
     monkeypatch.setattr(users, "_scrypt_n_for_tests", None)
     salt = bytes(range(16))
@@ -317,7 +317,7 @@ def test_a_fresh_store_is_readable_by_its_owner_only(tmp_path: Path) -> None:
 def test_the_workspace_sign_in_is_throttled_too(store) -> None:
     from annotator.app import login
     from db.session import session_scope
-    from services.users import create_user
+    from services.accounts.users import create_user
 
     with session_scope() as s:
         create_user(s, username="gina", password="long enough pw", role="annotator")

@@ -7,7 +7,7 @@ import pytest
 
 from core.geometry import Polygon, Shape
 from core.instances import Instances
-from services.agreement import (
+from services.review.agreement import (
     class_figures,
     match_instances,
     pairwise_figures,

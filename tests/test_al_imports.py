@@ -1,7 +1,7 @@
 """``active_learning/`` is pure numpy: no store, no services, no web framework.
 
 The strategies, uncertainty, diversity and committee code must run on arrays alone (the
-benchmark runs them without a database); the store glue lives in ``services/selection.py``.
+benchmark runs them without a database); the store glue lives in ``services/training/selection.py``.
 """
 
 from __future__ import annotations

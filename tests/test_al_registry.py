@@ -30,7 +30,7 @@ def make_images(session, project, n):
 
 
 def trained_artifact(stage: str, payload: bytes = b"weights") -> Path:
-    from services.registry import artifact_tmp_path
+    from services.training.registry import artifact_tmp_path
 
     p = artifact_tmp_path(stage)
     p.write_bytes(payload)
@@ -38,8 +38,8 @@ def trained_artifact(stage: str, payload: bytes = b"weights") -> Path:
 
 
 def test_register_promote_rollback(db_session, project):
-    from services import registry
     from services.errors import Invalid
+    from services.training import registry
 
     tmp = trained_artifact("yolo_seg", b"v1")
     v1 = registry.register_version(
@@ -69,7 +69,7 @@ def test_register_promote_rollback(db_session, project):
 
 
 def test_holdout_chosen_once_and_excluded_from_snapshots(db_session, project):
-    from services import registry
+    from services.training import registry
 
     ims = make_images(db_session, project, 22)  # 20 labelled
     held = registry.ensure_holdout(db_session, project, fraction=0.1)
@@ -111,7 +111,7 @@ def api(tmp_path):
 
 def test_jobs_and_models_api(api):
     from db.session import session_scope
-    from services import registry
+    from services.training import registry
 
     client, login = api
     lead, annot = login("lead"), login("annotator")

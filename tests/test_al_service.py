@@ -60,8 +60,8 @@ def predict(session, mv, image, probs, emb=None, class_id=40):
 
 
 def test_uncertainty_select_orders_queue_and_stores_scores(db_session, project):
-    from services.images import queue_ids
-    from services.selection import select as al_select
+    from services.labelling.images import queue_ids
+    from services.training.selection import select as al_select
 
     ims = make_images(db_session, project)
     mv = add_version(db_session)
@@ -89,7 +89,7 @@ def test_uncertainty_select_orders_queue_and_stores_scores(db_session, project):
 
 
 def test_hybrid_and_kcenter_use_stage_embeddings(db_session, project):
-    from services.selection import select as al_select
+    from services.training.selection import select as al_select
 
     ims = make_images(db_session, project, 10)
     mv = add_version(db_session)
@@ -111,7 +111,7 @@ def test_hybrid_and_kcenter_use_stage_embeddings(db_session, project):
 
 def test_random_works_without_models_and_uncertainty_explains(db_session, project):
     from services.errors import Invalid
-    from services.selection import select as al_select
+    from services.training.selection import select as al_select
 
     ims = make_images(db_session, project, 5)
     ims[1].split = "test"
@@ -163,7 +163,7 @@ def test_cli_select_prints_json_and_explains_errors(tmp_path):
 def test_committee_reads_p_damaged_from_the_probs_head(db_session, project):
     """ALBERT's damage against the pipeline's P(damaged) per part, both read as Instances:
     the photo where they disagree most leads."""
-    from services.selection import select as al_select
+    from services.training.selection import select as al_select
 
     ims = make_images(db_session, project, 3)
     albert, pipe = add_version(db_session, "albert"), add_version(db_session, "pipeline")
@@ -193,7 +193,7 @@ def test_two_workers_describing_the_same_photos_at_once(store, monkeypatch):
     photos at the same moment both succeed and leave whole files, no temporary ones."""
     import threading
 
-    from services import descriptors
+    from services.training import descriptors
 
     ims = [Image(sha256=f"{i:064x}", path="/x", file_name="x", width=4, height=4, project_id=1)
            for i in range(6)]  # fmt: skip

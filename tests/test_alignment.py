@@ -32,7 +32,7 @@ def pair() -> tuple[np.ndarray, np.ndarray]:
 
 def test_sift_and_auto_recover_a_walk_around_warp(pair) -> None:
     from core.alignment import corner_error
-    from services.alignment import align
+    from services.claims.alignment import align
 
     pre, post = pair
     h, w = pre.shape[:2]
@@ -48,7 +48,7 @@ def test_sift_and_auto_recover_a_walk_around_warp(pair) -> None:
 
 @pytest.mark.parametrize("other", ["blank", "noise"])
 def test_nothing_to_match_gives_no_homography_and_a_reason(pair, other: str) -> None:
-    from services.alignment import align
+    from services.claims.alignment import align
 
     pre, _ = pair
     rng = np.random.default_rng(0)
@@ -65,7 +65,7 @@ def test_nothing_to_match_gives_no_homography_and_a_reason(pair, other: str) -> 
 
 def test_patch_ssl_trains_with_falling_loss_and_answers_well_formed(pair) -> None:
     from models.alignment import patch_ssl
-    from services.alignment import align
+    from services.claims.alignment import align
 
     pre, post = pair
     cfg = patch_ssl.PatchSSLConfig.preset("cpu", steps=8, image_side=160, stride=8)

@@ -17,7 +17,7 @@ from sqlmodel import func, select
 
 from db.models import Annotation, Image, ModelVersion
 from db.session import session_scope
-from models.data import DSMLR_LABEL_MAP
+from models.datasets import DSMLR_LABEL_MAP
 
 LABEL_MAP = json.dumps({**DSMLR_LABEL_MAP, "_background_": "hood"})
 

@@ -503,7 +503,7 @@ def test_repeated_bad_sign_ins_get_429_with_retry_after_then_the_window_ends(
 ) -> None:
     import time
 
-    from services import throttle
+    from services.accounts import throttle
 
     client, seeded, _ = env
     name = seeded.users["annotator"]

@@ -16,7 +16,7 @@ def data(tmp_path: Path) -> Path:
 
 
 def test_hash_is_salted_and_verifies() -> None:
-    from services.users import hash_password, verify_password
+    from services.accounts.users import hash_password, verify_password
 
     a, b = hash_password("s3cret-pass"), hash_password("s3cret-pass")
     assert a != b and a.startswith("scrypt$") and "s3cret" not in a
@@ -29,7 +29,7 @@ def test_tokens_are_stored_hashed_and_expire(data: Path) -> None:
 
     from db.models import ApiToken
     from db.session import session_scope
-    from services.users import create_user, issue_token, user_for_token
+    from services.accounts.users import create_user, issue_token, user_for_token
 
     with session_scope() as s:
         user = create_user(s, username="ann", password="long enough", role="annotator")
@@ -45,7 +45,7 @@ def test_tokens_are_stored_hashed_and_expire(data: Path) -> None:
 def test_cli_user_add_from_stdin_and_errors(data: Path) -> None:
     from cli.main import app
     from db.session import session_scope
-    from services.users import authenticate
+    from services.accounts.users import authenticate
 
     runner = CliRunner()
     r = runner.invoke(app, ["--data-dir", str(data), "user", "list"])
@@ -105,7 +105,7 @@ def test_gradio_handlers_check_the_token(data: Path) -> None:
 
     from annotator import app as ui
     from db.session import session_scope
-    from services.users import create_user
+    from services.accounts.users import create_user
 
     with session_scope() as s:
         create_user(s, username="ann", password="long enough", role="annotator")

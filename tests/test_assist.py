@@ -105,8 +105,8 @@ def test_factory_defaults_and_missing_files(tmp_path):
 
 def test_assist_net_trains_saves_loads_and_assists(tmp_path, datasets_dir):
     from models.assist.learned import AssistNetConfig, AssistNetStage, LearnedAssistant
-    from models.base import TrainingSet
-    from models.data import dsmlr_training_set
+    from models.data import TrainingSet
+    from models.datasets import dsmlr_training_set
     from models.registry import build
 
     ts = dsmlr_training_set(datasets_dir, limit=6)
@@ -147,7 +147,7 @@ def test_assist_net_trains_saves_loads_and_assists(tmp_path, datasets_dir):
 
 
 def test_grabcut_on_real_photo_returns_polygon(datasets_dir):
-    from models.data import dsmlr_training_set
+    from models.datasets import dsmlr_training_set
 
     ts = dsmlr_training_set(datasets_dir, limit=2)
     img = ts.load_image(1)
@@ -229,7 +229,7 @@ def test_grabcut_beats_box_baseline_on_real_photos(datasets_dir):
     the polygon is at least that of the box itself taken as the mask (bench_assist.py
     reports the 200-part held-out figure)."""
     from models.assist.learned import evaluate_box_prompts
-    from models.data import dsmlr_training_set
+    from models.datasets import dsmlr_training_set
 
     ts = dsmlr_training_set(datasets_dir, limit=8)
     a = GrabCutAssistant()

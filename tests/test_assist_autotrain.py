@@ -26,7 +26,7 @@ def _settings(monkeypatch, **values):
 def _save_one_more(session, user, project) -> None:
     """``user`` saves the first photo's annotations with one more polygon (a small square)."""
     from db.models import Image
-    from services.annotations import annotation_dicts, save_annotations_as
+    from services.labelling.annotations import annotation_dicts, save_annotations_as
 
     image = session.exec(select(Image).order_by(Image.id)).first()
     anns = annotation_dicts(session, image.id)
@@ -45,7 +45,7 @@ def _save_one_more(session, user, project) -> None:
 
 @pytest.fixture
 def lead(db_session, labelled_project):
-    from services.users import create_user
+    from services.accounts.users import create_user
 
     return create_user(db_session, username="lead", password="long enough", role="admin")
 
@@ -58,9 +58,9 @@ def test_imports_and_saves_queue_one_job_once_due(
     tmp_path,
     monkeypatch,
 ):
-    from models.data import DSMLR_LABEL_MAP
-    from services import assist_training
-    from services.imports import import_coco
+    from models.datasets import DSMLR_LABEL_MAP
+    from services.data_io.imports import import_coco
+    from services.training import assist_training
 
     db_session.commit()
     n = assist_training.labelled_polygons(db_session, labelled_project)
@@ -68,7 +68,7 @@ def test_imports_and_saves_queue_one_job_once_due(
 
     # below the threshold: one COUNT and nothing waits for the commit
     _settings(monkeypatch, assist_autotrain_min_polygons=n + 5)
-    assert assist_training.maybe_queue_assist_training(db_session, labelled_project) is False
+    assert assist_training.POLICY.worth_checking(db_session, labelled_project) is False
     db_session.commit()
     assert _jobs(db_session) == []
     assert assist_training.autotrain_summary(db_session, labelled_project) == (
@@ -165,8 +165,8 @@ def test_the_new_net_is_kept_and_promoted_only_when_it_beats_the_back_end(
     from core.config import get_settings
     from jobs.service import validate_params
     from jobs.tasks import run_assist_autotrain
-    from services import assist_training
-    from services.registry import current
+    from services.training import assist_training
+    from services.training.registry import current
 
     db_session.commit()
     assert validate_params("assist_autotrain", {"polygons": 3}) == {"polygons": 3}
@@ -210,7 +210,7 @@ def test_a_real_tiny_run_measures_both_back_ends_on_the_same_parts(
     capsys,
 ):
     from jobs.tasks import run_assist_autotrain
-    from services.registry import current
+    from services.training.registry import current
 
     db_session.commit()
     t0 = time.perf_counter()

@@ -13,7 +13,7 @@ BOX = {"box": [96, 150, 544, 330], "tolerance": 2}
 
 @pytest.fixture
 def env(tmp_path: Path):
-    from services import assist
+    from services.training import assist
 
     assist.clear_cache()
     yield api_client(tmp_path / "data", n_synthetic=1)
@@ -25,7 +25,7 @@ def _resnet_weights(tmp_path: Path):
     import torch
     import torchvision
 
-    from services.weights import add_weights
+    from services.training.weights import add_weights
 
     path = tmp_path / "resnet34.pth"
     torch.save(torchvision.models.resnet34(weights=None).state_dict(), path)
@@ -61,9 +61,9 @@ def test_sam_weights_chosen_without_a_restart(env, tmp_path: Path) -> None:
     from segment_anything import sam_model_registry
 
     from db.session import session_scope
-    from services import assist
-    from services.projects import get_or_create_project
-    from services.weights import add_weights
+    from services.accounts.projects import get_or_create_project
+    from services.training import assist
+    from services.training.weights import add_weights
 
     client, seeded, login = env
     path = tmp_path / "sam_vit_b.pth"
@@ -85,7 +85,7 @@ def test_sam_weights_chosen_without_a_restart(env, tmp_path: Path) -> None:
         assistant = assist.project_assistant(session)
     assert assistant.backend == "sam_vit_b"
     # the chosen file cannot be removed from under the project
-    from services.weights import WeightsInUse, remove_weights
+    from services.training.weights import WeightsInUse, remove_weights
 
     with session_scope() as session, pytest.raises(WeightsInUse, match="assistance of project"):
         remove_weights("sam-b", session=session)
@@ -147,10 +147,10 @@ def test_roles(env, role: str, may_change: bool) -> None:
 
 def test_service_refuses_a_role_without_the_permission(env) -> None:
     from db.session import session_scope
-    from services import assist
+    from services.accounts.projects import get_or_create_project
+    from services.accounts.users import get_user
     from services.errors import Forbidden
-    from services.projects import get_or_create_project
-    from services.users import get_user
+    from services.training import assist
 
     with session_scope() as session:
         project = get_or_create_project(session)

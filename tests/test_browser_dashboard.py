@@ -36,7 +36,7 @@ def world(tmp_path_factory) -> Iterator[tuple[Server, Seeded]]:
     split, v2 promoted; no fake-damage flag or prediction anywhere."""
     from db.models import ModelVersion
     from db.session import session_scope
-    from services.annotations import save_annotations, set_status
+    from services.labelling.annotations import save_annotations, set_status
 
     data = tmp_path_factory.mktemp("dashboard") / "data"
     seeded = seed_workspace(data, n_synthetic=6, n_predictions=0)
@@ -77,7 +77,7 @@ def _page(browser, server: Server, username: str):
 
 def _promoted(stage: str) -> str | None:
     from db.session import session_scope
-    from services.registry import current
+    from services.training.registry import current
 
     with session_scope() as s:
         mv = current(s, stage)

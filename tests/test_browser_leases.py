@@ -33,7 +33,7 @@ def _drawn(page) -> int:
 
 def test_two_annotators_get_different_photos_and_a_held_one_is_read_only(tmp_path) -> None:
     from db.session import session_scope
-    from services.users import create_user
+    from services.accounts.users import create_user
 
     data = tmp_path / "data"
     seeded = seed_workspace(data, n_synthetic=6, n_predictions=0)

@@ -30,7 +30,7 @@ def box(x0: float, y0: float, x1: float, y1: float, class_id: int = 1) -> dict:
 def test_lead_sees_agreement_row_and_gold_score(tmp_path) -> None:
     from db.models import Image
     from db.session import session_scope
-    from services.users import create_user
+    from services.accounts.users import create_user
 
     seeded = seed_workspace(tmp_path / "data", n_synthetic=3)
     with session_scope() as session:

@@ -35,9 +35,9 @@ TRIANGLE = [{"exterior": [[380, 260], [520, 260], [450, 380]], "holes": []}]
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Iterator[tuple[Server, Seeded]]:
     from db.session import session_scope
-    from services import annotations as ann
-    from services.projects import get_or_create_project
-    from services.users import get_user
+    from services.accounts.projects import get_or_create_project
+    from services.accounts.users import get_user
+    from services.labelling import annotations as ann
 
     data = tmp_path_factory.mktemp("review") / "data"
     seeded = seed_workspace(data, n_synthetic=4)  # photo 0 has a fake-damage prediction

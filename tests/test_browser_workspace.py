@@ -292,7 +292,7 @@ def test_two_editors_second_save_gets_conflict(browser, world) -> None:
 
 def test_reviewer_rejects_with_comment(browser, world) -> None:
     from db.session import session_scope
-    from services.annotations import set_status
+    from services.labelling.annotations import set_status
 
     server, seeded = world
     img = seeded.image_ids[6]
@@ -412,7 +412,7 @@ def test_accept_all_above_threshold_and_fraud_queue(browser, world) -> None:
     page.select_option(".pb-mode", "fraud")
     page.wait_for_function("window.__pb.queue !== null")
     page.wait_for_selector(f'.pb-app[data-drawn="{img}"]')
-    from services.images import queue_ids
+    from services.labelling.images import queue_ids
 
     with session_scope() as s:
         flagged = queue_ids(s, 1, flagged=True, status="new,in_progress,labelled,reviewed,rejected")

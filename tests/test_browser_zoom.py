@@ -56,12 +56,12 @@ def _big_photo(path: Path, width: int = 4000, height: int = 3000) -> None:
 def world(tmp_path_factory) -> Iterator[tuple[Server, Seeded, int]]:
     from db.models import Annotation, AnnotationSource, Image, ImageStatus
     from db.session import session_scope
-    from services.imports import import_folder
-    from services.projects import get_or_create_project
+    from services.accounts.projects import get_or_create_project
+    from services.data_io.imports import import_folder
 
     data = tmp_path_factory.mktemp("zoom") / "data"
     with pytest.MonkeyPatch.context() as mp:  # conftest's cheap hashes are per test
-        mp.setattr("services.users._scrypt_n_for_tests", 2**10)
+        mp.setattr("services.accounts.users._scrypt_n_for_tests", 2**10)
         seeded = seed_workspace(data, n_synthetic=1, n_predictions=0)
     _big_photo(data / "photos_big" / "big.jpg")
     with session_scope() as s:

@@ -29,7 +29,7 @@ def seeded(tmp_path: Path):
 
 def _save(image_id: int, annotations: list[dict], author: str = "ana") -> None:
     from db.session import session_scope
-    from services.annotations import save_annotations
+    from services.labelling.annotations import save_annotations
 
     with session_scope() as s:
         save_annotations(
@@ -39,7 +39,7 @@ def _save(image_id: int, annotations: list[dict], author: str = "ana") -> None:
 
 def _label(image_id: int, author: str = "ana") -> None:
     from db.session import session_scope
-    from services.annotations import set_status
+    from services.labelling.annotations import set_status
 
     with session_scope() as s:
         set_status(s, image_id=image_id, status="labelled", author=author)
@@ -59,9 +59,9 @@ def test_yolo_zip_trains_wherever_it_is_unzipped_and_ui_exports_filter(
 
     from annotator.app import export_file
     from db.session import session_scope
-    from services.exports import export_archive
-    from services.projects import get_or_create_project
-    from services.users import get_user, issue_token
+    from services.accounts.projects import get_or_create_project
+    from services.accounts.users import get_user, issue_token
+    from services.data_io.exports import export_archive
 
     ids = seeded.image_ids
     _save(ids[0], [{"class_id": 3, "geometry": SQUARE}])  # a damage polygon
@@ -102,8 +102,8 @@ def test_yolo_zip_trains_wherever_it_is_unzipped_and_ui_exports_filter(
 def test_a_promoted_model_with_no_predictions_says_why(seeded) -> None:
     from db.models import ImagePrediction, ModelVersion
     from db.session import session_scope
-    from services.dashboard import model_state
-    from services.projects import get_or_create_project
+    from services.accounts.projects import get_or_create_project
+    from services.dashboard.summary import model_state
 
     with session_scope() as s:
         mv = ModelVersion(
@@ -159,8 +159,8 @@ def test_fraud_screen_queues_severe_damage_and_an_odd_colour_patch_with_reasons(
     from api.router import api_router
     from db.models import Image
     from db.session import session_scope
-    from services.fraud_screen import screen_images
-    from services.projects import get_or_create_project
+    from services.accounts.projects import get_or_create_project
+    from services.claims.fraud_screen import screen_images
 
     ids = seeded.image_ids
     # photo 1: severe damage; photo 2: a magenta patch painted over the body, a damage
@@ -178,7 +178,7 @@ def test_fraud_screen_queues_severe_damage_and_an_odd_colour_patch_with_reasons(
     with session_scope() as s:
         out = screen_images(s, get_or_create_project(s))
     assert out == {"screened": 3, "queued": 1}
-    from services.images import queue_ids
+    from services.labelling.images import queue_ids
 
     with session_scope() as s:
         pid = get_or_create_project(s).id
@@ -213,8 +213,8 @@ def test_fraud_screen_queues_severe_damage_and_an_odd_colour_patch_with_reasons(
 def test_plots_numbers_pictures_and_csv(seeded) -> None:
     from db.models import ModelVersion
     from db.session import session_scope
-    from services import plots
-    from services.projects import get_or_create_project
+    from services.accounts.projects import get_or_create_project
+    from services.dashboard import plots
 
     ids = seeded.image_ids
     _save(ids[0], [{"class_id": 3, "geometry": SQUARE}, {"class_id": 40, "geometry": SQUARE}])
@@ -258,8 +258,8 @@ def test_plots_numbers_pictures_and_csv(seeded) -> None:
 def test_throughput_leaves_import_sources_out(seeded) -> None:
     from db.models import Annotation, AnnotationRevision, AnnotationSource
     from db.session import session_scope
-    from services.projects import get_or_create_project
-    from services.throughput import annotator_throughput
+    from services.accounts.projects import get_or_create_project
+    from services.review.throughput import annotator_throughput
 
     _save(seeded.image_ids[0], [{"class_id": 3, "geometry": SQUARE}], author="ana")
     with session_scope() as s:
@@ -285,7 +285,7 @@ def test_throughput_leaves_import_sources_out(seeded) -> None:
 
 
 def test_the_jobs_table_says_what_a_round_did() -> None:
-    from services.dashboard import job_summary
+    from services.dashboard.summary import job_summary
 
     steps = [
         {"step": "snapshot", "what": "snapshot of the labelled set"},

@@ -10,14 +10,14 @@ from sqlmodel import select
 
 from db.models import Annotation, AnnotationRevision, Image, ImageStatus
 from db.session import get_engine, session_scope
-from services.annotations import (
+from services.accounts.projects import get_or_create_project
+from services.labelling.annotations import (
     AnnotationInvalid,
     VersionConflict,
     annotation_dicts,
     save_annotations,
     set_status,
 )
-from services.projects import get_or_create_project
 
 SQUARE = [
     {

@@ -1,7 +1,7 @@
 """What a save accepts, and the bow-tie repair: ``core.geometry.check_geometry`` and
 ``repair_geometry`` on the cases the canvas shares (tests/data/geometry_cases.json; the
 canvas side is in test_canvas_geometry.py), and the save that keeps going past a bad instance
-(``services.annotations.save_annotation_set`` with ``keep_going``)."""
+(``services.labelling.annotations.save_annotation_set`` with ``keep_going``)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from conftest import REPO_ROOT
 
 from core.geometry import GeometryError, Shape, check_geometry, repair_geometry, split_ring
 from db.models import AnnotationRevision, Image
-from services import annotations as ann
+from services.accounts.projects import get_or_create_project
 from services.errors import Forbidden, Invalid, VersionConflict
-from services.projects import get_or_create_project
+from services.labelling import annotations as ann
 
 CASES = json.loads((REPO_ROOT / "tests" / "data" / "geometry_cases.json").read_text())
 
@@ -91,7 +91,7 @@ def seeded(tmp_path: Path):
 
 
 def _save(s, image_id: int, items: list[dict], *, version: int, role: str = "annotator", **kw):
-    from services.users import get_user
+    from services.accounts.users import get_user
 
     return ann.save_annotations_as(
         s,

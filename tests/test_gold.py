@@ -6,7 +6,7 @@ import pytest
 from test_agreement import H, W, boxes
 
 from core.instances import Instances
-from services.gold import score
+from services.review.gold import score
 
 
 def test_perfect_submission_scores_one() -> None:

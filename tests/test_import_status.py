@@ -39,8 +39,8 @@ def dsmlr_sub(datasets_dir: Path, tmp_path: Path) -> dict:
 def _import(sub: dict, **kw):
     from core.records import load_label_map
     from db.session import session_scope
-    from services.imports import import_coco
-    from services.projects import get_or_create_project
+    from services.accounts.projects import get_or_create_project
+    from services.data_io.imports import import_coco
 
     with session_scope() as s:
         return import_coco(
@@ -62,7 +62,7 @@ def _statuses() -> dict[str, ImageStatus]:
 
 def _set_status(file_name: str, status: str, comment: str | None = None) -> None:
     from db.session import session_scope
-    from services.annotations import set_status
+    from services.labelling.annotations import set_status
 
     with session_scope() as s:
         image = s.exec(select(Image).where(Image.file_name == file_name)).one()
@@ -168,8 +168,8 @@ def test_cli_folder_import_stays_new_unless_told(store, dsmlr_sub, tmp_path):
 
 def test_real_via_file_imports_labelled(store, datasets_dir, tmp_path):
     from db.session import session_scope
-    from services.imports import import_via
-    from services.projects import get_or_create_project
+    from services.accounts.projects import get_or_create_project
+    from services.data_io.imports import import_via
 
     root = datasets_dir / "car_damage_v0" / "customImages" / "val"
     data = json.loads((root / "via_region_data.json").read_text())
@@ -184,8 +184,8 @@ def test_real_via_file_imports_labelled(store, datasets_dir, tmp_path):
 
 def test_yolo_seg_trains_right_after_the_import(store, dsmlr_sub):
     from db.session import session_scope
-    from services.model_runs import train_stage
-    from services.projects import get_or_create_project
+    from services.accounts.projects import get_or_create_project
+    from services.training.model_runs import train_stage
 
     _import(dsmlr_sub)  # nobody opens a photo in between
     with session_scope() as s:

@@ -28,8 +28,8 @@ from sqlmodel import select
 from core.config import get_settings
 from db.models import Annotation, Image
 from db.session import session_scope
-from services import imports
-from services.projects import get_or_create_project
+from services.accounts.projects import get_or_create_project
+from services.data_io import imports
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -362,7 +362,7 @@ def test_an_upload_that_fails_as_a_whole_removes_its_files(store, monkeypatch):
     def broken_store(*args, **kwargs):
         raise RuntimeError("the database went away")
 
-    monkeypatch.setattr(imports, "_store", broken_store)
+    monkeypatch.setattr(imports, "store_photo", broken_store)
     with pytest.raises(RuntimeError):
         _upload({"a.png": _png_bytes(4), "b.png": _png_bytes(5)})
     media = get_settings().media_dir
@@ -461,7 +461,7 @@ def _coco_ann(i: int, seg, attributes: dict | None = None) -> dict:
 
 
 def test_imported_geometry_is_what_the_save_path_accepts(store, tmp_path):
-    from services.annotations import annotation_dicts, save_annotations
+    from services.labelling.annotations import annotation_dicts, save_annotations
 
     images = tmp_path / "images"
     photo(images / "a.png", value=1)  # 64 x 48

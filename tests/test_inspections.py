@@ -29,15 +29,15 @@ DAMAGE = [[300.0, 200.0], [380.0, 190.0], [400.0, 260.0], [310.0, 270.0]]
     ],
 )
 def test_parse_slot_accepts_the_walk_around(name: str, slot: str) -> None:
-    from services.inspections import parse_slot
+    from services.claims.inspections import parse_slot
 
     assert parse_slot(name) == slot
 
 
 @pytest.mark.parametrize("name", ["bonnet", "closeup_0", "front_left_", "_2", "rear_x_1"])
 def test_parse_slot_refuses_unknown_slots(name: str) -> None:
+    from services.claims.inspections import parse_slot
     from services.errors import Invalid
-    from services.inspections import parse_slot
 
     with pytest.raises(Invalid, match="not a known slot"):
         parse_slot(name)
@@ -47,7 +47,7 @@ def test_parse_slot_refuses_unknown_slots(name: str) -> None:
 def store_session(any_store):
     """A session and the project on SQLite and, where a server is configured, PostgreSQL."""
     from db.session import session_scope
-    from services.projects import get_or_create_project
+    from services.accounts.projects import get_or_create_project
 
     with session_scope() as session:
         yield session, get_or_create_project(session)
@@ -81,7 +81,7 @@ def test_import_folder_and_manifest_reports_bad_rows_and_imports_the_rest(
 ) -> None:
     db_session, project = store_session
     from db.models import Image, Inspection, InspectionPhoto, Vehicle
-    from services.inspections import import_inspections, inspection_detail
+    from services.claims.inspections import import_inspections, inspection_detail
 
     src = datasets_dir / "coco_car_damage" / "train"
     root = tmp_path / "walk"
@@ -143,9 +143,9 @@ def test_import_folder_and_manifest_reports_bad_rows_and_imports_the_rest(
 
 
 def test_a_photo_holds_one_slot_and_a_slot_one_photo(db_session, project, tmp_path) -> None:
+    from services.claims.inspections import assign_photo, create_inspection, create_vehicle
+    from services.data_io.imports import import_folder
     from services.errors import Invalid
-    from services.imports import import_folder
-    from services.inspections import assign_photo, create_inspection, create_vehicle
 
     for i in range(2):
         _save(np.full((64, 64, 3), 40 * i + 10, np.uint8), tmp_path / "p" / f"{i}.jpg")
@@ -171,8 +171,8 @@ def test_a_photo_holds_one_slot_and_a_slot_one_photo(db_session, project, tmp_pa
 
 def _flag_setup(db_session, project, tmp_path, pre: np.ndarray, post: np.ndarray):
     from db.models import Image
-    from services.imports import import_folder
-    from services.inspections import assign_photo, create_inspection, create_vehicle
+    from services.claims.inspections import assign_photo, create_inspection, create_vehicle
+    from services.data_io.imports import import_folder
 
     _save(pre, tmp_path / "ph" / "pre.jpg")
     _save(post, tmp_path / "ph" / "post.jpg")
@@ -192,7 +192,7 @@ def _flag_setup(db_session, project, tmp_path, pre: np.ndarray, post: np.ndarray
 
 def _damage(db_session, project, image_id: int, ring) -> None:
     from db.models import Annotation
-    from services.projects import project_taxonomy
+    from services.accounts.projects import project_taxonomy
 
     cid = project_taxonomy(project).group("damage")[0].id
     db_session.add(
@@ -213,8 +213,8 @@ def test_new_damage_is_flagged_only_where_the_pick_up_had_none(
     db_session, project = store_session
     from core.alignment import corner_error, warp_points
     from db.models import Role, User
+    from services.claims.new_damage import NEW, PRE_EXISTING, UNVERIFIED, compute_flags, decide_flag
     from services.errors import Forbidden
-    from services.new_damage import NEW, PRE_EXISTING, UNVERIFIED, compute_flags, decide_flag
 
     pre = _photo(datasets_dir)
     h, w = pre.shape[:2]
@@ -254,7 +254,7 @@ def test_new_damage_is_flagged_only_where_the_pick_up_had_none(
 def test_unaligned_damage_is_unverified_never_new(
     db_session, project, datasets_dir, tmp_path
 ) -> None:
-    from services.new_damage import NEW, UNVERIFIED, compute_flags
+    from services.claims.new_damage import NEW, UNVERIFIED, compute_flags
 
     pre = _photo(datasets_dir)
     blank = np.full_like(pre, 128)  # nothing to match: no homography holds
@@ -342,13 +342,13 @@ def _jpeg(value: int, side: int = 96) -> bytes:
 
 
 def test_upload_into_slot_numbers_several_photos_and_reports_bad_ones(db_session, project) -> None:
-    from services.errors import Invalid
-    from services.inspections import (
+    from services.claims.inspections import (
         create_inspection,
         create_vehicle,
         inspection_detail,
         upload_into_slot,
     )
+    from services.errors import Invalid
 
     v = create_vehicle(db_session, project, plate="UP-1")
     ins = create_inspection(db_session, project, vehicle_id=v.id, kind="claim", claim_number="C1")
@@ -393,9 +393,9 @@ def test_inspections_tab_forms_create_and_upload_with_lead_rights(store, tmp_pat
 
     from annotator import inspections_panel as panel
     from db.session import session_scope
-    from services.inspections import inspection_detail
-    from services.projects import get_or_create_project
-    from services.users import can, create_user
+    from services.accounts.projects import get_or_create_project
+    from services.accounts.users import can, create_user
+    from services.claims.inspections import inspection_detail
 
     with session_scope() as session:
         get_or_create_project(session)
@@ -450,9 +450,14 @@ def test_patch_ssl_training_registers_a_model_version(
     sha256); the aligner loads the promoted one, else the newest; rounds never train it."""
     from db.models import ModelVersion
     from jobs.rounds import registry_stages
-    from services import registry
-    from services.alignment import STAGE, latest_patch_ssl, patch_ssl_version, train_patch_ssl
-    from services.imports import import_folder
+    from services.claims.alignment import (
+        STAGE,
+        latest_patch_ssl,
+        patch_ssl_version,
+        train_patch_ssl,
+    )
+    from services.data_io.imports import import_folder
+    from services.training import registry
 
     assert latest_patch_ssl(db_session) is None
     for name in ("17.jpg", "18.jpg"):

@@ -21,8 +21,8 @@ PHOTOS = SHARED_DATASETS / "car_parts_dsmlr" / "trainingset" / "JPEGImages"
 def photos_project(store, tmp_path):
     """A store with 12 real photos imported."""
     from db.session import session_scope
-    from services.imports import import_folder
-    from services.projects import get_or_create_project
+    from services.accounts.projects import get_or_create_project
+    from services.data_io.imports import import_folder
 
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -96,7 +96,7 @@ def versions_count() -> int:
 def test_job_runs_reports_progress_and_completes(worker):
     from db.models import Image
     from db.session import session_scope
-    from services.descriptors import descriptor_path
+    from services.training.descriptors import descriptor_path
 
     worker()
     job_id = new_job("embed", {"pause_s": 0.05})
@@ -136,7 +136,7 @@ def test_killed_worker_leaves_job_failed_and_retry_completes(worker, tmp_path):
     from core.config import get_settings
     from db.session import session_scope
     from jobs.service import retry_job
-    from services.registry import artifact_tmp_path
+    from services.training.registry import artifact_tmp_path
 
     before = versions_count()
     w = worker()

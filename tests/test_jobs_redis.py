@@ -77,8 +77,8 @@ def redis_store(redis_url, tmp_path: Path):
 
     from core.config import configure, reset_settings
     from db.session import init_db, reset_engine, session_scope
-    from services.imports import import_folder
-    from services.projects import get_or_create_project
+    from services.accounts.projects import get_or_create_project
+    from services.data_io.imports import import_folder
 
     database_url = _fresh_postgres_database(POSTGRES_URL) if POSTGRES_URL else ""
     configure(data_dir=tmp_path / "data", database_url=database_url, queue_url=redis_url)

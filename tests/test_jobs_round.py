@@ -26,10 +26,10 @@ def round_project(store, datasets_dir, tmp_path):
     """Eight dsmlr photos with their part polygons: five labelled, three still to label."""
     from db.models import Image
     from db.session import session_scope
-    from models.data import DSMLR_LABEL_MAP
-    from services.annotations import set_status
-    from services.imports import import_coco
-    from services.projects import get_or_create_project
+    from models.datasets import DSMLR_LABEL_MAP
+    from services.accounts.projects import get_or_create_project
+    from services.data_io.imports import import_coco
+    from services.labelling.annotations import set_status
 
     root = datasets_dir / "car_parts_dsmlr" / "trainingset"
     data = json.loads((root / "annotations.json").read_text())
@@ -64,8 +64,8 @@ def test_mini_round_trains_evaluates_promotes_preannotates_and_reselects(round_p
     from db.session import session_scope
     from jobs.service import start_round
     from jobs.worker import start_worker_process
-    from services.images import queue_ids
-    from services.projects import get_or_create_project
+    from services.accounts.projects import get_or_create_project
+    from services.labelling.images import queue_ids
 
     with session_scope() as s:
         project = get_or_create_project(s)
@@ -120,7 +120,7 @@ def test_mini_round_trains_evaluates_promotes_preannotates_and_reselects(round_p
         net_iou, grabcut_iou = (float(x) for x in reason.split(";")[0].split()[2::3])
         assert anet_out["promoted"] == (net_iou > grabcut_iou)
         assert 0.0 <= net_iou <= 1.0 and "assist_net" not in result["predicted"]
-        from services.assist import project_assistant
+        from services.training.assist import project_assistant
 
         anet = s.exec(select(ModelVersion).where(ModelVersion.stage == "assist_net")).first()
         if anet_out["promoted"]:
@@ -232,14 +232,14 @@ def _context(kind: str):
 def test_every_stage_of_a_round_trains_on_the_one_snapshot(round_project, monkeypatch):
     """A photo labelled and a polygon moved while the first stage trains change neither what
     the second stage learns from nor the snapshot it records."""
-    import services.model_runs as runs
+    import services.training.model_runs as runs
     from db.models import Image, ModelVersion
     from db.session import session_scope
     from jobs.rounds import run_round
-    from services.annotations import annotation_dicts, save_annotations, set_status
+    from services.labelling.annotations import annotation_dicts, save_annotations, set_status
 
     trained_on: dict[str, dict[int, int]] = {}
-    real_training_set = runs._training_set
+    real_training_set = runs.training_set
     real_evaluate = runs.evaluate_stage
 
     def recording_training_set(session, project, split_filter, snapshot=None):
@@ -267,7 +267,7 @@ def test_every_stage_of_a_round_trains_on_the_one_snapshot(round_project, monkey
                 )
         return real_evaluate(session, project, stage, **kw)
 
-    monkeypatch.setattr(runs, "_training_set", recording_training_set)
+    monkeypatch.setattr(runs, "training_set", recording_training_set)
     monkeypatch.setattr(runs, "evaluate_stage", edit_then_evaluate)
     # forced: a first assist_net that loses to GrabCut is not kept, and both versions are
     # needed here to compare their snapshots
@@ -291,9 +291,9 @@ def test_an_evaluate_job_reports_its_progress(round_project):
     from db.models import Job
     from db.session import session_scope
     from jobs.tasks import run_evaluate
-    from services.model_runs import train_stage
-    from services.projects import get_or_create_project
-    from services.registry import ensure_holdout
+    from services.accounts.projects import get_or_create_project
+    from services.training.model_runs import train_stage
+    from services.training.registry import ensure_holdout
 
     with session_scope() as s:
         project = get_or_create_project(s)

@@ -34,7 +34,7 @@ def _photos(session, project, n: int) -> list[int]:
 
 
 def _users(session, n: int, role: str = "annotator") -> list[User]:
-    from services.users import create_user
+    from services.accounts.users import create_user
 
     users = [create_user(session, username=f"u{i}", password="x" * 12, role=role) for i in range(n)]
     session.commit()
@@ -45,7 +45,7 @@ def _users(session, n: int, role: str = "annotator") -> list[User]:
 def queue(any_store):
     """A project of 30 photos in import order and 6 annotators, on both databases."""
     from db.session import session_scope
-    from services.projects import get_or_create_project
+    from services.accounts.projects import get_or_create_project
 
     with session_scope() as session:
         project = get_or_create_project(session)
@@ -57,7 +57,7 @@ def queue(any_store):
 def _next(project, user, after_id=None, now=None, direction="next"):
     """One hand-out in a session of its own, as one request would make it."""
     from db.session import session_scope
-    from services import leases
+    from services.labelling import leases
 
     with session_scope() as session:
         step = leases.queue_step(session, project.id, user, direction, after_id=after_id, now=now)
@@ -66,7 +66,7 @@ def _next(project, user, after_id=None, now=None, direction="next"):
 
 def _held(project) -> dict[int, str]:
     from db.session import session_scope
-    from services.leases import list_leases
+    from services.labelling.leases import list_leases
 
     with session_scope() as session:
         return {x["image_id"]: x["user"] for x in list_leases(session, project.id)}
@@ -129,7 +129,7 @@ def test_an_expired_lease_is_handed_out_again(queue) -> None:
 
 def test_activity_renews_and_peeking_hands_out_nothing(queue) -> None:
     from db.session import session_scope
-    from services import leases
+    from services.labelling import leases
 
     project, ids, (a, b, *_) = queue
     t0 = 1_000_000.0
@@ -146,8 +146,8 @@ def test_activity_renews_and_peeking_hands_out_nothing(queue) -> None:
 
 def test_release_on_skip_sign_out_and_by_a_lead(queue) -> None:
     from db.session import session_scope
-    from services import leases
-    from services.users import issue_token, revoke_token
+    from services.accounts.users import issue_token
+    from services.labelling import leases
 
     project, ids, (a, b, c, *_) = queue
     assert _next(project, a) == ids[0]
@@ -156,7 +156,7 @@ def test_release_on_skip_sign_out_and_by_a_lead(queue) -> None:
     with session_scope() as session:
         token = issue_token(session, session.get(User, a.id))
     with session_scope() as session:
-        assert revoke_token(session, token)  # sign-out
+        assert leases.sign_out(session, token)
     assert _held(project) == {ids[0]: b.username}
     assert _next(project, c) == ids[1]
     with session_scope() as session:
@@ -169,7 +169,7 @@ def test_release_on_skip_sign_out_and_by_a_lead(queue) -> None:
 
 def test_a_held_photo_opens_read_only_with_the_holders_name(queue) -> None:
     from db.session import session_scope
-    from services import leases
+    from services.labelling import leases
 
     project, ids, (a, b, *_) = queue
     assert _next(project, a) == ids[0]

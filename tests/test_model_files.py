@@ -9,8 +9,8 @@ import pytest
 
 def test_a_model_file_changed_after_registration_is_refused_by_name(db_session, tmp_path):
     from services.errors import Invalid, NotFound
-    from services.model_runs import load_version
-    from services.registry import register_version
+    from services.training.model_runs import load_version
+    from services.training.registry import register_version
 
     artifact = tmp_path / "trained.pt"
     artifact.write_bytes(b"weights as trained")

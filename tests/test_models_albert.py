@@ -207,7 +207,7 @@ def test_tiny_albert_learns_on_eight_real_photos(datasets_dir, tmp_path):
 
     from core.geometry import masks_iou_matrix
     from models.albert.stage import AlbertStage
-    from models.data import dsmlr_training_set
+    from models.datasets import dsmlr_training_set
 
     ts = dsmlr_training_set(datasets_dir, limit=8)
     imgs = [ts.load_image(i) for i in range(8)]

@@ -11,12 +11,12 @@ from models.base import (
     CheckpointError,
     StageConfig,
     StageError,
-    TrainingSet,
     load_checkpoint,
     resolve_device,
     save_checkpoint,
     taxonomy_counts,
 )
+from models.data import TrainingSet
 
 
 def test_unknown_stage_lists_valid_names():

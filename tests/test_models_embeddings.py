@@ -294,7 +294,7 @@ def test_part_classifier_int8_is_a_load_time_choice(tmp_path, monkeypatch):
 
     from core.config import reset_settings
     from models.part_classifier import PartClassifierConfig, PartClassifierStage
-    from services.model_runs import load_version
+    from services.training.model_runs import load_version
 
     st = PartClassifierStage(PartClassifierConfig.from_preset("tiny", device="cpu"))
     path = st.train(_synthetic_part_set(tmp_path), out_path=tmp_path / "pc.pt").artifact_path

@@ -12,8 +12,13 @@ from db.models import ImagePrediction, Prediction
 
 
 def test_train_predict_resume_evaluate(db_session, labelled_project, monkeypatch):
-    import services.model_runs as runs
-    from services.model_runs import evaluate_stage, predict_stage, resolve_version, train_stage
+    import services.training.model_runs as runs
+    from services.training.model_runs import (
+        evaluate_stage,
+        predict_stage,
+        resolve_version,
+        train_stage,
+    )
 
     losses = []
     mv = train_stage(
@@ -96,7 +101,7 @@ def test_cli_train_and_evaluate_json(store, datasets_dir, labelled_project, db_s
 def test_trained_assist_net_version_becomes_the_default_assistant(db_session, labelled_project):
     from core.config import get_settings
     from models.assist import make_assistant
-    from services.model_runs import train_stage
+    from services.training.model_runs import train_stage
 
     assert make_assistant(get_settings()).backend == "grabcut"  # fresh project: no trained net yet
     mv = train_stage(
@@ -109,7 +114,7 @@ def test_trained_assist_net_version_becomes_the_default_assistant(db_session, la
 
 def test_embed_images_is_a_no_op_for_weight_free_back_ends(db_session, labelled_project):
     from db.models import Image
-    from services.assist import embed_images
+    from services.training.assist import embed_images
 
     ids = [im.id for im in db_session.exec(select(Image)).all()]
     out = embed_images(db_session, labelled_project, ids)
@@ -186,7 +191,7 @@ def test_cli_trains_from_a_weights_file_and_records_it(
 
 
 def _first_epoch_loss(db_session, project, stage, **kw) -> tuple[float, object]:
-    from services.model_runs import train_stage
+    from services.training.model_runs import train_stage
 
     losses: list[float] = []
 
@@ -223,7 +228,7 @@ def test_yolo_warm_start_takes_the_parents_weights(db_session, labelled_project)
     import torch
 
     from models.registry import build, config_class, stage_class
-    from services.model_runs import train_stage
+    from services.training.model_runs import train_stage
 
     parent = train_stage(db_session, labelled_project, "yolo_seg", epochs=1, device="cpu")
     loaded = stage_class("yolo_seg").load(parent.path, device="cpu")

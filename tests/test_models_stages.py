@@ -63,7 +63,7 @@ def test_wrong_stage_and_bad_files(tmp_path):
 
 def test_pipeline_trains_end_to_end_on_real_photos(datasets_dir, tmp_path, monkeypatch):
     import models.yolo_augment as yolo_augment
-    from models.data import coco_training_set
+    from models.datasets import coco_training_set
     from models.registry import build as b
 
     sided_datasets = []  # YOLO's training set flips with left/right swapped

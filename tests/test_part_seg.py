@@ -48,8 +48,8 @@ def _names(inst) -> list[str]:
 
 
 def test_tiny_trains_on_real_photos_predicts_and_round_trips(datasets_dir, tmp_path, one_thread):
-    from models.base import TrainingSet
-    from models.data import dsmlr_training_set
+    from models.data import TrainingSet
+    from models.datasets import dsmlr_training_set
     from models.registry import build, load
 
     data = dsmlr_training_set(datasets_dir, limit=8)
@@ -213,7 +213,7 @@ def _settings(monkeypatch, **values):
 
 
 def _fake_yolo(session, tmp_path, ap50: float) -> ModelVersion:
-    from services.registry import register_version
+    from services.training.registry import register_version
 
     f = tmp_path / f"yolo-{ap50}.pt"
     f.write_bytes(b"not a model: its figures are all the rule reads")
@@ -227,17 +227,19 @@ def test_autotrain_queues_once_due_and_promotes_only_over_yolo(
     db_session, labelled_project, tmp_path, monkeypatch, one_thread
 ):
     from models.part_seg import PartSegStage
-    from services import part_seg_training as pst
+    from services.events import labels_changed
+    from services.training import part_seg_training as pst
 
     db_session.commit()
     jobs = lambda kind: db_session.exec(select(Job).where(Job.kind == kind)).all()  # noqa: E731
     assert pst.labelled_photos(db_session, labelled_project) == 6
     _settings(monkeypatch, part_seg_autotrain_min_photos=7)
-    assert pst.maybe_queue_part_seg_training(db_session, labelled_project) is False
+    assert pst.POLICY.worth_checking(db_session, labelled_project) is False
     _settings(monkeypatch, part_seg_autotrain_min_photos=6, part_seg_autotrain=False)
-    assert pst.maybe_queue_part_seg_training(db_session, labelled_project) is False
+    assert pst.POLICY.worth_checking(db_session, labelled_project) is False
     _settings(monkeypatch, part_seg_autotrain=True)
-    assert pst.maybe_queue_part_seg_training(db_session, labelled_project) is True
+    assert pst.POLICY.worth_checking(db_session, labelled_project) is True
+    labels_changed(db_session, labelled_project.id)
     db_session.commit()  # the check runs after the commit, in a session of its own
     db_session.expire_all()
     queued = jobs(pst.JOB_KIND)
@@ -247,7 +249,7 @@ def test_autotrain_queues_once_due_and_promotes_only_over_yolo(
         line
         == f"Part pre-annotator (part_seg) auto-training: job {queued[0].id} queued (about 10 min)"
     )
-    assert pst.queue_if_due(db_session, labelled_project) is None  # one is pending
+    assert pst.POLICY.due(db_session, labelled_project) is None  # one is pending
 
     # held-out figures fixed, so the rule is what is tested (training still runs, briefly)
     figures = {"part": {"coco": {"AP": 0.2, "AP50": 0.4}, "miou": 0.3}}
@@ -276,7 +278,7 @@ def test_autotrain_queues_once_due_and_promotes_only_over_yolo(
     for j in queued:  # the first job is no longer pending: only the promotion stops a new one
         db_session.delete(j)
     db_session.commit()
-    assert pst.queue_if_due(db_session, labelled_project) is None
+    assert pst.POLICY.due(db_session, labelled_project) is None
 
 
 def test_the_after_save_check_needs_no_second_pooled_connection(
@@ -288,7 +290,8 @@ def test_the_after_save_check_needs_no_second_pooled_connection(
     from sqlalchemy import select as sa_select
 
     from db.session import get_engine
-    from services import part_seg_training as pst
+    from services.events import labels_changed
+    from services.training import part_seg_training as pst
 
     db_session.commit()
     _settings(monkeypatch, part_seg_autotrain=True, part_seg_autotrain_min_photos=6)
@@ -299,7 +302,7 @@ def test_the_after_save_check_needs_no_second_pooled_connection(
     try:
         while engine.pool.checkedout() < engine.pool.size() + engine.pool._max_overflow:
             held.append(engine.connect())
-        assert pst.maybe_queue_part_seg_training(db_session, labelled_project) is True
+        labels_changed(db_session, labelled_project.id)
         db_session.commit()
     finally:
         for c in held:
@@ -314,9 +317,9 @@ def test_an_import_over_both_thresholds_queues_the_part_model_first(
 ):
     """One worker runs jobs in order: the part pre-annotator, which a project without a part
     model needs most, is not held back behind the assistance's training."""
-    from services import assist_training
-    from services import part_seg_training as pst
-    from services.autotrain_trigger import queue_self_training
+    from services.events import labels_changed
+    from services.training import assist_training
+    from services.training import part_seg_training as pst
 
     db_session.commit()
     line = pst.autotrain_summary(db_session, labelled_project)
@@ -325,7 +328,7 @@ def test_an_import_over_both_thresholds_queues_the_part_model_first(
         == "Part pre-annotator (part_seg) auto-training: 6 labelled photos, next training at 50"
     )
     _settings(monkeypatch, part_seg_autotrain_min_photos=6, assist_autotrain_min_polygons=1)
-    queue_self_training(db_session, labelled_project)
+    labels_changed(db_session, labelled_project.id)
     db_session.commit()
     db_session.expire_all()
     kinds = [j.kind for j in db_session.exec(select(Job).order_by(Job.id)).all()]
@@ -341,8 +344,8 @@ def test_the_job_starts_the_backbone_from_the_weights_folder(
     from torchvision.models import mobilenet_v3_large
 
     from models.part_seg import PartSegStage
-    from services import part_seg_training as pst
-    from services.weights import add_weights
+    from services.training import part_seg_training as pst
+    from services.training.weights import add_weights
 
     db_session.commit()
     assert pst.backbone_in_weights_folder() is None

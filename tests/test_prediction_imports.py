@@ -17,12 +17,12 @@ from typer.testing import CliRunner
 from core.records import UnknownLabelsError
 from db.models import Image, ImagePrediction, ModelVersion, Prediction
 from db.session import session_scope
-from services.annotations import image_detail
+from services.accounts.projects import get_or_create_project
+from services.data_io.imports import import_folder
+from services.data_io.prediction_imports import import_predictions
 from services.errors import Invalid
-from services.imports import import_folder
-from services.prediction_imports import import_predictions
-from services.projects import get_or_create_project
-from services.registry import EXTERNAL_STAGE, promote, verified_artifact
+from services.labelling.annotations import image_detail
+from services.training.registry import EXTERNAL_STAGE, promote, verified_artifact
 
 W, H = 40, 30
 
@@ -48,7 +48,7 @@ def stored(name: str = "detectron-v7") -> dict[str, list[tuple[str, float, str]]
     """Photo file name -> [(class name, score, state)] of the version's predictions."""
     with session_scope() as s:
         project = get_or_create_project(s)
-        from services.projects import project_taxonomy
+        from services.accounts.projects import project_taxonomy
 
         tax = project_taxonomy(project)
         mv = s.exec(select(ModelVersion).where(ModelVersion.name == name)).one()

@@ -34,10 +34,10 @@ def two(tmp_path: Path):
     from core.config import reset_settings
     from db.models import Job, JobStatus, ModelVersion, Prediction
     from db.session import reset_engine, session_scope
-    from services.annotations import save_annotations
-    from services.images import queue_ids
-    from services.imports import import_folder
-    from services.projects import get_or_create_project
+    from services.accounts.projects import get_or_create_project
+    from services.data_io.imports import import_folder
+    from services.labelling.annotations import save_annotations
+    from services.labelling.images import queue_ids
 
     seeded = seed_workspace(tmp_path / "data", n_synthetic=3)
     photos = tmp_path / "other-photos"
@@ -85,7 +85,7 @@ def two(tmp_path: Path):
 def _other_state(image_id: int) -> tuple:
     from db.models import Image, Prediction
     from db.session import session_scope
-    from services.annotations import annotation_dicts
+    from services.labelling.annotations import annotation_dicts
 
     with session_scope() as s:
         image = s.get(Image, image_id)
@@ -195,7 +195,7 @@ def test_a_job_belongs_to_the_project_it_was_started_in(two) -> None:
 
 def test_a_user_who_is_not_a_member_is_refused_with_403_and_a_sentence(two) -> None:
     from db.session import session_scope
-    from services.users import create_user
+    from services.accounts.users import create_user
 
     client, seeded, ids, login = two
     with session_scope() as s:
@@ -226,8 +226,8 @@ def test_a_user_who_is_not_a_member_is_refused_with_403_and_a_sentence(two) -> N
 
 def test_an_admin_may_work_in_every_project(two) -> None:
     from db.session import session_scope
-    from services.projects import get_or_create_project, served_project, user_projects
-    from services.users import create_user
+    from services.accounts.projects import get_or_create_project, served_project, user_projects
+    from services.accounts.users import create_user
 
     client, seeded, _, login = two
     with session_scope() as s:
@@ -312,7 +312,7 @@ def test_the_dashboard_refuses_non_members_and_lets_admins_set_projects(two) -> 
 
     from annotator import app as ui
     from db.session import session_scope
-    from services.users import create_user
+    from services.accounts.users import create_user
 
     _, seeded, _, _ = two
     with session_scope() as s:
@@ -342,9 +342,9 @@ def test_the_dashboard_refuses_non_members_and_lets_admins_set_projects(two) -> 
 
 def test_get_image_in_a_project_is_not_found_for_another_one(two) -> None:
     from db.session import session_scope
-    from services.annotations import get_image
+    from services.accounts.projects import get_or_create_project
     from services.errors import NotFound
-    from services.projects import get_or_create_project
+    from services.labelling.annotations import get_image
 
     _, seeded, ids, _ = two
     with session_scope() as s:
@@ -389,7 +389,7 @@ def _old_rows(engine, projects: list[str], users: list[tuple[str, str]], jobs: i
     """Rows as a database at 0002 holds them (plain SQL: today's models have more columns)."""
     from sqlalchemy import text
 
-    from services.users import hash_password
+    from services.accounts.users import hash_password
 
     digest = hash_password(PASSWORD)
     with engine.begin() as conn:
@@ -421,8 +421,8 @@ def test_the_upgrade_keeps_existing_users_working(store_at_0002) -> None:
     from api.router import api_router
     from db.models import Job, ProjectMember
     from db.session import init_db, session_scope
-    from services.projects import is_member, list_projects
-    from services.users import get_user
+    from services.accounts.projects import is_member, list_projects
+    from services.accounts.users import get_user
 
     users = [("ann", "annotator"), ("rev", "reviewer"), ("root", "admin")]
     _old_rows(store_at_0002, ["default", "second"], users, jobs=1)

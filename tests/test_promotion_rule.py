@@ -20,7 +20,7 @@ def _mv(stage: str, version: int, metrics: dict) -> ModelVersion:
 
 
 def test_is_better_refuses_a_worse_version_and_a_first_assist_net_below_grabcut() -> None:
-    from services.registry import is_better
+    from services.training.registry import is_better
 
     old = _mv("yolo_seg", 1, {"holdout": {"part": {"coco": {"AP50": 0.40}}}})
     worse = _mv("yolo_seg", 2, {"holdout": {"part": {"coco": {"AP50": 0.30}}}})
@@ -46,10 +46,10 @@ def test_cli_train_evaluates_on_the_holdout_and_refuses_a_worse_version(
     a primary metric) and promotes it only when it beats the promoted one."""
     from typer.testing import CliRunner
 
-    import services.model_runs as runs
+    import services.training.model_runs as runs
     from cli.main import app
     from db.session import session_scope
-    from services.registry import current, primary_metric
+    from services.training.registry import current, primary_metric
 
     db_session.commit()
     real_evaluate = runs.evaluate_stage

@@ -34,7 +34,7 @@ def _photo(project, i: int, **fields):
 @pytest.fixture
 def world(tmp_path: Path):
     from db.session import session_scope
-    from services.users import create_user
+    from services.accounts.users import create_user
 
     client, seeded, login = api_client(tmp_path / "data", n_synthetic=4)
     with session_scope() as session:
@@ -132,8 +132,8 @@ def test_overlap_photo_two_annotators_agreement_and_consensus(world) -> None:
     assert detail["queue_score"] == pytest.approx(2 + 1 / 3, abs=1e-3)
     # An active-learning selection rewrites every queue score but keeps this routing.
     from db.session import session_scope
-    from services.projects import get_or_create_project
-    from services.selection import select as al_select
+    from services.accounts.projects import get_or_create_project
+    from services.training.selection import select as al_select
 
     with session_scope() as session:
         al_select(session, get_or_create_project(session), strategy="random", k=2)
@@ -244,9 +244,10 @@ def test_settings_overlap_share_gold_mixing_and_fake_flags(db_session, project) 
     gold photos are mixed into an annotator's queue at the share, and an annotator cannot
     flag fake damage in a set of their own."""
     from db.models import Image, ImageStatus
-    from services import quality
+    from services.accounts.users import create_user
     from services.errors import Forbidden, Invalid
-    from services.users import create_user
+    from services.labelling import routing
+    from services.review import quality
 
     for i in range(10):
         db_session.add(_photo(project, i, import_order=i))
@@ -297,11 +298,11 @@ def test_settings_overlap_share_gold_mixing_and_fake_flags(db_session, project) 
     db_session.flush()
     quality.set_quality_settings(db_session, lead, project, gold_share=0.25)
     ordinary = [1001, 1002, 1003, 1004, 1005, 1006, 1007]
-    mixed = quality.queue_ids_for(db_session, project.id, ann, ordinary)
+    mixed = routing.queue_ids_for(db_session, project.id, ann, ordinary)
     assert [mixed[k] for k in (3, 7)] == [g for g in mixed if g in gold_ids] and len(mixed) == 9
-    assert quality.queue_ids_for(db_session, project.id, lead, ordinary) == ordinary
+    assert routing.queue_ids_for(db_session, project.id, lead, ordinary) == ordinary
     assert (
-        quality.queue_ids_for(db_session, project.id, ann, ordinary, {"split": "train"}) == ordinary
+        routing.queue_ids_for(db_session, project.id, ann, ordinary, {"split": "train"}) == ordinary
     )
 
 
@@ -313,8 +314,8 @@ def test_dashboard_quality_handlers(store) -> None:
     from annotator import quality_panel
     from db.models import Image, ImageStatus
     from db.session import session_scope
-    from services.projects import get_or_create_project
-    from services.users import create_user
+    from services.accounts.projects import get_or_create_project
+    from services.accounts.users import create_user
 
     with session_scope() as s:
         project = get_or_create_project(s)

@@ -24,9 +24,9 @@ def _require(tool: str) -> str:
 
 def _inspection_with_labels(db_session, project, datasets_dir: Path, tmp_path: Path) -> int:
     from db.models import Annotation, DamageFlag, Image, ModelVersion, Prediction
-    from services.imports import import_folder
-    from services.inspections import assign_photo, create_inspection, create_vehicle
-    from services.projects import project_taxonomy
+    from services.accounts.projects import project_taxonomy
+    from services.claims.inspections import assign_photo, create_inspection, create_vehicle
+    from services.data_io.imports import import_folder
 
     photos = tmp_path / "ph"
     photos.mkdir()
@@ -118,7 +118,7 @@ def _inspection_with_labels(db_session, project, datasets_dir: Path, tmp_path: P
 def test_report_renders_with_text_tables_and_literal_notes(
     db_session, project, datasets_dir, tmp_path
 ) -> None:
-    from services.report import build_report
+    from services.claims.report import build_report
 
     pdftoppm, pdftotext = _require("pdftoppm"), _require("pdftotext")
     iid = _inspection_with_labels(db_session, project, datasets_dir, tmp_path)

@@ -1,4 +1,4 @@
-"""Review at a glance (``services.review``, ``services.rejections``), without HTTP: verdicts on
+"""Review at a glance (``services.review.decisions``, ``services.labelling.rejections``), without HTTP: verdicts on
 single instances, a rejection going back to its author at the head of their queue with a count,
 the per-annotator rejection rates, and the migration 0007 columns in use."""
 
@@ -10,12 +10,13 @@ import pytest
 from browser_helpers import seed_workspace
 
 from db.models import Image, ImageStatus, User
-from services import annotations as ann
-from services import rejections, review
+from services.accounts.projects import get_or_create_project
+from services.accounts.users import create_user, get_user
 from services.errors import Forbidden, Invalid, NotFound
-from services.images import queue_ids
-from services.projects import get_or_create_project
-from services.users import create_user, get_user
+from services.labelling import annotations as ann
+from services.labelling import rejections
+from services.labelling.images import queue_ids
+from services.review import decisions as review
 
 SQUARE = [{"exterior": [[10.0, 10.0], [60.0, 10.0], [60.0, 60.0], [10.0, 60.0]], "holes": []}]
 OTHER = [{"exterior": [[100.0, 100.0], [160.0, 100.0], [160.0, 160.0]], "holes": []}]
@@ -204,7 +205,7 @@ def test_side_less_labels_import_as_side_unknown_and_a_lead_resolves_them(
 
     from core.records import LabelResolver, load_label_map
     from core.taxonomy import TaxonomyError, default_taxonomy
-    from services.imports import import_coco
+    from services.data_io.imports import import_coco
 
     project = get_or_create_project(session)
     synthetic_photo(tmp_path / "car.jpg", seed=5)

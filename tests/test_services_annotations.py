@@ -9,9 +9,9 @@ import pytest
 from browser_helpers import seed_workspace
 
 from db.models import Image, ImageStatus, Prediction, PredictionState, Role, User
-from services import annotations as ann
+from services.accounts.projects import get_or_create_project
 from services.errors import Forbidden, Invalid
-from services.projects import get_or_create_project
+from services.labelling import annotations as ann
 
 SQUARE = [{"exterior": [[10.0, 10.0], [60.0, 10.0], [60.0, 60.0], [10.0, 60.0]], "holes": []}]
 MOVED = [{"exterior": [[0.0, 0.0], [70.0, 0.0], [70.0, 70.0]], "holes": []}]
@@ -28,7 +28,7 @@ def seeded(tmp_path: Path):
 
 
 def _user(session, role: str) -> User:
-    from services.users import get_user
+    from services.accounts.users import get_user
 
     return get_user(session, f"{role}1")
 

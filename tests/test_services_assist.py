@@ -13,9 +13,9 @@ from conftest import REPO_ROOT
 
 from core.geometry import Polygon, Shape
 from models.assist import AssistResult
-from services import assist
+from services.accounts.projects import get_or_create_project
 from services.errors import Invalid, NotFound
-from services.projects import get_or_create_project
+from services.training import assist
 
 
 def _circle(cx: float, cy: float, r: float, n: int = 64) -> np.ndarray:
@@ -58,7 +58,7 @@ def test_assist_max_side_is_defined_once() -> None:
             if isinstance(node, ast.AnnAssign):
                 targets = [node.target]
             found += [str(rel) for t in targets if getattr(t, "id", None) == "ASSIST_MAX_SIDE"]
-    assert found == ["services/assist.py"]
+    assert found == ["services/training/assist.py"]
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ SQUARE = [{"exterior": [[10.0, 10.0], [60.0, 10.0], [60.0, 60.0], [10.0, 60.0]],
 def seeded(tmp_path: Path):
     from core.config import reset_settings
     from db.session import reset_engine, session_scope
-    from services.annotations import save_annotations
+    from services.labelling.annotations import save_annotations
 
     seeded = seed_workspace(tmp_path / "data", n_synthetic=2)
     with session_scope() as s:
@@ -37,8 +37,8 @@ def seeded(tmp_path: Path):
 def test_dashboard_data_counts_throughput_and_models(seeded) -> None:
     from db.models import ModelVersion
     from db.session import session_scope
-    from services.dashboard import dashboard_data
-    from services.projects import get_or_create_project
+    from services.accounts.projects import get_or_create_project
+    from services.dashboard.summary import dashboard_data
 
     with session_scope() as s:
         s.add(ModelVersion(stage="albert", version=2, name="albert-v2", path="-", sha256="1"))
@@ -59,8 +59,8 @@ def test_dashboard_data_counts_throughput_and_models(seeded) -> None:
 )
 def test_export_archive_writes_one_downloadable_file(seeded, tmp_path, fmt, name, media) -> None:
     from db.session import session_scope
-    from services.exports import export_archive
-    from services.projects import get_or_create_project
+    from services.accounts.projects import get_or_create_project
+    from services.data_io.exports import export_archive
 
     out_dir = tmp_path / "out"
     out_dir.mkdir()
@@ -81,8 +81,8 @@ def test_export_archive_writes_one_downloadable_file(seeded, tmp_path, fmt, name
 
 def test_export_archive_names_the_formats_for_an_unknown_one(seeded, tmp_path) -> None:
     from db.session import session_scope
-    from services.exports import export_archive
-    from services.projects import get_or_create_project
+    from services.accounts.projects import get_or_create_project
+    from services.data_io.exports import export_archive
 
     with session_scope() as s, pytest.raises(NotFound, match="coco, yolo, label-studio"):
         export_archive(s, get_or_create_project(s), "pascal", tmp_path)
@@ -93,8 +93,8 @@ def test_the_weights_picker_offers_files_each_stage_can_start_from(tmp_path, mon
     import torchvision
 
     from core.config import configure, reset_settings
-    from services.dashboard import picked_weights, start_weights_choices
-    from services.weights import add_weights
+    from services.dashboard.summary import picked_weights, start_weights_choices
+    from services.training.weights import add_weights
 
     configure(data_dir=tmp_path / "data")
     try:

@@ -16,10 +16,11 @@ from core.records import UnknownLabelsError, load_label_map
 from db.models import Annotation, Image
 from db.session import session_scope
 from exports.errors import FormatError
-from services import imports
-from services.exports import collect_records, export_coco
-from services.projects import get_or_create_project
-from services.stats import project_stats
+from services.accounts.projects import get_or_create_project
+from services.dashboard.stats import project_stats
+from services.data_io import imports
+from services.data_io.exports import export_coco
+from services.training.records import collect_records
 
 DSMLR_MAP = Path(__file__).parent / "data" / "dsmlr_map.json"
 
@@ -179,7 +180,7 @@ def test_uploads_are_stored_by_hash_and_deduplicated(store):
 
 
 def test_attributes_survive_export_on_both_databases(any_store, tmp_path):
-    from services.annotations import save_annotations
+    from services.labelling.annotations import save_annotations
 
     folder = tmp_path / "p"
     folder.mkdir()
@@ -211,8 +212,8 @@ def test_store_round_trip_through_each_export(tmp_path, fmt):
 
     from core.config import reset_settings
     from db.session import reset_engine
-    from services import exports
-    from services.annotations import save_annotations
+    from services.data_io import exports
+    from services.labelling.annotations import save_annotations
 
     folder = tmp_path / "photos"
     folder.mkdir()

@@ -11,7 +11,7 @@ from sqlmodel import select
 from core.geometry import Shape
 from core.instances import ImageResult, Instances
 from db.models import Image, ImagePrediction, ModelVersion, Prediction
-from services.predictions import (
+from services.training.predictions import (
     encode_embedding,
     instances_to_rows,
     predictions_by_image,
@@ -156,7 +156,8 @@ def test_label_studio_export_has_one_prediction_per_pending_version(db_session, 
     import json
 
     from db.models import PredictionState
-    from services.exports import collect_records, export_label_studio
+    from services.data_io.exports import export_label_studio
+    from services.training.records import collect_records
 
     img = Image(project_id=project.id, path="/x.jpg", file_name="x.jpg", sha256="1" * 64,
                 width=16, height=12)  # fmt: skip

@@ -1,4 +1,4 @@
-"""Sharp zoom's region endpoint (``GET /api/images/{id}/region``, ``services.tiles``).
+"""Sharp zoom's region endpoint (``GET /api/images/{id}/region``, ``services.labelling.tiles``).
 
 A real seeded workspace over the REST API: a signed-in session is needed, an image of another
 project answers 404, regions that leave the photo or exceed the output limit answer 422 with a
@@ -17,19 +17,19 @@ from browser_helpers import api_client, synthetic_photo
 from PIL import Image as PILImage
 from sqlmodel import select
 
-from services import tiles
+from services.labelling import tiles
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory):
     from db.models import Image
     from db.session import session_scope
-    from services.imports import import_folder
-    from services.projects import get_or_create_project
+    from services.accounts.projects import get_or_create_project
+    from services.data_io.imports import import_folder
 
     tmp_path = tmp_path_factory.mktemp("tiles")
     with pytest.MonkeyPatch.context() as mp:  # conftest's cheap hashes are per test
-        mp.setattr("services.users._scrypt_n_for_tests", 2**10)
+        mp.setattr("services.accounts.users._scrypt_n_for_tests", 2**10)
         client, seeded, login = api_client(tmp_path / "data", n_synthetic=1)
     # One photo of another project in the same database.
     other_dir = tmp_path / "other"

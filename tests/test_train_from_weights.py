@@ -32,8 +32,8 @@ def damage_project(db_session, project, datasets_dir, tmp_path):
     """Four coco_car_damage photos with their damage polygons, labelled (Mask R-CNN learns
     damage; the dsmlr photos have only parts)."""
     from db.models import Image
-    from services.annotations import set_status
-    from services.imports import import_coco
+    from services.data_io.imports import import_coco
+    from services.labelling.annotations import set_status
 
     root = datasets_dir / "coco_car_damage" / "train"
     path = annotated_subset(root / "COCO_train_annos.json", 4, tmp_path / "damage.json")
@@ -103,7 +103,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
 def _train_from(session, project, stage: str, weights: Path, **options):
     """One tiny epoch of ``stage`` on the CPU from ``weights``; the version records the file."""
     from core.files import sha256_file
-    from services.model_runs import train_stage
+    from services.training.model_runs import train_stage
 
     mv = train_stage(
         session, project, stage, config="tiny", epochs=1, device="cpu", weights=weights, **options
@@ -117,8 +117,8 @@ def _train_from(session, project, stage: str, weights: Path, **options):
 
 def test_yolo_fine_tunes_from_an_80_class_coco_pt(db_session, labelled_project, files):
     """Ultralytics transfers what fits and re-makes the 80-class head for our part classes."""
-    from services.model_runs import load_version
-    from services.projects import project_taxonomy
+    from services.accounts.projects import project_taxonomy
+    from services.training.model_runs import load_version
 
     mv = _train_from(db_session, labelled_project, "yolo_seg", files["yolo_seg"])
     assert mv.config["model"] == str(files["yolo_seg"])
@@ -165,7 +165,7 @@ def test_albert_encoder_starts_from_a_torchvision_vit(db_session, labelled_proje
 
 def test_a_vit_of_another_size_is_refused_naming_both_sizes(db_session, labelled_project, tmp_path):
     from models.base import CheckpointError
-    from services.model_runs import train_stage
+    from services.training.model_runs import train_stage
 
     wide = _vit(tmp_path / "vit-wide.pth", **{**ALBERT_TINY_VIT, "hidden_dim": 96})
     with pytest.raises(CheckpointError) as e:
@@ -195,7 +195,7 @@ def test_a_wrong_kind_or_a_truncated_file_is_refused(
     db_session, labelled_project, files, tmp_path, stage, other
 ):
     from services.errors import Invalid
-    from services.model_runs import train_stage
+    from services.training.model_runs import train_stage
 
     wrong = files[other]
     with pytest.raises(Invalid) as e:
@@ -230,7 +230,7 @@ def test_a_round_passes_each_stage_its_weights_and_options(
     import logging
 
     from jobs import rounds
-    from services import model_runs
+    from services.training import model_runs
 
     db_session.commit()
     seen: dict[str, dict] = {}

@@ -303,7 +303,7 @@ def test_remove_refused_while_a_setting_or_a_version_uses_it(store, checkpoints)
 
     assert _cli(store, "add", str(checkpoints("mobile_sam")), "--name", "msam").exit_code == 0
     assert _cli(store, "add", str(checkpoints("resnet34")), "--name", "r34").exit_code == 0
-    from services.weights import get_weights
+    from services.training.weights import get_weights
 
     msam, r34 = get_weights("msam"), get_weights("r34")
 

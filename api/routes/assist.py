@@ -1,6 +1,6 @@
 """Click and box assistance: ``POST /api/images/{id}/assist`` → a preview polygon.
 
-The assistant and its per-photo embedding cache live in ``services.assist``; prompts and
+The assistant and its per-photo embedding cache live in ``services.training.assist``; prompts and
 answers are in original image pixels.
 """
 
@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, field_validator
 from api.deps import ProjectDep, SessionDep, require, service_errors
 from api.schemas import AssistAnswer, AssistPrepared, IdPath
 from db.models import User
-from services import assist as assist_service
+from services.training import assist as assist_service
 
 router = APIRouter(tags=["assist"])
 

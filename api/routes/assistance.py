@@ -1,7 +1,7 @@
 """The project's assistance back end: ``GET``/``PUT /api/assistance``.
 
 Everyone who may use the assistance sees which back end is active and why; leads and admins
-change it (``services.assist.set_assistance``), effective at the next request.
+change it (``services.training.assist.set_assistance``), effective at the next request.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends
 from api.deps import ProjectDep, SessionDep, require, service_errors
 from api.schemas import AssistanceIn, AssistanceOut
 from db.models import User
-from services import assist as assist_service
+from services.training import assist as assist_service
 
 router = APIRouter(tags=["assist"])
 

@@ -9,8 +9,9 @@ from sqlmodel import Session
 from api.deps import current_user, db_session, request_token, service_errors
 from api.schemas import LoginAnswer, Me, Revoked
 from db.models import User
-from services import projects as project_service
-from services import users as user_service
+from services.accounts import projects as project_service
+from services.accounts import users as user_service
+from services.labelling import leases as lease_service
 
 router = APIRouter(tags=["auth"])
 
@@ -45,7 +46,7 @@ def logout(
     request: Request, user: User = Depends(current_user), session: Session = Depends(db_session)
 ) -> Revoked:
     """Revoke the token this request was made with."""
-    return Revoked(revoked=user_service.revoke_token(session, request_token(request)))
+    return Revoked(revoked=lease_service.sign_out(session, request_token(request)))
 
 
 @router.get("/me")

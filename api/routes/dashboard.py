@@ -11,8 +11,9 @@ from pydantic import BaseModel, Field
 from api.deps import ProjectDep, SessionDep, require, service_errors
 from api.schemas import RetrainAnswer, Stats
 from db.models import User
-from services import dashboard as dashboard_service
-from services import plots as plot_service
+from jobs.service import start_round
+from services.dashboard import plots as plot_service
+from services.dashboard import summary as dashboard_service
 from services.errors import NotFound
 
 router = APIRouter(tags=["dashboard"])
@@ -60,10 +61,10 @@ def retrain(
     job id. The body is optional: ``{"stages": ["yolo_seg", "assist_net"], "config": "tiny"}``."""
     body = body or RetrainBody()
     with service_errors():
-        job = dashboard_service.start_retraining(
+        job = start_round(
             session,
             project=project,
-            username=user.username,
+            created_by=user.username,
             stages=body.stages,
             config=body.config,
             from_scratch=body.from_scratch,

@@ -13,7 +13,7 @@ from starlette.background import BackgroundTask
 
 from api.deps import ProjectDep, SessionDep, require, service_errors
 from db.models import User
-from services.exports import export_archive
+from services.data_io.exports import export_archive
 
 router = APIRouter(tags=["export"])
 

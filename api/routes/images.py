@@ -22,11 +22,11 @@ from api.schemas import (
     PredictionStateOut,
 )
 from db.models import ImageStatus, PredictionState, Project, User
-from services import annotations as ann_service
-from services import images as image_service
-from services import leases as lease_service
-from services import quality as quality_service
-from services.imports import import_uploads
+from services.data_io.imports import import_uploads
+from services.labelling import annotations as ann_service
+from services.labelling import images as image_service
+from services.labelling import leases as lease_service
+from services.review import quality as quality_service
 
 router = APIRouter(tags=["images"])
 

@@ -9,7 +9,7 @@ from sqlmodel import Session
 from api.deps import current_project, db_session, require, service_errors
 from api.schemas import ImportReportOut
 from db.models import Project, User
-from services.label_uploads import LABEL_FORMATS, import_label_upload
+from services.data_io.label_uploads import LABEL_FORMATS, import_label_upload
 
 router = APIRouter(tags=["imports"])
 

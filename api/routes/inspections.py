@@ -1,5 +1,5 @@
-"""Vehicles, inspections and their photo slots (``services.inspections``), new-damage flags
-(``services.new_damage``) and the PDF damage report (``services.report``).
+"""Vehicles, inspections and their photo slots (``services.claims.inspections``), new-damage flags
+(``services.claims.new_damage``) and the PDF damage report (``services.claims.report``).
 
 Leads and admins manage vehicles, inspections and slots (``import``); everyone in the
 project reads them (``view``); fraud analysts and leads compute and judge new-damage flags
@@ -16,9 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.deps import ProjectDep, SessionDep, require, service_errors
 from api.schemas import IdPath, IdQuery
 from db.models import User
-from services import inspections as svc
-from services import new_damage
-from services.annotations import MAX_ID
+from services.claims import inspections as svc
+from services.claims import new_damage
+from services.labelling.annotations import MAX_ID
 
 router = APIRouter(tags=["inspections"])
 
@@ -282,7 +282,7 @@ def compute_new_damage(
     method: Annotated[str, Query(description="auto, sift, orb or patch-ssl")] = "auto",
 ) -> FlagsComputed:
     """Compare the inspection's damage with the vehicle's pick-up, slot by slot."""
-    from services.alignment import check_method
+    from services.claims.alignment import check_method
 
     with service_errors():
         out = new_damage.compute_flags(session, project, inspection_id, method=check_method(method))
@@ -322,7 +322,7 @@ def report_pdf(
     inspection_id: IdPath, user: Viewer, project: ProjectDep, session: SessionDep
 ) -> Response:
     """The PDF damage report of the inspection."""
-    from services.report import build_report
+    from services.claims.report import build_report
 
     with service_errors():
         pdf = build_report(session, project, inspection_id)

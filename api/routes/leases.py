@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from api.deps import ProjectDep, SessionDep, require, service_errors
 from api.schemas import IdPath
 from db.models import User
-from services import leases as lease_service
+from services.labelling import leases as lease_service
 
 router = APIRouter(tags=["leases"])
 

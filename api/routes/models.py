@@ -13,8 +13,8 @@ from sqlmodel import Session
 from api.deps import ProjectDep, SessionDep, db_session, require, service_errors
 from api.schemas import Holdout, IdPath, VersionOut
 from db.models import ModelVersion, User
-from services import dashboard as dashboard_service
-from services import registry
+from services.dashboard import summary as dashboard_service
+from services.training import registry
 
 router = APIRouter(tags=["models"])
 
@@ -98,7 +98,7 @@ def predict_photo(
 ) -> PhotoPrediction:
     """Run ``stage``'s promoted version on one photo at a lower score ``threshold``; its
     pending predictions of the photo are replaced (a lead looking at an empty result)."""
-    from services.model_runs import predict_photo as run
+    from services.training.model_runs import predict_photo as run
 
     with service_errors():
         return PhotoPrediction(**run(session, project, stage, image_id, threshold=threshold))

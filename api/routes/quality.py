@@ -13,8 +13,8 @@ from pydantic import BaseModel, Field
 from api.deps import ProjectDep, SessionDep, require, service_errors
 from api.schemas import IdPath
 from db.models import Project, User
-from services import quality as quality_service
-from services import quality_report as report
+from services.review import quality as quality_service
+from services.review import quality_report as report
 
 router = APIRouter(tags=["quality"])
 

@@ -1,5 +1,5 @@
 """The annotation queue: next / previous photo under filters, with a progress counter. The photo
-returned is leased to the caller (``services.leases``): nobody else is handed it meanwhile."""
+returned is leased to the caller (``services.labelling.leases``): nobody else is handed it meanwhile."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, Query
 from api.deps import ProjectDep, SessionDep, require, service_errors
 from api.schemas import ClassIdQuery, IdQuery, QueueStep
 from db.models import Image, User
-from services import fraud_screen
-from services import leases as lease_service
+from services.claims import fraud_screen
+from services.labelling import leases as lease_service
 
 router = APIRouter(tags=["queue"])
 

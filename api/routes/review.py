@@ -1,4 +1,4 @@
-"""Review at a glance (``services.review``): a verdict on one instance, the rejections waiting
+"""Review at a glance (``services.review.decisions``): a verdict on one instance, the rejections waiting
 for the caller, per-annotator rejection rates, and the side-less imports a lead resolves."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from api.schemas import (
     SideUnknownOut,
 )
 from db.models import User
-from services import review as review_service
+from services.review import decisions as review_service
 
 router = APIRouter(tags=["review"])
 Lead = Annotated[User, Depends(require("dashboard"))]

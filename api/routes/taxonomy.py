@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends
 from api.deps import current_project, require
 from api.schemas import TaxonomyOut
 from db.models import Project, User
-from services.projects import project_taxonomy
+from services.accounts.projects import project_taxonomy
 
 router = APIRouter(tags=["taxonomy"])
 

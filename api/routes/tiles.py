@@ -1,4 +1,4 @@
-"""Sharp zoom: a full-resolution region of a photo (``services.tiles`` does the work)."""
+"""Sharp zoom: a full-resolution region of a photo (``services.labelling.tiles`` does the work)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from api.deps import ProjectDep, SessionDep, require, service_errors
 from api.files import safe_image_path
 from api.schemas import MAX_ID, IdPath
 from db.models import User
-from services import annotations as ann_service
-from services import tiles
+from services.labelling import annotations as ann_service
+from services.labelling import tiles
 
 router = APIRouter(tags=["images"])
 

@@ -13,7 +13,7 @@ from sqlmodel import Session
 from api.deps import SessionDep, db_session, require
 from api.schemas import UserProjects, UserPublic
 from db.models import Role, User
-from services import users as user_service
+from services.accounts import users as user_service
 
 router = APIRouter(tags=["users"])
 

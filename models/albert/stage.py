@@ -25,16 +25,8 @@ from core.geometry import mask_to_shape, masks_iou_matrix
 from core.instances import ImageResult, Instances
 from core.taxonomy import GROUPS, Taxonomy, default_taxonomy
 from models.albert.config import AlbertConfig
-from models.base import (
-    OutPath,
-    Progress,
-    TrainingSet,
-    TrainResult,
-    check_images,
-    end_epoch,
-    resolve_device,
-    taxonomy_counts,
-)
+from models.base import OutPath, TrainResult, end_epoch, resolve_device, taxonomy_counts
+from models.data import Progress, TrainingSet, check_images
 from models.registry import register_stage
 from models.torch_stage import TorchStage
 

@@ -24,7 +24,7 @@ BACKENDS = ("auto", "sam", "mobile_sam", "assist_net", "grabcut", "box")
 
 def latest_assist_net(artifacts_dir: str | Path) -> Path | None:
     """The highest ``assist_net-vN.pt`` in the artifacts folder or its ``assist_net/`` folder
-    (where ``services.registry`` files versions), if any."""
+    (where ``services.training.registry`` files versions), if any."""
     d = Path(artifacts_dir)
     best: tuple[int, Path] | None = None
     found = (

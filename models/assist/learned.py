@@ -29,15 +29,8 @@ from models.assist.learned_net import (
     sample_batch,
     window_affine,
 )
-from models.base import (
-    OutPath,
-    Progress,
-    TrainingSet,
-    TrainResult,
-    check_images,
-    end_epoch,
-    resolve_device,
-)
+from models.base import OutPath, TrainResult, end_epoch, resolve_device
+from models.data import Progress, TrainingSet, check_images
 from models.registry import register_stage
 from models.torch_stage import TorchStage
 

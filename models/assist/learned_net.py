@@ -18,7 +18,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from models.base import StageConfig, TrainingSet
+from models.base import StageConfig
+from models.data import TrainingSet
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255

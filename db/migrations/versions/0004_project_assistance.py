@@ -4,7 +4,7 @@ Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-02 09:00:00
 
-``project.assistance`` holds the choice (``services.assist.set_assistance``). Existing projects
+``project.assistance`` holds the choice (``services.training.assist.set_assistance``). Existing projects
 get none, which means ``auto``: the behaviour they have had until now.
 """
 

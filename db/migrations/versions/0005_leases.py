@@ -5,7 +5,7 @@ Revises: 0004
 Create Date: 2026-12-01 04:10:00
 
 ``image.lease_user_id`` / ``lease_since`` / ``lease_until`` record who the queue handed a
-photo to and until when (``services.leases``). Every existing photo starts without a lease.
+photo to and until when (``services.labelling.leases``). Every existing photo starts without a lease.
 """
 
 from __future__ import annotations

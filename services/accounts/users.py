@@ -1,0 +1,373 @@
+"""Users, roles and bearer tokens.
+
+Passwords are hashed with stdlib ``hashlib.scrypt`` at OWASP's cost (N=2^17, r=8, p=1) and a
+random salt; a hash made with a lower cost is replaced at the user's next successful sign-in.
+Bearer tokens are random strings of which only the sha256 is stored (``db.models.ApiToken``);
+a new password, or disabling the user, revokes them all. Sign-ins are throttled per user name
+and per client address (``services.accounts.throttle``). There is no default user or password: the
+first admin is created with ``panelbeater user add NAME --role admin``.
+
+Which projects a user may work in is ``services.accounts.projects``' rule (admins: all; others: the
+projects they are a member of); the functions here change a user's memberships by name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import threading
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete
+from sqlmodel import Session, func, select
+
+from core.config import get_settings
+from db.models import ApiToken, Project, Role, User, utcnow
+from services.accounts import projects as project_service
+from services.accounts import throttle
+from services.errors import NotFound
+
+#: scrypt cost, OWASP's minimum: 128 MiB of memory and 0.3-1 s of one core per hash. Stored
+#: with each hash, so a weaker stored hash is recognised and upgraded at the next sign-in.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**17, 8, 1
+#: Tests only, by monkeypatching: a lower N so that suites creating many users stay fast.
+#: Nothing reads it from settings or the environment, so a deployment cannot go below 2^17.
+_scrypt_n_for_tests: int | None = None
+#: Hashes at once per process: each holds 128 MiB, and a burst of sign-ins on the web
+#: server's 40 worker threads would otherwise ask for 5 GiB. More than the cores buys nothing.
+_HASH_SLOTS = threading.BoundedSemaphore(max(1, min(4, os.cpu_count() or 1)))
+MIN_PASSWORD_LENGTH = 8
+
+#: What a lead may do: everything but managing users, which is the admin's alone.
+_LEAD_PERMISSIONS = frozenset(
+    {"view", "annotate", "assist", "review", "fraud", "dashboard", "export", "retrain", "import"}
+)
+
+#: What each role may do. The UI hides, and the API refuses, everything else.
+PERMISSIONS: dict[Role, frozenset[str]] = {
+    Role.annotator: frozenset({"view", "annotate", "assist"}),
+    Role.reviewer: frozenset({"view", "annotate", "assist", "review"}),
+    Role.fraud_analyst: frozenset({"view", "annotate", "assist", "fraud"}),
+    Role.lead: _LEAD_PERMISSIONS,
+    Role.admin: _LEAD_PERMISSIONS | {"users"},
+}
+
+FIRST_START_MESSAGE = (
+    "No users exist yet. Create the first admin with:\n"
+    "    panelbeater user add NAME --role admin\n"
+    "(it prompts for the password; there is no default password)."
+)
+
+
+class UserError(ValueError):
+    """A user could not be created or changed; the message says why."""
+
+
+class UnknownUser(UserError, NotFound):
+    """There is no user of that name."""
+
+
+def permissions(role: Role | str) -> frozenset[str]:
+    return PERMISSIONS[Role(role)]
+
+
+def can(user_or_role: User | Role | str, permission: str) -> bool:
+    role = user_or_role.role if isinstance(user_or_role, User) else user_or_role
+    return permission in permissions(role)
+
+
+def _cost() -> tuple[int, int, int]:
+    return (_scrypt_n_for_tests or SCRYPT_N, SCRYPT_R, SCRYPT_P)
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, dklen: int) -> bytes:
+    # OpenSSL refuses more than 32 MiB unless told: allow exactly what these parameters need.
+    maxmem = 128 * r * (n + p + 2) + 1024
+    with _HASH_SLOTS:
+        return hashlib.scrypt(
+            password.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=dklen, maxmem=maxmem
+        )
+
+
+def hash_password(password: str) -> str:
+    """``scrypt$N$r$p$salt_hex$hash_hex`` of ``password`` with a fresh 16-byte salt."""
+    n, r, p = _cost()
+    salt = secrets.token_bytes(16)
+    digest = _scrypt(password, salt, n, r, p, 32)
+    return f"scrypt${n}${r}${p}${salt.hex()}${digest.hex()}"
+
+
+def _parse(stored: str) -> tuple[int, int, int, bytes, str] | None:
+    try:
+        scheme, n, r, p, salt_hex, hash_hex = stored.split("$")
+        if scheme != "scrypt":
+            return None
+        return int(n), int(r), int(p), bytes.fromhex(salt_hex), hash_hex
+    except ValueError:
+        return None
+
+
+def verify_password(password: str, stored: str) -> bool:
+    parsed = _parse(stored)
+    if parsed is None:
+        return False
+    n, r, p, salt, hash_hex = parsed
+    try:
+        digest = _scrypt(password, salt, n, r, p, len(hash_hex) // 2)
+    except ValueError:  # parameters scrypt refuses
+        return False
+    return hmac.compare_digest(digest.hex(), hash_hex)
+
+
+def needs_rehash(stored: str) -> bool:
+    """Whether ``stored`` was made with less than today's scrypt cost (or is unreadable)."""
+    parsed = _parse(stored)
+    if parsed is None:
+        return True
+    n, r, p, _, _ = parsed
+    cur_n, cur_r, cur_p = _cost()
+    return n < cur_n or r < cur_r or p < cur_p
+
+
+def count_users(session: Session) -> int:
+    return int(session.exec(select(func.count()).select_from(User)).one())
+
+
+def list_users(session: Session) -> list[User]:
+    """Every account, by user name."""
+    return list(session.exec(select(User).order_by(User.username)).all())
+
+
+def get_user(session: Session, username: str) -> User | None:
+    return session.exec(select(User).where(User.username == username)).first()
+
+
+def create_user(
+    session: Session,
+    *,
+    username: str,
+    password: str,
+    role: Role | str,
+    projects: Sequence[str] | None = None,
+) -> User:
+    """Add a user, a member of ``projects`` (None: the project this server serves; admins
+    may work in every project anyway). Raises :class:`UserError` for a taken name, an
+    unknown role, a short password or an unknown project."""
+    username = username.strip()
+    if not username or any(c.isspace() for c in username):
+        raise UserError("The user name must be non-empty and contain no spaces.")
+    try:
+        role = Role(role)
+    except ValueError:
+        valid = ", ".join(r.value for r in Role)
+        raise UserError(f"Unknown role {role!r}; use one of: {valid}.") from None
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise UserError(f"The password must have at least {MIN_PASSWORD_LENGTH} characters.")
+    if get_user(session, username) is not None:
+        raise UserError(f"A user named {username!r} already exists.")
+    names = [get_settings().project_name] if projects is None else list(projects)
+    joined = _projects(session, names)
+    user = User(username=username, password_hash=hash_password(password), role=role)
+    session.add(user)
+    session.flush()
+    for project in joined:
+        project_service.add_member(session, user, project)
+    return user
+
+
+def _projects(session: Session, names: Sequence[str]) -> list[Project]:
+    try:
+        return [project_service.find_project(session, n) for n in dict.fromkeys(names)]
+    except NotFound as e:
+        raise UserError(str(e)) from None
+
+
+def get_user_or_fail(session: Session, username: str) -> User:
+    """The user of that name; UnknownUser (a NotFound) when there is none."""
+    return _existing(session, username)
+
+
+def _existing(session: Session, username: str) -> User:
+    user = get_user(session, username)
+    if user is None:
+        raise UnknownUser(f"No user named {username!r}; `panelbeater user list` shows them all.")
+    return user
+
+
+def set_password(session: Session, *, username: str, password: str) -> User:
+    """Give ``username`` a new password, revoke every token it holds, and lift any lockout."""
+    user = _existing(session, username)
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise UserError(f"The password must have at least {MIN_PASSWORD_LENGTH} characters.")
+    user.password_hash = hash_password(password)
+    session.add(user)
+    revoke_user_tokens(session, user)
+    throttle.clear_user(session, username=user.username)
+    session.flush()
+    return user
+
+
+def disable_user(session: Session, *, username: str) -> User:
+    """Disable ``username`` and revoke its tokens at once: it can neither sign in nor use a
+    token until :func:`enable_user`."""
+    user = _existing(session, username)
+    user.active = False
+    session.add(user)
+    revoke_user_tokens(session, user)
+    session.flush()
+    return user
+
+
+def enable_user(session: Session, *, username: str) -> User:
+    """Let a disabled user sign in again (its old tokens stay revoked)."""
+    user = _existing(session, username)
+    user.active = True
+    session.add(user)
+    session.flush()
+    return user
+
+
+def user_projects(session: Session, *, username: str) -> list[str]:
+    """The projects ``username`` is a member of, by name (admins may work in all of them)."""
+    return project_service.member_project_names(session, _existing(session, username))
+
+
+def users_with_projects(session: Session) -> list[dict[str, Any]]:
+    """Every account by name: ``{"username", "role", "active", "projects"}``, where
+    ``projects`` names the projects it is a member of (admins may work in all of them)."""
+    return [
+        {
+            "username": u.username,
+            "role": u.role.value,
+            "active": u.active,
+            "projects": project_service.member_project_names(session, u),
+        }
+        for u in list_users(session)
+    ]
+
+
+def project_access(session: Session, *, username: str) -> dict[str, Any]:
+    """``{"username", "projects", "all_projects"}``: the projects ``username`` is a member
+    of, and whether it may work in every project (admins)."""
+    user = _existing(session, username)
+    return {
+        "username": user.username,
+        "projects": project_service.member_project_names(session, user),
+        "all_projects": user.role == Role.admin,
+    }
+
+
+def join_projects(session: Session, *, username: str, projects: Sequence[str]) -> list[str]:
+    """Make ``username`` a member of ``projects`` too; returns all its projects' names."""
+    user = _existing(session, username)
+    for project in _projects(session, projects):
+        project_service.add_member(session, user, project)
+    return project_service.member_project_names(session, user)
+
+
+def leave_projects(session: Session, *, username: str, projects: Sequence[str]) -> list[str]:
+    """End ``username``'s membership of ``projects``; returns the projects' names it keeps."""
+    user = _existing(session, username)
+    for project in _projects(session, projects):
+        project_service.remove_member(session, user, project)
+    return project_service.member_project_names(session, user)
+
+
+def set_user_projects(session: Session, *, username: str, projects: Sequence[str]) -> list[str]:
+    """Make ``username`` a member of exactly ``projects``; returns their names."""
+    user = _existing(session, username)
+    try:
+        return project_service.set_member_projects(session, user, projects)
+    except NotFound as e:
+        raise UserError(str(e)) from None
+
+
+def authenticate(
+    session: Session, username: str, password: str, *, address: str | None = None
+) -> User | None:
+    """The active user with this name and password, else None (same answer for either mistake).
+
+    Throttled per user name and per client ``address`` (``services.accounts.throttle``): raises
+    :class:`services.errors.TooManyAttempts` (with ``retry_after`` seconds) while either is
+    locked out, before the password is checked. A failure is committed at once, since the
+    caller's 401 would otherwise roll it back. A hash weaker than today's cost is replaced on
+    success (the caller commits that with the token it issues).
+    """
+    name = username.strip()
+    throttle.check_login_allowed(session, username=name, address=address)
+    user = get_user(session, name)
+    if user is None or not user.active:
+        # Hash anyway so a wrong name takes as long as a wrong password.
+        verify_password(password, _dummy_hash())
+        ok = False
+    else:
+        ok = verify_password(password, user.password_hash)
+    if not ok or user is None:
+        throttle.record_login_failure(session, username=name, address=address)
+        session.commit()
+        return None
+    throttle.record_login_success(session, username=name)
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+        session.add(user)
+    return user
+
+
+def _token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def issue_token(session: Session, user: User, *, ttl_hours: float | None = None) -> str:
+    """A new bearer token for ``user``; only its sha256 is stored."""
+    ttl = get_settings().token_ttl_hours if ttl_hours is None else ttl_hours
+    token = secrets.token_urlsafe(32)
+    session.add(
+        ApiToken(
+            token_sha256=_token_digest(token),
+            user_id=user.id,
+            expires_at=utcnow() + timedelta(hours=ttl),
+        )
+    )
+    session.flush()
+    return token
+
+
+def user_for_token(session: Session, token: str) -> User | None:
+    """The active user a non-expired token belongs to, else None."""
+    if not token:
+        return None
+    row = session.exec(
+        select(ApiToken).where(ApiToken.token_sha256 == _token_digest(token))
+    ).first()
+    if row is None or row.expires_at < utcnow():
+        return None
+    user = session.get(User, row.user_id)
+    return user if user is not None and user.active else None
+
+
+def revoke_user_tokens(session: Session, user: User) -> int:
+    """Delete every token of ``user``; the number deleted."""
+    result = session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
+    return int(result.rowcount or 0)
+
+
+def revoke_token(session: Session, token: str) -> int | None:
+    """Delete ``token``; the id of the user it belonged to, or None when it was unknown.
+    Signing out also gives the user's photos back: ``services.labelling.leases.sign_out``."""
+    row = session.exec(
+        select(ApiToken).where(ApiToken.token_sha256 == _token_digest(token))
+    ).first()
+    if row is None:
+        return None
+    session.delete(row)
+    return row.user_id
+
+
+def _dummy_hash() -> str:
+    """A hash of today's cost that matches no password, for names that do not exist."""
+    n, r, p = _cost()
+    return f"scrypt${n}${r}${p}${'00' * 16}${'00' * 32}"

@@ -1,0 +1,1 @@
+"""Vehicles and inspections: pick-up/return alignment, new damage, fraud screening, the PDF report."""

@@ -1,0 +1,1 @@
+"""What the lead watches: counts, throughput, model versions and plots."""

@@ -1,0 +1,188 @@
+"""What the lead sees and starts: counts, throughput, model versions and their plots, and
+retraining rounds. The REST API (``/api/stats``, ``/api/models``, ``/api/retrain``) and the
+Gradio dashboard both call these."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session, select
+
+from db.models import ModelVersion, Project
+from services.dashboard.stats import project_stats
+from services.review.throughput import annotator_throughput
+from services.training import registry
+
+
+def model_version_rows(session: Session) -> list[dict[str, Any]]:
+    """Every model version, by stage and newest first: name, stage, version, promoted, metrics."""
+    rows = session.exec(
+        select(ModelVersion).order_by(ModelVersion.stage, ModelVersion.version.desc())
+    ).all()
+    return [
+        {
+            "name": m.name,
+            "stage": m.stage,
+            "version": m.version,
+            "promoted": m.promoted,
+            "metrics": m.metrics or {},
+            "created_at": m.created_at.isoformat(),
+        }
+        for m in rows
+    ]
+
+
+def version_table(session: Session) -> list[dict[str, Any]]:
+    """The dashboard's model versions, by stage and newest first, each in a few readable
+    fields: the primary metric, up to :data:`HELDOUT_SHOWN` other held-out figures, the
+    photos it was trained on and why it was (not) promoted."""
+    rows = session.exec(
+        select(ModelVersion).order_by(ModelVersion.stage, ModelVersion.version.desc())
+    ).all()
+    out = []
+    for mv in rows:
+        metrics = mv.metrics or {}
+        pm = registry.primary_metric(metrics, mv.stage)
+        held = registry.flatten_metrics(metrics.get("holdout") or {})
+        others = [(k, v) for k, v in held.items() if pm is None or f"holdout.{k}" != pm[0]]
+        out.append(
+            {
+                "id": mv.id,
+                "name": mv.name,
+                "stage": mv.stage,
+                "promoted": mv.promoted,
+                "primary": f"{pm[0].removeprefix('holdout.')} = {pm[1]:.3f}" if pm else "none",
+                "heldout": ", ".join(f"{k} {v:.3f}" for k, v in others[:HELDOUT_SHOWN]),
+                "trained_on": (mv.train_snapshot or {}).get("count", ""),
+                "why": (metrics.get("promotion") or {}).get("reason", ""),
+            }
+        )
+    return out
+
+
+#: Held-out figures besides the primary one that the dashboard's version table shows.
+HELDOUT_SHOWN = 4
+
+
+def model_state(session: Session, project: Project) -> list[str]:
+    """Sentences about promoted versions that show no predictions on the project's photos
+    (``services.training.predictions.empty_result_reason``); empty when every one shows some."""
+    from models.registry import pre_annotating_stages
+    from services.training.predictions import empty_result_reason, version_yield
+
+    out = []
+    for stage in pre_annotating_stages():
+        mv = registry.current(session, stage)
+        if mv is None:
+            continue
+        counts = version_yield(session, project.id, mv.id)
+        pm = registry.primary_metric(mv.metrics or {}, mv.stage)
+        reason = empty_result_reason(mv, counts["photos"], counts["predictions"], pm)
+        if reason:
+            out.append(reason)
+    return out
+
+
+def promote_version(session: Session, ref: int | str) -> ModelVersion:
+    """The lead's override: promote a version whatever its metrics."""
+    return registry.promote(session, ref)
+
+
+def rollback_stage_of(session: Session, ref: int | str) -> ModelVersion:
+    """Roll back the stage of version ``ref`` (by name or id): promote the promoted
+    version's parent, else the next older one."""
+    return registry.rollback(session, registry.get_version(session, ref).stage)
+
+
+def job_summary(job: dict[str, Any]) -> str:
+    """What a job really did, in a line (``jobs.service.job_dict``'s shape): a round's
+    steps after training (promotion verdicts, pre-annotation, the selection and any
+    fallback), else its message; a failed job's error, first line."""
+    if job.get("error"):
+        return "failed: " + job["error"].strip().splitlines()[-1]
+    steps = (job.get("result") or {}).get("steps")
+    if steps:
+        outcomes = [s["what"] for s in steps if s["step"] == "promote"]
+        outcomes += [s["what"] for s in steps if " pre-annotated " in s["what"]]
+        outcomes += [s["what"] for s in steps if s["step"] == "select"][-1:]
+        return " · ".join(outcomes)
+    return job.get("message") or ""
+
+
+def dashboard_data(session: Session, project: Project) -> dict[str, Any]:
+    """``{"stats", "throughput", "models"}``: counts per status, group and class
+    (``services.dashboard.stats``), per-annotator throughput over the last week, model versions."""
+    return {
+        "stats": project_stats(session, project),
+        "throughput": annotator_throughput(session, project.id),
+        "models": model_version_rows(session),
+    }
+
+
+def start_weights_choices() -> list[tuple[str, str]]:
+    """For the dashboard's weights picker: ``(label, "stage=name")`` for every file in the
+    weights folder that a stage can start from (its ``start_weight_kind``)."""
+    from models.registry import stage_class, stage_infos
+    from services.training.weights import list_weights
+
+    files = list_weights()
+    out = []
+    for info in stage_infos():
+        kind = getattr(stage_class(info.name), "start_weight_kind", None)
+        for rec in files:
+            if kind and rec.kind == kind:
+                out.append((f"{info.title} from {rec.name}", f"{info.name}={rec.name}"))
+    return out
+
+
+def picked_weights(picks: list[str] | None) -> dict[str, str]:
+    """The picker's ``["stage=name", ...]`` as ``{stage: name}`` (the last pick per stage wins)."""
+    return dict(p.split("=", 1) for p in picks or [] if "=" in p)
+
+
+def version_dict(mv: ModelVersion) -> dict[str, Any]:
+    """A model version as the registry routes show it, with its primary metric and the size
+    of its training set."""
+    pm = registry.primary_metric(mv.metrics or {}, mv.stage)
+    snap = mv.train_snapshot or {}
+    return {
+        "id": mv.id,
+        "name": mv.name,
+        "stage": mv.stage,
+        "version": mv.version,
+        "promoted": mv.promoted,
+        "metrics": mv.metrics or {},
+        "primary_metric": {"name": pm[0], "value": pm[1]} if pm else None,
+        "train_images": snap.get("count", len(snap.get("image_ids", []))),
+        "parent_id": mv.parent_id,
+        "sha256": mv.sha256,
+        "created_at": mv.created_at.isoformat() if mv.created_at else None,
+    }
+
+
+def metrics_plot_png(session: Session, stage: str) -> bytes:
+    """PNG: each metric of ``stage`` across its versions, the promoted one marked."""
+    from active_learning.plots import metrics_across_versions
+
+    current = registry.current(session, stage)
+    return metrics_across_versions(
+        [(m.name, m.metrics or {}) for m in registry.versions(session, stage)],
+        title=f"{stage}: metrics per version",
+        promoted=current.name if current else None,
+    )
+
+
+def learning_curve_png(session: Session) -> bytes:
+    """PNG: primary metric against training-set size, one line per stage, over all versions."""
+    from active_learning.plots import learning_curve
+
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    for mv in registry.versions(session):
+        pm = registry.primary_metric(mv.metrics or {}, mv.stage)
+        n = (mv.train_snapshot or {}).get("count")
+        if pm is None or n is None:
+            continue
+        xs, ys = series.setdefault(f"{mv.stage} ({pm[0]})", ([], []))
+        xs.append(float(n))
+        ys.append(pm[1])
+    return learning_curve(series, metric="primary metric")

@@ -1,0 +1,1 @@
+"""Data in and out: imports of photos and labels, prediction imports, exports."""

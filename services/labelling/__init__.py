@@ -1,0 +1,1 @@
+"""The annotator's work on one photo: saves, images, leases, tiles and assistance."""

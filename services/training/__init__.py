@@ -1,0 +1,1 @@
+"""The models' lifecycle: runs, versions and promotion, weights, predictions, selection, auto-training."""

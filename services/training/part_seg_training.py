@@ -1,0 +1,273 @@
+"""A part pre-annotator that trains itself on a CPU: once a project with no promoted
+``part_seg`` holds enough labelled photos, a background job trains ``part_seg`` and promotes
+it only when it beats the promoted YOLO part model, if any, on held-out mask AP50.
+
+Its :data:`POLICY` (``services.training.autotrain``) queues the job once the project holds
+``part_seg_autotrain_min_photos`` labelled photos and no part_seg is promoted (once one is,
+rounds carry it on, warm-started), then again only after ``part_seg_autotrain_growth``.
+
+"Labelled photos" are the project's photos whose status is ``labelled`` or ``reviewed``
+(held-out ones included).
+
+The job (:func:`train_and_compare`, job kind :data:`JOB_KIND`) trains on the labelled, not
+held-out photos for ``part_seg_time_budget_s`` seconds, measures the new model on the
+held-out split (``PartSegStage.evaluate``: mask AP/AP50, mIoU) and compares it with the
+promoted ``yolo_seg`` through :func:`services.training.registry.is_better` (the promotion rule of
+every stage; both report ``holdout.part.coco.AP50``). A winner is registered, promoted and
+pre-annotates the project's photos in the same job (as a round pre-annotates with its
+promoted versions); a loser is not kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session, func, select
+
+from core.config import get_settings
+from db.models import Image, JobStatus, ModelVersion, Project
+from services.errors import Invalid
+from services.training.autotrain import AutoTrainPolicy
+from services.training.registry import HOLDOUT_SPLIT, LABELLED_STATUSES
+
+log = logging.getLogger(__name__)
+
+JOB_KIND = "part_seg_autotrain"
+STAGE = "part_seg"
+#: The part model a new part_seg must beat when it is promoted.
+RIVAL = "yolo_seg"
+
+Progress = Callable[[int, int, dict[str, Any]], None]
+ProgressFor = Callable[[str, tuple[float, float]], Progress]
+
+
+# ---------- the trigger ----------
+
+
+def labelled_photos(session: Session, project: Project) -> int:
+    """``project``'s photos that are labelled or reviewed: one COUNT."""
+    return session.exec(
+        select(func.count(Image.id)).where(
+            Image.project_id == project.id, Image.status.in_(LABELLED_STATUSES)
+        )
+    ).one()
+
+
+def _version_photos(session: Session, mv: ModelVersion) -> int:
+    snap = mv.train_snapshot or {}
+    return int(snap.get("photos", snap.get("count", 0)) or 0)
+
+
+def _promoted(session: Session, project: Project) -> bool:
+    from services.training.registry import current
+
+    return current(session, STAGE) is not None
+
+
+#: Trains once the project holds ``part_seg_autotrain_min_photos`` labelled photos and has no
+#: promoted part_seg (once one is, rounds carry it on, warm-started).
+POLICY = AutoTrainPolicy(
+    stage=STAGE,
+    job_kind=JOB_KIND,
+    unit="photos",
+    count=labelled_photos,
+    enabled=lambda s: s.part_seg_autotrain,
+    minimum=lambda s: s.part_seg_autotrain_min_photos,
+    growth=lambda s: s.part_seg_autotrain_growth,
+    version_count=_version_photos,
+    blocked=_promoted,
+)
+
+
+def autotrain_summary(session: Session, project: Project) -> str:
+    """One line for the dashboard: where the project's part pre-annotator stands."""
+    from services.training.registry import current, primary_metric
+
+    settings = get_settings()
+    title = "Part pre-annotator (part_seg)"
+    mv = current(session, STAGE)
+    if mv is not None:
+        primary = primary_metric(mv.metrics or {}, STAGE)
+        figure = ""
+        if primary is not None:
+            key, value = primary
+            name = {"AP50": "mask AP50", "miou": "mIoU"}.get(key.rsplit(".", 1)[-1], key)
+            figure = f", held-out {name} {value:.2f}"
+        return f"{title}: {mv.name} promoted{figure}; rounds retrain it"
+    if not settings.part_seg_autotrain:
+        return f"{title} auto-training: off (PANELBEATER_PART_SEG_AUTOTRAIN)"
+    job = POLICY.pending_job(session, project)
+    if job is not None:
+        minutes = settings.part_seg_time_budget_s / 60
+        return f"{title} auto-training: job {job.id} {job.status.value} (about {minutes:.0f} min)"
+    n = labelled_photos(session, project)
+    line = f"{title} auto-training: {n} labelled photos, next training at "
+    line += str(POLICY.next_threshold(session, project))
+    last = POLICY.last_job(session, project)
+    if last is not None and last.status == JobStatus.failed:
+        line += f"; the last run failed: {last.error or 'see its job'}"
+    elif last is not None and (last.result or {}).get("reason"):
+        line += f"; the last run was {last.result['reason']}"
+    return line
+
+
+# ---------- the job ----------
+
+
+def _rival_version(session: Session, project: Project) -> ModelVersion | None:
+    """The promoted YOLO part model with its held-out figures (measured now if it has none)."""
+    from services.training.model_runs import evaluate_stage
+    from services.training.registry import current, primary_metric
+
+    mv = current(session, RIVAL)
+    if mv is None:
+        return None
+    if primary_metric(mv.metrics or {}, RIVAL) is None or "holdout" not in (mv.metrics or {}):
+        try:
+            evaluate_stage(session, project, RIVAL, version=mv.name, device="cpu")
+        except Exception:  # a missing file: the rule below says it has no figures
+            log.exception("could not measure %s on the held-out photos", mv.name)
+    return mv
+
+
+def backbone_in_weights_folder():
+    """The newest torchvision MobileNetV3-Large file in the weights folder (``panelbeater
+    weights add``), which the job starts the backbone from; None when there is none."""
+    from services.training.weights import list_weights
+
+    found = [r for r in list_weights() if r.kind == "mobilenet_v3_large" and r.path.is_file()]
+    return max(found, key=lambda r: r.added_at) if found else None
+
+
+def default_preset(device: str) -> str:
+    """``gpu`` when ``device`` resolves to a CUDA GPU, else ``cpu``."""
+    from models.base import resolve_device
+
+    return "gpu" if resolve_device(device)[0].type == "cuda" else "cpu"
+
+
+def train_and_compare(
+    session: Session,
+    project: Project,
+    *,
+    config: str | None = None,
+    time_budget_s: float | None = None,
+    epochs: int | None = None,
+    device: str | None = None,
+    progress_for: ProgressFor | None = None,
+) -> dict[str, Any]:
+    """Train part_seg on ``project``'s labelled, not held-out photos; promote it when its
+    held-out mask AP50 beats the promoted ``yolo_seg``'s (or when there is none), then
+    pre-annotate the project's photos with it, in this call: a job queued for that would
+    wait behind the assistance's training, queued by the same import (about 8 minutes on a
+    2-core CPU for 400 photos). A job's progress reports are its cancellation points; each
+    pre-annotated photo is committed as it is done.
+
+    The backbone starts from the weights folder's MobileNetV3-Large when there is one
+    (:func:`backbone_in_weights_folder`, named in ``"backbone"``), else from scratch.
+
+    Returns ``{"version", "figures", "rival", "promoted", "photos", "train_seconds",
+    "reason", "backbone", "preannotated"}``; ``version`` is None when the new model lost (not kept),
+    ``preannotated`` counts the photos pre-annotated. Raises Invalid when there is nothing
+    to train on or to measure.
+    """
+    from models.registry import build, config_class
+    from services.training.model_runs import training_set
+    from services.training.registry import (
+        artifact_tmp_path,
+        ensure_holdout,
+        is_better,
+        register_version,
+        training_snapshot,
+    )
+
+    settings = get_settings()
+
+    def phase(name: str, span: tuple[float, float]) -> Progress | None:
+        return progress_for(name, span) if progress_for else None
+
+    ensure_holdout(session, project)
+    # commit the split now: training takes minutes, and an open write would hold every
+    # save of the project behind it (SQLite's lock, PostgreSQL's row locks)
+    session.commit()
+    held = training_set(session, project, lambda r: r.split == HOLDOUT_SPLIT)
+    if not len(held):
+        raise Invalid(
+            f"the held-out split ({HOLDOUT_SPLIT!r}) has no labelled photos with polygons to "
+            "measure part_seg on; label some held-out photos first"
+        )
+    snapshot = {**training_snapshot(session, project), "photos": labelled_photos(session, project)}
+    data = training_set(session, project, lambda r: r.split != HOLDOUT_SPLIT, snapshot)
+    if not len(data):
+        raise Invalid(
+            "no labelled photos with polygons outside the held-out split to train part_seg on"
+        )
+    device = device or settings.device
+    config = config or settings.part_seg_autotrain_config or default_preset(device)
+    cfg = config_class(STAGE).from_preset(
+        config,
+        device=device,
+        time_budget_s=time_budget_s or settings.part_seg_time_budget_s,
+        epochs=epochs,
+    )
+    backbone = None if cfg.backbone_weights else backbone_in_weights_folder()
+    if backbone is not None:
+        cfg = cfg.with_(backbone_weights=str(backbone.path))
+    stage = build(STAGE, cfg, taxonomy=data.taxonomy)
+    tmp = artifact_tmp_path(STAGE)
+    t0 = time.perf_counter()
+    result = stage.train(data, cfg, progress=phase("training part_seg", (0.0, 0.8)), out_path=tmp)
+    train_seconds = time.perf_counter() - t0
+    try:
+        figures = stage.evaluate(held, progress=phase("measuring part_seg", (0.8, 0.9)))
+        rival = _rival_version(session, project)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    metrics = {**result.metrics, "holdout": figures}
+    candidate = ModelVersion(stage=STAGE, version=0, name="the new part_seg", metrics=metrics)
+    better, why = is_better(candidate, rival)
+    if rival is None:
+        why = "no promoted YOLO part model to beat"
+    out: dict[str, Any] = {
+        "version": None,
+        "figures": figures,
+        "rival": rival.name if rival is not None else None,
+        "promoted": better,
+        "photos": snapshot["photos"],
+        "train_seconds": round(train_seconds, 2),
+        "reason": why + ("; promoted" if better else "; not kept"),
+        "backbone": backbone.name if backbone is not None else None,
+        "preannotated": 0,
+    }
+    if not better:
+        Path(result.artifact_path).unlink(missing_ok=True)
+        return out
+    metrics["promotion"] = {"promoted": True, "reason": out["reason"]}
+    mv = register_version(
+        session,
+        stage=STAGE,
+        artifact_path=result.artifact_path,
+        metrics=metrics,
+        config=cfg.to_dict(),
+        train_snapshot=snapshot,
+        promote=True,
+    )
+    out["version"] = {"id": mv.id, "name": mv.name, "metrics": mv.metrics}
+    # the promotion is committed before the photos are: a stop while pre-annotating keeps it
+    session.commit()
+    from services.training.model_runs import predict_stage
+
+    out["preannotated"] = predict_stage(
+        session,
+        project,
+        STAGE,
+        version=mv.name,
+        device=device,
+        progress=phase("pre-annotating with part_seg", (0.9, 1.0)),
+    )
+    return out
