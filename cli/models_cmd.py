@@ -58,7 +58,7 @@ def train_cmd(
     from models.base import CheckpointError, StageError
     from models.registry import config_class
     from services.errors import ServiceError
-    from services.training.model_runs import train_stage
+    from services.training.lifecycle import train_stage
 
     _check_stage(stage)
 

@@ -20,15 +20,11 @@ from typing import Any
 
 from sqlmodel import Session
 
-from db.models import ModelVersion
 from db.session import session_scope
 from jobs.context import JobContext
 from models.registry import config_class, pre_annotating_stages, stage_class
 from services.errors import Invalid
-from services.training import model_runs, registry
-
-#: Stages a round trains when none are named and none has been promoted yet.
-DEFAULT_STAGES = ("yolo_seg",)
+from services.training import lifecycle, model_runs, registry
 
 
 def run_round(
@@ -55,7 +51,7 @@ def run_round(
         held = registry.ensure_holdout(s, project)
         snap = registry.training_snapshot(s, project)
         if not stages:
-            stages = sorted(registry_stages(s)) or list(DEFAULT_STAGES)
+            stages = sorted(registry_stages(s)) or default_stages()
     if snap["count"] == 0:
         raise Invalid(
             "no labelled images outside the held-out split yet; label some photos, then start a round."
@@ -70,8 +66,7 @@ def run_round(
     span = 0.7 / len(stages)
     for n, stage in enumerate(stages):
         lo = 0.02 + n * span
-        # 2. train
-        steps.record("train", f"training {stage}")
+        # 2. train, 3. evaluate on the held-out split, 4. promote only if better (or forced)
         with session_scope() as s:
             project = ctx.project(s)
             parent = registry.current(s, stage)
@@ -81,50 +76,37 @@ def run_round(
                 parent is not None
                 and start is None
                 and stage not in (from_scratch or ())
-                and (stage_class(stage).warm_startable)
+                and stage_class(stage).warm_startable
             )
-            mv = model_runs.train_stage(
+            outcome = lifecycle.train_stage_outcome(
                 s,
                 project,
                 stage,
-                warm_from=parent if warm else None,
                 config=config,
                 epochs=epochs,
                 device=device or "auto",
                 train_snapshot=snap,
-                progress=ctx.progress_callback(f"training {stage}", (lo, lo + 0.75 * span)),
                 options=config_class(stage).parse_options((options or {}).get(stage, [])),
                 weights=start,
-            )
-            if mv is None:
-                raise RuntimeError(f"training {stage} registered no version")
-            mv_id, mv_name = mv.id, mv.name
-        # 3. evaluate on the held-out split, 4. promote only if better (or forced)
-        steps.record("evaluate", f"evaluating {mv_name} on the held-out split")
-        with session_scope() as s:
-            project = ctx.project(s)
-            mv = s.get(ModelVersion, mv_id)
-            decision = model_runs.evaluate_and_promote(
-                s,
-                project,
-                mv,
+                warm_from=parent if warm else None,
                 force=force_promote,
-                device=device or "auto",
-                progress=ctx.progress_callback(
-                    f"evaluating {mv_name} on the held-out split",
-                    (lo + 0.75 * span, lo + span),
+                progress_for=lambda name, part, lo=lo: ctx.progress_callback(
+                    name, (lo + part[0] * span, lo + part[1] * span)
                 ),
+                on_step=steps.record,
             )
+            if outcome.version is None and outcome.reason == "not rank 0":
+                raise RuntimeError(f"training {stage} registered no version")
             out["stages"][stage] = {
-                "version": mv_name,
-                "metrics": mv.metrics,
-                "promoted": decision["promoted"],
-                "reason": decision["reason"],
+                "version": outcome.version.name if outcome.version is not None else None,
+                "metrics": outcome.version.metrics if outcome.version is not None else {},
+                "promoted": outcome.promoted,
+                "reason": outcome.reason,
             }
-            verdict = "promoted" if decision["promoted"] else "kept the current version"
-            ctx.log.info("%s: %s -> %s", stage, decision["reason"], verdict)
+            verdict = "promoted" if outcome.promoted else "kept the current version"
+            ctx.log.info("%s: %s -> %s", stage, outcome.reason, verdict)
         # reported once the promotion is committed (SQLite allows one writer at a time)
-        steps.record("promote", f"{stage}: {decision['reason']}")
+        steps.record("promote", f"{stage}: {outcome.reason}")
     # 5. pre-annotate the unlabelled images with the promoted versions
     predicted: dict[str, Any] = {}
     pre_annotating = pre_annotating_stages()
@@ -173,6 +155,14 @@ class RoundSteps:
     def record(self, step: str, what: str, *, progress: float | None = None) -> None:
         self.done.append({"step": step, "what": what})
         self.ctx.report(stage=what if step != "promote" else None, message=what, progress=progress)
+
+
+def default_stages() -> list[str]:
+    """What a round trains when no stage is named and none is promoted yet (the stages that
+    declare ``round_default``)."""
+    from models.registry import stage_infos
+
+    return [i.name for i in stage_infos() if i.round_default]
 
 
 def registry_stages(session: Session) -> set[str]:

@@ -16,7 +16,7 @@ from db.models import ModelVersion
 from db.session import session_scope
 from jobs.context import JobContext
 from jobs.rounds import run_round
-from services.training import assist_training, model_runs, part_seg_training
+from services.training import assist_training, lifecycle, model_runs, part_seg_training
 
 
 def version_summary(mv: ModelVersion | None) -> dict[str, Any] | None:
@@ -53,7 +53,7 @@ def run_train(
 ) -> dict:
     mv = _on_stage(
         ctx,
-        model_runs.train_stage,
+        lifecycle.train_stage,
         stage,
         "training",
         config=config,

@@ -225,6 +225,24 @@ class StageBase:
     warm_startable: ClassVar[bool] = False
     #: taxonomy groups that :meth:`evaluate` measures by default
     eval_groups: ClassVar[tuple[str, ...]] = ("damage", "part")
+    #: dotted paths into a version's metrics, first found wins: what "better" means when a
+    #: new version is compared with the one it would replace (higher is better)
+    primary_metrics: ClassVar[tuple[str, ...]] = ()
+    #: another stage doing the same job: with no promoted version of its own, a new version
+    #: must beat the rival's promoted one on the same primary metric
+    rival: ClassVar[str | None] = None
+    #: ``(name, "module:Class")`` of the weight-free back end the stage's first version
+    #: replaces (GrabCut for assist_net): it must beat that back end, measured on the same
+    #: held-out photos
+    weight_free_baseline: ClassVar[tuple[str, str] | None] = None
+    #: with no promoted version the stage's newest version serves anyway (the assistance
+    #: takes the newest assist_net), so a first version that lost is not kept
+    serves_unpromoted: ClassVar[bool] = False
+    #: its versions store an image embedding per photo; selection takes the lowest rank
+    #: that covers the whole pool (None: no embeddings)
+    embedding_rank: ClassVar[int | None] = None
+    #: a retraining round trains it when no stage is named and none is promoted yet
+    round_default: ClassVar[bool] = False
 
     def predict(self, images: list[np.ndarray]) -> list[ImageResult]:
         raise NotImplementedError
@@ -251,6 +269,14 @@ class StageBase:
         """Take the weights of an earlier version's file (same stage, same classes), so the
         next :meth:`train` fine-tunes it rather than starting from scratch."""
         raise StageError(f"{self.name} cannot continue from an earlier version; train from scratch")
+
+    @classmethod
+    def measure_backend(
+        cls, backend: Any, data: TrainingSet, progress: Progress | None = None
+    ) -> dict[str, Any]:
+        """Held-out figures of the :attr:`weight_free_baseline` back end, measured as
+        :meth:`evaluate` measures the stage, so the two compare."""
+        raise NotImplementedError(f"{cls.__name__} declares no weight-free baseline")
 
     def evaluate(self, data: TrainingSet, progress: Progress | None = None) -> dict[str, Any]:
         """Per-group classification figures and COCO mask AP of :meth:`predict` against the

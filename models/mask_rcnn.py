@@ -129,6 +129,8 @@ class MaskRCNNConfig(StageConfig):
 class MaskRCNNStage(TorchStage):
     config_class = MaskRCNNConfig
     title = "Mask R-CNN"
+    primary_metrics = ("holdout.damage.coco.AP50", "holdout.damage.macro_f1")
+    embedding_rank = 4
     architecture = "Mask R-CNN's architecture"
     start_weight_fields = ("weights",)
     start_weight_kind = "mask_rcnn"

@@ -174,6 +174,8 @@ def _build_net(cfg: PartClassifierConfig):
 class PartClassifierStage(TorchStage):
     config_class = PartClassifierConfig
     title = "ResNet34 damaged part"
+    primary_metrics = ("holdout.accuracy", "holdout.macro_f1", "holdout.f1")
+    embedding_rank = 3
     architecture = "ResNet34 + 2-class head"
     start_weight_fields = ("backbone_weights",)
     start_weight_kind = "resnet34"

@@ -406,6 +406,9 @@ def build_net(cfg: PartSegConfig, n_classes: int) -> Any:
 class PartSegStage(TorchStage):
     config_class = PartSegConfig
     title = "LRASPP-MobileNetV3 part segmenter"
+    primary_metrics = ("holdout.part.coco.AP50", "holdout.part.miou")
+    #: the part model it replaces when it promotes: the promoted YOLO part model
+    rival = "yolo_seg"
     architecture = "LRASPP-MobileNetV3-Large (background + part classes)"
     start_weight_fields = ("backbone_weights",)
     start_weight_kind = "mobilenet_v3_large"

@@ -57,6 +57,8 @@ class PipelineConfig(StageConfig):
 class PipelineStage(StageBase):
     config_class = PipelineConfig
     title = "YOLO parts + ResNet34 damaged part"
+    primary_metrics = ("holdout.part.macro_f1",)
+    embedding_rank = 2
     built_from = ("yolo_seg", "part_classifier")
 
     def __init__(

@@ -73,6 +73,12 @@ class StageInfo:
     pre_annotates: bool
     #: the registered stages it is made of
     built_from: tuple[str, ...]
+    primary_metrics: tuple[str, ...] = ()
+    rival: str | None = None
+    weight_free_baseline: tuple[str, str] | None = None
+    serves_unpromoted: bool = False
+    embedding_rank: int | None = None
+    round_default: bool = False
 
 
 def stage_info(name: str) -> StageInfo:
@@ -91,6 +97,12 @@ def stage_info(name: str) -> StageInfo:
         prompted=bool(declared("prompted")),
         pre_annotates=bool(declared("pre_annotates")),
         built_from=tuple(declared("built_from")),
+        primary_metrics=tuple(declared("primary_metrics")),
+        rival=declared("rival"),
+        weight_free_baseline=declared("weight_free_baseline"),
+        serves_unpromoted=bool(declared("serves_unpromoted")),
+        embedding_rank=declared("embedding_rank"),
+        round_default=bool(declared("round_default")),
     )
 
 

@@ -130,6 +130,9 @@ def _build_yolo(model: str):
 class YoloSegStage(StageBase):
     config_class = YoloSegConfig
     title = "YOLO parts"
+    primary_metrics = ("holdout.part.coco.AP50", "holdout.part.macro_f1")
+    embedding_rank = 1
+    round_default = True
     #: a local Ultralytics .pt (e.g. COCO yolo11m-seg.pt) to fine-tune; classes that do not
     #: fit are re-made by Ultralytics
     start_weight_fields = ("model",)

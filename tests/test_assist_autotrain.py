@@ -173,11 +173,21 @@ def test_the_new_net_is_kept_and_promoted_only_when_it_beats_the_back_end(
     measured: list[str] = []
     ious = iter([0.60, 0.50, 0.55, 0.60])  # (new, incumbent) per run
 
-    def fixed(assistant, data, progress=None):
-        measured.append(getattr(assistant, "version", None) or assistant.backend)
+    def figures() -> dict[str, float]:
         return {"parts": 7, "mean_iou": next(ious), "median_iou": 0.0, "box_mean_iou": 0.0}
 
-    monkeypatch.setattr(assist_training, "box_prompt_figures", fixed)
+    def net(self, data, progress=None, max_parts=None):
+        measured.append("assist_net")
+        return figures()
+
+    def backend(cls, backend, data, progress=None):
+        measured.append(backend.backend)
+        return figures()
+
+    from models.assist.learned import AssistNetStage
+
+    monkeypatch.setattr(AssistNetStage, "evaluate", net)
+    monkeypatch.setattr(AssistNetStage, "measure_backend", classmethod(backend))
     n = assist_training.labelled_polygons(db_session, labelled_project)
 
     # against GrabCut (no assist_net yet): better, so registered and promoted
@@ -194,7 +204,7 @@ def test_the_new_net_is_kept_and_promoted_only_when_it_beats_the_back_end(
     out = run_assist_autotrain(_context(labelled_project.id), config="tiny", device="cpu")
     assert out["promoted"] is False and out["version"] is None
     assert (out["incumbent"], out["incumbent_mean_iou"]) == ("assist_net-v1", 0.6)
-    assert measured[2:] == ["assist_net", "assist_net-v1"]
+    assert measured[2:] == ["assist_net", "assist_net"]  # the new net, then v1 measured again
     db_session.expire_all()
     assert [mv.name for mv in db_session.exec(select(ModelVersion)).all()] == ["assist_net-v1"]
     assert current(db_session, "assist_net").name == "assist_net-v1"

@@ -185,7 +185,7 @@ def test_real_via_file_imports_labelled(store, datasets_dir, tmp_path):
 def test_yolo_seg_trains_right_after_the_import(store, dsmlr_sub):
     from db.session import session_scope
     from services.accounts.projects import get_or_create_project
-    from services.training.model_runs import train_stage
+    from services.training.lifecycle import train_stage
 
     _import(dsmlr_sub)  # nobody opens a photo in between
     with session_scope() as s:

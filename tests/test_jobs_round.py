@@ -292,7 +292,7 @@ def test_an_evaluate_job_reports_its_progress(round_project):
     from db.session import session_scope
     from jobs.tasks import run_evaluate
     from services.accounts.projects import get_or_create_project
-    from services.training.model_runs import train_stage
+    from services.training.lifecycle import train_stage
     from services.training.registry import ensure_holdout
 
     with session_scope() as s:

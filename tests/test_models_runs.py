@@ -13,11 +13,11 @@ from db.models import ImagePrediction, Prediction
 
 def test_train_predict_resume_evaluate(db_session, labelled_project, monkeypatch):
     import services.training.model_runs as runs
+    from services.training.lifecycle import train_stage
     from services.training.model_runs import (
         evaluate_stage,
         predict_stage,
         resolve_version,
-        train_stage,
     )
 
     losses = []
@@ -101,7 +101,7 @@ def test_cli_train_and_evaluate_json(store, datasets_dir, labelled_project, db_s
 def test_trained_assist_net_version_becomes_the_default_assistant(db_session, labelled_project):
     from core.config import get_settings
     from models.assist import make_assistant
-    from services.training.model_runs import train_stage
+    from services.training.lifecycle import train_stage
 
     assert make_assistant(get_settings()).backend == "grabcut"  # fresh project: no trained net yet
     mv = train_stage(
@@ -191,7 +191,7 @@ def test_cli_trains_from_a_weights_file_and_records_it(
 
 
 def _first_epoch_loss(db_session, project, stage, **kw) -> tuple[float, object]:
-    from services.training.model_runs import train_stage
+    from services.training.lifecycle import train_stage
 
     losses: list[float] = []
 
@@ -228,7 +228,7 @@ def test_yolo_warm_start_takes_the_parents_weights(db_session, labelled_project)
     import torch
 
     from models.registry import build, config_class, stage_class
-    from services.training.model_runs import train_stage
+    from services.training.lifecycle import train_stage
 
     parent = train_stage(db_session, labelled_project, "yolo_seg", epochs=1, device="cpu")
     loaded = stage_class("yolo_seg").load(parent.path, device="cpu")

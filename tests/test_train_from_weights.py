@@ -103,7 +103,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
 def _train_from(session, project, stage: str, weights: Path, **options):
     """One tiny epoch of ``stage`` on the CPU from ``weights``; the version records the file."""
     from core.files import sha256_file
-    from services.training.model_runs import train_stage
+    from services.training.lifecycle import train_stage
 
     mv = train_stage(
         session, project, stage, config="tiny", epochs=1, device="cpu", weights=weights, **options
@@ -165,7 +165,7 @@ def test_albert_encoder_starts_from_a_torchvision_vit(db_session, labelled_proje
 
 def test_a_vit_of_another_size_is_refused_naming_both_sizes(db_session, labelled_project, tmp_path):
     from models.base import CheckpointError
-    from services.training.model_runs import train_stage
+    from services.training.lifecycle import train_stage
 
     wide = _vit(tmp_path / "vit-wide.pth", **{**ALBERT_TINY_VIT, "hidden_dim": 96})
     with pytest.raises(CheckpointError) as e:
@@ -195,7 +195,7 @@ def test_a_wrong_kind_or_a_truncated_file_is_refused(
     db_session, labelled_project, files, tmp_path, stage, other
 ):
     from services.errors import Invalid
-    from services.training.model_runs import train_stage
+    from services.training.lifecycle import train_stage
 
     wrong = files[other]
     with pytest.raises(Invalid) as e:
@@ -230,7 +230,7 @@ def test_a_round_passes_each_stage_its_weights_and_options(
     import logging
 
     from jobs import rounds
-    from services.training import model_runs
+    from services.training import lifecycle
 
     db_session.commit()
     seen: dict[str, dict] = {}
@@ -254,7 +254,7 @@ def test_a_round_passes_each_stage_its_weights_and_options(
         def progress_callback(self, *a, **kw):
             return None
 
-    monkeypatch.setattr(model_runs, "train_stage", fake_train)
+    monkeypatch.setattr(lifecycle, "train_stage_outcome", fake_train)
     with pytest.raises(Stop):
         rounds.run_round(
             Ctx(),

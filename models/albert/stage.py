@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 class AlbertStage(TorchStage):
     config_class = AlbertConfig
     title = "ALBERT"
+    primary_metrics = ("holdout.damage.macro_f1", "holdout.part.macro_f1")
+    embedding_rank = 0
     module_attr = "model"
     architecture = "ALBERT's architecture"
     start_weight_fields = ("vit_weights",)

@@ -34,6 +34,27 @@ from models.data import Progress, TrainingSet, check_images
 from models.registry import register_stage
 from models.torch_stage import TorchStage
 
+#: Held-out parts a box-prompted back end is measured on (the first ones, in photo order):
+#: enough to rank back ends, few enough that a self-training job measures in seconds.
+HOLDOUT_PARTS = 200
+
+
+def assistant_box_masks(assistant: Assistant):
+    """``fn(image, box) -> (H, W) bool``: the mask an assistance back end draws from ``box``
+    (XYXY pixels), asked the way the workspace asks it: ``set_image`` once per photo, then
+    ``predict(box=...)``."""
+    last: list[np.ndarray | None] = [None]
+
+    def mask(image: np.ndarray, box: np.ndarray) -> np.ndarray:
+        h, w = image.shape[:2]
+        if last[0] is not image:
+            assistant.set_image(image)
+            last[0] = image
+        shape = assistant.predict(box=box).shape
+        return shape.to_mask(h, w) if shape is not None else np.zeros((h, w), dtype=bool)
+
+    return mask
+
 
 @register_stage("assist_net")
 class AssistNetStage(TorchStage):
@@ -42,6 +63,9 @@ class AssistNetStage(TorchStage):
 
     config_class = AssistNetConfig
     title = "Click/box assist net"
+    primary_metrics = ("holdout.mean_iou",)
+    weight_free_baseline = ("grabcut", "models.assist.grabcut:GrabCutAssistant")
+    serves_unpromoted = True
     prompted = True
     pre_annotates = False
     architecture = "the assist_net architecture"
@@ -153,12 +177,26 @@ class AssistNetStage(TorchStage):
         return TrainResult(artifact_path=path, metrics=metrics)
 
     def evaluate(
-        self, data: TrainingSet, progress: Progress | None = None, max_parts: int | None = None
+        self,
+        data: TrainingSet,
+        progress: Progress | None = None,
+        max_parts: int | None = HOLDOUT_PARTS,
     ) -> dict[str, float]:
         """Mean IoU of box-prompted masks against the labelled polygons, and of the box itself
-        (a prompted stage is measured on prompts, not on whole photos)."""
+        (a prompted stage is measured on prompts, not on whole photos), on the first
+        ``max_parts`` parts."""
         return evaluate_box_prompts(
             lambda img, box: box_prompt_mask(self, img, box), data, max_parts, progress=progress
+        )
+
+    @classmethod
+    def measure_backend(
+        cls, backend: Any, data: TrainingSet, progress: Progress | None = None
+    ) -> dict[str, float]:
+        """Box-prompt figures of an assistance back end (GrabCut) used as the workspace uses
+        it, on the same parts as :meth:`evaluate`."""
+        return evaluate_box_prompts(
+            assistant_box_masks(backend), data, HOLDOUT_PARTS, progress=progress
         )
 
     # -- files (TorchStage's save/load) ----------------------------------------------

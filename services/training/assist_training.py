@@ -22,12 +22,9 @@ because an unpromoted newest assist_net would serve the workspace when none is p
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 from sqlmodel import Session, func, select
 
 from core.config import get_settings
@@ -40,8 +37,6 @@ log = logging.getLogger(__name__)
 
 JOB_KIND = "assist_autotrain"
 STAGE = "assist_net"
-#: Held-out parts each back end is measured on (the first ones, in photo order).
-EVAL_PARTS = 200
 #: ``session.info`` keys: the project whose check waits for the session's commit; whether
 #: the session's commit and rollback listeners are in place.
 
@@ -114,36 +109,6 @@ def autotrain_summary(session: Session, project: Project) -> str:
 # ---------- the job ----------
 
 
-def box_prompt_figures(assistant, data, progress: Progress | None = None) -> dict[str, float]:
-    """``models.assist.learned.evaluate_box_prompts`` of an assistance back end used as the
-    workspace uses it (``set_image``, then ``predict(box=...)``, traced into polygons)."""
-    from models.assist.learned import evaluate_box_prompts
-
-    def mask(image: np.ndarray, box: np.ndarray) -> np.ndarray:
-        h, w = image.shape[:2]
-        if assistant._image is not image:
-            assistant.set_image(image)
-        shape = assistant.predict(box=box).shape
-        return shape.to_mask(h, w) if shape is not None else np.zeros((h, w), dtype=bool)
-
-    return evaluate_box_prompts(mask, data, EVAL_PARTS, progress=progress)
-
-
-def _incumbent(session: Session, project: Project):
-    """(name, assistant) of the back end a new net must beat: promoted assist_net, else GrabCut."""
-    from models.assist.grabcut import GrabCutAssistant
-    from models.assist.learned import LearnedAssistant
-    from services.accounts.projects import project_taxonomy
-    from services.training.model_runs import load_version
-    from services.training.registry import current
-
-    mv = current(session, STAGE)
-    if mv is None:
-        return "grabcut", GrabCutAssistant()
-    stage = load_version(mv, project_taxonomy(project), device="cpu")
-    return mv.name, LearnedAssistant(stage, version=mv.name)
-
-
 def train_and_compare(
     session: Session,
     project: Project,
@@ -154,95 +119,52 @@ def train_and_compare(
     progress_for: ProgressFor | None = None,
 ) -> dict[str, Any]:
     """Train assist_net on ``project``'s labelled, not held-out photos and promote it when
-    its held-out box-prompt mean IoU beats the incumbent's (strictly).
+    its held-out box-prompt mean IoU beats the incumbent's (the promoted assist_net, else
+    GrabCut, measured now on the same parts), through the one lifecycle
+    (``services.training.lifecycle``). A loser is not kept.
 
     Returns ``{"version", "mean_iou", "incumbent", "incumbent_mean_iou", "promoted",
     "parts", "polygons", "train_seconds", "reason"}``; ``version`` is None when the new net
     lost and was not kept. Raises Invalid when there is nothing to train on or to measure.
     """
-    from models.assist.learned import LearnedAssistant
-    from models.registry import build, config_class
-    from services.training.model_runs import training_set
-    from services.training.registry import (
-        artifact_tmp_path,
-        ensure_holdout,
-        register_version,
-        training_snapshot,
-    )
+    from models.registry import config_class
+    from services.training.lifecycle import held_out_set, scaled_progress, train_measure_promote
+    from services.training.registry import training_snapshot
 
     settings = get_settings()
-
-    def phase(name: str, span: tuple[float, float]) -> Progress | None:
-        return progress_for(name, span) if progress_for else None
-
-    ensure_holdout(session, project)
-    # commit the split now: training takes minutes, and an open write would hold every
-    # save of the project behind it (SQLite's lock, PostgreSQL's row locks)
-    session.commit()
-    held = training_set(session, project, lambda r: r.split == HOLDOUT_SPLIT)
-    if not len(held):
+    if not len(held_out_set(session, project)):
         raise Invalid(
             f"the held-out split ({HOLDOUT_SPLIT!r}) has no labelled photos with polygons to "
             "compare assistance back ends on; label some held-out photos first"
         )
     snapshot = {**training_snapshot(session, project)}
     snapshot["polygons"] = labelled_polygons(session, project)
-    data = training_set(session, project, lambda r: r.split != HOLDOUT_SPLIT, snapshot)
-    if not len(data):
-        raise Invalid(
-            "no labelled photos with polygons outside the held-out split to train assist_net on"
-        )
     cfg = config_class(STAGE).from_preset(
         config or settings.assist_autotrain_config,
         device=device or settings.device,
         epochs=epochs or settings.assist_autotrain_epochs,
     )
-    stage = build(STAGE, cfg, taxonomy=data.taxonomy)
-    tmp = artifact_tmp_path(STAGE)
-    t0 = time.perf_counter()
-    result = stage.train(data, cfg, progress=phase("training assist_net", (0.0, 0.7)), out_path=tmp)
-    train_seconds = time.perf_counter() - t0
-    try:
-        new = box_prompt_figures(
-            LearnedAssistant(stage), held, phase("measuring the new assist_net", (0.7, 0.85))
-        )
-        name, assistant = _incumbent(session, project)
-        old = box_prompt_figures(assistant, held, phase(f"measuring {name}", (0.85, 1.0)))
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    better = new["mean_iou"] > old["mean_iou"]
-    reason = (
-        f"held-out box prompts ({new['parts']} parts): new assist_net mean IoU "
-        f"{new['mean_iou']:.4f} vs {name} {old['mean_iou']:.4f}"
-    )
-    out: dict[str, Any] = {
-        "version": None,
-        "mean_iou": new["mean_iou"],
-        "incumbent": name,
-        "incumbent_mean_iou": old["mean_iou"],
-        "promoted": better,
-        "parts": new["parts"],
-        "polygons": snapshot["polygons"],
-        "train_seconds": round(train_seconds, 2),
-        "reason": reason + ("; promoted" if better else "; not kept"),
-    }
-    if not better:
-        Path(result.artifact_path).unlink(missing_ok=True)
-        return out
-    metrics = {
-        **result.metrics,
-        "holdout": new,
-        "autotrain": {"incumbent": name, "incumbent_holdout": old},
-    }
-    mv = register_version(
+    outcome = train_measure_promote(
         session,
-        stage=STAGE,
-        artifact_path=result.artifact_path,
-        metrics=metrics,
-        config=cfg.to_dict(),
-        train_snapshot=snapshot,
-        promote=True,
+        project,
+        STAGE,
+        cfg,
+        snapshot=snapshot,
+        keep_losers=False,
+        remeasure=True,
+        device="cpu",
+        progress_for=scaled_progress(progress_for, (0.0, 1.0)),
     )
-    out["version"] = {"id": mv.id, "name": mv.name, "metrics": mv.metrics}
-    return out
+    mv, figures = outcome.version, outcome.figures or {}
+    against = outcome.opponent
+    return {
+        "version": {"id": mv.id, "name": mv.name, "metrics": mv.metrics} if mv else None,
+        "mean_iou": figures.get("mean_iou"),
+        "incumbent": against.name if against is not None else None,
+        "incumbent_mean_iou": against.holdout.get("mean_iou") if against is not None else None,
+        "promoted": outcome.promoted,
+        "parts": figures.get("parts"),
+        "polygons": snapshot["polygons"],
+        "train_seconds": round(outcome.train_seconds, 2),
+        "reason": outcome.reason,
+    }

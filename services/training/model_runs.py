@@ -1,26 +1,21 @@
-"""Train, run and evaluate model stages against the project's database.
+"""Run and evaluate model stages against the project's database.
 
-- :func:`train_stage` snapshots the labelled images (not the held-out split), trains a
-  stage, and registers the artifact as ``<stage>-vN`` with its sha256 and metrics
-  (``services.training.registry.register_version``).
+- :func:`training_set` reads the labelled photos (a round's snapshot, or as they are now).
 - :func:`predict_stage` pre-annotates: it runs a version over the images it has not yet
   processed (an ``ImagePrediction`` row marks an image as done), committing image by image,
   so it can be interrupted and resumed.
 - :func:`evaluate_stage` measures a version on the held-out split and stores the figures.
-- :func:`evaluate_and_promote` is the promotion rule every new version goes through (a
-  round's and ``panelbeater train``'s): measured on the held-out split, promoted only when
-  its primary metric beats the promoted version's, or, for a stage's first version that
-  replaces a weight-free back end (``assist_net`` replaces GrabCut), that back end's.
+
+Training, and the promotion rule every new version goes through, are
+``services.training.lifecycle``.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from sqlmodel import Session, select
 
 from core.records import ImageRecord
@@ -78,98 +73,7 @@ def _snapshot_records(
     return records
 
 
-def train_stage(
-    session: Session,
-    project: Project,
-    stage: str,
-    *,
-    config: str = "tiny",
-    epochs: int | None = None,
-    device: str = "auto",
-    progress: Progress | None = None,
-    promote: bool = False,
-    train_snapshot: dict[str, Any] | None = None,
-    options: dict[str, Any] | None = None,
-    weights: str | Path | None = None,
-    warm_from: ModelVersion | None = None,
-    evaluate: bool = False,
-    force_promote: bool = False,
-) -> ModelVersion | None:
-    """Train ``stage`` on the labelled, not held-out images and register a new version.
-
-    ``evaluate`` (``panelbeater train`` sets it): choose the held-out split first if none
-    exists yet, and measure the new version on it (:func:`evaluate_and_promote`); then
-    ``promote`` promotes it only when it beats the promoted version, ``force_promote``
-    regardless. Without ``evaluate``, ``promote`` promotes at once (the caller evaluates).
-
-    A round passes its ``train_snapshot`` (:func:`services.training.registry.training_snapshot`) so
-    that every stage it trains learns from the same images and annotation revisions, and
-    each version records that one snapshot.
-
-    ``warm_from`` (a round passes the stage's promoted version) fine-tunes that version
-    instead of starting from scratch, on half the preset's epochs unless epochs are given;
-    the new version records it as ``warm_from`` and is its child.
-
-    Under ``torchrun`` (DDP, torch stages) every rank trains and only rank 0 registers; the
-    other ranks return None.
-    """
-    from models.registry import build, config_class
-    from services.training.registry import (
-        HOLDOUT_SPLIT,
-        artifact_tmp_path,
-        ensure_holdout,
-        register_version,
-        training_snapshot,
-        verified_artifact,
-    )
-
-    options = dict(options or {})
-    if evaluate and train_snapshot is None:
-        ensure_holdout(session, project)  # so the held-out photos stay out of training
-        # commit the split now: training takes minutes, and an open write would hold every
-        # save of the project behind it (SQLite's lock, PostgreSQL's row locks)
-        session.commit()
-    started_from = None
-    if weights is not None:
-        field, started_from = _start_weights(stage, weights)
-        options[field] = str(started_from["path"])
-    # --set wins over --epochs/--device when both name a field
-    cfg = config_class(stage).from_preset(config, **{"device": device, "epochs": epochs, **options})
-    snapshot = train_snapshot or training_snapshot(session, project)
-    data = training_set(session, project, lambda r: r.split != HOLDOUT_SPLIT, snapshot)
-    if not len(data):
-        raise Invalid(
-            f"no labelled images with annotations to train {stage!r} on; label some images "
-            f"(status labelled or reviewed) first"
-        )
-    if warm_from is not None and epochs is None and "epochs" not in options:
-        cfg = cfg.with_(epochs=max(1, cfg.epochs // 2))
-    st = build(stage, cfg, taxonomy=data.taxonomy)
-    if warm_from is not None:
-        st.warm_start(verified_artifact(warm_from))
-    tmp = artifact_tmp_path(stage)
-    result = st.train(data, cfg, progress=progress, out_path=tmp)
-    metrics = dict(result.metrics)
-    if int(os.environ.get("RANK", "0")) != 0:
-        return None  # under torchrun only rank 0 registers the version
-    mv = register_version(
-        session,
-        stage=stage,
-        artifact_path=result.artifact_path,
-        metrics=metrics,
-        config={**cfg.to_dict(), **_provenance(started_from, warm_from)},
-        train_snapshot=snapshot,
-        parent_id=warm_from.id if warm_from is not None else None,
-        promote=(promote or force_promote) and not evaluate,
-    )
-    if evaluate:
-        evaluate_and_promote(
-            session, project, mv, promote=promote, force=force_promote, device=device
-        )
-    return mv
-
-
-def _provenance(started_from: dict[str, str] | None, warm_from: ModelVersion | None) -> dict:
+def provenance(started_from: dict[str, str] | None, warm_from: ModelVersion | None) -> dict:
     """What a new version started from: a weights file, and/or an earlier version."""
     out: dict[str, Any] = {}
     if started_from:
@@ -179,7 +83,7 @@ def _provenance(started_from: dict[str, str] | None, warm_from: ModelVersion | N
     return out
 
 
-def _start_weights(stage: str, weights: str | Path) -> tuple[str, dict[str, str]]:
+def start_weights(stage: str, weights: str | Path) -> tuple[str, dict[str, str]]:
     """The config field a stage starts from and ``{"path", "sha256"}`` of the local file."""
     from core.files import sha256_file
     from models.registry import stage_class
@@ -332,113 +236,6 @@ def evaluate_stage(
     session.add(mv)
     session.flush()
     return {"version": mv.name, "images": len(data), **figures}
-
-
-#: Stages whose first version replaces a weight-free back end, and how that back end is
-#: built: the first version must beat it on the same held-out prompts to be promoted.
-WEIGHT_FREE_BASELINES = {"assist_net": ("grabcut", "models.assist.grabcut:GrabCutAssistant")}
-
-
-def baseline_figures(
-    session: Session, project: Project, stage: str, progress: Progress | None = None
-) -> tuple[str, dict[str, float]] | None:
-    """(name, held-out figures) of the weight-free back end ``stage``'s first version
-    replaces (GrabCut for ``assist_net``, measured with box prompts on every held-out part,
-    as ``assist_net`` itself is); None for a stage that replaces nothing."""
-    import importlib
-
-    from models.assist.learned import evaluate_box_prompts
-    from services.training.registry import HOLDOUT_SPLIT
-
-    if stage not in WEIGHT_FREE_BASELINES:
-        return None
-    name, target = WEIGHT_FREE_BASELINES[stage]
-    module, cls = target.split(":")
-    assistant = getattr(importlib.import_module(module), cls)()
-    data = training_set(session, project, lambda r: r.split == HOLDOUT_SPLIT)
-
-    def mask(image, box):
-        h, w = image.shape[:2]
-        if assistant._image is not image:
-            assistant.set_image(image)
-        shape = assistant.predict(box=box).shape
-        return shape.to_mask(h, w) if shape is not None else np.zeros((h, w), dtype=bool)
-
-    return name, evaluate_box_prompts(mask, data, None, progress=progress)
-
-
-def evaluate_and_promote(
-    session: Session,
-    project: Project,
-    mv: ModelVersion,
-    *,
-    promote: bool = True,
-    force: bool = False,
-    device: str = "auto",
-    progress: Progress | None = None,
-) -> dict[str, Any]:
-    """Measure a new version on the held-out split, then apply the promotion rule.
-
-    Promoted when ``force``, or when ``promote`` and :func:`services.training.registry.is_better`
-    says it beats the promoted version (for a first ``assist_net``: GrabCut on the same
-    held-out parts). A version that cannot be measured (no labelled held-out photos) is
-    promoted only as a stage's first version with nothing to replace, or when forced.
-    The decision is stored in ``mv.metrics["promotion"]`` and returned:
-    ``{"version", "evaluated", "promoted", "reason"}``.
-    """
-    from services.training.registry import current, is_better, set_promoted
-
-    evaluated, note = True, ""
-    try:
-        evaluate_stage(
-            session, project, mv.stage, version=mv.name, device=device, progress=progress
-        )
-    except Invalid as e:
-        evaluated, note = False, f"not measured on held-out photos ({e})"
-    incumbent = current(session, mv.stage)
-    incumbent = incumbent if incumbent is not None and incumbent.id != mv.id else None
-    baseline = None
-    if incumbent is None and evaluated:
-        baseline = baseline_figures(session, project, mv.stage)
-    elif incumbent is None and mv.stage in WEIGHT_FREE_BASELINES:
-        baseline = (WEIGHT_FREE_BASELINES[mv.stage][0], {})
-    better, why = is_better(mv, incumbent, baseline=baseline)
-    promoted = force or (promote and better)
-    if promoted:
-        set_promoted(session, mv)
-    reason = "; ".join(x for x in (note, why) if x)
-    if force and not better:
-        reason += "; promoted by override"
-    elif not promoted:
-        kept = incumbent.name if incumbent else (baseline[0] if baseline else None)
-        if not promote:
-            reason += "; not promoted (promotion was not asked for)"
-        else:
-            reason += f"; not promoted (kept {kept})" if kept else "; not promoted"
-    metrics = dict(mv.metrics or {})
-    if baseline is not None and baseline[1]:
-        metrics["baseline"] = {baseline[0]: baseline[1]}
-    kept = promoted or incumbent is not None or mv.stage not in WEIGHT_FREE_BASELINES
-    if not kept:
-        # With no promoted version the assistance takes the newest assist_net file, so a
-        # first version that lost to GrabCut would serve anyway: it is not kept (as
-        # services.training.assist_training does with its losers).
-        reason += "; the version was not kept"
-    metrics["promotion"] = {"promoted": promoted, "reason": reason}
-    mv.metrics = metrics
-    session.add(mv)
-    session.flush()
-    if not kept:
-        Path(mv.path).unlink(missing_ok=True)
-        session.delete(mv)
-        session.flush()
-    return {
-        "version": mv.name,
-        "evaluated": evaluated,
-        "promoted": promoted,
-        "kept": kept,
-        "reason": reason,
-    }
 
 
 def predict_photo(

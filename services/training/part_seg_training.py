@@ -21,9 +21,7 @@ promoted versions); a loser is not kept.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from sqlmodel import Session, func, select
@@ -118,22 +116,6 @@ def autotrain_summary(session: Session, project: Project) -> str:
 # ---------- the job ----------
 
 
-def _rival_version(session: Session, project: Project) -> ModelVersion | None:
-    """The promoted YOLO part model with its held-out figures (measured now if it has none)."""
-    from services.training.model_runs import evaluate_stage
-    from services.training.registry import current, primary_metric
-
-    mv = current(session, RIVAL)
-    if mv is None:
-        return None
-    if primary_metric(mv.metrics or {}, RIVAL) is None or "holdout" not in (mv.metrics or {}):
-        try:
-            evaluate_stage(session, project, RIVAL, version=mv.name, device="cpu")
-        except Exception:  # a missing file: the rule below says it has no figures
-            log.exception("could not measure %s on the held-out photos", mv.name)
-    return mv
-
-
 def backbone_in_weights_folder():
     """The newest torchvision MobileNetV3-Large file in the weights folder (``panelbeater
     weights add``), which the job starts the backbone from; None when there is none."""
@@ -175,37 +157,18 @@ def train_and_compare(
     ``preannotated`` counts the photos pre-annotated. Raises Invalid when there is nothing
     to train on or to measure.
     """
-    from models.registry import build, config_class
-    from services.training.model_runs import training_set
-    from services.training.registry import (
-        artifact_tmp_path,
-        ensure_holdout,
-        is_better,
-        register_version,
-        training_snapshot,
-    )
+    from models.registry import config_class
+    from services.training.lifecycle import held_out_set, scaled_progress, train_measure_promote
+    from services.training.model_runs import predict_stage
+    from services.training.registry import training_snapshot
 
     settings = get_settings()
-
-    def phase(name: str, span: tuple[float, float]) -> Progress | None:
-        return progress_for(name, span) if progress_for else None
-
-    ensure_holdout(session, project)
-    # commit the split now: training takes minutes, and an open write would hold every
-    # save of the project behind it (SQLite's lock, PostgreSQL's row locks)
-    session.commit()
-    held = training_set(session, project, lambda r: r.split == HOLDOUT_SPLIT)
-    if not len(held):
+    if not len(held_out_set(session, project)):
         raise Invalid(
             f"the held-out split ({HOLDOUT_SPLIT!r}) has no labelled photos with polygons to "
             "measure part_seg on; label some held-out photos first"
         )
     snapshot = {**training_snapshot(session, project), "photos": labelled_photos(session, project)}
-    data = training_set(session, project, lambda r: r.split != HOLDOUT_SPLIT, snapshot)
-    if not len(data):
-        raise Invalid(
-            "no labelled photos with polygons outside the held-out split to train part_seg on"
-        )
     device = device or settings.device
     config = config or settings.part_seg_autotrain_config or default_preset(device)
     cfg = config_class(STAGE).from_preset(
@@ -217,57 +180,39 @@ def train_and_compare(
     backbone = None if cfg.backbone_weights else backbone_in_weights_folder()
     if backbone is not None:
         cfg = cfg.with_(backbone_weights=str(backbone.path))
-    stage = build(STAGE, cfg, taxonomy=data.taxonomy)
-    tmp = artifact_tmp_path(STAGE)
-    t0 = time.perf_counter()
-    result = stage.train(data, cfg, progress=phase("training part_seg", (0.0, 0.8)), out_path=tmp)
-    train_seconds = time.perf_counter() - t0
-    try:
-        figures = stage.evaluate(held, progress=phase("measuring part_seg", (0.8, 0.9)))
-        rival = _rival_version(session, project)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    metrics = {**result.metrics, "holdout": figures}
-    candidate = ModelVersion(stage=STAGE, version=0, name="the new part_seg", metrics=metrics)
-    better, why = is_better(candidate, rival)
-    if rival is None:
-        why = "no promoted YOLO part model to beat"
+    outcome = train_measure_promote(
+        session,
+        project,
+        STAGE,
+        cfg,
+        snapshot=snapshot,
+        keep_losers=False,
+        remeasure=True,
+        device=device,
+        progress_for=scaled_progress(progress_for, (0.0, 0.9)),
+    )
+    mv = outcome.version
     out: dict[str, Any] = {
-        "version": None,
-        "figures": figures,
-        "rival": rival.name if rival is not None else None,
-        "promoted": better,
+        "version": {"id": mv.id, "name": mv.name, "metrics": mv.metrics} if mv else None,
+        "figures": outcome.figures,
+        "rival": outcome.opponent.name if outcome.opponent is not None else None,
+        "promoted": outcome.promoted,
         "photos": snapshot["photos"],
-        "train_seconds": round(train_seconds, 2),
-        "reason": why + ("; promoted" if better else "; not kept"),
+        "train_seconds": round(outcome.train_seconds, 2),
+        "reason": outcome.reason,
         "backbone": backbone.name if backbone is not None else None,
         "preannotated": 0,
     }
-    if not better:
-        Path(result.artifact_path).unlink(missing_ok=True)
+    if mv is None or not outcome.promoted:
         return out
-    metrics["promotion"] = {"promoted": True, "reason": out["reason"]}
-    mv = register_version(
-        session,
-        stage=STAGE,
-        artifact_path=result.artifact_path,
-        metrics=metrics,
-        config=cfg.to_dict(),
-        train_snapshot=snapshot,
-        promote=True,
-    )
-    out["version"] = {"id": mv.id, "name": mv.name, "metrics": mv.metrics}
     # the promotion is committed before the photos are: a stop while pre-annotating keeps it
     session.commit()
-    from services.training.model_runs import predict_stage
-
     out["preannotated"] = predict_stage(
         session,
         project,
         STAGE,
         version=mv.name,
         device=device,
-        progress=phase("pre-annotating with part_seg", (0.9, 1.0)),
+        progress=progress_for("pre-annotating with part_seg", (0.9, 1.0)) if progress_for else None,
     )
     return out

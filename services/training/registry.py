@@ -236,17 +236,16 @@ def rollback(session: Session, stage: str, to: int | str | None = None) -> Model
     return set_promoted(session, target)
 
 
-#: Each stage's primary metric (a dotted path into its metrics; ``holdout`` is where
-#: ``services.training.model_runs.evaluate_stage`` stores the held-out figures).
-STAGE_PRIMARY = {
-    "yolo_seg": ("holdout.part.coco.AP50", "holdout.part.macro_f1"),
-    "albert": ("holdout.damage.macro_f1", "holdout.part.macro_f1"),
-    "mask_rcnn": ("holdout.damage.coco.AP50", "holdout.damage.macro_f1"),
-    "part_classifier": ("holdout.accuracy", "holdout.macro_f1", "holdout.f1"),
-    "pipeline": ("holdout.part.macro_f1",),
-    "assist_net": ("holdout.mean_iou",),
-    "part_seg": ("holdout.part.coco.AP50", "holdout.part.miou"),
-}
+def stage_primary_metrics(stage: str | None) -> tuple[str, ...]:
+    """The primary-metric paths ``stage`` declares (``StageBase.primary_metrics``); none for
+    an unknown stage."""
+    from models.base import StageError
+    from models.registry import stage_info
+
+    try:
+        return stage_info(stage).primary_metrics if stage else ()
+    except StageError:
+        return ()
 
 
 def flatten_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
@@ -265,7 +264,7 @@ def primary_metric(metrics: dict[str, Any], stage: str | None = None) -> tuple[s
     """(key, value) of a version's primary metric (higher is better), or None.
 
     Looked up in order: ``metrics["primary_metric"]`` (a key or dotted path), the stage's
-    :data:`STAGE_PRIMARY` paths, held-out figures named like :data:`PRIMARY_METRIC_FALLBACKS`,
+    :func:`stage_primary_metrics` paths, held-out figures named like :data:`PRIMARY_METRIC_FALLBACKS`,
     then the same names at the top level (training-time figures).
     """
     flat = flatten_metrics(metrics or {})
@@ -274,7 +273,7 @@ def primary_metric(metrics: dict[str, Any], stage: str | None = None) -> tuple[s
         if isinstance((metrics or {}).get("primary_metric"), str)
         else []
     )
-    keys = [*named, *STAGE_PRIMARY.get(stage or "", ())]
+    keys = [*named, *stage_primary_metrics(stage)]
     keys += [f"holdout.{g}.{m}" for g in ("part", "damage") for m in ("macro_f1", "f1")]
     keys += [f"holdout.{m}" for m in PRIMARY_METRIC_FALLBACKS] + list(PRIMARY_METRIC_FALLBACKS)
     for key in keys:

@@ -34,8 +34,6 @@ from services.training.descriptors import ensure_descriptors, load_descriptors
 from services.training.predictions import decode_embedding, version_predictions
 from services.training.registry import HOLDOUT_SPLIT, LABELLED_STATUSES
 
-#: Stages whose image embeddings k-center prefers, best first.
-EMBEDDING_STAGES = ("albert", "yolo_seg", "pipeline", "part_classifier", "mask_rcnn")
 #: Heads whose vectors are independent sigmoids (one flag each), not one softmax.
 SIGMOID_HEADS = ("fake",)
 #: Strategies whose per-image score is meaningful for the images not selected.
@@ -43,6 +41,22 @@ SCORED = {"uncertainty": "uncertainty", "committee": "committee", "hybrid": "unc
 
 #: stage -> image id -> that stage's instances on the image
 StagePredictions = dict[str, dict[int, Instances]]
+
+
+def embedding_order(versions: dict[str, ModelVersion]) -> list[str]:
+    """The stages of ``versions``, those whose image embeddings k-center prefers first (their
+    ``embedding_rank``), then the others by name."""
+    from models.base import StageError
+    from models.registry import stage_info
+
+    def rank(stage: str) -> tuple[int, str]:
+        try:
+            r = stage_info(stage).embedding_rank
+        except StageError:
+            r = None
+        return (r if r is not None else 1_000, stage)
+
+    return sorted(versions, key=rank)
 
 
 @dataclass
@@ -56,10 +70,9 @@ class Pool:
 
     @property
     def main_version_id(self) -> int | None:
-        for stage in EMBEDDING_STAGES:
-            if stage in self.versions:
-                return self.versions[stage].id
-        return next((v.id for v in self.versions.values()), None)
+        for stage in embedding_order(self.versions):
+            return self.versions[stage].id
+        return None
 
 
 def select(
@@ -292,13 +305,11 @@ def _committee(
 def _embeddings(
     session: Session, versions: dict[str, ModelVersion], row: dict[int, int], notes: list[str]
 ) -> np.ndarray | None:
-    """``(N, D)`` image embeddings of the first stage (:data:`EMBEDDING_STAGES` order) that
-    has one for every image of the pool."""
+    """``(N, D)`` image embeddings of the first stage (:func:`embedding_order`) that has one
+    for every image of the pool."""
     n = len(row)
-    for stage in [*EMBEDDING_STAGES, *sorted(set(versions) - set(EMBEDDING_STAGES))]:
-        mv = versions.get(stage)
-        if mv is None:
-            continue
+    for stage in embedding_order(versions):
+        mv = versions[stage]
         rows = session.exec(
             sql_select(ImagePrediction.image_id, ImagePrediction.embedding).where(
                 ImagePrediction.model_version_id == mv.id, ImagePrediction.embedding.is_not(None)
