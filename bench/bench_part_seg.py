@@ -1,4 +1,4 @@
-"""part_seg against yolo_seg, trained for the same wall time on a CPU (issue 16).
+"""part_seg against yolo_seg, trained for the same wall time on a CPU.
 
 car_parts_dsmlr (400 labelled photos, 512x512) is split into ``--train`` photos to train on
 and the last ``--holdout`` photos, which neither model sees while training. For each budget

@@ -1,5 +1,6 @@
-"""Issue 16's target, as a team meets it: a fresh CPU-only store imports ``--photos``
-labelled car_parts_dsmlr photos, and nobody asks for anything after that.
+"""part_seg's target (a CPU-only project gets a part pre-annotator it never asked for), as a
+team meets it: a fresh CPU-only store imports ``--photos`` labelled car_parts_dsmlr photos, and
+nobody asks for anything after that.
 
 The script starts the job worker exactly as ``panelbeater serve`` does (its own process, the
 default settings: part_seg auto-training on, preset ``cpu``, ``PANELBEATER_PART_SEG_TIME_BUDGET_S``

@@ -24,7 +24,7 @@ _BUILTIN: dict[str, str] = {
     "albert": "models.albert.stage:AlbertStage",
     "mask_rcnn": "models.mask_rcnn:MaskRCNNStage",
     "assist_net": "models.assist.learned:AssistNetStage",
-    "part_seg": "models.part_seg:PartSegStage",
+    "part_seg": "models.part_seg.stage:PartSegStage",
     "pipeline": "models.pipeline:PipelineStage",
 }
 _REGISTRY: dict[str, type] = {}
