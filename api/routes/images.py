@@ -25,8 +25,7 @@ from db.models import ImageStatus, PredictionState, Project, User
 from services.data_io.imports import import_uploads
 from services.labelling import annotations as ann_service
 from services.labelling import images as image_service
-from services.labelling import leases as lease_service
-from services.review import quality as quality_service
+from services.review import workflow
 
 router = APIRouter(tags=["images"])
 
@@ -145,12 +144,8 @@ def get_image(
     """Metadata, the current annotations with the image's ``version``, and the predictions.
     Leased to the caller when nobody holds it; ``read_only`` with ``held_by`` when someone does."""
     with service_errors():
-        image = ann_service.get_image(session, image_id, project)
-        lease = lease_service.open_by_id(session, image, user)
-        detail = quality_service.detail_for(
-            session, user, image, ann_service.image_detail(session, image)
-        )
-        return ImageDetail.model_validate({**detail, **lease})
+        detail = workflow.open_photo(session, user, project=project, image_id=image_id)
+    return ImageDetail.model_validate(detail)
 
 
 @router.get("/images/{image_id}/file", responses={200: {"content": {"image/jpeg": {}}}})
@@ -181,20 +176,15 @@ def put_annotations(
     refused instances in ``rejected``); 403 when a non-fraud role changes a fake-damage flag
     or note. An outline that crosses itself is split where it crosses."""
     with service_errors():
-        target = {
-            "project": project,
-            "image_id": image_id,
-            "expected_version": body.version,
-            "annotations": body.annotations,
-        }
-        # An annotator's labels of an overlap or gold photo go to their own set.
-        detail = quality_service.save_routed(session, user, **target)
-        if not detail:
-            detail = ann_service.save_annotations_as(
-                session, user, **target, keep_going=body.keep_going
-            )
-        # A save is activity: it renews the saver's lease on the photo.
-        lease_service.take(session, ann_service.get_image(session, image_id, project), user)
+        detail = workflow.save(
+            session,
+            user,
+            project=project,
+            image_id=image_id,
+            expected_version=body.version,
+            annotations=body.annotations,
+            keep_going=body.keep_going,
+        )
     return SaveResult.model_validate(detail)
 
 
@@ -209,12 +199,7 @@ def post_status(
     """Move the image through new → in_progress → labelled → reviewed | rejected (with a
     comment); 403 when the role may not set that status."""
     with service_errors():
-        routed = quality_service.submit_routed(
-            session, user, project=project, image_id=image_id, status=body.status
-        )
-        if routed is not None:  # an annotator submitting their own set of an overlap/gold photo
-            return ImageSummary.model_validate(routed)
-        image = ann_service.set_status_as(
+        summary = workflow.set_status(
             session,
             user,
             project=project,
@@ -222,7 +207,7 @@ def post_status(
             status=body.status,
             comment=body.comment,
         )
-        return ImageSummary.model_validate(ann_service.image_summary(image))
+    return ImageSummary.model_validate(summary)
 
 
 @router.post("/predictions/{prediction_id}/state")
