@@ -1,6 +1,7 @@
-"""The dashboard's "Import labels" group: a label file (and the photos it names) imported as
+"""The dashboard's "Add photos" and "Import labels" groups: photos uploaded through
+``services.data_io.imports``, and a label file (and the photos it names) imported as
 ``panelbeater import ...`` and ``POST /api/imports`` import it, through
-``services.data_io.label_uploads``. ``annotator.app`` places the group and checks the user."""
+``services.data_io.label_uploads``. ``annotator.app`` places the groups and checks the user."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import gradio as gr
 from db.models import User
 from db.session import session_scope
 from services.accounts.projects import served_project
-from services.data_io.imports import IMPORT_STATUSES
+from services.data_io.imports import IMPORT_STATUSES, import_uploads
 from services.data_io.label_uploads import import_label_upload
 from services.errors import ServiceError
 
@@ -26,6 +27,54 @@ FORMAT_CHOICES = [
 FROM_LABELS = "from the labels"
 #: Messages listed under the summary; the rest are counted.
 SHOWN_MESSAGES = 20
+
+
+@dataclass
+class PhotosPanel:
+    files: gr.File
+    status: gr.Dropdown
+    button: gr.Button
+    message: gr.Markdown
+
+
+def photos_panel() -> PhotosPanel:
+    """The "Add photos" group's components, built inside the caller's Blocks context."""
+    with gr.Accordion("Add photos", open=True, elem_id="pb-upload"):
+        gr.Markdown(
+            "Upload photos here, or on the server run "
+            "`panelbeater import folder DIR` (or `import coco FILE --images DIR`)."
+        )
+        files = gr.File(
+            file_count="multiple",
+            file_types=["image"],
+            label="Photos",
+            elem_id="pb-upload-files",
+        )
+        status = gr.Dropdown(
+            choices=list(IMPORT_STATUSES),
+            value="new",
+            label="Status of the new photos",
+            info="A photo already here only moves forward; a rejected one stays.",
+            elem_id="pb-upload-status",
+        )
+        button = gr.Button("Add to project", size="sm", elem_id="pb-upload-button")
+        message = gr.Markdown(elem_id="pb-upload-msg")
+    return PhotosPanel(files, status, button, message)
+
+
+def add_photos(user: User, files: list[str] | None, status: str | None = None) -> str:
+    """Add the uploaded photos for ``user`` (checked by the caller); a Markdown report."""
+    if not files:
+        return "Choose one or more photos first."
+    payload = [(Path(f).name, Path(f).read_bytes()) for f in files]
+    with session_scope() as session:
+        report = import_uploads(session, served_project(session, user), payload, status=status)
+    lines = [
+        f"Added **{report.images_added}** photo(s); {report.images_skipped} already here; "
+        f"{report.images_failed} could not be read."
+    ]
+    lines += [f"- {_md_escape(m)}" for m in report.messages[:20]]
+    return "\n".join(lines)
 
 
 @dataclass

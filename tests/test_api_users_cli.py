@@ -104,6 +104,7 @@ def test_gradio_handlers_check_the_token(data: Path) -> None:
     import gradio as gr
 
     from annotator import app as ui
+    from annotator.exports_panel import export_file
     from db.session import session_scope
     from services.accounts.users import create_user
 
@@ -119,7 +120,7 @@ def test_gradio_handlers_check_the_token(data: Path) -> None:
     with pytest.raises(gr.Error):
         ui.dashboard(token)
     with pytest.raises(gr.Error):
-        ui.export_file(token, "coco")
+        export_file(token, "coco")
     with pytest.raises(gr.Error):
         ui.dashboard("forged")
     lead = ui.login("boss", "long enough")

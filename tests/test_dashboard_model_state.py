@@ -57,7 +57,7 @@ def test_yolo_zip_trains_wherever_it_is_unzipped_and_ui_exports_filter(
     import yaml
     from ultralytics.data.utils import check_det_dataset
 
-    from annotator.app import export_file
+    from annotator.exports_panel import export_file
     from db.session import session_scope
     from services.accounts.projects import get_or_create_project
     from services.accounts.users import get_user, issue_token

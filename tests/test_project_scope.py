@@ -311,6 +311,8 @@ def test_the_dashboard_refuses_non_members_and_lets_admins_set_projects(two) -> 
     import gradio as gr
 
     from annotator import app as ui
+    from annotator.jobs_panel import jobs_table
+    from annotator.members_panel import member_projects, members_view, set_member_projects
     from db.session import session_scope
     from services.accounts.users import create_user
 
@@ -320,23 +322,23 @@ def test_the_dashboard_refuses_non_members_and_lets_admins_set_projects(two) -> 
     refused = ui.login("stranger", PASSWORD)
     assert refused[0] == "" and "not a member of project" in refused[-1]
     lead = ui.login(seeded.users["lead"], PASSWORD)[0]
-    assert ui.members_view(lead)[0]["visible"] is False  # only admins see the members area
+    assert members_view(lead)[0]["visible"] is False  # only admins see the members area
     with pytest.raises(gr.Error):
-        ui.set_member_projects(lead, "stranger", ["default"])
+        set_member_projects(lead, "stranger", ["default"])
     admin = ui.login(seeded.users["admin"], PASSWORD)[0]
-    box, rows, users, projects = ui.members_view(admin)
+    box, rows, users, projects = members_view(admin)
     assert box["visible"] is True and ["stranger", "lead", "active", OTHER] in rows
     assert "stranger" in users["choices"] and set(projects["choices"]) == {"default", OTHER}
-    assert ui.member_projects(admin, "stranger")["value"] == [OTHER]
-    msg = ui.set_member_projects(admin, "stranger", ["default", OTHER])
+    assert member_projects(admin, "stranger")["value"] == [OTHER]
+    msg = set_member_projects(admin, "stranger", ["default", OTHER])
     assert "stranger" in msg and "default" in msg
     token = ui.login("stranger", PASSWORD)[0]
     assert token and "photos" in ui.dashboard(token)[0]
     # a membership ended while signed in takes effect at the next call
-    ui.set_member_projects(admin, "stranger", [OTHER])
+    set_member_projects(admin, "stranger", [OTHER])
     with pytest.raises(gr.Error, match="not a member of project 'default'"):
         ui.dashboard(token)
-    assert ui.jobs_table(token) == []
+    assert jobs_table(token) == []
     assert ui.restore_token(token)[0] == ""
 
 

@@ -215,10 +215,10 @@ def _export_dirs() -> set[Path]:
 
 @pytest.mark.parametrize("fmt", ["coco", "yolo"])
 def test_an_export_is_served_to_sessions_only_and_leaves_no_folder(world, fmt: str) -> None:
-    from annotator import app as ui
+    from annotator.exports_panel import export_file
 
     before = _export_dirs()
-    path = Path(ui.export_file(world.token("lead"), fmt))
+    path = Path(export_file(world.token("lead"), fmt))
     assert _export_dirs() - before == set()
     assert path.is_file() and path.is_relative_to(world.cache)
     client = world.client
@@ -324,7 +324,7 @@ def test_a_body_over_the_limit_gets_413_declared_or_streamed(tmp_path, monkeypat
 
 def test_the_jobs_poll_stops_quietly_once_the_session_has_ended(store) -> None:
     """An expired session stops the dashboard's timer instead of an error every 2 s."""
-    from annotator.app import jobs_poll
+    from annotator.jobs_panel import jobs_poll
 
     rows, timer = jobs_poll("a token that was revoked")
     assert rows == [] and timer.active is False
