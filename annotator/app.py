@@ -30,6 +30,7 @@ from models.base import PRESETS
 from models.registry import pre_annotating_stages, stage_infos
 from services.accounts import users as user_service
 from services.accounts.projects import list_projects, served_project
+from services.accounts.users import Permission
 from services.dashboard import summary as dashboard_service
 from services.data_io.exports import export_archive
 from services.data_io.imports import IMPORT_STATUSES, import_uploads
@@ -87,7 +88,7 @@ def _signed_in(token: str, user: User) -> tuple:
         gr.update(visible=True),
         who,
         session_value(token, user.username, user.role.value, perms),
-        gr.update(visible="dashboard" in perms),
+        gr.update(visible=Permission.dashboard in perms),
         "",
     )
 
@@ -168,7 +169,7 @@ def anonymous_fn_ids(demo: gr.Blocks) -> frozenset[int]:
 # ---------- dashboard ----------
 
 
-def _require(token: str, permission: str) -> User:
+def _require(token: str, permission: Permission) -> User:
     user = _user(token)
     if user is None:
         raise gr.Error("Your session expired; sign in again.")
@@ -182,7 +183,7 @@ def _require(token: str, permission: str) -> User:
 
 
 def dashboard(token: str) -> tuple:
-    user = _require(token, "dashboard")
+    user = _require(token, Permission.dashboard)
     with session_scope() as session:
         project = served_project(session, user)
         data = dashboard_service.dashboard_data(session, project)
@@ -230,7 +231,7 @@ def jobs_table(token: str) -> list[list[Any]]:
 
 
 def _job_rows(user: User | None) -> list[list[Any]]:
-    if user is None or not user_service.can(user, "dashboard"):
+    if user is None or not user_service.can(user, Permission.dashboard):
         return []
     from jobs.service import job_dict, list_jobs
 
@@ -272,7 +273,7 @@ def export_file(
     (``annotator.session``) and deletes it after ``CACHE_MAX_AGE_S``; the folder it was
     written in goes at once. The filters are the CLI's ``--status`` (several), ``--split``
     and ``--group``; empty ones export everything."""
-    user = _require(token, "export")
+    user = _require(token, Permission.export)
     status = ",".join(status) if isinstance(status, list) else status
     out_dir = Path(tempfile.mkdtemp(prefix="panelbeater-ui-export-"))
     try:
@@ -295,31 +296,31 @@ def export_file(
 
 def import_labels(token: str, *values: Any) -> str:
     """The dashboard's "Import labels" group (``annotator.imports_panel``)."""
-    return run_import(_require(token, "import"), *values)
+    return run_import(_require(token, Permission.import_), *values)
 
 
 def promote_version(token: str, version: str | None) -> str:
-    return dashboard_panel.promote(_require(token, "retrain"), version)
+    return dashboard_panel.promote(_require(token, Permission.retrain), version)
 
 
 def rollback_version(token: str, version: str | None) -> str:
-    return dashboard_panel.rollback(_require(token, "retrain"), version)
+    return dashboard_panel.rollback(_require(token, Permission.retrain), version)
 
 
 def predict_photo(token: str, stage: str | None, image_id: float | None, thr: float) -> str:
-    return dashboard_panel.predict_photo(_require(token, "retrain"), stage, image_id, thr)
+    return dashboard_panel.predict_photo(_require(token, Permission.retrain), stage, image_id, thr)
 
 
 def start_fraud_screen(token: str) -> str:
-    return dashboard_panel.start_screen(_require(token, "retrain"))
+    return dashboard_panel.start_screen(_require(token, Permission.retrain))
 
 
 def job_details(token: str, job_id: float | None) -> str:
-    return dashboard_panel.job_detail(_require(token, "dashboard"), job_id)
+    return dashboard_panel.job_detail(_require(token, Permission.dashboard), job_id)
 
 
 def upload_photos(token: str, files: list[str] | None, status: str | None = None) -> str:
-    user = _require(token, "import")
+    user = _require(token, Permission.import_)
     if not files:
         return "Choose one or more photos first."
     payload = [(Path(f).name, Path(f).read_bytes()) for f in files]
@@ -339,7 +340,7 @@ def retrain(
     preset: str = "tiny",
     start_from: list[str] | None = None,
 ) -> str:
-    user = _require(token, "retrain")
+    user = _require(token, Permission.retrain)
     preset = preset or "tiny"
     weights = dashboard_service.picked_weights(start_from)
     try:
@@ -364,7 +365,7 @@ def weights_picker(token: str) -> dict:
     """The weights-picker's choices when the dashboard opens (the weights folder may change);
     none for a role that may not retrain."""
     user = _user(token)
-    if user is None or not user_service.can(user, "retrain"):
+    if user is None or not user_service.can(user, Permission.retrain):
         return gr.update(choices=[])
     return gr.update(choices=dashboard_service.start_weights_choices())
 
@@ -420,7 +421,7 @@ def members_view(token: str) -> tuple:
     """The accounts with their projects, and the choices of the membership editor; the area
     stays hidden from anyone who may not manage users."""
     user = _user(token)
-    if user is None or not user_service.can(user, "users"):
+    if user is None or not user_service.can(user, Permission.users):
         return gr.update(visible=False), [], gr.update(choices=[]), gr.update(choices=[])
     with session_scope() as session:
         rows = user_service.users_with_projects(session)
@@ -445,7 +446,7 @@ def members_view(token: str) -> tuple:
 
 def member_projects(token: str, username: str | None) -> Any:
     """The projects ``username`` is a member of, to edit."""
-    _require(token, "users")
+    _require(token, Permission.users)
     if not username:
         return gr.update(value=[])
     try:
@@ -458,7 +459,7 @@ def member_projects(token: str, username: str | None) -> Any:
 
 def set_member_projects(token: str, username: str | None, projects: list[str] | None) -> str:
     """Make ``username`` a member of exactly ``projects``."""
-    _require(token, "users")
+    _require(token, Permission.users)
     if not username:
         return "Choose a user first."
     try:

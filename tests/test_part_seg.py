@@ -1,4 +1,4 @@
-"""part_seg: the CPU part segmenter (issue 16). It trains on real photos and its loss falls,
+"""part_seg: the CPU part segmenter. It trains on real photos and its loss falls,
 predicts well-formed instances, flips swap sided classes, label maps become instances (holes
 kept, specks dropped, sided pairs settled by position), files round-trip, and it trains
 itself and is promoted only when it beats the promoted YOLO part model."""
