@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# A local CPU-only torch 2.13.0 wheel in PIP_FIND_LINKS breaks the registry's torchvision
-# (its `torchvision::nms` operator is missing), so installs ignore that folder.
+# Installs take every package from the registry, never from PIP_FIND_LINKS: a CPU-only
+# torch 2.13.0 wheel there breaks the registry's torchvision (its `torchvision::nms`
+# operator is missing).
 PIP_ENV := PIP_FIND_LINKS=
 # Every install takes the versions recorded in requirements.lock (a pip constraints file
 # that `make lock` writes from a fresh, unconstrained install), so a release elsewhere

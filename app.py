@@ -27,7 +27,7 @@ def _first_start_hint() -> None:
 
 
 def proxy_options(settings: Settings) -> dict[str, object]:
-    """uvicorn's options for a TLS proxy in front (``PANELBEATER_FORWARDED_ALLOW_IPS``): only
+    """uvicorn's options for a TLS proxy in front (the ``forwarded_allow_ips`` setting): only
     then are X-Forwarded-For and -Proto believed, so no client can claim another address."""
     if not settings.forwarded_allow_ips:
         return {"proxy_headers": False}
@@ -100,7 +100,7 @@ def _with_ui(fastapi_app: FastAPI, settings: Settings) -> FastAPI:
     fastapi_app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_request_bytes,
-        setting="PANELBEATER_MAX_REQUEST_BYTES",
+        setting="max_request_bytes",
     )
     fastapi_app.add_middleware(SecurityHeadersMiddleware, ui_path=ui_session.UI_PATH)
     return fastapi_app

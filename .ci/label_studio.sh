@@ -20,7 +20,7 @@ fi
 rm -rf "$VENV"
 "$PYTHON" -m venv "$VENV"
 LS_VERSION="$(grep -E '^label-studio==' "$CONSTRAINTS")"
-# The machine's local wheel folder holds a CPU torch that Label Studio does not need.
+# Packages come from the registry only (PIP_FIND_LINKS cleared), as for the project's venv.
 PIP_FIND_LINKS= "$VENV/bin/pip" install --quiet --upgrade pip
 PIP_FIND_LINKS= "$VENV/bin/pip" install --quiet -c "$CONSTRAINTS" "$LS_VERSION" 2> >(grep -v "^WARNING: Location" >&2)
 echo "$WANT" >"$STAMP"

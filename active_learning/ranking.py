@@ -1,4 +1,4 @@
-"""Small helpers shared by the selection strategies: ranking and validation."""
+"""Ranking and validation, shared by the selection strategies."""
 
 from __future__ import annotations
 

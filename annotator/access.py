@@ -13,6 +13,7 @@ from db.models import User
 from db.session import session_scope
 from services.accounts import users as user_service
 from services.accounts.projects import served_project
+from services.accounts.users import Permission
 from services.errors import ServiceError
 
 
@@ -33,7 +34,7 @@ def not_a_member(session: Session, user: User) -> str | None:
     return None
 
 
-def require(token: str, permission: str) -> User:
+def require(token: str, permission: Permission) -> User:
     """The signed-in member of the served project holding ``permission``; a ``gr.Error``
     the page shows otherwise."""
     user = token_user(token)

@@ -43,6 +43,7 @@ from db.session import session_scope
 from models.registry import pre_annotating_stages, stage_infos
 from services.accounts import users as user_service
 from services.accounts.projects import served_project
+from services.accounts.users import Permission
 from services.dashboard import summary as dashboard_service
 from services.errors import TooManyAttempts
 from services.labelling import leases as lease_service
@@ -85,7 +86,7 @@ def _signed_in(token: str, user: User) -> tuple:
         gr.update(visible=True),
         who,
         session_value(token, user.username, user.role.value, perms),
-        gr.update(visible="dashboard" in perms),
+        gr.update(visible=Permission.dashboard in perms),
         "",
     )
 
@@ -160,7 +161,7 @@ def anonymous_fn_ids(demo: gr.Blocks) -> frozenset[int]:
 
 
 def dashboard(token: str) -> tuple:
-    user = require(token, "dashboard")
+    user = require(token, Permission.dashboard)
     with session_scope() as session:
         project = served_project(session, user)
         data = dashboard_service.dashboard_data(session, project)
@@ -197,32 +198,32 @@ def dashboard_after_action(token: str) -> tuple:
 
 def upload_photos(token: str, files: list[str] | None, status: str | None = None) -> str:
     """The dashboard's "Add photos" group (``annotator.imports_panel``)."""
-    return add_photos(require(token, "import"), files, status)
+    return add_photos(require(token, Permission.import_), files, status)
 
 
 def import_labels(token: str, *values: Any) -> str:
     """The dashboard's "Import labels" group (``annotator.imports_panel``)."""
-    return run_import(require(token, "import"), *values)
+    return run_import(require(token, Permission.import_), *values)
 
 
 def promote_version(token: str, version: str | None) -> str:
-    return dashboard_panel.promote(require(token, "retrain"), version)
+    return dashboard_panel.promote(require(token, Permission.retrain), version)
 
 
 def rollback_version(token: str, version: str | None) -> str:
-    return dashboard_panel.rollback(require(token, "retrain"), version)
+    return dashboard_panel.rollback(require(token, Permission.retrain), version)
 
 
 def predict_photo(token: str, stage: str | None, image_id: float | None, thr: float) -> str:
-    return dashboard_panel.predict_photo(require(token, "retrain"), stage, image_id, thr)
+    return dashboard_panel.predict_photo(require(token, Permission.retrain), stage, image_id, thr)
 
 
 def start_fraud_screen(token: str) -> str:
-    return dashboard_panel.start_screen(require(token, "retrain"))
+    return dashboard_panel.start_screen(require(token, Permission.retrain))
 
 
 def job_details(token: str, job_id: float | None) -> str:
-    return dashboard_panel.job_detail(require(token, "dashboard"), job_id)
+    return dashboard_panel.job_detail(require(token, Permission.dashboard), job_id)
 
 
 # ---------- the page's parts ----------

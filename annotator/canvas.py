@@ -33,7 +33,7 @@ CANVAS_MODULES = (
     "palette",  # distinct class colours: no DOM
     "classes",  # fuzzy class search (a port of core/fuzzy.py): no DOM
     "api",  # REST client and photo blob cache
-    "dom",  # element helpers
+    "dom",  # finding and making elements, the status line
     "render",  # SVG layers
     "zoom",  # zoom buttons and level, sharp full-resolution region when zoomed in
     "panels",  # toolbar and side panels

@@ -19,6 +19,7 @@ from core.taxonomy import GROUPS
 from db.models import ImageStatus
 from db.session import session_scope
 from services.accounts.projects import served_project
+from services.accounts.users import Permission
 from services.data_io.exports import export_archive
 from services.errors import ServiceError
 
@@ -37,7 +38,7 @@ def export_file(
     (``annotator.session``) and deletes it after ``annotator.app.CACHE_MAX_AGE_S``; the folder
     it was written in goes at once. The filters are the CLI's ``--status`` (several),
     ``--split`` and ``--group``; empty ones export everything."""
-    user = require(token, "export")
+    user = require(token, Permission.export)
     status = ",".join(status) if isinstance(status, list) else status
     out_dir = Path(tempfile.mkdtemp(prefix="panelbeater-ui-export-"))
     try:

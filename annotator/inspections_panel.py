@@ -19,21 +19,22 @@ import cv2
 import gradio as gr
 import numpy as np
 
-from core.config import get_settings
+from core.config import env_name, get_settings
 from db.models import User
 from db.session import session_scope
 from services.accounts.projects import project_taxonomy, served_project
+from services.accounts.users import Permission
 from services.claims import inspections as svc
 from services.claims import new_damage
 from services.errors import ServiceError
 
-Require = Callable[[str, str], User]
+Require = Callable[[str, Permission], User]
 THUMB = 220
 COMPARE_SIDE = 900
 
 
 def _choices(require: Require, token: str) -> list[tuple[str, int]]:
-    user = require(token, "view")
+    user = require(token, Permission.view)
     with session_scope() as session:
         project = served_project(session, user)
         vehicles = {v.id: v for v in svc.list_vehicles(session, project)}
@@ -54,7 +55,7 @@ def _thumb(image, side: int) -> np.ndarray:
 def _show(require: Require, token: str, inspection_id: int | None) -> tuple:
     if not inspection_id:
         return "Pick an inspection.", [], [], [], gr.update(choices=[])
-    user = require(token, "view")
+    user = require(token, Permission.view)
     from services.claims.report import report_data
 
     with session_scope() as session:
@@ -113,7 +114,7 @@ def _compare(
     at ``opacity``, with damage outlined: new orange, pre-existing red, unverified grey."""
     if not inspection_id or not slot:
         return None, None, "Pick an inspection and a slot."
-    user = require(token, "view")
+    user = require(token, Permission.view)
     with session_scope() as session:
         project = served_project(session, user)
         ins = svc.get_inspection(session, project, int(inspection_id))
@@ -175,7 +176,7 @@ def _outline(img: np.ndarray, flags: list, s: float) -> np.ndarray:
 def _find_new(require: Require, token: str, inspection_id: int | None) -> str:
     if not inspection_id:
         return "Pick an inspection."
-    user = require(token, "fraud")
+    user = require(token, Permission.fraud)
     try:
         with session_scope() as session:
             out = new_damage.compute_flags(
@@ -194,7 +195,7 @@ def _find_new(require: Require, token: str, inspection_id: int | None) -> str:
 def _decide(require: Require, token: str, flag_id: float | None, decision: str, note: str) -> str:
     if not flag_id:
         return "Give the flag's id (first column)."
-    user = require(token, "fraud")
+    user = require(token, Permission.fraud)
     try:
         with session_scope() as session:
             f = new_damage.decide_flag(
@@ -213,7 +214,7 @@ def _decide(require: Require, token: str, flag_id: float | None, decision: str, 
 def _report(require: Require, token: str, inspection_id: int | None) -> Any:
     if not inspection_id:
         return None
-    user = require(token, "view")
+    user = require(token, Permission.view)
     from services.claims.report import build_report
 
     out = Path(tempfile.mkdtemp(prefix="pb_report_")) / f"inspection-{int(inspection_id)}.pdf"
@@ -223,7 +224,7 @@ def _report(require: Require, token: str, inspection_id: int | None) -> Any:
 
 
 def _vehicle_choices(require: Require, token: str) -> list[tuple[str, int]]:
-    user = require(token, "view")
+    user = require(token, Permission.view)
     with session_scope() as session:
         return [
             (" / ".join(x for x in (v.plate, v.vin, v.make, v.vehicle_model) if x), v.id)
@@ -235,7 +236,7 @@ def _new_vehicle(
     require: Require, token: str, plate: str, vin: str, make: str, model: str, notes: str
 ) -> tuple[str, Any]:
     """Create a vehicle (leads and admins); the message and the vehicle picker, set to it."""
-    user = require(token, "import")
+    user = require(token, Permission.import_)
     try:
         with session_scope() as session:
             v = svc.create_vehicle(
@@ -269,7 +270,7 @@ def _new_inspection(
     to it (which shows its empty slot grid)."""
     if not vehicle_id:
         return "Pick the vehicle first (or add one).", gr.update()
-    user = require(token, "import")
+    user = require(token, Permission.import_)
     try:
         with session_scope() as session:
             i = svc.create_inspection(
@@ -303,7 +304,7 @@ def _upload(
     paths = [Path(f if isinstance(f, str) else f.name) for f in files or []]
     if not paths:
         return "Choose one or more photos."
-    user = require(token, "import")
+    user = require(token, Permission.import_)
     limit = get_settings().max_image_bytes
     payload, refused = [], []
     for p in paths:
@@ -315,7 +316,7 @@ def _upload(
         if size > limit:  # not read into memory at all
             refused.append(
                 f"{p.name}: {size:,} bytes, over the {limit:,} limit "
-                "(setting PANELBEATER_MAX_IMAGE_BYTES); not uploaded"
+                f"(setting {env_name('max_image_bytes')}); not uploaded"
             )
             continue
         payload.append((p.name, p.read_bytes()))

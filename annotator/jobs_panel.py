@@ -15,6 +15,7 @@ from db.models import User
 from db.session import session_scope
 from services.accounts import users as user_service
 from services.accounts.projects import served_project
+from services.accounts.users import Permission
 from services.dashboard import summary as dashboard_service
 from services.errors import ServiceError
 
@@ -34,7 +35,7 @@ def jobs_table(token: str) -> list[list[Any]]:
 
 
 def _job_rows(user: User | None) -> list[list[Any]]:
-    if user is None or not user_service.can(user, "dashboard"):
+    if user is None or not user_service.can(user, Permission.dashboard):
         return []
     from jobs.service import job_dict, list_jobs
 

@@ -14,15 +14,16 @@ import gradio as gr
 from db.models import User
 from db.session import session_scope
 from services.accounts.projects import served_project
+from services.accounts.users import Permission
 from services.errors import ServiceError
 from services.labelling import leases as lease_service
 
-Require = Callable[[str, str], User]
+Require = Callable[[str, Permission], User]
 HEADERS = ["photo", "file", "status", "held by", "held for (min)", "expires in (min)"]
 
 
 def rows(require: Require, token: str) -> list[list[object]]:
-    user = require(token, "dashboard")
+    user = require(token, Permission.dashboard)
     with session_scope() as session:
         leases = lease_service.list_leases(session, served_project(session, user).id)
     return [
@@ -39,7 +40,7 @@ def rows(require: Require, token: str) -> list[list[object]]:
 
 
 def release(require: Require, token: str, image_id: float | None) -> str:
-    user = require(token, "dashboard")
+    user = require(token, Permission.dashboard)
     if not image_id:
         return "Type the number of a photo in the table first."
     try:

@@ -14,13 +14,14 @@ from annotator.access import md_escape, require, token_user
 from db.session import session_scope
 from services.accounts import users as user_service
 from services.accounts.projects import list_projects
+from services.accounts.users import Permission
 
 
 def members_view(token: str) -> tuple:
     """The accounts with their projects, and the choices of the membership editor; the area
     stays hidden from anyone who may not manage users."""
     user = token_user(token)
-    if user is None or not user_service.can(user, "users"):
+    if user is None or not user_service.can(user, Permission.users):
         return gr.update(visible=False), [], gr.update(choices=[]), gr.update(choices=[])
     with session_scope() as session:
         rows = user_service.users_with_projects(session)
@@ -45,7 +46,7 @@ def members_view(token: str) -> tuple:
 
 def member_projects(token: str, username: str | None) -> Any:
     """The projects ``username`` is a member of, to edit."""
-    require(token, "users")
+    require(token, Permission.users)
     if not username:
         return gr.update(value=[])
     try:
@@ -58,7 +59,7 @@ def member_projects(token: str, username: str | None) -> Any:
 
 def set_member_projects(token: str, username: str | None, projects: list[str] | None) -> str:
     """Make ``username`` a member of exactly ``projects``."""
-    require(token, "users")
+    require(token, Permission.users)
     if not username:
         return "Choose a user first."
     try:

@@ -22,11 +22,12 @@ from PIL import Image as PILImage
 from db.models import User
 from db.session import session_scope
 from services.accounts.projects import served_project
+from services.accounts.users import Permission
 from services.errors import ServiceError
 from services.review import quality as quality_service
 from services.review import quality_report as report
 
-Require = Callable[[str, str], User]
+Require = Callable[[str, Permission], User]
 
 #: table -> (label, [(column, heading)])
 TABLES: dict[str, tuple[str, list[tuple[str, str]]]] = {
@@ -99,7 +100,7 @@ def _cell(v: Any) -> Any:
 
 def refresh(require: Require, token: str) -> list[Any]:
     """Settings fields, the four tables and the time-series picture."""
-    user = require(token, "dashboard")
+    user = require(token, Permission.dashboard)
     with session_scope() as session:
         project = served_project(session, user)
         settings = quality_service.project_quality_settings(project).as_dict()
@@ -113,7 +114,7 @@ def refresh(require: Require, token: str) -> list[Any]:
 
 
 def save_settings(require: Require, token: str, *values: Any) -> str:
-    user = require(token, "dashboard")
+    user = require(token, Permission.dashboard)
     changes = dict(zip(SETTINGS, values, strict=True))
     changes["overlap_annotators"] = int(changes["overlap_annotators"] or 2)
     changes["gold_feedback"] = bool(changes["gold_feedback"])
@@ -128,7 +129,7 @@ def save_settings(require: Require, token: str, *values: Any) -> str:
 
 
 def mark_gold(require: Require, token: str, image_id: float | None, gold: bool) -> str:
-    user = require(token, "dashboard")
+    user = require(token, Permission.dashboard)
     if not image_id:
         return "Type the number of a reviewed photo first."
     try:
@@ -144,7 +145,7 @@ def mark_gold(require: Require, token: str, image_id: float | None, gold: bool) 
 
 def csv_file(require: Require, token: str, table: str) -> Any:
     """The table as a CSV file in Gradio's cache, shown for download."""
-    user = require(token, "dashboard")
+    user = require(token, Permission.dashboard)
     with session_scope() as session:
         project = served_project(session, user)
         text = report.to_csv(report.TABLES[table](session, project))

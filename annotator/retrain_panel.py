@@ -16,6 +16,7 @@ from models.base import PRESETS
 from models.registry import stage_infos
 from services.accounts import users as user_service
 from services.accounts.projects import served_project
+from services.accounts.users import Permission
 from services.dashboard import summary as dashboard_service
 from services.errors import ServiceError
 
@@ -30,7 +31,7 @@ def retrain(
     preset: str = "tiny",
     start_from: list[str] | None = None,
 ) -> str:
-    user = require(token, "retrain")
+    user = require(token, Permission.retrain)
     preset = preset or "tiny"
     weights = dashboard_service.picked_weights(start_from)
     try:
@@ -55,7 +56,7 @@ def weights_picker(token: str) -> dict:
     """The weights-picker's choices when the dashboard opens (the weights folder may change);
     none for a role that may not retrain."""
     user = token_user(token)
-    if user is None or not user_service.can(user, "retrain"):
+    if user is None or not user_service.can(user, Permission.retrain):
         return gr.update(choices=[])
     return gr.update(choices=dashboard_service.start_weights_choices())
 

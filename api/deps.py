@@ -20,6 +20,7 @@ from db.models import Project, User
 from db.session import get_session
 from services.accounts import users as user_service
 from services.accounts.projects import served_project
+from services.accounts.users import Permission
 from services.errors import (
     Forbidden,
     Invalid,
@@ -84,7 +85,7 @@ UserDep = Annotated[User, Depends(current_user)]
 ProjectDep = Annotated[Project, Depends(current_project)]
 
 
-def require(permission: str) -> Callable[[User], User]:
+def require(permission: Permission) -> Callable[[User], User]:
     """A dependency that lets through only members of the served project (else 403, see
     :func:`current_project`) whose role has ``permission`` (else 403)."""
 
@@ -99,6 +100,10 @@ def require(permission: str) -> Callable[[User], User]:
         return user
 
     return check
+
+
+#: A lead or an admin: a member of the served project whose role may see the dashboard.
+Lead = Annotated[User, Depends(require(Permission.dashboard))]
 
 
 @contextmanager

@@ -13,6 +13,7 @@ import secrets
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.config import env_name
 from core.urls import route_path, under
 
 #: The Gradio UI: its page runs inline scripts (config, loader), which get a per-response nonce;
@@ -104,7 +105,8 @@ class SecurityHeadersMiddleware:
 class BodyLimitMiddleware:
     """Answers 413 to a request whose body is larger than ``max_bytes``: at once when its
     ``Content-Length`` says so, else as soon as a streamed body passes the limit (the app then
-    sees the client as gone, and its own answer is dropped).
+    sees the client as gone, and its own answer is dropped). ``setting`` names the field of
+    ``core.config.Settings`` that raises the limit, for the answer to name its variable.
 
     Not FastAPI's own ``max_body_size``: that one answers a bare "Content Too Large" from
     outside the app's middleware (so without the security headers), and signals by raising
@@ -117,7 +119,7 @@ class BodyLimitMiddleware:
         self.setting = setting
 
     def _too_large(self) -> tuple[Message, Message]:
-        where = f" (setting {self.setting})" if self.setting else ""
+        where = f" (setting {env_name(self.setting)})" if self.setting else ""
         detail = (
             f"The request body is larger than this server accepts: at most {self.max_bytes} "
             f"bytes{where}. Send fewer or smaller files at a time."

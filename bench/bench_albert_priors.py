@@ -53,7 +53,7 @@ def load_split(split: str):
     folder = DATA / split
     path = folder / "COCO_merged_annos.json"
     if not path.exists():
-        raise SystemExit(f"{path} does not exist: this benchmark needs ../shared/datasets")
+        raise SystemExit(f"{path} does not exist: this benchmark needs the real datasets")
     taxonomy = default_taxonomy()
     resolver = LabelResolver(taxonomy, load_label_map(LABEL_MAP))
     records, report = coco.parse(coco.load(path), resolver, source=str(path))

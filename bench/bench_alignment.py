@@ -8,7 +8,7 @@ photometric change (brightness +-30, contrast 0.7-1.3, Gaussian blur sigma 0-1.5
 quality 50-90). Per method: mean and median corner error of the alignments that held, the
 success rate at 3, 5 and 10 px (a failed alignment counts as a miss), and seconds per pair.
 
-Real pairs: the byte-identical photos listed in ../shared/datasets/README.md (their true
+Real pairs: the byte-identical photos listed in the datasets' README.md (their true
 homography is the identity); each is aligned after the same photometric change, without a
 warp. The patch-ssl encoder is trained first on the benchmark's own photos (self-supervised,
 no labels: what ``panelbeater inspection train-aligner`` does on a project's photos).

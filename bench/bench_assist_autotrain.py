@@ -1,15 +1,15 @@
-"""assist_net's self-training on a CPU, as a project sees it (issue 12).
+"""assist_net's self-training on a CPU, as a project sees it.
 
 Imports ``--photos`` labelled car_parts_dsmlr photos into a fresh store (they arrive
 ``labelled``), lets the project draw its held-out split as it would, then runs the same
 call the ``assist_autotrain`` job makes (``services.training.assist_training.train_and_compare``,
-the ``PANELBEATER_ASSIST_AUTOTRAIN_CONFIG`` preset). Printed: the training time, and the
+the ``assist_autotrain_config`` setting's preset). Printed: the training time, and the
 held-out box-prompt mean IoU of the new assist_net against GrabCut (the weight-free
 incumbent it has to beat) on the parts of the held-out photos, which it never trains on.
 
     .venv/bin/python bench/bench_assist_autotrain.py [--photos 400] [--epochs N] [--threads 2]
 
-Needs ../shared/datasets (or PANELBEATER_SHARED_DATASETS).
+Needs the real datasets (``DATASETS``; PANELBEATER_SHARED_DATASETS points elsewhere).
 """
 
 from __future__ import annotations
@@ -66,17 +66,19 @@ def main() -> None:
     args = ap.parse_args()
     apply_threads(args)
     if not DATASETS.is_dir():
-        raise SystemExit(f"{DATASETS} does not exist: this benchmark needs ../shared/datasets")
+        raise SystemExit(
+            f"{DATASETS} does not exist: this benchmark needs the real datasets "
+            "(set PANELBEATER_SHARED_DATASETS)"
+        )
 
-    tmp = Path(tempfile.mkdtemp(prefix="pb-autotrain-"))
-    os.environ["PANELBEATER_DATA_DIR"] = str(tmp / "data")
-    os.environ["PANELBEATER_ASSIST_AUTOTRAIN"] = "0"  # the bench calls the job's work itself
-
-    from core.config import configure
+    from core.config import configure, env_name
     from db.session import init_db, reset_engine, session_scope
     from services.accounts.projects import get_or_create_project
     from services.training.assist_training import labelled_polygons, train_and_compare
 
+    tmp = Path(tempfile.mkdtemp(prefix="pb-autotrain-"))
+    os.environ[env_name("data_dir")] = str(tmp / "data")
+    os.environ[env_name("assist_autotrain")] = "0"  # the bench calls the job's work itself
     configure()
     reset_engine()
     init_db()

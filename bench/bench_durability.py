@@ -1,4 +1,4 @@
-"""Concurrent saves and kill -9: throughput, latency and acknowledged saves lost (issue 11).
+"""Concurrent saves and kill -9: throughput, latency and acknowledged saves lost.
 
 10 annotators each save their own photo as fast as the server answers, against a real
 ``panelbeater serve`` on loopback (its own process group). First a steady run gives saves

@@ -1,4 +1,4 @@
-"""Annotators pressing "next" at once: no photo handed to two people, and how fast (issue 14).
+"""Annotators pressing "next" at once: no photo handed to two people, and how fast.
 
 20 annotators (one thread each, started together) each take ``/api/queue/next``, save one
 polygon on the photo they got and mark it labelled, ``--photos-each`` times, against a real

@@ -25,7 +25,7 @@ Prints one table and writes every figure to ``--out`` (JSON).
 held-out photos: test-time flips, a guided-filter boundary refinement, the small-part second
 look at two zooms, a larger working size than the model trained at, and the score threshold.
 
-Needs ../shared/datasets (or PANELBEATER_SHARED_DATASETS).
+Needs the real datasets (``DATASETS``; PANELBEATER_SHARED_DATASETS points elsewhere).
 """
 
 from __future__ import annotations
@@ -271,7 +271,10 @@ def main() -> None:
     args = ap.parse_args()
     apply_threads(args)
     if not DATASETS.is_dir():
-        raise SystemExit(f"{DATASETS} does not exist: this benchmark needs ../shared/datasets")
+        raise SystemExit(
+            f"{DATASETS} does not exist: this benchmark needs the real datasets "
+            "(set PANELBEATER_SHARED_DATASETS)"
+        )
 
     from models.data import TrainingSet
     from models.datasets import dsmlr_training_set

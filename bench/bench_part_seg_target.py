@@ -1,10 +1,10 @@
-"""part_seg's target (a CPU-only project gets a part pre-annotator it never asked for), as a
-team meets it: a fresh CPU-only store imports ``--photos`` labelled car_parts_dsmlr photos, and
-nobody asks for anything after that.
+"""part_seg's target, as a team meets it: a fresh CPU-only store imports ``--photos``
+labelled car_parts_dsmlr photos, and nobody asks for anything after that.
 
 The script starts the job worker exactly as ``panelbeater serve`` does (its own process, the
-default settings: part_seg auto-training on, preset ``cpu``, ``PANELBEATER_PART_SEG_TIME_BUDGET_S``
-of training), imports the photos as ``panelbeater import`` does, then only watches the store.
+default settings: part_seg auto-training on, preset ``cpu``, ``part_seg_time_budget_s``
+seconds of training), imports the photos as ``panelbeater import`` does, then only watches
+the store.
 Printed: when the auto-training job was queued, started and finished, when a part_seg version
 was promoted (minutes after the import began), its held-out mask AP50 and mIoU on the project's
 held-out photos (which it never trained on), and how many photos the same job then
@@ -12,8 +12,8 @@ pre-annotated with it.
 
     .venv/bin/python bench/bench_part_seg_target.py [--photos 400] [--limit-min 30]
 
-The target: promoted within 15 minutes, held-out mask AP50 >= 0.5. Needs ../shared/datasets
-(or PANELBEATER_SHARED_DATASETS).
+The target: promoted within 15 minutes, held-out mask AP50 >= 0.5. Needs the real datasets
+(``DATASETS``; PANELBEATER_SHARED_DATASETS points elsewhere).
 """
 
 from __future__ import annotations
@@ -40,15 +40,17 @@ def main() -> None:
     ap.add_argument("--limit-min", type=float, default=30.0, help="give up after this long")
     args = ap.parse_args()
     if not DATASETS.is_dir():
-        raise SystemExit(f"{DATASETS} does not exist: this benchmark needs ../shared/datasets")
+        raise SystemExit(
+            f"{DATASETS} does not exist: this benchmark needs the real datasets "
+            "(set PANELBEATER_SHARED_DATASETS)"
+        )
 
     tmp = Path(tempfile.mkdtemp(prefix="pb-part-seg-target-"))
-    os.environ["PANELBEATER_DATA_DIR"] = str(tmp / "data")
     os.environ["CUDA_VISIBLE_DEVICES"] = ""  # a CPU-only install, whatever this machine has
 
     from sqlmodel import func, select
 
-    from core.config import configure
+    from core.config import configure, env_name
     from db.models import Image, Job
     from db.session import init_db, reset_engine, session_scope
     from jobs.worker import start_worker_process
@@ -56,6 +58,7 @@ def main() -> None:
     from services.training.part_seg_training import JOB_KIND, autotrain_summary
     from services.training.registry import HOLDOUT_SPLIT, current
 
+    os.environ[env_name("data_dir")] = str(tmp / "data")
     settings = configure()
     reset_engine()
     init_db()

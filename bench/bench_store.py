@@ -1,4 +1,4 @@
-"""Store-level import/export figures on a synthetic project (issue: foundation).
+"""Store-level import/export figures on a synthetic project.
 
 A project of 10,000 images and 100,000 polygons, through the real service layer and a
 real SQLite store: ``export coco``, ``export yolo`` (labels only), and importing the COCO

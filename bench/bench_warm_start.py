@@ -1,4 +1,4 @@
-"""Warm-started rounds against scratch, on car_parts_dsmlr with yolo_seg (issue 12).
+"""Warm-started rounds against scratch, on car_parts_dsmlr with yolo_seg.
 
 Round 0 trains from scratch on the first ``--photos`` photos; then two rounds each add
 ``--photos`` more. In every round, scratch trains a new model for ``--epochs`` epochs, while
@@ -10,7 +10,7 @@ their wall times, and the time warm took to reach scratch's final AP50 (``-`` wh
     .venv/bin/python bench/bench_warm_start.py [--preset small] [--photos 100] [--epochs 6]
         [--heldout 50] [--threads 2]
 
-Needs ../shared/datasets (or PANELBEATER_SHARED_DATASETS).
+Needs the real datasets (``DATASETS``; PANELBEATER_SHARED_DATASETS points elsewhere).
 """
 
 from __future__ import annotations
@@ -75,7 +75,10 @@ def main() -> None:
     from models.yolo_seg import YoloSegConfig, YoloSegStage
 
     if not DATASETS.is_dir():
-        raise SystemExit(f"{DATASETS} does not exist: this benchmark needs ../shared/datasets")
+        raise SystemExit(
+            f"{DATASETS} does not exist: this benchmark needs the real datasets "
+            "(set PANELBEATER_SHARED_DATASETS)"
+        )
     full = dsmlr_training_set(DATASETS)
     heldout = TrainingSet(full.records[-args.heldout :], full.taxonomy)
     pool = full.records[: -args.heldout]

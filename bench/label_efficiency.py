@@ -55,7 +55,7 @@ Presets: ``cpu`` (64 px, width 16, 100 + 6·n steps of 8 photos, 3 seeds, 5 roun
 photos after the 15-photo start, 5 strategies, 2 worker processes of 1 torch thread each;
 about 23 minutes on the shared 2-core machine), ``smoke`` (a reduced proof that it runs),
 ``gpu`` (96 px, 300 + 10·n steps of 16, 5 seeds, 8 rounds; for an H100-class machine, NOT
-yet run). The issue's first plan (6 rounds, 500 fixed steps) measured ~75 s per training
+yet run). A first plan (6 rounds, 500 fixed steps) measured ~75 s per training
 on the shared box, about 70 minutes in all, so the cpu preset has 5 rounds.
 
 Run: ``.venv/bin/python bench/label_efficiency.py --preset cpu``.
@@ -557,7 +557,7 @@ def main() -> None:
     args = ap.parse_args()
     if not DATA.is_dir():
         sys.exit(
-            f"dataset not found at {DATA}; this benchmark needs ../shared/datasets/car_parts_dsmlr."
+            f"dataset not found at {DATA}; this benchmark needs the real car_parts_dsmlr dataset."
         )
     changes = {
         k: v

@@ -1,4 +1,4 @@
-"""The ``--threads`` option the model benchmarks share (PANELBEATER_TORCH_THREADS for a run)."""
+"""The ``--threads`` option the model benchmarks share (the ``torch_threads`` setting, for one run)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from cli.common import fail, open_project, store_session
-from core.config import configure, get_settings
+from core.config import configure, env_name, get_settings
 
 app = typer.Typer(
     name="panelbeater",
@@ -29,7 +29,7 @@ def main_options(
     data_dir: Path | None = typer.Option(
         None,
         "--data-dir",
-        help="Data directory (default ./panelbeater-data or $PANELBEATER_DATA_DIR).",
+        help=f"Data directory (default ./panelbeater-data or ${env_name('data_dir')}).",
     ),
     project: str | None = typer.Option(None, "--project", help="Project name (default 'default')."),
 ) -> None:

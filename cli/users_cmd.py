@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import fail, open_project, store_session
+from cli.common import fail, store_session
 from db.models import Role
 
 user_app = typer.Typer(
@@ -158,25 +158,16 @@ def enable(name: str = typer.Argument(..., help="User name.")) -> None:
 @user_app.command("list")
 def list_users() -> None:
     """Every user with its role, state and projects."""
-    from sqlmodel import select
+    from services.accounts.users import FIRST_START_MESSAGE, users_with_projects
 
-    from db.models import User
-    from db.session import session_scope
-    from services.accounts.projects import member_project_names
-
-    open_project()
-    with session_scope() as session:
-        users = session.exec(select(User).order_by(User.username)).all()
-        if not users:
-            from services.accounts.users import FIRST_START_MESSAGE
-
-            typer.echo(FIRST_START_MESSAGE)
-        for u in users:
-            state = "active" if u.active else "disabled"
-            where = (
-                "all projects" if u.role == Role.admin else _names(member_project_names(session, u))
-            )
-            typer.echo(f"{u.username}\t{u.role.value}\t{state}\t{where}")
+    with store_session() as session:
+        users = users_with_projects(session)
+    if not users:
+        typer.echo(FIRST_START_MESSAGE)
+    for u in users:
+        state = "active" if u["active"] else "disabled"
+        where = "all projects" if u["role"] == Role.admin.value else _names(u["projects"])
+        typer.echo(f"{u['username']}\t{u['role']}\t{state}\t{where}")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,4 @@
-"""Helpers for bulk work over many small objects (imports and exports)."""
+"""Bulk work over many small objects (imports and exports): the garbage collector paused."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """One settings object, read from ``PANELBEATER_*`` environment variables.
 
-Use :func:`get_settings`; the CLI and tests replace it with :func:`configure`.
+Use :func:`get_settings`; the CLI and tests replace it with :func:`configure`. A message
+that tells the user which variable to set names it with :func:`env_name`.
 """
 
 from __future__ import annotations
@@ -208,6 +209,18 @@ class Settings(BaseSettings):
     def cache_dir(self) -> Path:
         """Embedding caches and display-size image copies."""
         return self.data_dir / "cache"
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field`` of :class:`Settings`:
+    ``env_name("max_image_bytes")`` is ``"PANELBEATER_MAX_IMAGE_BYTES"``.
+
+    Raises ValueError for a name that is no field, so a misspelt setting in a message fails
+    where it is written rather than sending the user to a variable nothing reads.
+    """
+    if field not in Settings.model_fields:
+        raise ValueError(f"{field!r} is not a setting; see core.config.Settings")
+    return f"{Settings.model_config['env_prefix']}{field}".upper()
 
 
 _settings: Settings | None = None

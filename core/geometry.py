@@ -427,9 +427,11 @@ def check_vertex_limit(shape: Shape, max_vertices: int) -> None:
     for i, p in enumerate(shape.polygons):
         n = sum(len(r) for r in p.rings())
         if n > max_vertices:
+            from core.config import env_name  # pydantic, only on the way to an error
+
             raise GeometryError(
                 f"polygon {i + 1} has {n:,} points, more than the limit of {max_vertices:,}; "
-                "simplify it, or raise the limit (setting PANELBEATER_MAX_VERTICES_PER_POLYGON)"
+                f"simplify it, or raise the limit (setting {env_name('max_vertices_per_polygon')})"
             )
 
 

@@ -1,8 +1,8 @@
 """The engine, sessions, and schema migrations applied on start.
 
 SQLite (the default) runs in WAL mode with foreign keys on and a busy timeout, so the web
-process and a worker process can share one file. ``PANELBEATER_DATABASE_URL`` selects
-PostgreSQL instead.
+process and a worker process can share one file. The ``database_url`` setting
+selects PostgreSQL instead.
 
 The data dir is created readable by its owner only (0700), and the SQLite file too (0600;
 SQLite gives its ``-wal`` and ``-shm`` files the same mode): they hold password hashes and

@@ -101,7 +101,7 @@ def rle_to_mask(seg: dict, height: int, width: int) -> np.ndarray:
     claimed 30000x30000 mask, or runs that overflow it, are refused before any decoding.
     Raises GeometryError with the reason.
     """
-    from core.config import get_settings
+    from core.config import env_name, get_settings
 
     counts = seg.get("counts")
     size = seg.get("size") or [height, width]
@@ -116,7 +116,7 @@ def rle_to_mask(seg: dict, height: int, width: int) -> np.ndarray:
     if h * w > max_pixels:
         raise GeometryError(
             f"the RLE claims {w}x{h} pixels, more than the limit of {max_pixels:,} "
-            "(setting PANELBEATER_MAX_IMAGE_PIXELS)"
+            f"(setting {env_name('max_image_pixels')})"
         )
     if (h, w) != (height, width):
         raise GeometryError(

@@ -122,11 +122,12 @@ def read_regular_file(
     *,
     limit: int,
     what: str = "image",
-    setting: str = "PANELBEATER_MAX_IMAGE_BYTES",
+    setting: str = "max_image_bytes",
 ) -> bytes:
     """The bytes of ``path``, which must be a regular file of at most ``limit`` bytes.
 
-    ``what`` names the file in messages; ``setting`` is the variable that raises the limit.
+    ``what`` names the file in messages; ``setting`` is the field of
+    ``core.config.Settings`` that raises it.
 
     The file is opened without blocking and checked on the open descriptor, so a pipe
     cannot hang the caller and a device such as ``/dev/zero`` is never read.
@@ -134,6 +135,8 @@ def read_regular_file(
     Raises:
         ImageReadError: missing, not a regular file, over ``limit``, or unreadable.
     """
+    from core.config import env_name
+
     path = Path(path)
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
@@ -154,7 +157,7 @@ def read_regular_file(
             )
         too_big = ImageReadError(
             f"{what} {path}: the file is larger than the limit of {_megabytes(limit)}; "
-            f"shrink it, or raise the limit (setting {setting})"
+            f"shrink it, or raise the limit (setting {env_name(setting)})"
         )
         if st.st_size > limit:
             raise too_big
@@ -190,7 +193,7 @@ def _open_decoded(path: Path | str, data: bytes):
     """The decoded Pillow image of ``data``; ``path`` names the file in messages."""
     from PIL import Image, ImageFile, UnidentifiedImageError
 
-    from core.config import get_settings
+    from core.config import env_name, get_settings
 
     max_pixels = get_settings().max_image_pixels
     # Pillow's own guard, for every use of Pillow in the process: it refuses images over
@@ -201,7 +204,7 @@ def _open_decoded(path: Path | str, data: bytes):
         return ImageReadError(
             f"image {path}: {size}more than the limit of {max_pixels:,} pixels, so it is refused "
             "as a possible decompression bomb; shrink the photo, or raise the limit "
-            "(setting PANELBEATER_MAX_IMAGE_PIXELS)"
+            f"(setting {env_name('max_image_pixels')})"
         )
 
     # Ultralytics sets LOAD_TRUNCATED_IMAGES=True at import for its loaders, which would make
@@ -256,13 +259,13 @@ def image_info_from_bytes(data: bytes, name: str | Path) -> ImageInfo:
     Raises:
         ImageReadError: over the byte or pixel limits, not an image, truncated or corrupt.
     """
-    from core.config import get_settings
+    from core.config import env_name, get_settings
 
     limit = get_settings().max_image_bytes
     if len(data) > limit:
         raise ImageReadError(
             f"image {name}: the file is larger than the limit of {_megabytes(limit)}; "
-            "shrink it, or raise the limit (setting PANELBEATER_MAX_IMAGE_BYTES)"
+            f"shrink it, or raise the limit (setting {env_name('max_image_bytes')})"
         )
     img = _open_decoded(name, data)
     w, h = img.size

@@ -228,7 +228,7 @@ def _read_text(path: Path) -> str:
         path,
         limit=get_settings().max_label_file_bytes,
         what="label file",
-        setting="PANELBEATER_MAX_LABEL_FILE_BYTES",
+        setting="max_label_file_bytes",
     )
     return data.decode("utf-8")
 

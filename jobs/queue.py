@@ -12,7 +12,7 @@ from pathlib import Path
 
 from huey import Huey, RedisHuey, SqliteHuey
 
-from core.config import Settings, get_settings
+from core.config import Settings, env_name, get_settings
 from jobs.runner import execute_job
 
 QUEUE_NAME = "panelbeater"
@@ -33,14 +33,14 @@ def _make_huey(location: str) -> Huey:
             import redis  # noqa: F401
         except ImportError:
             raise RuntimeError(
-                f"PANELBEATER_QUEUE_URL={location!r} needs the 'redis' package: pip install redis "
-                "(or leave the queue URL empty for the embedded SQLite queue)."
+                f"{env_name('queue_url')}={location!r} needs the 'redis' package: "
+                "pip install redis (or leave the queue URL empty for the embedded SQLite queue)."
             ) from None
         return RedisHuey(QUEUE_NAME, url=location)
     if "://" in location:
         raise ValueError(
-            f"PANELBEATER_QUEUE_URL={location!r} is not supported; use a redis:// URL, or leave it empty "
-            "for the embedded SQLite queue."
+            f"{env_name('queue_url')}={location!r} is not supported; use a redis:// URL, "
+            "or leave it empty for the embedded SQLite queue."
         )
     Path(location).parent.mkdir(parents=True, exist_ok=True)
     return SqliteHuey(QUEUE_NAME, filename=location)

@@ -16,7 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
-from core.config import Settings, configure, get_settings
+from core.config import Settings, configure, env_name, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
     """Environment that makes a child process see the same settings."""
     env = dict(os.environ)
     for key, value in settings.model_dump().items():
-        name = f"PANELBEATER_{key.upper()}"
+        name = env_name(key)
         if value is None:
             env.pop(name, None)
         else:

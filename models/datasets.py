@@ -2,7 +2,7 @@
 
 The project's importers (services/data_io/imports.py) are the general route into the database;
 this module only reads plain COCO polygon files directly, which the tests and benchmarks
-use on the real datasets in ``../shared/datasets`` without a database.
+use on the real datasets without a database.
 """
 
 from __future__ import annotations

@@ -24,6 +24,6 @@ def set_torch_threads(n: int | None) -> None:
 
 
 def apply_process_settings(settings: Settings | None = None) -> None:
-    """Apply the settings that act on the whole process (``PANELBEATER_TORCH_THREADS``)."""
+    """Apply the settings that act on the whole process (the ``torch_threads`` setting)."""
     s = settings or get_settings()
     set_torch_threads(s.torch_threads)

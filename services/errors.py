@@ -1,8 +1,11 @@
-"""Domain errors the service layer raises; the API maps them to HTTP status codes."""
+"""Domain errors the service layer raises; the API maps them to HTTP status codes. Also the
+one check on free text every room applies: :func:`check_comment_length`."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from core.config import env_name, get_settings
 
 
 class ServiceError(Exception):
@@ -45,4 +48,16 @@ class TooManyAttempts(ServiceError):
         super().__init__(
             f"Too many failed sign-ins for this user name or from this address; "
             f"try again in {retry_after} seconds."
+        )
+
+
+def check_comment_length(text: str | None, field: str, *, error: type[Invalid] = Invalid) -> None:
+    """Raise ``error`` (an :class:`Invalid`) naming ``field`` when ``text`` is longer than the
+    ``max_comment_chars`` setting: review comments and reasons, fake-damage notes, notes on
+    damage flags, vehicles and inspections. None passes."""
+    limit = get_settings().max_comment_chars
+    if text is not None and len(text) > limit:
+        raise error(
+            f"{field} is {len(text):,} characters, more than the limit of {limit:,} "
+            f"(setting {env_name('max_comment_chars')})"
         )

@@ -1,4 +1,4 @@
-"""Accounts (issue 11, section 6): sign-in throttling with backoff, token revocation on a new
+"""Accounts: sign-in throttling with backoff, token revocation on a new
 password or a disabled user, OWASP scrypt cost with upgrade at sign-in, a private data dir."""
 
 from __future__ import annotations
@@ -249,6 +249,58 @@ def _cost(stored: str) -> tuple[int, int, int]:
     scheme, n, r, p, _salt, _hash = stored.split("$")
     assert scheme == "scrypt"
     return int(n), int(r), int(p)
+
+
+# -- permissions --------------------------------------------------------------------
+
+
+def test_permissions_keep_their_names_and_a_misspelt_one_is_an_error() -> None:
+    import json
+
+    from db.models import Role
+    from services.accounts.users import PERMISSIONS, Permission, can, permissions
+
+    # what the API sends and the workspace reads: the same strings as before the enum
+    lead = {"view", "annotate", "assist", "review", "fraud", "dashboard", "export", "retrain"}
+    assert {role.value: set(permissions(role)) for role in Role} == {
+        "annotator": {"view", "annotate", "assist"},
+        "reviewer": {"view", "annotate", "assist", "review"},
+        "fraud_analyst": {"view", "annotate", "assist", "fraud"},
+        "lead": lead | {"import"},
+        "admin": lead | {"import", "users"},
+    }
+    assert json.dumps(sorted(PERMISSIONS[Role.annotator])) == '["annotate", "assist", "view"]'
+    assert f"{Permission.import_}" == "import" and Permission("import") is Permission.import_
+    assert can(Role.reviewer, Permission.review) and not can(Role.annotator, Permission.review)
+    assert can(Role.fraud_analyst, "fraud")  # a stored or sent name still works
+    with pytest.raises(ValueError):
+        can(Role.admin, "reveiw")  # a typo is an error, not a silent refusal
+    with pytest.raises(AttributeError):
+        _ = Permission.reveiw
+
+
+def test_the_code_names_permissions_by_the_enum() -> None:
+    """``can``, ``require`` and the UI's ``_require`` take a Permission member, never a string."""
+    import ast
+
+    from conftest import REPO_ROOT
+
+    from services.accounts.users import Permission
+
+    names = {p.value for p in Permission}
+    found = []
+    for package in ("services", "api", "annotator", "cli", "jobs"):
+        for path in sorted((REPO_ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not isinstance(node, ast.Call):
+                    continue
+                f = node.func
+                called = f.id if isinstance(f, ast.Name) else getattr(f, "attr", "")
+                if called in ("can", "require", "_require") and any(
+                    isinstance(a, ast.Constant) and a.value in names for a in node.args
+                ):
+                    found.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno}")
+    assert found == [], "use services.accounts.users.Permission"
 
 
 def test_new_hashes_use_owasp_scrypt_cost(monkeypatch) -> None:

@@ -1,4 +1,4 @@
-"""End-to-end review at a glance and class picking (issue 13), headless Chromium against a real
+"""End-to-end review at a glance and class picking, headless Chromium against a real
 server: roles land where they work, a rejected instance sends its photo back to the author's
 queue head with "rejected: <comment>" and a count, the class search finds "windscreen" and
 "fl door", and selecting a polygon leaves the class for new drawings alone.

@@ -1,6 +1,6 @@
 """End-to-end: headless Chromium against a real server on loopback; every test checks the database.
 
-Photos: two real ones from ../shared/datasets (when present) and synthetic ones. Screenshots of
+Photos: two real ones from the datasets (when present) and synthetic ones. Screenshots of
 the key screens go to artifacts/screenshots/.
 """
 

@@ -28,7 +28,7 @@ def test_a_skip_fails_only_under_ci(tmp_path: Path, ci: str, expected: str):
     shutil.copy(Path(__file__).with_name("conftest.py"), tmp_path / "conftest.py")
     (tmp_path / "test_skipping.py").write_text(SKIPPING)
     tests = Path(__file__).resolve().parent
-    # the copied conftest imports the suite's helper modules and the project
+    # the copied conftest imports the suite's shared modules and the project
     path = os.pathsep.join([str(tests), str(tests.parent), os.environ.get("PYTHONPATH", "")])
     env = {**os.environ, "CI": ci, "PYTHONPATH": path}
     run = subprocess.run(

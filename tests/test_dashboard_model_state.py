@@ -1,5 +1,5 @@
-"""Issue 13, sections 5-8: honest model state, portable exports, the fraud screen, the
-dashboard's plots and what the jobs table says."""
+"""Honest model state, portable exports, the fraud screen, the dashboard's plots and what
+the jobs table says."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 FastAPI runs a ``yield`` dependency's exit after it has sent the response, so a session
 committed there can be acknowledged and then lost when the process dies, and a token issued
-at sign-in can be refused on its first use (issue 11, point 2).
+at sign-in can be refused on its first use.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ CLASSES_JS = REPO_ROOT / "annotator" / "static" / "canvas" / "classes.js"
 
 #: (what a user types, the class that must come first)
 FIRST = [
-    ("windscreen", "front_windshield"),  # the two examples
-    ("fl door", "front_left_door"),
+    ("windscreen", "front_windshield"),  # a synonym
+    ("fl door", "front_left_door"),  # an abbreviation
     ("rr door", "rear_right_door"),
     ("FR-Door", "front_right_door"),
     ("bonnet", "hood"),

@@ -1,4 +1,4 @@
-"""Imports stay inside their folder and within bounds (issue 11, sections 3 and 7).
+"""Imports stay inside their folder and within bounds.
 
 Each test builds a tiny dataset in ``tmp_path``: paths that lead out of the images folder
 (``../x``, absolute paths, symbolic links, a YOLO ``path:``), a pipe and ``/dev/zero``, files
@@ -34,7 +34,7 @@ from services.data_io import imports
 REPO = Path(__file__).resolve().parents[1]
 
 
-# -- helpers ----------------------------------------------------------------------
+# -- test photos ------------------------------------------------------------------
 
 
 def photo(path: Path, size: tuple[int, int] = (64, 48), value: int = 0) -> Path:

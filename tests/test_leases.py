@@ -12,6 +12,7 @@ from durability_helpers import KillableServer, Workspace
 from lease_helpers import run_load, seed_queue
 
 from db.models import Image, User
+from services.accounts.users import Permission
 from services.errors import NotFound
 
 
@@ -248,10 +249,10 @@ def test_the_dashboard_section_lists_and_releases(queue) -> None:
     project, ids, (a, b, *_) = queue
     _next(project, a)
     _next(project, b)
-    users = {"lead-token": a}  # the panel asks its caller for the user; leads pass "dashboard"
-    asked: list[str] = []
+    users = {"lead-token": a}  # the panel asks its caller for the user, naming a permission
+    asked: list[Permission] = []
 
-    def require(token: str, permission: str) -> User:
+    def require(token: str, permission: Permission) -> User:
         asked.append(permission)
         return users[token]
 
@@ -263,5 +264,5 @@ def test_the_dashboard_section_lists_and_releases(queue) -> None:
     )
     assert "not held" in leases_panel.release(require, "lead-token", ids[1])
     assert "Not released" in leases_panel.release(require, "lead-token", 10**9)
-    assert set(asked) == {"dashboard"}
+    assert set(asked) == {Permission.dashboard}
     assert [r[0] for r in leases_panel.rows(require, "lead-token")] == [ids[0]]

@@ -315,7 +315,7 @@ def test_dashboard_quality_handlers(store) -> None:
     from db.models import Image, ImageStatus
     from db.session import session_scope
     from services.accounts.projects import get_or_create_project
-    from services.accounts.users import create_user
+    from services.accounts.users import Permission, create_user
 
     with session_scope() as s:
         project = get_or_create_project(s)
@@ -326,8 +326,8 @@ def test_dashboard_quality_handlers(store) -> None:
         ids = [i for i in s.exec(select(Image.id).order_by(Image.id))]
         s.expunge(lead)
 
-    def require(token: str, permission: str):
-        assert token == "t" and permission == "dashboard"
+    def require(token: str, permission: Permission):
+        assert token == "t" and permission is Permission.dashboard
         return lead
 
     values = [0.5, 2, 0.1, True, 0.5, 0.6, 0.7]

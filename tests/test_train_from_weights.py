@@ -1,4 +1,4 @@
-"""Training each stage from weights a user brings (issue 12, "Weights the team brings").
+"""Training each stage from weights a user brings.
 
 Checkpoints are made here in each real layout with random weights (nothing is downloaded):
 Ultralytics' own ``.pt`` of an 80-class COCO-shaped YOLO, a 91-class torchvision Mask R-CNN

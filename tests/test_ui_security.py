@@ -1,5 +1,5 @@
 """The UI's own routes under /ui are no anonymous door; every response carries the security
-headers; request bodies are bounded (issue 11, parts 4, 7 and 8)."""
+headers; request bodies are bounded."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, field_validator
 from api.deps import ProjectDep, SessionDep, require, service_errors
 from api.schemas import AssistAnswer, AssistPrepared, IdPath
 from db.models import User
+from services.accounts.users import Permission
 from services.training import assist as assist_service
 
 router = APIRouter(tags=["assist"])
@@ -51,7 +52,7 @@ class AssistBody(BaseModel):
 @router.post("/images/{image_id}/assist/prepare")
 def prepare(
     image_id: IdPath,
-    user: Annotated[User, Depends(require("assist"))],
+    user: Annotated[User, Depends(require(Permission.assist))],
     project: ProjectDep,
     session: SessionDep,
 ) -> AssistPrepared:
@@ -65,7 +66,7 @@ def prepare(
 def assist(
     image_id: IdPath,
     body: AssistBody,
-    user: Annotated[User, Depends(require("assist"))],
+    user: Annotated[User, Depends(require(Permission.assist))],
     project: ProjectDep,
     session: SessionDep,
 ) -> AssistAnswer:

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends
 from api.deps import ProjectDep, SessionDep, require, service_errors
 from api.schemas import AssistanceIn, AssistanceOut
 from db.models import User
+from services.accounts.users import Permission
 from services.training import assist as assist_service
 
 router = APIRouter(tags=["assist"])
@@ -20,7 +21,9 @@ router = APIRouter(tags=["assist"])
 
 @router.get("/assistance")
 def get_assistance(
-    user: Annotated[User, Depends(require("assist"))], project: ProjectDep, session: SessionDep
+    user: Annotated[User, Depends(require(Permission.assist))],
+    project: ProjectDep,
+    session: SessionDep,
 ) -> AssistanceOut:
     """The project's choice, the back end in use and why (an environment variable wins)."""
     with service_errors():

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from api.deps import ProjectDep, SessionDep, require, service_errors
+from api.deps import Lead, ProjectDep, SessionDep, require, service_errors
 from api.schemas import RetrainAnswer, Stats
 from db.models import User
 from jobs.service import start_round
+from services.accounts.users import Permission
 from services.dashboard import plots as plot_service
 from services.dashboard import summary as dashboard_service
 from services.errors import NotFound
@@ -21,7 +22,7 @@ router = APIRouter(tags=["dashboard"])
 
 @router.get("/stats")
 def stats(
-    user: Annotated[User, Depends(require("dashboard"))],
+    user: Lead,
     project: ProjectDep,
     session: SessionDep,
 ) -> Stats:
@@ -52,7 +53,7 @@ class RetrainBody(BaseModel):
 
 @router.post("/retrain")
 def retrain(
-    user: Annotated[User, Depends(require("retrain"))],
+    user: Annotated[User, Depends(require(Permission.retrain))],
     project: ProjectDep,
     session: SessionDep,
     body: RetrainBody | None = None,
@@ -86,7 +87,7 @@ def _plot_table(session, project, name: str) -> dict:
 @router.get("/plots/{name}.png", responses={200: {"content": {"image/png": {}}}})
 def plot_png(
     name: PlotName,
-    user: Annotated[User, Depends(require("dashboard"))],
+    user: Lead,
     project: ProjectDep,
     session: SessionDep,
 ) -> Response:
@@ -100,7 +101,7 @@ def plot_png(
 @router.get("/plots/{name}.csv", responses={200: {"content": {"text/csv": {}}}})
 def plot_csv(
     name: PlotName,
-    user: Annotated[User, Depends(require("dashboard"))],
+    user: Lead,
     project: ProjectDep,
     session: SessionDep,
 ) -> Response:

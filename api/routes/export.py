@@ -13,6 +13,7 @@ from starlette.background import BackgroundTask
 
 from api.deps import ProjectDep, SessionDep, require, service_errors
 from db.models import User
+from services.accounts.users import Permission
 from services.data_io.exports import export_archive
 
 router = APIRouter(tags=["export"])
@@ -21,7 +22,7 @@ router = APIRouter(tags=["export"])
 @router.get("/export/{fmt}", responses={200: {"content": {"application/octet-stream": {}}}})
 def export(
     fmt: str,
-    user: Annotated[User, Depends(require("export"))],
+    user: Annotated[User, Depends(require(Permission.export))],
     project: ProjectDep,
     session: SessionDep,
     split: str | None = None,

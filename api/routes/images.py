@@ -22,6 +22,7 @@ from api.schemas import (
     PredictionStateOut,
 )
 from db.models import ImageStatus, PredictionState, Project, User
+from services.accounts.users import Permission
 from services.data_io.imports import import_uploads
 from services.labelling import annotations as ann_service
 from services.labelling import images as image_service
@@ -82,7 +83,7 @@ class PredictionStateBody(BaseModel):
 
 @router.get("/images")
 def list_images(
-    user: Annotated[User, Depends(require("view"))],
+    user: Annotated[User, Depends(require(Permission.view))],
     project: ProjectDep,
     session: SessionDep,
     status_: ImageStatus | None = Query(default=None, alias="status"),
@@ -121,7 +122,7 @@ async def upload_images(
         description="new, in_progress, labelled or reviewed for every photo (default new); "
         "a photo already here only moves forward, and a rejected one stays rejected",
     ),
-    user: User = Depends(require("import")),
+    user: User = Depends(require(Permission.import_)),
     project: Project = Depends(current_project),
     session: Session = Depends(db_session),
 ) -> ImportReportOut:
@@ -137,7 +138,7 @@ async def upload_images(
 @router.get("/images/{image_id}")
 def get_image(
     image_id: IdPath,
-    user: Annotated[User, Depends(require("view"))],
+    user: Annotated[User, Depends(require(Permission.view))],
     project: ProjectDep,
     session: SessionDep,
 ) -> ImageDetail:
@@ -152,7 +153,7 @@ def get_image(
 def get_image_file(
     image_id: IdPath,
     request: Request,
-    user: Annotated[User, Depends(require("view"))],
+    user: Annotated[User, Depends(require(Permission.view))],
     project: ProjectDep,
     session: SessionDep,
     max_side: int | None = Query(default=None, ge=16, le=16384),
@@ -167,7 +168,7 @@ def get_image_file(
 def put_annotations(
     image_id: IdPath,
     body: AnnotationsBody,
-    user: Annotated[User, Depends(require("annotate"))],
+    user: Annotated[User, Depends(require(Permission.annotate))],
     project: ProjectDep,
     session: SessionDep,
 ) -> SaveResult:
@@ -192,7 +193,7 @@ def put_annotations(
 def post_status(
     image_id: IdPath,
     body: StatusBody,
-    user: Annotated[User, Depends(require("view"))],
+    user: Annotated[User, Depends(require(Permission.view))],
     project: ProjectDep,
     session: SessionDep,
 ) -> ImageSummary:
@@ -214,7 +215,7 @@ def post_status(
 def post_prediction_state(
     prediction_id: IdPath,
     body: PredictionStateBody,
-    user: Annotated[User, Depends(require("annotate"))],
+    user: Annotated[User, Depends(require(Permission.annotate))],
     project: ProjectDep,
     session: SessionDep,
 ) -> PredictionStateOut:

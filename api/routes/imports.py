@@ -9,6 +9,7 @@ from sqlmodel import Session
 from api.deps import current_project, db_session, require, service_errors
 from api.schemas import ImportReportOut
 from db.models import Project, User
+from services.accounts.users import Permission
 from services.data_io.label_uploads import LABEL_FORMATS, import_label_upload
 
 router = APIRouter(tags=["imports"])
@@ -55,7 +56,7 @@ async def import_labels(
     label_map: str | None = Form(
         default=None, description='JSON object {"source label": "taxonomy name"}'
     ),
-    user: User = Depends(require("import")),
+    user: User = Depends(require(Permission.import_)),
     project: Project = Depends(current_project),
     session: Session = Depends(db_session),
 ) -> LabelImportOut:

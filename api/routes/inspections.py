@@ -16,23 +16,24 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.deps import ProjectDep, SessionDep, require, service_errors
 from api.schemas import IdPath, IdQuery
 from db.models import User
+from services.accounts.users import Permission
 from services.claims import inspections as svc
 from services.claims import new_damage
 from services.labelling.annotations import MAX_ID
 
 router = APIRouter(tags=["inspections"])
 
-Viewer = Annotated[User, Depends(require("view"))]
-Manager = Annotated[User, Depends(require("import"))]
-Analyst = Annotated[User, Depends(require("fraud"))]
+Viewer = Annotated[User, Depends(require(Permission.view))]
+Manager = Annotated[User, Depends(require(Permission.import_))]
+Analyst = Annotated[User, Depends(require(Permission.fraud))]
 
 
 class VehicleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    plate: str | None = Field(default=None, max_length=200)
-    vin: str | None = Field(default=None, max_length=200)
-    make: str | None = Field(default=None, max_length=200)
-    vehicle_model: str | None = Field(default=None, max_length=200)
+    plate: str | None = Field(default=None, max_length=svc.MAX_TEXT)
+    vin: str | None = Field(default=None, max_length=svc.MAX_TEXT)
+    make: str | None = Field(default=None, max_length=svc.MAX_TEXT)
+    vehicle_model: str | None = Field(default=None, max_length=svc.MAX_TEXT)
     notes: str | None = None
 
 
@@ -52,18 +53,18 @@ class InspectionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     vehicle_id: int = Field(ge=1, le=MAX_ID)
     kind: str = Field(description="pick_up, return or claim")
-    name: str | None = Field(default=None, max_length=200)
+    name: str | None = Field(default=None, max_length=svc.MAX_TEXT)
     inspected_on: date | None = None
-    claim_number: str | None = Field(default=None, max_length=200)
+    claim_number: str | None = Field(default=None, max_length=svc.MAX_TEXT)
     notes: str | None = None
 
 
 class InspectionPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: str | None = None
-    name: str | None = Field(default=None, max_length=200)
+    name: str | None = Field(default=None, max_length=svc.MAX_TEXT)
     inspected_on: date | None = None
-    claim_number: str | None = Field(default=None, max_length=200)
+    claim_number: str | None = Field(default=None, max_length=svc.MAX_TEXT)
     notes: str | None = None
 
 

@@ -16,6 +16,7 @@ from api.schemas import IdPath, JobOut
 from db.models import Job, User
 from jobs import service as job_service
 from jobs.runner import recover_stale_jobs
+from services.accounts.users import Permission
 
 router = APIRouter(tags=["jobs"])
 
@@ -31,7 +32,7 @@ class JobIn(BaseModel):
 
 @router.get("/jobs")
 def list_jobs(
-    user: Annotated[User, Depends(require("view"))],
+    user: Annotated[User, Depends(require(Permission.view))],
     project: ProjectDep,
     session: SessionDep,
     status: str | None = None,
@@ -50,7 +51,7 @@ def list_jobs(
 @router.post("/jobs", status_code=201)
 def start_job(
     body: JobIn,
-    user: Annotated[User, Depends(require("retrain"))],
+    user: Annotated[User, Depends(require(Permission.retrain))],
     project: ProjectDep,
     session: SessionDep,
 ) -> JobOut:
@@ -65,7 +66,7 @@ def start_job(
 @router.get("/jobs/{job_id}")
 def get_job(
     job_id: IdPath,
-    user: Annotated[User, Depends(require("view"))],
+    user: Annotated[User, Depends(require(Permission.view))],
     project: ProjectDep,
     session: SessionDep,
 ) -> JobOut:
@@ -80,7 +81,7 @@ def get_job(
 @router.get("/jobs/{job_id}/log", response_class=PlainTextResponse)
 def job_log(
     job_id: IdPath,
-    user: Annotated[User, Depends(require("view"))],
+    user: Annotated[User, Depends(require(Permission.view))],
     project: ProjectDep,
     session: SessionDep,
 ) -> str:
@@ -91,7 +92,7 @@ def job_log(
 @router.delete("/jobs/{job_id}")
 def cancel_job(
     job_id: IdPath,
-    user: Annotated[User, Depends(require("retrain"))],
+    user: Annotated[User, Depends(require(Permission.retrain))],
     project: ProjectDep,
     session: SessionDep,
 ) -> JobOut:
@@ -103,7 +104,7 @@ def cancel_job(
 @router.post("/jobs/{job_id}/retry")
 def retry_job(
     job_id: IdPath,
-    user: Annotated[User, Depends(require("retrain"))],
+    user: Annotated[User, Depends(require(Permission.retrain))],
     project: ProjectDep,
     session: SessionDep,
 ) -> JobOut:

@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from api.deps import ProjectDep, SessionDep, require, service_errors
+from api.deps import Lead, ProjectDep, SessionDep, require, service_errors
 from api.schemas import IdPath
 from db.models import User
+from services.accounts.users import Permission
 from services.labelling import leases as lease_service
 
 router = APIRouter(tags=["leases"])
@@ -32,7 +33,7 @@ class Released(BaseModel):
 
 @router.get("/leases")
 def list_leases(
-    user: Annotated[User, Depends(require("dashboard"))],
+    user: Lead,
     project: ProjectDep,
     session: SessionDep,
 ) -> list[LeaseOut]:
@@ -43,7 +44,7 @@ def list_leases(
 @router.delete("/leases/{image_id}")
 def release_lease(
     image_id: IdPath,
-    user: Annotated[User, Depends(require("dashboard"))],
+    user: Lead,
     project: ProjectDep,
     session: SessionDep,
 ) -> Released:
@@ -54,7 +55,7 @@ def release_lease(
 
 @router.post("/leases/release")
 def release_mine(
-    user: Annotated[User, Depends(require("view"))],
+    user: Annotated[User, Depends(require(Permission.view))],
     project: ProjectDep,
     session: SessionDep,
 ) -> Released:

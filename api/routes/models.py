@@ -13,6 +13,7 @@ from sqlmodel import Session
 from api.deps import ProjectDep, SessionDep, db_session, require, service_errors
 from api.schemas import Holdout, IdPath, VersionOut
 from db.models import ModelVersion, User
+from services.accounts.users import Permission
 from services.dashboard import summary as dashboard_service
 from services.training import registry
 
@@ -46,7 +47,7 @@ class PhotoPrediction(BaseModel):
 
 @router.get("/models")
 def list_models(
-    user: Annotated[User, Depends(require("view"))],
+    user: Annotated[User, Depends(require(Permission.view))],
     session: SessionDep,
     stage: str | None = None,
 ) -> list[VersionOut]:
@@ -55,7 +56,7 @@ def list_models(
 
 @router.get("/models/holdout")
 def holdout(
-    user: Annotated[User, Depends(require("view"))],
+    user: Annotated[User, Depends(require(Permission.view))],
     project: ProjectDep,
     session: SessionDep,
 ) -> Holdout:
@@ -66,7 +67,7 @@ def holdout(
 @router.post("/models/holdout")
 def grow_holdout(
     body: HoldoutIn,
-    user: Annotated[User, Depends(require("retrain"))],
+    user: Annotated[User, Depends(require(Permission.retrain))],
     project: ProjectDep,
     session: SessionDep,
 ) -> Holdout:
@@ -78,7 +79,7 @@ def grow_holdout(
 
 @router.get("/models/state")
 def model_state(
-    user: Annotated[User, Depends(require("view"))],
+    user: Annotated[User, Depends(require(Permission.view))],
     project: ProjectDep,
     session: SessionDep,
 ) -> ModelState:
@@ -92,7 +93,7 @@ def predict_photo(
     stage: str,
     image_id: IdPath,
     threshold: float,
-    user: Annotated[User, Depends(require("retrain"))],
+    user: Annotated[User, Depends(require(Permission.retrain))],
     project: ProjectDep,
     session: SessionDep,
 ) -> PhotoPrediction:
@@ -106,7 +107,9 @@ def predict_photo(
 
 @router.get("/models/plots/metrics.png", responses={200: {"content": {"image/png": {}}}})
 def metrics_plot(
-    stage: str, user: User = Depends(require("view")), session: Session = Depends(db_session)
+    stage: str,
+    user: User = Depends(require(Permission.view)),
+    session: Session = Depends(db_session),
 ) -> Response:
     """Each metric of ``stage`` across its versions, the promoted one marked."""
     return Response(dashboard_service.metrics_plot_png(session, stage), media_type="image/png")
@@ -114,7 +117,7 @@ def metrics_plot(
 
 @router.get("/models/plots/learning_curve.png", responses={200: {"content": {"image/png": {}}}})
 def learning_curve_plot(
-    user: User = Depends(require("view")), session: Session = Depends(db_session)
+    user: User = Depends(require(Permission.view)), session: Session = Depends(db_session)
 ) -> Response:
     """Primary metric against training-set size, one line per stage, over all versions."""
     return Response(dashboard_service.learning_curve_png(session), media_type="image/png")
@@ -122,7 +125,9 @@ def learning_curve_plot(
 
 @router.get("/models/{stage}/current")
 def current_version(
-    stage: str, user: User = Depends(require("view")), session: Session = Depends(db_session)
+    stage: str,
+    user: User = Depends(require(Permission.view)),
+    session: Session = Depends(db_session),
 ) -> VersionOut | None:
     """The promoted version of ``stage``; null when none is promoted."""
     mv = registry.current(session, stage)
@@ -131,7 +136,9 @@ def current_version(
 
 @router.post("/models/{ref}/promote")
 def promote(
-    ref: str, user: User = Depends(require("retrain")), session: Session = Depends(db_session)
+    ref: str,
+    user: User = Depends(require(Permission.retrain)),
+    session: Session = Depends(db_session),
 ) -> VersionOut:
     """Promote a version (by name or id) regardless of metrics: the lead's override."""
     with service_errors():
@@ -141,7 +148,7 @@ def promote(
 @router.post("/models/{stage}/rollback")
 def rollback(
     stage: str,
-    user: Annotated[User, Depends(require("retrain"))],
+    user: Annotated[User, Depends(require(Permission.retrain))],
     session: SessionDep,
     body: RollbackIn | None = None,
 ) -> VersionOut:

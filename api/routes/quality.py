@@ -10,15 +10,14 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from api.deps import ProjectDep, SessionDep, require, service_errors
+from api.deps import Lead, ProjectDep, SessionDep, require, service_errors
 from api.schemas import IdPath
 from db.models import Project, User
+from services.accounts.users import Permission
 from services.review import quality as quality_service
 from services.review import quality_report as report
 
 router = APIRouter(tags=["quality"])
-
-Lead = Annotated[User, Depends(require("dashboard"))]
 FormatQuery = Annotated[
     Literal["json", "csv"], Query(alias="format", description="csv for a spreadsheet")
 ]
@@ -257,7 +256,7 @@ def series_png(user: Lead, project: ProjectDep, session: SessionDep) -> Response
 @router.get("/quality/feedback/{image_id}")
 def feedback(
     image_id: IdPath,
-    user: Annotated[User, Depends(require("annotate"))],
+    user: Annotated[User, Depends(require(Permission.annotate))],
     project: ProjectDep,
     session: SessionDep,
 ) -> FeedbackOut:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from api.deps import ProjectDep, SessionDep, require, service_errors
 from api.schemas import ClassIdQuery, IdQuery, QueueStep
 from db.models import Image, User
+from services.accounts.users import Permission
 from services.claims import fraud_screen
 from services.labelling import leases as lease_service
 
@@ -39,7 +40,7 @@ def queue_filters(
 @router.get("/queue/{direction}")
 def queue_step(
     direction: Literal["next", "previous"],
-    user: Annotated[User, Depends(require("view"))],
+    user: Annotated[User, Depends(require(Permission.view))],
     project: ProjectDep,
     session: SessionDep,
     after_id: IdQuery = None,
@@ -50,7 +51,7 @@ def queue_step(
 ) -> QueueStep:
     """The photo after (``next``) or before (``previous``) ``after_id`` in queue order
     (active-learning score, else import order) that nobody else holds. It is leased to the
-    caller, whose previous photo is released, for ``PANELBEATER_LEASE_TTL_SECONDS``."""
+    caller, whose previous photo is released, for the ``lease_ttl_seconds`` setting."""
     with service_errors():
         step = lease_service.queue_step(
             session, project.id, user, direction, after_id=after_id, lease=lease, **filters

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from api.deps import ProjectDep, SessionDep, require, service_errors
+from api.deps import Lead, ProjectDep, SessionDep, require, service_errors
 from api.schemas import (
     AnnotationOut,
     IdPath,
@@ -19,10 +19,10 @@ from api.schemas import (
     SideUnknownOut,
 )
 from db.models import User
+from services.accounts.users import Permission
 from services.review import decisions as review_service
 
 router = APIRouter(tags=["review"])
-Lead = Annotated[User, Depends(require("dashboard"))]
 
 
 @router.post("/images/{image_id}/annotations/{annotation_id}/review")
@@ -30,7 +30,7 @@ def review_instance(
     image_id: IdPath,
     annotation_id: IdPath,
     body: InstanceReviewIn,
-    user: Annotated[User, Depends(require("review"))],
+    user: Annotated[User, Depends(require(Permission.review))],
     project: ProjectDep,
     session: SessionDep,
 ) -> InstanceReviewOut:
@@ -51,7 +51,9 @@ def review_instance(
 
 @router.get("/review/waiting")
 def rejections_waiting(
-    user: Annotated[User, Depends(require("view"))], project: ProjectDep, session: SessionDep
+    user: Annotated[User, Depends(require(Permission.view))],
+    project: ProjectDep,
+    session: SessionDep,
 ) -> RejectionsWaiting:
     """The rejected photos waiting for the caller to fix them, oldest rejection first."""
     with service_errors():

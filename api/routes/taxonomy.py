@@ -8,13 +8,14 @@ from api.deps import current_project, require
 from api.schemas import TaxonomyOut
 from db.models import Project, User
 from services.accounts.projects import project_taxonomy
+from services.accounts.users import Permission
 
 router = APIRouter(tags=["taxonomy"])
 
 
 @router.get("/taxonomy")
 def taxonomy(
-    user: User = Depends(require("view")), project: Project = Depends(current_project)
+    user: User = Depends(require(Permission.view)), project: Project = Depends(current_project)
 ) -> TaxonomyOut:
     """``{"classes": [{id, name, group, display_name, color}, ...], "counts": {group: n}}``."""
     tax = project_taxonomy(project)

@@ -11,6 +11,7 @@ from api.deps import ProjectDep, SessionDep, require, service_errors
 from api.files import safe_image_path
 from api.schemas import MAX_ID, IdPath
 from db.models import User
+from services.accounts.users import Permission
 from services.labelling import annotations as ann_service
 from services.labelling import tiles
 
@@ -23,7 +24,7 @@ _Coord = Annotated[int, Query(ge=0, le=MAX_ID, description="original pixels")]
 def get_image_region(
     image_id: IdPath,
     request: Request,
-    user: Annotated[User, Depends(require("view"))],
+    user: Annotated[User, Depends(require(Permission.view))],
     project: ProjectDep,
     session: SessionDep,
     x: _Coord,

@@ -14,11 +14,12 @@ from api.deps import SessionDep, db_session, require
 from api.schemas import UserProjects, UserPublic
 from db.models import Role, User
 from services.accounts import users as user_service
+from services.accounts.users import Permission
 
 router = APIRouter(tags=["users"])
 
 #: user accounts are for admins (the ``users`` permission)
-Admin = Annotated[User, Depends(require("users"))]
+Admin = Annotated[User, Depends(require(Permission.users))]
 
 
 @contextmanager
@@ -55,7 +56,7 @@ def _public(u: User) -> UserPublic:
 
 @router.get("/users")
 def list_users(
-    user: User = Depends(require("users")), session: Session = Depends(db_session)
+    user: User = Depends(require(Permission.users)), session: Session = Depends(db_session)
 ) -> list[UserPublic]:
     """Every account with its role (never a password hash)."""
     return [_public(u) for u in user_service.list_users(session)]
@@ -63,7 +64,9 @@ def list_users(
 
 @router.post("/users", status_code=201)
 def add_user(
-    body: NewUser, user: User = Depends(require("users")), session: Session = Depends(db_session)
+    body: NewUser,
+    user: User = Depends(require(Permission.users)),
+    session: Session = Depends(db_session),
 ) -> UserPublic:
     """Create an account; 422 for a taken name or a password shorter than 8 characters."""
     with _user_errors():

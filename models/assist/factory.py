@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from core.config import env_name, get_settings
 from models.assist.base import Assistant
 from models.base import CheckpointError
 
@@ -60,8 +61,6 @@ def choose_backend(
 def make_assistant(settings: Any = None, *, assist_net_path: str | Path | None = None) -> Assistant:
     """Build the configured back end; ``.backend`` names it (the UI and API show it)."""
     if settings is None:
-        from core.config import get_settings
-
         settings = get_settings()
     name, path = choose_backend(settings, assist_net_path=assist_net_path)
     cache_dir = Path(settings.cache_dir) / "embeddings"
@@ -71,7 +70,7 @@ def make_assistant(settings: Any = None, *, assist_net_path: str | Path | None =
 
         if not settings.sam_checkpoint:
             raise CheckpointError(
-                "assist_backend is 'sam' but PANELBEATER_SAM_CHECKPOINT is not set; "
+                f"assist_backend is 'sam' but {env_name('sam_checkpoint')} is not set; "
                 "point it at a downloaded sam_vit_*.pth file"
             )
         return SamAssistant(settings.sam_model_type, settings.sam_checkpoint, cache_dir, device)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.config import env_name
 from models.assist.base import Assistant, EmbeddingCache, image_sha256
 from models.assist.sam_decode import DecoderState, supports_cached_decoder, upsample_window
 from models.base import CheckpointError, resolve_device
@@ -45,7 +46,7 @@ def _load_sam(model_type: str, checkpoint: str | None, device: str):
         except Exception as e:  # a wrong/corrupt file surfaces as many torch error types
             raise CheckpointError(
                 f"SAM checkpoint {checkpoint} could not be loaded as {model_type} ({type(e).__name__}: {e}); "
-                f"check PANELBEATER_SAM_MODEL_TYPE matches the file"
+                f"check {env_name('sam_model_type')} matches the file"
             ) from e
         _SAM_MODELS[key] = sam.to(device).eval()
     return _SAM_MODELS[key]
@@ -74,7 +75,7 @@ class SamAssistant(Assistant):
         if checkpoint is not None and not Path(checkpoint).is_file():
             raise CheckpointError(
                 f"SAM checkpoint {checkpoint} does not exist; download sam_{model_type} weights yourself and "
-                f"set PANELBEATER_SAM_CHECKPOINT to the file, or unset it to use a weight-free back end"
+                f"set {env_name('sam_checkpoint')} to the file, or unset it to use a weight-free back end"
             )
         self.device, _ = resolve_device(device)
         sam = _load_sam(
@@ -182,7 +183,7 @@ class MobileSamAssistant(Assistant):
         if checkpoint is None or not Path(checkpoint).is_file():
             raise CheckpointError(
                 f"MobileSAM checkpoint {checkpoint} does not exist; download mobile_sam.pt yourself and set "
-                f"PANELBEATER_MOBILE_SAM_CHECKPOINT to it, or use another assist back end"
+                f"{env_name('mobile_sam_checkpoint')} to it, or use another assist back end"
             )
         from ultralytics.models.sam.predict import Predictor
 
@@ -208,7 +209,7 @@ class MobileSamAssistant(Assistant):
         except Exception as e:  # a wrong/corrupt file surfaces as many error types
             raise CheckpointError(
                 f"MobileSAM checkpoint {checkpoint} could not be loaded ({type(e).__name__}: {e}); "
-                f"point PANELBEATER_MOBILE_SAM_CHECKPOINT at a mobile_sam.pt file"
+                f"point {env_name('mobile_sam_checkpoint')} at a mobile_sam.pt file"
             ) from e
         self.backend = "mobile_sam"
         self.cache = EmbeddingCache(cache_dir, f"mobile_sam-{_checkpoint_key(checkpoint)}")

@@ -20,6 +20,7 @@ import secrets
 import threading
 from collections.abc import Sequence
 from datetime import timedelta
+from enum import Enum
 from typing import Any
 
 from sqlalchemy import delete
@@ -42,18 +43,39 @@ _scrypt_n_for_tests: int | None = None
 _HASH_SLOTS = threading.BoundedSemaphore(max(1, min(4, os.cpu_count() or 1)))
 MIN_PASSWORD_LENGTH = 8
 
+
+class Permission(str, Enum):
+    """Something a role may do. The values are the names ``/api/login`` and ``/api/me`` send
+    and the workspace reads, so they never change; a misspelt member is an AttributeError
+    where a bare string would have been a silent refusal."""
+
+    view = "view"
+    annotate = "annotate"
+    assist = "assist"
+    review = "review"
+    fraud = "fraud"
+    dashboard = "dashboard"
+    export = "export"
+    retrain = "retrain"
+    import_ = "import"  # ``import`` is a Python keyword
+    users = "users"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: What every role may do: look, draw, and be assisted while drawing.
+_EVERY_ROLE = frozenset({Permission.view, Permission.annotate, Permission.assist})
 #: What a lead may do: everything but managing users, which is the admin's alone.
-_LEAD_PERMISSIONS = frozenset(
-    {"view", "annotate", "assist", "review", "fraud", "dashboard", "export", "retrain", "import"}
-)
+_LEAD_PERMISSIONS = frozenset(Permission) - {Permission.users}
 
 #: What each role may do. The UI hides, and the API refuses, everything else.
-PERMISSIONS: dict[Role, frozenset[str]] = {
-    Role.annotator: frozenset({"view", "annotate", "assist"}),
-    Role.reviewer: frozenset({"view", "annotate", "assist", "review"}),
-    Role.fraud_analyst: frozenset({"view", "annotate", "assist", "fraud"}),
+PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.annotator: _EVERY_ROLE,
+    Role.reviewer: _EVERY_ROLE | {Permission.review},
+    Role.fraud_analyst: _EVERY_ROLE | {Permission.fraud},
     Role.lead: _LEAD_PERMISSIONS,
-    Role.admin: _LEAD_PERMISSIONS | {"users"},
+    Role.admin: _LEAD_PERMISSIONS | {Permission.users},
 }
 
 FIRST_START_MESSAGE = (
@@ -71,13 +93,15 @@ class UnknownUser(UserError, NotFound):
     """There is no user of that name."""
 
 
-def permissions(role: Role | str) -> frozenset[str]:
+def permissions(role: Role | str) -> frozenset[Permission]:
     return PERMISSIONS[Role(role)]
 
 
-def can(user_or_role: User | Role | str, permission: str) -> bool:
+def can(user_or_role: User | Role | str, permission: Permission) -> bool:
+    """Whether the user's (or the role's) role may do ``permission``; a name that is no
+    :class:`Permission` raises ValueError rather than answering False."""
     role = user_or_role.role if isinstance(user_or_role, User) else user_or_role
-    return permission in permissions(role)
+    return Permission(permission) in permissions(role)
 
 
 def _cost() -> tuple[int, int, int]:

@@ -29,7 +29,7 @@ import numpy as np
 from sqlmodel import Session, select
 
 from core.alignment import Alignment, ransac_homography
-from core.config import get_settings
+from core.config import env_name, get_settings
 from db.models import Image, ModelVersion, Project
 from models.alignment import METHODS
 from services.errors import Invalid, NotFound
@@ -66,7 +66,7 @@ def _finish(result: Alignment, t0: float) -> Alignment:
         return Alignment.failed(
             result.method,
             f"confidence {result.confidence:.2f} is below {min_conf} "
-            "(setting PANELBEATER_ALIGN_MIN_CONFIDENCE)",
+            f"(setting {env_name('align_min_confidence')})",
             inliers=result.inliers,
             matches=result.matches,
             reprojection_error=result.reprojection_error,

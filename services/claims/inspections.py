@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from core.config import get_settings
+from core.config import env_name, get_settings
 from core.records import ImageRecord, ParseReport
 from db.models import (
     AnnotationSource,
@@ -37,7 +37,7 @@ from db.models import (
 from exports.errors import FormatError, ImageReadError
 from exports.image_files import is_image_file, list_image_files, read_regular_file
 from services.data_io.imports import import_status, read_all, resolve_path, store_photo
-from services.errors import Invalid, NotFound
+from services.errors import Invalid, NotFound, check_comment_length
 
 #: The walk-around's slots; ``closeup`` and any slot may carry ``_<n>`` (``closeup_3``).
 BASE_SLOTS: tuple[str, ...] = (
@@ -58,6 +58,7 @@ KINDS: tuple[str, ...] = tuple(k.value for k in InspectionKind)
 #: A VIN: 17 characters, letters and digits without I, O and Q (ISO 3779).
 _VIN = re.compile(r"^[A-HJ-NPR-Z0-9]{17}$")
 _SLOT_N = re.compile(r"^(?P<base>[a-z_]+?)_(?P<n>[1-9][0-9]{0,2})$")
+#: Longest short text (plate, VIN, make, model, names, claim number), in characters.
 MAX_TEXT = 200
 
 
@@ -101,12 +102,19 @@ def parse_date(value: str | date | None) -> date | None:
         raise Invalid(f"date {value!r} must be YYYY-MM-DD") from e
 
 
-def _text(value: str | None, field_name: str, limit: int = MAX_TEXT) -> str | None:
+def _text(value: str | None, field_name: str) -> str | None:
     if value is None:
         return None
     value = str(value).strip()
-    if len(value) > limit:
-        raise Invalid(f"{field_name} is {len(value)} characters; at most {limit} are kept")
+    if len(value) > MAX_TEXT:
+        raise Invalid(f"{field_name} is {len(value)} characters; at most {MAX_TEXT} are kept")
+    return value or None
+
+
+def _notes(value: str | None) -> str | None:
+    """Free-text notes, held to the comment limit rather than :data:`MAX_TEXT`."""
+    value = None if value is None else str(value).strip()
+    check_comment_length(value, "notes")
     return value or None
 
 
@@ -179,8 +187,7 @@ def create_vehicle(
 
 def _apply_vehicle(v: Vehicle, **values: str | None) -> None:
     for key, value in values.items():
-        limit = get_settings().max_comment_chars if key == "notes" else MAX_TEXT
-        setattr(v, key, _text(value, key, limit))
+        setattr(v, key, _notes(value) if key == "notes" else _text(value, key))
     if v.vin is not None:
         v.vin = v.vin.upper()
     if not v.plate and not v.vin:
@@ -258,7 +265,7 @@ def create_inspection(
         kind=kind,
         inspected_on=when,
         claim_number=_text(claim_number, "claim_number"),
-        notes=_text(notes, "notes", get_settings().max_comment_chars),
+        notes=_notes(notes),
         created_by=author,
     )
     session.add(i)
@@ -281,7 +288,7 @@ def update_inspection(
     if "claim_number" in changes:
         i.claim_number = _text(changes["claim_number"], "claim_number")
     if "notes" in changes:
-        i.notes = _text(changes["notes"], "notes", get_settings().max_comment_chars)
+        i.notes = _notes(changes["notes"])
     if changes.get("name"):
         i.name = _text(changes["name"], "name") or i.name
     session.add(i)
@@ -466,7 +473,7 @@ def _rows_from_manifest(manifest: Path, out: InspectionImportReport) -> list[_Ro
             manifest,
             limit=get_settings().max_label_file_bytes,
             what="manifest",
-            setting="PANELBEATER_MAX_LABEL_FILE_BYTES",
+            setting="max_label_file_bytes",
         )
         text = raw.decode("utf-8-sig")
     except (ImageReadError, UnicodeDecodeError) as e:
@@ -486,7 +493,7 @@ def _rows_from_manifest(manifest: Path, out: InspectionImportReport) -> list[_Ro
         line = reader.line_num
         if k >= limit:
             raise FormatError(
-                f"{manifest}: more than {limit:,} rows (setting PANELBEATER_MAX_MANIFEST_ROWS)"
+                f"{manifest}: more than {limit:,} rows (setting {env_name('max_manifest_rows')})"
             )
         where = f"{manifest.name} line {line}"
         vals = {c: (rec.get(c) or "").strip() for c in header}

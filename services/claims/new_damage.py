@@ -36,7 +36,7 @@ from db.models import (
     utcnow,
 )
 from services.claims.inspections import get_inspection, inspection_photos, pick_up_for, slot_base
-from services.errors import Forbidden, Invalid, NotFound
+from services.errors import Forbidden, Invalid, NotFound, check_comment_length
 
 NEW = "new_since_pick_up"
 PRE_EXISTING = "pre_existing"
@@ -247,9 +247,9 @@ def decide_flag(
 ) -> DamageFlag:
     """A fraud analyst's or lead's verdict on a flag (``confirmed`` or ``dismissed``), with
     a note that the report shows as written."""
-    from services.accounts.users import can
+    from services.accounts.users import Permission, can
 
-    if not can(user, "fraud"):
+    if not can(user, Permission.fraud):
         raise Forbidden(
             f"your role ({user.role.value}) may not confirm or dismiss damage flags; ask a "
             "fraud analyst or a lead"
@@ -259,10 +259,8 @@ def decide_flag(
         raise NotFound(f"damage flag {flag_id} does not exist in project {project.name}")
     if decision not in DECISIONS:
         raise Invalid(f"decision {decision!r} must be one of {', '.join(DECISIONS)}")
-    limit = get_settings().max_comment_chars
     note = (note or "").strip() or None
-    if note and len(note) > limit:
-        raise Invalid(f"note is {len(note)} characters; at most {limit} are kept")
+    check_comment_length(note, "note")
     flag.decision = decision
     flag.note = note
     flag.decided_by = user.username

@@ -45,7 +45,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from core.bulk import without_gc
-from core.config import get_settings
+from core.config import env_name, get_settings
 from core.files import write_bytes_atomic
 from core.geometry import GeometryError, fit_to_image
 from core.records import ImageRecord, LabelResolver, ParseReport
@@ -143,7 +143,7 @@ def read_json(path: Path) -> Any:
             path,
             limit=get_settings().max_label_file_bytes,
             what="label file",
-            setting="PANELBEATER_MAX_LABEL_FILE_BYTES",
+            setting="max_label_file_bytes",
         )
     except ImageReadError as e:
         raise FormatError(str(e)) from e
@@ -583,7 +583,7 @@ def store_photo(
             out.instances_failed += left_out
             out.messages.append(
                 f"{file_name}: {left_out} instance(s) left out, because a photo holds at most "
-                f"{limit:,} (setting PANELBEATER_MAX_POLYGONS_PER_IMAGE); split the labels "
+                f"{limit:,} (setting {env_name('max_polygons_per_image')}); split the labels "
                 "or raise the limit"
             )
     if new_annotations:

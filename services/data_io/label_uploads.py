@@ -38,7 +38,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from core.config import get_settings
+from core.config import env_name, get_settings
 from core.records import ImageRecord
 from core.taxonomy import TaxonomyError
 from db.models import Image, ModelVersion, Project
@@ -174,7 +174,7 @@ def _check_label_file(kind: str, name: str, data: bytes) -> None:
     if len(data) > settings.max_label_file_bytes:
         raise Invalid(
             f"label file {name!r} is larger than {settings.max_label_file_bytes:,} bytes; "
-            "split it, or raise the limit (setting PANELBEATER_MAX_LABEL_FILE_BYTES)"
+            f"split it, or raise the limit (setting {env_name('max_label_file_bytes')})"
         )
     try:
         json.loads(data)
@@ -289,7 +289,7 @@ def _by_name(images: list[Upload]) -> tuple[dict[str, bytes], list[str]]:
             notes.append(f"{name}: not an image file name (jpg, png, webp, bmp or tiff); skipped")
         elif len(data) > limit:
             notes.append(
-                f"{name}: larger than {limit:,} bytes (setting PANELBEATER_MAX_IMAGE_BYTES); "
+                f"{name}: larger than {limit:,} bytes (setting {env_name('max_image_bytes')}); "
                 "skipped"
             )
         elif name in out:
@@ -448,14 +448,14 @@ def _unzip(data: bytes, dest: Path, name: str) -> None:
     if len(members) > settings.max_archive_members:
         raise Invalid(
             f"label file {name!r} holds {len(members):,} entries, more than "
-            f"{settings.max_archive_members:,} (setting PANELBEATER_MAX_ARCHIVE_MEMBERS)"
+            f"{settings.max_archive_members:,} (setting {env_name('max_archive_members')})"
         )
     total = sum(m.file_size for m in members)
     if total > settings.max_archive_unpacked_bytes:
         raise Invalid(
             f"label file {name!r} unpacks to {total:,} bytes, more than "
-            f"{settings.max_archive_unpacked_bytes:,} (setting "
-            "PANELBEATER_MAX_ARCHIVE_UNPACKED_BYTES); split the dataset"
+            f"{settings.max_archive_unpacked_bytes:,} "
+            f"(setting {env_name('max_archive_unpacked_bytes')}); split the dataset"
         )
     dest.mkdir(parents=True)
     for m in members:

@@ -27,7 +27,7 @@ import numpy as np
 from sqlalchemy import update
 from sqlmodel import Session, select
 
-from core.config import get_settings
+from core.config import env_name, get_settings
 from core.geometry import GeometryError, Shape, check_geometry, repair_geometry
 from core.instances import SEVERITIES, Instances
 from core.taxonomy import Taxonomy, TaxonomyError
@@ -46,7 +46,8 @@ from db.models import (
 )
 from services.accounts import users as user_service
 from services.accounts.projects import project_taxonomy, require_member
-from services.errors import Forbidden, Invalid, NotFound, VersionConflict
+from services.accounts.users import Permission
+from services.errors import Forbidden, Invalid, NotFound, VersionConflict, check_comment_length
 from services.events import labels_changed
 from services.labelling import rejections
 
@@ -169,17 +170,14 @@ def normalise_attributes(raw: object, taxonomy: Taxonomy, where: str) -> dict[st
             raise AnnotationInvalid(f"{where}: {flag!r} must be true or false")
     limits = get_settings()
     note = out.get("fake_note")
-    if note is not None:
-        if not isinstance(note, str) or len(note) > limits.max_comment_chars:
-            raise AnnotationInvalid(
-                f"{where}: fake_note must be text of at most {limits.max_comment_chars} "
-                "characters (setting PANELBEATER_MAX_COMMENT_CHARS)"
-            )
+    if note is not None and not isinstance(note, str):
+        raise AnnotationInvalid(f"{where}: fake_note must be text")
+    check_comment_length(note, f"{where}: fake_note", error=AnnotationInvalid)
     size = len(json.dumps(out, default=str))
     if size > limits.max_attribute_chars:
         raise AnnotationInvalid(
             f"{where}: 'attributes' is {size:,} characters as JSON, more than the limit of "
-            f"{limits.max_attribute_chars:,} (setting PANELBEATER_MAX_ATTRIBUTE_CHARS)"
+            f"{limits.max_attribute_chars:,} (setting {env_name('max_attribute_chars')})"
         )
     return out
 
@@ -316,7 +314,7 @@ def save_annotation_set(
     if len(annotations) > limit:
         raise AnnotationInvalid(
             f"{len(annotations):,} annotations on one photo is more than the limit of {limit:,} "
-            "(setting PANELBEATER_MAX_POLYGONS_PER_IMAGE)"
+            f"(setting {env_name('max_polygons_per_image')})"
         )
     # Read once: a save that claims the version below is the only writer of these rows.
     rows = current_annotations(session, image_id)
@@ -507,12 +505,7 @@ def set_status(
     """Move an image through new → in progress → labelled → reviewed or rejected."""
     image = get_image(session, image_id)
     status = _status(status)
-    limit = get_settings().max_comment_chars
-    if comment is not None and len(comment) > limit:
-        raise Invalid(
-            f"comment is {len(comment):,} characters, more than the limit of {limit:,} "
-            "(setting PANELBEATER_MAX_COMMENT_CHARS)"
-        )
+    check_comment_length(comment, "comment")
     if status == ImageStatus.rejected and not (comment and comment.strip()):
         raise Invalid("rejecting a photo needs a comment that tells the annotator what to fix")
     rejections.note_status_change(session, image, status, author, comment)
@@ -646,7 +639,7 @@ def check_fake_edits(
     outline. Deleting a flagged annotation and adding it again unflagged in the same save, or
     relabelling a fake-damage class as damage, is removing the flag and needs the same role.
     """
-    if user_service.can(user, "fraud"):
+    if user_service.can(user, Permission.fraud):
         return
     old = {a["id"]: a for a in annotation_dicts(session, image_id)}
     taxonomy = project_taxonomy(session.get(Project, get_image(session, image_id).project_id))
@@ -765,7 +758,7 @@ def save_annotations_as(
         expected_version=expected_version,
         annotations=annotations,
         author=user.username,
-        reopen_reviewed=not user_service.can(user, "review"),
+        reopen_reviewed=not user_service.can(user, Permission.review),
         keep_going=keep_going,
     )
     sync_prediction_states(session, image_id, annotation_dicts(session, image_id))
@@ -802,12 +795,12 @@ def _repaired(
 
 
 #: Who may move an image to each status (a permission of ``services.accounts.users``).
-STATUS_PERMISSION: dict[ImageStatus, str] = {
-    ImageStatus.new: "review",
-    ImageStatus.in_progress: "annotate",
-    ImageStatus.labelled: "annotate",
-    ImageStatus.reviewed: "review",
-    ImageStatus.rejected: "review",
+STATUS_PERMISSION: dict[ImageStatus, Permission] = {
+    ImageStatus.new: Permission.review,
+    ImageStatus.in_progress: Permission.annotate,
+    ImageStatus.labelled: Permission.annotate,
+    ImageStatus.reviewed: Permission.review,
+    ImageStatus.rejected: Permission.review,
 }
 
 

@@ -18,6 +18,7 @@ from sqlmodel import Session
 from core.config import get_settings
 from db.models import AnnotationSet, Image, ImageStatus, PhotoAgreement, Project, User
 from services.accounts import users as user_service
+from services.accounts.users import Permission
 
 OVERLAP = "overlap"
 
@@ -66,7 +67,7 @@ def spread_key(image_id: int, salt: str = "") -> str:
 def routed_kind(session: Session, user: User, image: Image) -> str | None:
     """``gold_submission`` or ``overlap`` when ``user``'s labels of ``image`` go to their own
     set; None when they work on the photo's working set."""
-    if user_service.can(user, "review"):
+    if user_service.can(user, Permission.review):
         return None
     if image.gold:
         return GOLD_SUBMISSION
@@ -127,7 +128,7 @@ def candidate_filter(user: User, leased_ok: ColumnElement[bool]) -> ColumnElemen
     submitted a set of; an overlap photo only while fewer than n annotators have one (or they
     do); overlap and gold photos are shared, so another annotator's lease does not block them.
     Reviewers and leads get the lease rule alone."""
-    if user_service.can(user, "review"):
+    if user_service.can(user, Permission.review):
         return leased_ok
     submitted = select(AnnotationSet.image_id).where(
         AnnotationSet.user_id == user.id, AnnotationSet.submitted_at.is_not(None)
@@ -159,7 +160,7 @@ def queue_ids_for(
     who may not review, at the project's ``gold_share``: after every ⌈(1 - s)/s⌉ ordinary
     photos, one gold photo the user has not submitted yet (in an order of their own). Filtered
     queues (a status, a split, a class) are left as they are."""
-    if user_service.can(user, "review") or any(
+    if user_service.can(user, Permission.review) or any(
         v not in (None, "") for v in (filters or {}).values()
     ):
         return ids

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from PIL import Image as PILImage
 
-from core.config import get_settings
+from core.config import env_name, get_settings
 from services.errors import Invalid
 
 
@@ -65,7 +65,7 @@ def check_region(
     if ow * oh > limit:
         raise Invalid(
             f"region: {ow}x{oh} = {ow * oh} output pixels exceeds the limit of {limit} "
-            f"(PANELBEATER_REGION_MAX_OUTPUT_PIXELS); ask for a smaller region or a lower scale"
+            f"({env_name('region_max_output_pixels')}); ask for a smaller region or a lower scale"
         )
     return region
 

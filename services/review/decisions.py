@@ -19,11 +19,11 @@ from typing import Any, Literal
 
 from sqlmodel import Session, select
 
-from core.config import get_settings
 from db.models import Annotation, Image, ImageStatus, Project, ReviewDecision, User, utcnow
 from services.accounts import users as user_service
 from services.accounts.projects import project_taxonomy, require_member
-from services.errors import Forbidden, Invalid, NotFound
+from services.accounts.users import Permission
+from services.errors import Forbidden, Invalid, NotFound, check_comment_length
 from services.labelling import rejections
 from services.labelling.annotations import (
     annotation_to_dict,
@@ -76,17 +76,12 @@ def review_instance_as(
     a rejection without a reason.
     """
     require_member(session, user, project)
-    if not user_service.can(user, "review"):
+    if not user_service.can(user, Permission.review):
         raise Forbidden(f"Your role ({user.role.value}) may not review instances.")
     if decision not in DECISIONS:
         raise Invalid(f"decision {decision!r} must be one of {', '.join(DECISIONS)}")
     reason = (reason or "").strip() or None
-    limit = get_settings().max_comment_chars
-    if reason is not None and len(reason) > limit:
-        raise Invalid(
-            f"reason is {len(reason):,} characters, more than the limit of {limit:,} "
-            "(setting PANELBEATER_MAX_COMMENT_CHARS)"
-        )
+    check_comment_length(reason, "reason")
     if decision == "rejected" and reason is None:
         raise Invalid("rejecting an instance needs a reason that tells the annotator what to fix")
     image = get_image(session, image_id, project)
@@ -215,7 +210,7 @@ def resolve_side_as(
     imported side or its mirror) and the ``side: unknown`` attribute goes. The photo's
     annotation version is bumped and the set before is kept in its history, as a save does."""
     require_member(session, user, project)
-    if not user_service.can(user, "dashboard"):
+    if not user_service.can(user, Permission.dashboard):
         raise Forbidden(f"Your role ({user.role.value}) may not resolve sides; a lead does.")
     ann = session.get(Annotation, annotation_id)
     image = get_image(session, ann.image_id, project) if ann is not None else None

@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlmodel import Session
 
-from core.config import get_settings
+from core.config import env_name, get_settings
 from db.models import (
     AnnotationSet,
     Image,
@@ -45,6 +45,7 @@ from db.models import (
 )
 from services.accounts import users as user_service
 from services.accounts.projects import project_taxonomy, require_member
+from services.accounts.users import Permission
 from services.errors import Forbidden, Invalid, NotFound, VersionConflict
 from services.labelling import annotations as ann_service
 from services.labelling.routing import (
@@ -99,7 +100,7 @@ def review_first_scores(session: Session, project: Project) -> dict[int, float]:
 
 def _require_lead(session: Session, user: User, project: Project) -> None:
     require_member(session, user, project)
-    if not user_service.can(user, "dashboard"):
+    if not user_service.can(user, Permission.dashboard):
         raise Forbidden(f"Your role ({user.role.value}) may not change quality checks; ask a lead.")
 
 
@@ -227,13 +228,13 @@ def save_routed(
     if len(annotations) > limit:
         raise ann_service.AnnotationInvalid(
             f"{len(annotations):,} annotations on one photo is more than the limit of {limit:,} "
-            "(setting PANELBEATER_MAX_POLYGONS_PER_IMAGE)"
+            f"(setting {env_name('max_polygons_per_image')})"
         )
     taxonomy = project_taxonomy(project)
     incoming = [
         ann_service.normalise_annotation(a, taxonomy, i, image) for i, a in enumerate(annotations)
     ]
-    if not user_service.can(user, "fraud"):
+    if not user_service.can(user, Permission.fraud):
         for i, item in enumerate(incoming):
             if item["group"] == "fake" or (item["attributes"] or {}).get("fake"):
                 raise Forbidden(f"annotation {i + 1}: only fraud analysts may flag fake damage")

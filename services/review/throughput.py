@@ -1,4 +1,4 @@
-"""Per-annotator throughput for the lead dashboard (an addition by the workspace helper).
+"""Per-annotator throughput for the lead dashboard.
 
 Active time is counted in hour buckets in which the person saved at least once, so a break
 does not dilute the rate: ``photos_per_hour = distinct photos saved / active hours``.

@@ -20,9 +20,11 @@ from typing import Any
 import numpy as np
 from sqlmodel import Session
 
+from core.config import env_name
 from core.geometry import Polygon, Shape, simplify_ring
 from db.models import Image, Project, User
 from models.assist import Assistant, AssistResult
+from services.accounts.users import Permission
 from services.errors import Forbidden, Invalid, NotFound
 from services.labelling.annotations import get_image
 from services.labelling.images import load_image_array
@@ -51,12 +53,10 @@ def assist_net_path(session: Session) -> Path | None:
 
 #: Who may change the project's assistance (leads and admins); everyone with ``assist`` may
 #: read it.
-ASSISTANCE_PERMISSION = "retrain"
+ASSISTANCE_PERMISSION = Permission.retrain
 #: Settings that, when set (environment variables), win over the project's choice.
 ASSISTANCE_ENV = {
-    "assist_backend": "PANELBEATER_ASSIST_BACKEND",
-    "sam_checkpoint": "PANELBEATER_SAM_CHECKPOINT",
-    "mobile_sam_checkpoint": "PANELBEATER_MOBILE_SAM_CHECKPOINT",
+    key: env_name(key) for key in ("assist_backend", "sam_checkpoint", "mobile_sam_checkpoint")
 }
 #: Weights kinds the assistance can run.
 ASSIST_WEIGHTS_KINDS = ("sam", "mobile_sam")

@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlmodel import Session, func, select
 
-from core.config import get_settings
+from core.config import env_name, get_settings
 from db.models import Annotation, Image, ModelVersion, Project
 from services.errors import Invalid
 from services.training.autotrain import AutoTrainPolicy
@@ -95,7 +95,7 @@ def autotrain_summary(session: Session, project: Project) -> str:
     """One line for the dashboard: where the project stands with auto-training."""
     settings = get_settings()
     if not settings.assist_autotrain:
-        return "Assist net auto-training: off (PANELBEATER_ASSIST_AUTOTRAIN)"
+        return f"Assist net auto-training: off ({env_name('assist_autotrain')})"
     job = POLICY.pending_job(session, project)
     if job is not None:
         return f"Assist net auto-training: job {job.id} {job.status.value}"

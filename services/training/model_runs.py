@@ -145,7 +145,7 @@ def load_version(mv: ModelVersion, taxonomy, device: str = "auto"):
 
     verified_artifact(mv)
     # every stage's load takes keyword options and ignores those it has no use for
-    cpu_int8 = get_settings().cpu_int8  # PANELBEATER_CPU_INT8: the ResNet part classifier's
+    cpu_int8 = get_settings().cpu_int8  # the ResNet part classifier's int8 switch
     return stage_class(mv.stage).load(mv.path, taxonomy=taxonomy, device=device, cpu_int8=cpu_int8)
 
 

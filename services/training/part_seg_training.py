@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlmodel import Session, func, select
 
-from core.config import get_settings
+from core.config import env_name, get_settings
 from db.models import Image, JobStatus, ModelVersion, Project
 from services.errors import Invalid
 from services.training.autotrain import AutoTrainPolicy
@@ -97,7 +97,7 @@ def autotrain_summary(session: Session, project: Project) -> str:
             figure = f", held-out {name} {value:.2f}"
         return f"{title}: {mv.name} promoted{figure}; rounds retrain it"
     if not settings.part_seg_autotrain:
-        return f"{title} auto-training: off (PANELBEATER_PART_SEG_AUTOTRAIN)"
+        return f"{title} auto-training: off ({env_name('part_seg_autotrain')})"
     job = POLICY.pending_job(session, project)
     if job is not None:
         minutes = settings.part_seg_time_budget_s / 60

@@ -1,5 +1,6 @@
-// DOM helpers shared by every module. User text (class names, notes, comments) only ever goes
-// through textContent or .value, never innerHTML: el() sets text that way.
+// Finding and making elements ($, el, sv) and the status line (msg), for every module. User
+// text (class names, notes, comments) only ever goes through textContent or .value, never
+// innerHTML: el() sets text that way.
 function PBDom(app) {
   const NS = 'http://www.w3.org/2000/svg';
   const $ = (sel) => app.root.querySelector(sel);

@@ -8,7 +8,7 @@
 //
 // Every other file defines one factory, PBName(app), returning its functions. They are merged
 // into `app`, and a module calls another's function as app.name(...), so each dependency across
-// modules shows at the call. Factories may read app's fields and the DOM helpers (merged first)
+// modules shows at the call. Factories may read app's fields and PBDom's functions (merged first)
 // when they are made, but other modules' functions only when called.
 const SHORTCUTS = __SHORTCUTS__;
 const S = {
@@ -42,7 +42,7 @@ const app = {
     return S.preds.filter((p) => p.state === 'pending' && !used.has(p.id));
   },
 };
-// Made one at a time, in this order, so that each factory finds the DOM helpers already merged.
+// Made one at a time, in this order, so that each factory finds PBDom's functions already merged.
 const apiDeps = { token: () => S.session.token, pinnedId: () => (S.image ? S.image.id : null) };
 for (const make of [PBDom, () => PBApi(apiDeps), PBRender, PBZoom, PBPanels, PBSides, PBEdits, PBActions, PBNavigate, PBInput]) {
   const part = make(app);

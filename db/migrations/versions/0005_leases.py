@@ -1,4 +1,4 @@
-"""photo leases for queue hand-out (issue 14)
+"""photo leases for queue hand-out
 
 Revision ID: 0005
 Revises: 0004

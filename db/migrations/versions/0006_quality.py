@@ -1,4 +1,4 @@
-"""overlap annotation sets, gold photos and quality checks (issue 14)
+"""overlap annotation sets, gold photos and quality checks
 
 Revision ID: 0006
 Revises: 0005

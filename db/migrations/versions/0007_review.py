@@ -1,4 +1,4 @@
-"""per-instance review and rejections returned to their author (issue 13)
+"""per-instance review and rejections returned to their author
 
 Revision ID: 0007
 Revises: 0006

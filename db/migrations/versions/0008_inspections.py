@@ -1,4 +1,4 @@
-"""vehicles, inspections, photo slots and new-damage flags (issue 15)
+"""vehicles, inspections, photo slots and new-damage flags
 
 Revision ID: 0008
 Revises: 0007
