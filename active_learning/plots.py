@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from core.metrics import flatten_metrics
+
 DEFAULT_METRICS = ("accuracy", "precision", "recall", "f1")
 
 
@@ -37,28 +39,13 @@ def _metric(metrics: Mapping[str, object], key: str) -> float:
     """``key`` from a version's metrics, preferring held-out figures: the first of
     ``holdout.part.<key>``, ``holdout.<key>``, ``<key>``, with ``macro_<key>`` variants; else
     the mean of any nested ``*.<key>``; NaN when absent."""
-    flat = _numbers(metrics)
+    flat = flatten_metrics(metrics)
     for prefix in ("holdout.part.", "holdout.damage.", "holdout.", ""):
         for k in (key, f"macro_{key}", f"{key}_macro"):
             if prefix + k in flat:
                 return flat[prefix + k]
     hits = [v for k, v in flat.items() if k.endswith(f".{key}") or k.endswith(f"_{key}")]
     return float(np.mean(hits)) if hits else float("nan")
-
-
-def _numbers(metrics: Mapping[str, object]) -> dict[str, float]:
-    """The numbers of nested metrics under dotted keys (``holdout.part.f1``); booleans and
-    text are left out. (Kept here rather than imported so this package needs no store.)"""
-    out: dict[str, float] = {}
-    stack = [("", metrics)]
-    while stack:
-        prefix, node = stack.pop()
-        for k, v in node.items():
-            if isinstance(v, Mapping):
-                stack.append((f"{prefix}{k}.", v))
-            elif isinstance(v, int | float) and not isinstance(v, bool):
-                out[f"{prefix}{k}"] = float(v)
-    return out
 
 
 def metrics_across_versions(

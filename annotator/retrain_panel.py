@@ -10,9 +10,9 @@ import gradio as gr
 
 from annotator.access import require, token_user
 from annotator.jobs_panel import jobs_table
+from core.presets import DEFAULT_PRESET, PRESETS
 from db.session import session_scope
 from jobs.service import start_round
-from models.base import PRESETS
 from models.registry import stage_infos
 from services.accounts import users as user_service
 from services.accounts.projects import served_project
@@ -28,11 +28,11 @@ ROUND_STAGES = [(s.title, s.name) for s in stage_infos() if not s.built_from]
 def retrain(
     token: str,
     stages: list[str] | None = None,
-    preset: str = "tiny",
+    preset: str = DEFAULT_PRESET,
     start_from: list[str] | None = None,
 ) -> str:
     user = require(token, Permission.retrain)
-    preset = preset or "tiny"
+    preset = preset or DEFAULT_PRESET
     weights = dashboard_service.picked_weights(start_from)
     try:
         with session_scope() as session:
@@ -80,7 +80,7 @@ def retrain_panel() -> RetrainPanel:
         )
         preset = gr.Dropdown(
             choices=list(PRESETS),
-            value="tiny",
+            value=DEFAULT_PRESET,
             label="Preset (base needs a GPU)",
             elem_id="pb-retrain-preset",
         )

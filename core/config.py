@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.presets import Preset
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PANELBEATER_", extra="ignore")
@@ -48,7 +50,7 @@ class Settings(BaseSettings):
     assist_autotrain: bool = True
     assist_autotrain_min_polygons: int = Field(default=200, ge=1)
     assist_autotrain_growth: float = Field(default=0.5, gt=0)
-    assist_autotrain_config: Literal["tiny", "small", "base"] = "small"
+    assist_autotrain_config: Preset = Preset.small
     assist_autotrain_epochs: int | None = Field(default=None, ge=1)
 
     #: The part segmenter that trains itself (``services.training.part_seg_training``): after imports

@@ -27,6 +27,10 @@ class ImageStatus(str, Enum):
     rejected = "rejected"
 
 
+#: Statuses of a photo whose labels are done: what training, exports and counts call labelled.
+LABELLED_STATUSES = (ImageStatus.labelled, ImageStatus.reviewed)
+
+
 class AnnotationSource(str, Enum):
     manual = "manual"
     assisted = "assisted"

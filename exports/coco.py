@@ -21,7 +21,7 @@ import numpy as np
 
 from core.geometry import GeometryError, Shape, mask_to_shape, shape_to_mask
 from core.instances import Instances
-from core.records import ImageRecord, LabelResolver, ParseReport
+from core.records import SPLITS, ImageRecord, LabelResolver, ParseReport
 from core.taxonomy import Taxonomy
 
 from .errors import FormatError
@@ -271,7 +271,7 @@ def parse(
                 width=int(im["width"]),
                 height=int(im["height"]),
                 instances=inst,
-                split=im.get("split") if im.get("split") in ("train", "val", "test") else None,
+                split=im.get("split") if im.get("split") in SPLITS else None,
                 sha256=im.get("sha256") if isinstance(im.get("sha256"), str) else None,
                 meta={"coco_id": im["id"]},
             )

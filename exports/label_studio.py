@@ -28,7 +28,7 @@ import numpy as np
 
 from core.geometry import GeometryError, Shape, mask_to_shape, shape_to_mask
 from core.instances import SEVERITIES, Instances
-from core.records import ImageRecord, LabelResolver, ParseReport
+from core.records import SPLITS, ImageRecord, LabelResolver, ParseReport
 from core.taxonomy import Taxonomy
 
 from .errors import FormatError, ImageReadError
@@ -427,7 +427,7 @@ def parse(
                 p.get("result") or [], width, height, resolver, report, where + " prediction"
             )
             meta["model_version"] = p.get("model_version")
-        split = data.get("split") if data.get("split") in ("train", "val", "test") else None
+        split = data.get("split") if data.get("split") in SPLITS else None
         records.append(ImageRecord(fname, width, height, inst, split=split, sha256=sha, meta=meta))
     return records, report
 

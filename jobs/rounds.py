@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from core.presets import DEFAULT_PRESET
 from db.session import session_scope
 from jobs.context import JobContext
 from models.registry import config_class, pre_annotating_stages, stage_class
@@ -31,7 +32,7 @@ def run_round(
     ctx: JobContext,
     *,
     stages: list[str] | None = None,
-    config: str = "tiny",
+    config: str = DEFAULT_PRESET,
     epochs: int | None = None,
     strategy: str = "hybrid",
     k: int = 50,

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+from core.presets import DEFAULT_PRESET
 from db.models import Job, JobStatus, Project, utcnow
 from db.session import session_scope
 from jobs import queue
@@ -161,7 +162,7 @@ def start_round(
     session: Session | None = None,
     *,
     stages: list[str] | None = None,
-    config: str = "tiny",
+    config: str = DEFAULT_PRESET,
     epochs: int | None = None,
     created_by: str | None = None,
     strategy: str = "hybrid",

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from core.presets import DEFAULT_PRESET
 from db.models import ModelVersion
 from db.session import session_scope
 from jobs.context import JobContext
@@ -47,7 +48,7 @@ def run_train(
     ctx: JobContext,
     *,
     stage: str,
-    config: str = "tiny",
+    config: str = DEFAULT_PRESET,
     epochs: int | None = None,
     device: str | None = None,
 ) -> dict:

@@ -17,13 +17,12 @@ import numpy as np
 
 from core.files import atomic_write
 from core.instances import ImageResult
+from core.presets import DEFAULT_PRESET, Preset
 from core.taxonomy import Taxonomy
 from models.data import Progress, TrainingSet
 
 #: Where a trained model file goes (None: the stage keeps it in memory only).
 OutPath = str | Path | None
-
-PRESETS = ("tiny", "small", "base")
 
 
 def end_epoch(
@@ -55,7 +54,7 @@ class StageConfig:
     ``base`` for a GPU.
     """
 
-    preset: str = "tiny"
+    preset: str = DEFAULT_PRESET
     device: str = "auto"
     epochs: int = 1
     batch_size: int = 2
@@ -64,10 +63,10 @@ class StageConfig:
     seed: int = 0
     num_workers: int = 0
 
-    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"tiny": {}, "small": {}, "base": {}}
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {p.value: {} for p in Preset}
 
     @classmethod
-    def from_preset(cls, preset: str = "tiny", **overrides: Any) -> StageConfig:
+    def from_preset(cls, preset: str = DEFAULT_PRESET, **overrides: Any) -> StageConfig:
         if preset not in cls.PRESETS:
             raise StageError(
                 f"{cls.__name__}: unknown preset {preset!r}; choose one of {', '.join(cls.PRESETS)}"

@@ -139,7 +139,7 @@ class MaskRCNNStage(TorchStage):
         import torch
         from torchvision.models.detection import maskrcnn_resnet50_fpn
 
-        self.config = config or MaskRCNNConfig.from_preset("tiny")
+        self.config = config or MaskRCNNConfig.from_preset()
         self.taxonomy = taxonomy or default_taxonomy()
         self.class_ids = [c.id for c in self.taxonomy.group("damage")]
         torch.manual_seed(self.config.seed)

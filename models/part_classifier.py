@@ -185,7 +185,7 @@ class PartClassifierStage(TorchStage):
     ):
         import torch
 
-        self.config = config or PartClassifierConfig.from_preset("tiny")
+        self.config = config or PartClassifierConfig.from_preset()
         self.taxonomy = taxonomy or default_taxonomy()
         torch.manual_seed(self.config.seed)
         self.net = _build_net(self.config).eval()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.presets import DEFAULT_PRESET
 from models.base import CheckpointError, Stage, StageBase, StageConfig, StageError
 
 #: in the order menus list them
@@ -133,12 +134,13 @@ def build(
     cls = stage_class(name)
     cfg_cls = cls.config_class
     if config is None:
-        config = cfg_cls.from_preset("tiny")
+        config = cfg_cls.from_preset()
     elif isinstance(config, str):
         config = cfg_cls.from_preset(config)
     elif isinstance(config, dict):
         config = cfg_cls.from_preset(
-            config.get("preset", "tiny"), **{k: v for k, v in config.items() if k != "preset"}
+            config.get("preset", DEFAULT_PRESET),
+            **{k: v for k, v in config.items() if k != "preset"},
         )
     return cls(config, **kwargs)
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import Lead, ProjectDep, SessionDep, require, service_errors
 from api.schemas import RetrainAnswer, Stats
+from core.presets import Preset
 from db.models import User
 from jobs.service import start_round
 from services.accounts.users import Permission
@@ -35,7 +36,7 @@ class RetrainBody(BaseModel):
     """What a round trains; empty ``stages`` = the promoted stages, or YOLO parts at first."""
 
     stages: list[str] = Field(default_factory=list)
-    config: Literal["tiny", "small", "base"] = "tiny"
+    config: Preset = Preset.tiny
     from_scratch: list[str] = Field(
         default_factory=list,
         description="stages that start over instead of fine-tuning their promoted version",
@@ -67,7 +68,7 @@ def retrain(
             project=project,
             created_by=user.username,
             stages=body.stages,
-            config=body.config,
+            config=body.config.value,
             from_scratch=body.from_scratch,
             weights=body.weights,
             options=body.options,

@@ -52,7 +52,7 @@ class AlbertStage(TorchStage):
 
         from models.albert.model import AlbertModel
 
-        self.config = config or AlbertConfig.from_preset("tiny")
+        self.config = config or AlbertConfig.from_preset()
         self.taxonomy = taxonomy or default_taxonomy()
         self.counts = taxonomy_counts(self.taxonomy)
         torch.manual_seed(self.config.seed)

@@ -73,7 +73,7 @@ class AssistNetStage(TorchStage):
     def __init__(self, config: AssistNetConfig | None = None, taxonomy: Any = None):
         import torch
 
-        self.config = config or AssistNetConfig.from_preset("tiny")
+        self.config = config or AssistNetConfig.from_preset()
         self.taxonomy = taxonomy  # class-agnostic: kept only to build like every stage
         torch.manual_seed(self.config.seed)
         self.net = build_net(self.config).eval()

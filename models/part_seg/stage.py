@@ -57,7 +57,7 @@ class PartSegStage(TorchStage):
     def __init__(self, config: PartSegConfig | None = None, taxonomy: Taxonomy | None = None):
         import torch
 
-        self.config = config or PartSegConfig.from_preset("tiny")
+        self.config = config or PartSegConfig.from_preset()
         self.taxonomy = taxonomy or default_taxonomy()
         torch.manual_seed(self.config.seed)
         self.n_classes = 1 + len(self.taxonomy.group("part"))

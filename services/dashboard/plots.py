@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from db.models import Annotation, Image, ImageStatus, Project
+from db.models import LABELLED_STATUSES, Annotation, Image, Project
 from services.accounts.projects import project_taxonomy
 from services.labelling.images import OPEN_STATUSES
 from services.review.throughput import is_person
@@ -57,7 +57,7 @@ def labelling_pace(session: Session, project: Project, *, today: date | None = N
     rows = session.exec(
         select(Image.updated_at, Image.meta).where(
             Image.project_id == project.id,
-            Image.status.in_((ImageStatus.labelled, ImageStatus.reviewed)),
+            Image.status.in_(LABELLED_STATUSES),
         )
     ).all()
     per_day: dict[date, int] = {}

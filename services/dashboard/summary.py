@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+from core.metrics import flatten_metrics
 from db.models import ModelVersion, Project
 from services.dashboard.stats import project_stats
 from services.review.throughput import annotator_throughput
@@ -43,7 +44,7 @@ def version_table(session: Session) -> list[dict[str, Any]]:
     for mv in rows:
         metrics = mv.metrics or {}
         pm = registry.primary_metric(metrics, mv.stage)
-        held = registry.flatten_metrics(metrics.get("holdout") or {})
+        held = flatten_metrics(metrics.get("holdout") or {})
         others = [(k, v) for k, v in held.items() if pm is None or f"holdout.{k}" != pm[0]]
         out.append(
             {

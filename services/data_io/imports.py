@@ -50,7 +50,15 @@ from core.files import write_bytes_atomic
 from core.geometry import GeometryError, fit_to_image
 from core.records import ImageRecord, LabelResolver, ParseReport
 from core.taxonomy import Taxonomy
-from db.models import Annotation, AnnotationSource, Image, ImageStatus, Project, utcnow
+from db.models import (
+    LABELLED_STATUSES,
+    Annotation,
+    AnnotationSource,
+    Image,
+    ImageStatus,
+    Project,
+    utcnow,
+)
 from exports.errors import FormatError, ImageReadError
 from exports.image_files import (
     ImageInfo,
@@ -517,7 +525,7 @@ def store_photo(
             pending_annotations.append((info.sha256, record.file_name, rows))
 
     status_by = f"import:{Path(source).name}"
-    now_labelled = (ImageStatus.labelled, ImageStatus.reviewed)
+    now_labelled = LABELLED_STATUSES
     for row in new_images:
         row["status"] = wanted[row["sha256"]].name
         if wanted[row["sha256"]] != ImageStatus.new:

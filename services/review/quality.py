@@ -62,9 +62,8 @@ from services.labelling.routing import (
 )
 from services.review import agreement
 from services.review import gold as gold_scoring
+from services.review.throughput import CONSENSUS_AUTHOR
 
-#: The author the consensus is saved under in the photo's history.
-CONSENSUS_AUTHOR = "consensus"
 #: Queue scores of active learning lie in [0, 2); a low-agreement photo gets 2 + (1 - F1),
 #: so it leads the queue of labelled photos that reviewers walk.
 REVIEW_FIRST_SCORE = 2.0

@@ -18,13 +18,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
-from db.models import AnnotationRevision, AnnotationSet, Image, PhotoAgreement, Project, User
+from db.models import AnnotationSet, Image, PhotoAgreement, Project, User
 from services.accounts.projects import project_taxonomy
 from services.errors import NotFound
 from services.review.agreement import ClassFigures, summarise
 from services.review.decisions import rejection_rates
-from services.review.quality import CONSENSUS_AUTHOR, GOLD_SUBMISSION, OVERLAP
-from services.review.throughput import is_person
+from services.review.quality import GOLD_SUBMISSION
+from services.review.throughput import photos_per_hour
 
 _GOLD_KEYS = ("hits", "submitted", "gold", "iou_sum")
 
@@ -146,33 +146,6 @@ def _annotator_agreement(agreements: Iterable[PhotoAgreement]) -> dict[str, Clas
     return out
 
 
-def _photos_per_hour(session: Session, project: Project) -> dict[str, float]:
-    """Distinct photos saved per active hour (hours with at least one save), counting saves
-    of the working set and of one's own overlap and gold sets."""
-    photos: dict[str, set[int]] = defaultdict(set)
-    hours: dict[str, set[tuple]] = defaultdict(set)
-    saves = session.execute(
-        select(
-            AnnotationRevision.author, AnnotationRevision.image_id, AnnotationRevision.created_at
-        )
-        .join(Image, Image.id == AnnotationRevision.image_id)
-        .where(Image.project_id == project.id)
-    ).all()
-    own = session.execute(
-        select(User.username, AnnotationSet.image_id, AnnotationSet.updated_at)
-        .join(User, User.id == AnnotationSet.user_id)
-        .where(
-            AnnotationSet.project_id == project.id,
-            AnnotationSet.kind.in_((OVERLAP, GOLD_SUBMISSION)),
-        )
-    ).all()
-    for author, image_id, at in [*saves, *own]:
-        if is_person(author) and author != CONSENSUS_AUTHOR and at is not None:
-            photos[author].add(image_id)
-            hours[author].add((at.date(), at.hour))
-    return {a: round(len(photos[a]) / max(len(hours[a]), 1), 2) for a in photos}
-
-
 def _rejection_rates(session: Session, project: Project) -> dict[str, float | None]:
     return {
         r["annotator"]: r.get("photo_rejection_rate") for r in rejection_rates(session, project)
@@ -190,7 +163,7 @@ def annotator_rows(session: Session, project: Project) -> list[dict[str, Any]]:
         for k in _GOLD_KEYS:
             gold[name][k] += float(overall.get(k) or 0)
         gold_n[name] += 1
-    pace = _photos_per_hour(session, project)
+    pace = photos_per_hour(session, project.id)
     rejected = _rejection_rates(session, project)
     names = sorted(set(agree) | set(gold) | set(pace) | set(rejected))
     out = []

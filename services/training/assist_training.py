@@ -28,10 +28,10 @@ from typing import Any
 from sqlmodel import Session, func, select
 
 from core.config import env_name, get_settings
-from db.models import Annotation, Image, ModelVersion, Project
+from db.models import LABELLED_STATUSES, Annotation, Image, ModelVersion, Project
 from services.errors import Invalid
 from services.training.autotrain import AutoTrainPolicy
-from services.training.registry import HOLDOUT_SPLIT, LABELLED_STATUSES
+from services.training.registry import HOLDOUT_SPLIT
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def train_and_compare(
     snapshot = {**training_snapshot(session, project)}
     snapshot["polygons"] = labelled_polygons(session, project)
     cfg = config_class(STAGE).from_preset(
-        config or settings.assist_autotrain_config,
+        config or settings.assist_autotrain_config.value,
         device=device or settings.device,
         epochs=epochs or settings.assist_autotrain_epochs,
     )

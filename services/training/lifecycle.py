@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from core.presets import DEFAULT_PRESET
 from db.models import ModelVersion, Project
 from models.base import StageConfig
 from models.data import Progress, TrainingSet
@@ -444,7 +445,7 @@ def train_stage_outcome(
     project: Project,
     stage: str,
     *,
-    config: str = "tiny",
+    config: str = DEFAULT_PRESET,
     epochs: int | None = None,
     device: str = "auto",
     train_snapshot: dict[str, Any] | None = None,
@@ -512,7 +513,7 @@ def train_stage(
     project: Project,
     stage: str,
     *,
-    config: str = "tiny",
+    config: str = DEFAULT_PRESET,
     epochs: int | None = None,
     device: str = "auto",
     progress: Progress | None = None,

@@ -34,10 +34,10 @@ def training_set(
     """The labelled records that pass ``split_filter``; with a round's ``snapshot``, exactly
     its images with their annotations as they were when it was taken (later saves are read
     back from the revision history)."""
+    from db.models import LABELLED_STATUSES
     from models.data import TrainingSet
     from services.accounts.projects import project_taxonomy
     from services.training.records import collect_records
-    from services.training.registry import LABELLED_STATUSES
 
     if snapshot is None:
         records: list[ImageRecord] = []

@@ -27,10 +27,10 @@ from typing import Any
 from sqlmodel import Session, func, select
 
 from core.config import env_name, get_settings
-from db.models import Image, JobStatus, ModelVersion, Project
+from db.models import LABELLED_STATUSES, Image, JobStatus, ModelVersion, Project
 from services.errors import Invalid
 from services.training.autotrain import AutoTrainPolicy
-from services.training.registry import HOLDOUT_SPLIT, LABELLED_STATUSES
+from services.training.registry import HOLDOUT_SPLIT
 
 log = logging.getLogger(__name__)
 

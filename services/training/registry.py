@@ -25,14 +25,14 @@ from sqlmodel import Session, func, select
 
 from core.config import get_settings
 from core.files import sha256_file
-from db.models import Image, ImageStatus, ModelVersion, Project
+from core.metrics import flatten_metrics
+from db.models import LABELLED_STATUSES, Image, ModelVersion, Project
 from services.errors import Invalid, NotFound
 
 HOLDOUT_SPLIT = "test"
 #: The stage of versions whose predictions were made elsewhere and imported
 #: (``services.data_io.prediction_imports``): no model file, never loaded, never promoted.
 EXTERNAL_STAGE = "external"
-LABELLED_STATUSES = (ImageStatus.labelled, ImageStatus.reviewed)
 
 #: Metric keys tried, in order, when a version's metrics do not name their ``primary_metric``.
 PRIMARY_METRIC_FALLBACKS = (
@@ -246,18 +246,6 @@ def stage_primary_metrics(stage: str | None) -> tuple[str, ...]:
         return stage_info(stage).primary_metrics if stage else ()
     except StageError:
         return ()
-
-
-def flatten_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    """Nested metrics -> ``{"holdout.part.macro_f1": 0.4, ...}`` (numbers only)."""
-    out: dict[str, float] = {}
-    for k, v in (metrics or {}).items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten_metrics(v, key + "."))
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            out[key] = float(v)
-    return out
 
 
 def primary_metric(metrics: dict[str, Any], stage: str | None = None) -> tuple[str, float] | None:

@@ -28,11 +28,19 @@ from active_learning import committee as cmt
 from active_learning import uncertainty as unc
 from active_learning.strategies import STRATEGIES, PoolArrays, run_strategy
 from core.instances import Instances
-from db.models import Image, ImagePrediction, ImageScore, ImageStatus, ModelVersion, Project
+from db.models import (
+    LABELLED_STATUSES,
+    Image,
+    ImagePrediction,
+    ImageScore,
+    ImageStatus,
+    ModelVersion,
+    Project,
+)
 from services.errors import Invalid
 from services.training.descriptors import ensure_descriptors, load_descriptors
 from services.training.predictions import decode_embedding, version_predictions
-from services.training.registry import HOLDOUT_SPLIT, LABELLED_STATUSES
+from services.training.registry import HOLDOUT_SPLIT
 
 #: Heads whose vectors are independent sigmoids (one flag each), not one softmax.
 SIGMOID_HEADS = ("fake",)
