@@ -19,6 +19,7 @@ from services.accounts.projects import served_project
 from services.accounts.users import Permission
 from services.dashboard import summary as dashboard_service
 from services.errors import ServiceError
+from services.training.lifecycle import plan_round
 
 #: (label, stage) choices for a retraining round on the dashboard: every stage except those
 #: made of other stages (a round trains the pipeline's parts on their own).
@@ -44,12 +45,11 @@ def retrain(
                 config=preset,
                 weights=weights or None,
             )
+            picked = (job.params or {}).get("stages")
+            plan = plan_round(session, stages=picked, config=preset, weights=weights)
     except ServiceError as e:
         return f"Could not start retraining: {e}"
-    picked = (job.params or {}).get("stages")
-    what = ", ".join(picked) if picked else "the promoted stages (YOLO parts at first)"
-    started = "".join(f"; {k} starts from {v}" for k, v in weights.items())
-    return f"Retraining round queued as job {job.id}: {what}, {preset} preset{started}."
+    return f"Retraining round queued as job {job.id}. It will train " + "; ".join(plan) + "."
 
 
 def weights_picker(token: str) -> dict:

@@ -273,6 +273,11 @@ class Stats(BaseModel):
 class RetrainAnswer(BaseModel):
     job_id: int
     status: JobStatus
+    plan: list[str] = Field(
+        default_factory=list,
+        description="a sentence per stage the round will train: which version it continues "
+        "and on which configuration, or why it starts from scratch",
+    )
 
 
 class PrimaryMetric(BaseModel):

@@ -18,12 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlmodel import Session
-
 from core.presets import DEFAULT_PRESET
 from db.session import session_scope
 from jobs.context import JobContext
-from models.registry import config_class, pre_annotating_stages, stage_class
+from models.registry import config_class, pre_annotating_stages
 from services.errors import Invalid
 from services.training import lifecycle, model_runs, registry
 
@@ -52,7 +50,7 @@ def run_round(
         held = registry.ensure_holdout(s, project)
         snap = registry.training_snapshot(s, project)
         if not stages:
-            stages = sorted(registry_stages(s)) or default_stages()
+            stages = lifecycle.round_stages(s, stages)
     if snap["count"] == 0:
         raise Invalid(
             "no labelled images outside the held-out split yet; label some photos, then start a round."
@@ -69,33 +67,24 @@ def run_round(
         lo = 0.02 + n * span
         # 2. train, 3. evaluate on the held-out split, 4. promote only if better (or forced)
         with session_scope() as s:
-            project = ctx.project(s)
-            parent = registry.current(s, stage)
-            start = (weights or {}).get(stage)
-            # weights chosen for a stage are where it starts; its parent is not loaded over them
-            warm = (
-                parent is not None
-                and start is None
-                and stage not in (from_scratch or ())
-                and stage_class(stage).warm_startable
-            )
             outcome = lifecycle.train_stage_outcome(
                 s,
-                project,
+                ctx.project(s),
                 stage,
                 config=config,
                 epochs=epochs,
                 device=device or "auto",
                 train_snapshot=snap,
                 options=config_class(stage).parse_options((options or {}).get(stage, [])),
-                weights=start,
-                warm_from=parent if warm else None,
+                weights=(weights or {}).get(stage),
+                from_scratch=stage in (from_scratch or ()),
                 force=force_promote,
                 progress_for=lambda name, part, lo=lo: ctx.progress_callback(
                     name, (lo + part[0] * span, lo + part[1] * span)
                 ),
                 on_step=steps.record,
             )
+            ctx.log.info("%s", outcome.extra["plan"])
             if outcome.version is None and outcome.reason == "not rank 0":
                 raise RuntimeError(f"training {stage} registered no version")
             out["stages"][stage] = {
@@ -103,6 +92,7 @@ def run_round(
                 "metrics": outcome.version.metrics if outcome.version is not None else {},
                 "promoted": outcome.promoted,
                 "reason": outcome.reason,
+                "plan": outcome.extra["plan"],
             }
             verdict = "promoted" if outcome.promoted else "kept the current version"
             ctx.log.info("%s: %s -> %s", stage, outcome.reason, verdict)
@@ -156,22 +146,6 @@ class RoundSteps:
     def record(self, step: str, what: str, *, progress: float | None = None) -> None:
         self.done.append({"step": step, "what": what})
         self.ctx.report(stage=what if step != "promote" else None, message=what, progress=progress)
-
-
-def default_stages() -> list[str]:
-    """What a round trains when no stage is named and none is promoted yet (the stages that
-    declare ``round_default``)."""
-    from models.registry import stage_infos
-
-    return [i.name for i in stage_infos() if i.round_default]
-
-
-def registry_stages(session: Session) -> set[str]:
-    """Trainable stages with a promoted version (not e.g. the aligner's ``patch_ssl``, which
-    is registered too but is no ``models.registry`` stage)."""
-    from models.registry import stage_names
-
-    return {mv.stage for mv in registry.versions(session) if mv.promoted} & set(stage_names())
 
 
 def reselect(ctx: JobContext, strategy: str, k: int) -> dict[str, Any]:

@@ -75,7 +75,9 @@ def test_retrain_button_starts_a_round_and_shows_its_progress(store, datasets_di
             page.locator("#pb-retrain-stages").get_by_label("YOLO parts").check()
             page.click("#pb-retrain")
             page.wait_for_selector("#pb-retrain-msg:has-text('queued as job')")
-            assert "yolo_seg, tiny preset" in page.locator("#pb-retrain-msg").inner_text()
+            # it says what the round will really train
+            said = page.locator("#pb-retrain-msg").inner_text()
+            assert "It will train yolo_seg: tiny preset, no promoted version to continue" in said
             with session_scope() as s:
                 job = s.exec(__import__("sqlmodel").select(Job).where(Job.kind == "round")).one()
                 job_id = job.id

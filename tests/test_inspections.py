@@ -449,7 +449,6 @@ def test_patch_ssl_training_registers_a_model_version(
     """``train-aligner`` registers each encoder as a ``patch_ssl`` ModelVersion (metrics,
     sha256); the aligner loads the promoted one, else the newest; rounds never train it."""
     from db.models import ModelVersion
-    from jobs.rounds import registry_stages
     from services.claims.alignment import (
         STAGE,
         latest_patch_ssl,
@@ -458,6 +457,7 @@ def test_patch_ssl_training_registers_a_model_version(
     )
     from services.data_io.imports import import_folder
     from services.training import registry
+    from services.training.lifecycle import round_stages
 
     assert latest_patch_ssl(db_session) is None
     for name in ("17.jpg", "18.jpg"):
@@ -478,7 +478,7 @@ def test_patch_ssl_training_registers_a_model_version(
     registry.promote(db_session, v1.id)
     assert patch_ssl_version(db_session).id == v1.id
     assert len(latest_patch_ssl(db_session).losses) == 1
-    assert STAGE not in registry_stages(db_session)
+    assert STAGE not in round_stages(db_session, None)
     Path(v1.path).write_bytes(b"swapped")  # a changed file is never loaded under its name
     with pytest.raises(Exception, match="has changed since it was registered"):
         latest_patch_ssl(db_session)

@@ -323,3 +323,68 @@ def test_a_job_with_a_parameter_its_handler_lacks_is_refused(store):
 
     with session_scope() as s, pytest.raises(Invalid, match="params.split"):
         create_job(s, "evaluate", {"stage": "albert", "split": "test"})
+
+
+def _promoted_at(session, stage: str, preset: str, tmp_path):
+    """A promoted ``stage`` version trained (random weights) at ``preset``, as the
+    auto-training leaves one at a larger preset than a round's default."""
+    from models.registry import build, config_class
+    from services.accounts.projects import get_or_create_project, project_taxonomy
+    from services.training.registry import register_version
+
+    cfg = config_class(stage).from_preset(preset, device="cpu")
+    model = build(stage, cfg, taxonomy=project_taxonomy(get_or_create_project(session)))
+    path = model.save(tmp_path / f"{stage}-{preset}.pt")
+    return register_version(
+        session, stage=stage, artifact_path=path, config=cfg.to_dict(), promote=True
+    )
+
+
+@pytest.mark.parametrize("asked", ["tiny", "small", "base"])
+@pytest.mark.parametrize(
+    "stage", ["assist_net", "part_classifier", "part_seg", "yolo_seg", "albert"]
+)
+def test_a_round_continues_a_version_of_another_preset_on_its_own_network(
+    db_session, project, stage, asked
+):
+    """Whatever preset a round asks for, a stage continues its promoted version on that
+    version's own configuration, and the plan says so when the presets differ."""
+    from db.models import ModelVersion
+    from models.registry import config_class, stage_class
+    from services.training.lifecycle import plan_stage
+
+    assert stage_class(stage).warm_startable
+    trained_at = "small" if asked != "small" else "tiny"
+    own = config_class(stage).from_preset(trained_at, device="cpu")
+    parent = ModelVersion(
+        stage=stage, version=1, name=f"{stage}-v1", path="x.pt", sha256="0", config=own.to_dict()
+    )
+    db_session.add(parent)
+    db_session.flush()
+    parent.promoted = True
+    plan = plan_stage(db_session, stage, config=asked, device="cpu")
+    assert plan.warm_from is parent and plan.cfg.preset == trained_at
+    assert plan.cfg.to_dict() | {"epochs": own.epochs} == own.to_dict() | {"device": "cpu"}
+    assert f"continues {stage}-v1 ({trained_at} preset" in plan.sentence
+    assert f"rather than the {asked!r} preset asked for" in plan.sentence
+    scratch = plan_stage(db_session, stage, config=asked, device="cpu", from_scratch=True)
+    assert scratch.warm_from is None and scratch.cfg.preset == asked
+    assert scratch.sentence == f"{stage}: {asked} preset, from scratch, as asked"
+
+
+def test_the_default_round_continues_an_assist_net_trained_at_a_larger_preset(
+    round_project, tmp_path
+):
+    """Start retraining with nothing ticked and the tiny preset, after the auto-training left
+    a promoted assist_net of the small preset: the round continues it on its own network
+    (it loaded it into the tiny one and failed with "size mismatch for head.weight")."""
+    from db.session import session_scope
+    from jobs.rounds import run_round
+
+    with session_scope() as s:
+        parent = _promoted_at(s, "assist_net", "small", tmp_path).name
+    out = run_round(_context("round"), config="tiny", epochs=1, k=1, device="cpu")
+    done = out["stages"]["assist_net"]
+    assert list(out["stages"]) == ["assist_net"]
+    assert done["plan"].startswith(f"assist_net: continues {parent} (small preset, 1 epoch(s))")
+    assert done["version"] is None or done["version"] == "assist_net-v2"

@@ -263,7 +263,7 @@ def test_a_round_passes_each_stage_its_weights_and_options(
             options={"yolo_seg": ["imgsz=160", "lr0=0.005"]},
         )
     kw = seen["yolo_seg"]
-    assert kw["weights"] == str(files["yolo_seg"]) and kw["warm_from"] is None
+    assert kw["weights"] == str(files["yolo_seg"]) and kw["from_scratch"] is False
     assert kw["options"] == {"imgsz": 160, "lr0": 0.005}
 
 

@@ -17,6 +17,7 @@ from services.accounts.users import Permission
 from services.dashboard import plots as plot_service
 from services.dashboard import summary as dashboard_service
 from services.errors import NotFound
+from services.training.lifecycle import plan_round
 
 router = APIRouter(tags=["dashboard"])
 
@@ -73,7 +74,14 @@ def retrain(
             weights=body.weights,
             options=body.options,
         )
-    return RetrainAnswer(job_id=job.id, status=job.status)
+        plan = plan_round(
+            session,
+            stages=(job.params or {}).get("stages"),
+            config=body.config.value,
+            from_scratch=body.from_scratch,
+            weights=body.weights,
+        )
+    return RetrainAnswer(job_id=job.id, status=job.status, plan=plan)
 
 
 PlotName = Literal["pace", "classes", "versions", "learning_curve"]

@@ -41,6 +41,7 @@ from services.training.registry import (
     set_promoted,
     training_snapshot,
     verified_artifact,
+    versions,
 )
 
 #: ``progress_for(phase, (lo, hi))``: a progress callback for one phase of a job.
@@ -451,50 +452,83 @@ def train_stage_outcome(
     train_snapshot: dict[str, Any] | None = None,
     options: dict[str, Any] | None = None,
     weights: str | Path | None = None,
-    warm_from: ModelVersion | None = None,
+    from_scratch: bool = True,
+    parent: ModelVersion | None = None,
     promote: bool = True,
     force: bool = False,
     progress_for: ProgressFor | None = None,
     on_step: Callable[[str, str], None] | None = None,
 ) -> Outcome:
-    """:func:`train_measure_promote` of ``stage`` from a preset (``config``) with ``options``
-    (``--set`` overrides, which win over ``epochs`` and ``device``): what a round and
-    ``panelbeater train`` run. ``train_snapshot``: a round passes one so that every stage
-    it trains learns from the same images and annotation revisions. ``warm_from``
-    fine-tunes that version instead of starting from scratch, on half the preset's epochs
-    unless epochs are given. ``weights``: a local file (or a name in the weights folder)
-    the stage starts from."""
+    """:func:`train_measure_promote` of ``stage`` as :func:`plan_stage` decides (``--set``
+    ``options`` win over ``epochs`` and ``device``): what a round and ``panelbeater train``
+    run. ``train_snapshot``: a round passes one so that every stage it trains learns from
+    the same images and annotation revisions. The plan's sentence is in
+    ``outcome.extra["plan"]``."""
     from services.training.model_runs import provenance
 
-    cfg, started_from = _config(stage, config, epochs, device, options, weights, warm_from)
+    plan = plan_stage(
+        session,
+        stage,
+        config=config,
+        epochs=epochs,
+        device=device,
+        options=options,
+        weights=weights,
+        from_scratch=from_scratch,
+        parent=parent,
+    )
     if train_snapshot is None:
         held_out_set(session, project)  # the held-out photos stay out of the snapshot
-    return train_measure_promote(
+    outcome = train_measure_promote(
         session,
         project,
         stage,
-        cfg,
+        plan.cfg,
         snapshot=train_snapshot or training_snapshot(session, project),
-        warm_from=warm_from,
-        provenance=provenance(started_from, warm_from),
+        warm_from=plan.warm_from,
+        provenance=provenance(plan.started_from, plan.warm_from),
         promote=promote,
         force=force,
         device=device,
         progress_for=progress_for,
         on_step=on_step,
     )
+    outcome.extra["plan"] = plan.sentence
+    return outcome
 
 
-def _config(
+@dataclass
+class Plan:
+    """How one stage of a round will train: from which version it continues (None: from
+    scratch, or from a weights file), with which configuration, and a sentence saying so."""
+
+    stage: str
+    cfg: StageConfig
+    warm_from: ModelVersion | None
+    started_from: dict[str, str] | None
+    sentence: str
+
+
+def plan_stage(
+    session: Session,
     stage: str,
-    config: str,
-    epochs: int | None,
-    device: str,
-    options: dict[str, Any] | None,
-    weights: str | Path | None,
-    warm_from: ModelVersion | None,
-) -> tuple[StageConfig, dict[str, str] | None]:
-    from models.registry import config_class
+    *,
+    config: str = DEFAULT_PRESET,
+    epochs: int | None = None,
+    device: str = "auto",
+    options: dict[str, Any] | None = None,
+    weights: str | Path | None = None,
+    from_scratch: bool = False,
+    parent: ModelVersion | None = None,
+) -> Plan:
+    """Decide how ``stage`` trains in a round (or ``panelbeater train``): it fine-tunes its
+    promoted version when it can continue one, on that version's own architecture and
+    configuration (a preset change must not load a larger net into a smaller one), on half
+    that version's epochs unless epochs are given; else it starts from scratch from
+    ``config``, and the sentence says why. ``parent``: the version to continue (default: the
+    promoted one)."""
+    from models.base import StageError
+    from models.registry import config_class, stage_class
     from services.training.model_runs import start_weights
 
     options = dict(options or {})
@@ -502,10 +536,81 @@ def _config(
     if weights is not None:
         field_name, started_from = start_weights(stage, weights)
         options[field_name] = str(started_from["path"])
-    cfg = config_class(stage).from_preset(config, **{"device": device, "epochs": epochs, **options})
-    if warm_from is not None and epochs is None and "epochs" not in options:
-        cfg = cfg.with_(epochs=max(1, cfg.epochs // 2))
-    return cfg, started_from
+    fresh = config_class(stage).from_preset(
+        config, **{"device": device, "epochs": epochs, **options}
+    )
+    parent = parent or current(session, stage)
+    why = None
+    if parent is None:
+        why = "no promoted version to continue"
+    elif from_scratch:
+        why = "from scratch, as asked"
+    elif weights is not None:
+        why = f"from the weights file {Path(str(weights)).name}, as asked"
+    elif not stage_class(stage).warm_startable:
+        why = f"{stage} cannot continue an earlier version"
+    if why is not None:
+        return Plan(stage, fresh, None, started_from, f"{stage}: {fresh.preset} preset, {why}")
+    try:
+        own = config_class(stage).from_dict(dict(parent.config or {}))
+        cfg = own.with_(
+            device=device,
+            epochs=epochs if epochs is not None else max(1, own.epochs // 2),
+            **{k: v for k, v in options.items() if k != "epochs"},
+        )
+    except (StageError, TypeError, ValueError) as e:
+        return Plan(
+            stage,
+            fresh,
+            None,
+            started_from,
+            f"{stage}: {fresh.preset} preset from scratch; {parent.name}'s configuration "
+            f"cannot be read back ({e})",
+        )
+    sentence = f"{stage}: continues {parent.name} ({cfg.preset} preset, {cfg.epochs} epoch(s))"
+    if cfg.preset != fresh.preset:
+        sentence += (
+            f"; it keeps that version's own {cfg.preset!r} network rather than the "
+            f"{fresh.preset!r} preset asked for (tick 'from scratch' to train at {fresh.preset!r})"
+        )
+    return Plan(stage, cfg, parent, started_from, sentence)
+
+
+def plan_round(
+    session: Session,
+    *,
+    stages: list[str] | None = None,
+    config: str = DEFAULT_PRESET,
+    from_scratch: list[str] | None = None,
+    weights: dict[str, str] | None = None,
+) -> list[str]:
+    """A sentence per stage a round will train, saying what it really does (for the
+    dashboard and ``POST /api/retrain`` to tell the lead before it runs)."""
+    out = []
+    for stage in round_stages(session, stages):
+        try:
+            plan = plan_stage(
+                session,
+                stage,
+                config=config,
+                weights=(weights or {}).get(stage),
+                from_scratch=stage in (from_scratch or ()),
+            )
+            out.append(plan.sentence)
+        except Exception as e:  # the round will say so in full; the plan must not block it
+            out.append(f"{stage}: {e}")
+    return out
+
+
+def round_stages(session: Session, stages: list[str] | None) -> list[str]:
+    """What a round trains: the stages named, else the promoted ones, else the stages that
+    declare ``round_default`` (YOLO parts)."""
+    from models.registry import stage_infos, stage_names
+
+    if stages:
+        return list(stages)
+    promoted = {mv.stage for mv in versions(session) if mv.promoted} & set(stage_names())
+    return sorted(promoted) or [i.name for i in stage_infos() if i.round_default]
 
 
 def train_stage(
@@ -525,7 +630,8 @@ def train_stage(
     evaluate: bool = False,
     force_promote: bool = False,
 ) -> ModelVersion | None:
-    """Train ``stage`` and register a new version (``panelbeater train``).
+    """Train ``stage`` and register a new version (``panelbeater train``); with ``warm_from``
+    it continues that version as :func:`plan_stage` allows, else from scratch.
 
     ``evaluate``: the whole lifecycle (:func:`train_stage_outcome`): ``promote`` promotes it
     only when it beats its opponent, ``force_promote`` regardless; returns the version, or
@@ -544,22 +650,33 @@ def train_stage(
             train_snapshot=train_snapshot,
             options=options,
             weights=weights,
-            warm_from=warm_from,
+            from_scratch=warm_from is None,
+            parent=warm_from,
             promote=promote,
             force=force_promote,
             progress_for=(lambda name, part: progress) if progress else None,
         ).version
     from services.training.model_runs import provenance
 
-    cfg, started_from = _config(stage, config, epochs, device, options, weights, warm_from)
+    plan = plan_stage(
+        session,
+        stage,
+        config=config,
+        epochs=epochs,
+        device=device,
+        options=options,
+        weights=weights,
+        from_scratch=warm_from is None,
+        parent=warm_from,
+    )
     mv, _ = train_version(
         session,
         project,
         stage,
-        cfg,
+        plan.cfg,
         snapshot=train_snapshot or training_snapshot(session, project),
-        warm_from=warm_from,
-        provenance=provenance(started_from, warm_from),
+        warm_from=plan.warm_from,
+        provenance=provenance(plan.started_from, plan.warm_from),
         progress=progress,
     )
     if mv is not None and (promote or force_promote):
