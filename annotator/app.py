@@ -206,8 +206,8 @@ def import_labels(token: str, *values: Any) -> str:
     return run_import(require(token, Permission.import_), *values)
 
 
-def promote_version(token: str, version: str | None) -> str:
-    return dashboard_panel.promote(require(token, Permission.retrain), version)
+def promote_version(token: str, version: str | None, confirm: bool = False) -> str:
+    return dashboard_panel.promote(require(token, Permission.retrain), version, confirm)
 
 
 def rollback_version(token: str, version: str | None) -> str:
@@ -365,9 +365,9 @@ def _wire_model_tools(token: gr.State, dash: DashboardTab) -> None:
     """Promote, roll back, one photo at a lower threshold, the fraud screen, a job's story."""
     plots, tools, jobs = dash.plots, dash.tools, dash.jobs
     refreshed = [*dash.summary.outputs, *plots.outputs]  # the action's message stays
-    plots.promote.click(promote_version, [token, plots.version_pick], plots.version_msg).then(
-        dashboard_after_action, [token], refreshed
-    )
+    plots.promote.click(
+        promote_version, [token, plots.version_pick, plots.confirm], plots.version_msg
+    ).then(dashboard_after_action, [token], refreshed)
     plots.rollback.click(rollback_version, [token, plots.version_pick], plots.version_msg).then(
         dashboard_after_action, [token], refreshed
     )

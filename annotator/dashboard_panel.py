@@ -53,6 +53,7 @@ class PlotPanel:
     versions: gr.Dataframe
     version_pick: gr.Dropdown
     promote: gr.Button
+    confirm: gr.Checkbox
     rollback: gr.Button
     version_msg: gr.Markdown
 
@@ -107,11 +108,19 @@ def plot_panel() -> PlotPanel:
                 elem_id="pb-version-pick",
             )
             promote = gr.Button("Promote", size="sm", scale=0, elem_id="pb-version-promote")
+            confirm = gr.Checkbox(
+                label="Promote below the bar: annotators will see its suggestions",
+                value=False,
+                scale=0,
+                elem_id="pb-version-confirm",
+            )
             rollback = gr.Button(
                 "Roll back its stage", size="sm", scale=0, elem_id="pb-version-rollback"
             )
         version_msg = gr.Markdown(elem_id="pb-version-msg")
-    return PlotPanel(state, images, csvs, versions, version_pick, promote, rollback, version_msg)
+    return PlotPanel(
+        state, images, csvs, versions, version_pick, promote, confirm, rollback, version_msg
+    )
 
 
 def _cached(folder: Path, name: str, data: bytes | str) -> str:
@@ -181,12 +190,15 @@ def _on_version(
         return f"{refused}: {_md(str(e))}"
 
 
-def promote(user: User, version: str | None) -> str:
-    """The lead's override: promote ``version`` whatever its metrics."""
+def promote(user: User, version: str | None, confirm: bool = False) -> str:
+    """The lead's override: promote ``version`` whatever the promotion rule says; below the
+    bar to pre-annotate only once ``confirm`` is ticked."""
     return _on_version(
         user,
         version,
-        dashboard_service.promote_version,
+        lambda session, ref: dashboard_service.promote_version(
+            session, ref, confirm_below_bar=bool(confirm)
+        ),
         unpicked="Choose a version first.",
         done="**{name}** is now the promoted {stage} (by hand).",
         refused="Not promoted",

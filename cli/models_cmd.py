@@ -58,6 +58,7 @@ def train_cmd(
     from models.base import CheckpointError, StageError
     from models.registry import config_class
     from services.errors import ServiceError
+    from services.training.bar import measured_lines
     from services.training.lifecycle import train_stage
 
     _check_stage(stage)
@@ -88,6 +89,8 @@ def train_cmd(
                 typer.echo("this rank finished; rank 0 registers the version")
             else:
                 typer.echo(f"registered {mv.name}  sha256 {mv.sha256[:12]}  {mv.path}")
+                for line in measured_lines(mv):
+                    typer.echo(line)
                 typer.echo((mv.metrics or {}).get("promotion", {}).get("reason", ""))
     except (ServiceError, StageError, CheckpointError, ValueError) as e:
         fail(str(e))

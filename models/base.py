@@ -242,6 +242,10 @@ class StageBase:
     embedding_rank: ClassVar[int | None] = None
     #: a retraining round trains it when no stage is named and none is promoted yet
     round_default: ClassVar[bool] = False
+    #: ``(metric path, minimum)`` a version must reach on the held-out split before it may
+    #: pre-annotate (setting ``pre_annotate_minimum`` overrides the number per stage);
+    #: None: no bar (a prompted stage is held to its weight-free baseline instead)
+    pre_annotate_minimum: ClassVar[tuple[str, float] | None] = None
 
     def predict(self, images: list[np.ndarray]) -> list[ImageResult]:
         raise NotImplementedError

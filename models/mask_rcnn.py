@@ -131,6 +131,7 @@ class MaskRCNNStage(TorchStage):
     title = "Mask R-CNN"
     primary_metrics = ("holdout.damage.coco.AP50", "holdout.damage.macro_f1")
     embedding_rank = 4
+    pre_annotate_minimum = ("holdout.damage.coco.AP50", 0.2)
     architecture = "Mask R-CNN's architecture"
     start_weight_fields = ("weights",)
     start_weight_kind = "mask_rcnn"

@@ -59,6 +59,7 @@ class PipelineStage(StageBase):
     title = "YOLO parts + ResNet34 damaged part"
     primary_metrics = ("holdout.part.macro_f1",)
     embedding_rank = 2
+    pre_annotate_minimum = ("holdout.part.coco.AP50", 0.2)
     built_from = ("yolo_seg", "part_classifier")
 
     def __init__(

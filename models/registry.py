@@ -80,6 +80,7 @@ class StageInfo:
     serves_unpromoted: bool = False
     embedding_rank: int | None = None
     round_default: bool = False
+    pre_annotate_minimum: tuple[str, float] | None = None
 
 
 def stage_info(name: str) -> StageInfo:
@@ -104,6 +105,7 @@ def stage_info(name: str) -> StageInfo:
         serves_unpromoted=bool(declared("serves_unpromoted")),
         embedding_rank=declared("embedding_rank"),
         round_default=bool(declared("round_default")),
+        pre_annotate_minimum=declared("pre_annotate_minimum"),
     )
 
 

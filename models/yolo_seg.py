@@ -133,6 +133,7 @@ class YoloSegStage(StageBase):
     primary_metrics = ("holdout.part.coco.AP50", "holdout.part.macro_f1")
     embedding_rank = 1
     round_default = True
+    pre_annotate_minimum = ("holdout.part.coco.AP50", 0.2)
     #: a local Ultralytics .pt (e.g. COCO yolo11m-seg.pt) to fine-tune; classes that do not
     #: fit are re-made by Ultralytics
     start_weight_fields = ("model",)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from pydantic import BaseModel
 from sqlmodel import Session
@@ -139,10 +139,16 @@ def promote(
     ref: str,
     user: User = Depends(require(Permission.retrain)),
     session: Session = Depends(db_session),
+    confirm_below_bar: bool = Query(
+        False,
+        description="promote a version below its stage's bar to pre-annotate; without it such "
+        "a promotion is refused with a sentence saying what annotators would see",
+    ),
 ) -> VersionOut:
-    """Promote a version (by name or id) regardless of metrics: the lead's override."""
+    """Promote a version (by name or id) whatever the promotion rule says: the lead's
+    override."""
     with service_errors():
-        return _out(registry.promote(session, ref))
+        return _out(registry.promote(session, ref, confirm_below_bar=confirm_below_bar))
 
 
 @router.post("/models/{stage}/rollback")

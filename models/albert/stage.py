@@ -40,6 +40,7 @@ class AlbertStage(TorchStage):
     title = "ALBERT"
     primary_metrics = ("holdout.damage.macro_f1", "holdout.part.macro_f1")
     embedding_rank = 0
+    pre_annotate_minimum = ("holdout.damage.coco.AP50", 0.2)
     module_attr = "model"
     architecture = "ALBERT's architecture"
     start_weight_fields = ("vit_weights",)

@@ -49,6 +49,7 @@ class PartSegStage(TorchStage):
     primary_metrics = ("holdout.part.coco.AP50", "holdout.part.miou")
     #: the part model it replaces when it promotes: the promoted YOLO part model
     rival = "yolo_seg"
+    pre_annotate_minimum = ("holdout.part.coco.AP50", 0.2)
     architecture = "LRASPP-MobileNetV3-Large (background + part classes)"
     start_weight_fields = ("backbone_weights",)
     start_weight_kind = "mobilenet_v3_large"

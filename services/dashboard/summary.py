@@ -84,9 +84,12 @@ def model_state(session: Session, project: Project) -> list[str]:
     return out
 
 
-def promote_version(session: Session, ref: int | str) -> ModelVersion:
-    """The lead's override: promote a version whatever its metrics."""
-    return registry.promote(session, ref)
+def promote_version(
+    session: Session, ref: int | str, *, confirm_below_bar: bool = False
+) -> ModelVersion:
+    """The lead's override: promote a version whatever the promotion rule says (below the
+    bar to pre-annotate only with ``confirm_below_bar``)."""
+    return registry.promote(session, ref, confirm_below_bar=confirm_below_bar)
 
 
 def rollback_stage_of(session: Session, ref: int | str) -> ModelVersion:

@@ -31,6 +31,7 @@ from models.base import StageConfig
 from models.data import Progress, TrainingSet
 from services.errors import Invalid
 from services.training import model_runs
+from services.training.bar import CONFIRMED_BELOW_BAR, bar_for, verdict
 from services.training.registry import (
     HOLDOUT_SPLIT,
     artifact_tmp_path,
@@ -174,6 +175,9 @@ class Decision:
     better: bool
     promoted: bool
     reason: str
+    #: below the stage's bar to pre-annotate (:mod:`services.training.bar`): kept and shown,
+    #: never promoted automatically
+    below_bar: bool = False
 
 
 def decide(
@@ -194,16 +198,22 @@ def decide(
         better, why = False, f"{candidate.name} was not measured against {against.name}"
     else:
         better, why = is_better(candidate, None, baseline=(against.name, against.holdout))
-    promoted = force or (promote and better)
+    bar = verdict(candidate.stage, candidate.metrics)
+    below = not bar.passes and bar_for(candidate.stage) is not None
+    promoted = force or (promote and better and not below)
     reason = why
-    if force and not better:
+    if below:
+        reason += f"; {bar.sentence}"
+    if force and (below or not better):
         reason += "; promoted by override"
     elif not promoted:
         if not promote:
             reason += "; not promoted (promotion was not asked for)"
+        elif below:
+            reason += "; kept unpromoted (a lead may promote it by hand)"
         else:
             reason += f"; not promoted (kept {against.name})" if against else "; not promoted"
-    return Decision(better=better, promoted=promoted, reason=reason)
+    return Decision(better=better, promoted=promoted, reason=reason, below_bar=below)
 
 
 def _keeps_loser(stage: str, against: Opponent | None, keep_losers: bool) -> bool:
@@ -229,13 +239,19 @@ def finish(
     """Record the decision on a registered ``candidate`` and promote it, or delete it and
     its file when it lost and is not kept. Returns (the version or None, the reason)."""
     reason = decision.reason
-    kept = decision.promoted or _keeps_loser(candidate.stage, against, keep_losers)
+    kept = (
+        decision.promoted
+        or decision.below_bar
+        or _keeps_loser(candidate.stage, against, keep_losers)
+    )
     if not kept:
         reason += "; the version was not kept"
     metrics = dict(candidate.metrics or {})
     if against is not None and against.version is None and against.holdout:
         metrics["baseline"] = {against.name: against.holdout}
     metrics["promotion"] = {"promoted": decision.promoted, "reason": reason}
+    if decision.promoted and decision.below_bar:
+        metrics["promotion"][CONFIRMED_BELOW_BAR] = True
     candidate.metrics = metrics
     session.add(candidate)
     session.flush()

@@ -174,6 +174,7 @@ def predict_stage(
     from models.registry import prompted_stages
     from services.accounts.projects import project_taxonomy
     from services.labelling.images import load_image_array
+    from services.training.bar import may_pre_annotate
     from services.training.predictions import store_predictions
 
     if stage in prompted_stages():
@@ -182,6 +183,12 @@ def predict_stage(
             f"its promoted version is used by the assistance (POST /api/images/{{id}}/assist)"
         )
     mv = resolve_version(session, stage, version)
+    allowed = may_pre_annotate(mv)
+    if not allowed.passes:
+        raise Invalid(
+            f"{mv.name} does not pre-annotate: it is {allowed.sentence}; annotators would see "
+            "its suggestions on every photo. Promote it by hand, confirming, to use it anyway"
+        )
     taxonomy = project_taxonomy(project)
     done = select(ImagePrediction.image_id).where(ImagePrediction.model_version_id == mv.id)
     todo = session.exec(

@@ -208,8 +208,20 @@ def set_promoted(session: Session, mv: ModelVersion) -> ModelVersion:
     return mv
 
 
-def promote(session: Session, ref: int | str) -> ModelVersion:
-    return set_promoted(session, get_version(session, ref))
+def promote(session: Session, ref: int | str, *, confirm_below_bar: bool = False) -> ModelVersion:
+    """A lead's promotion by hand, whatever the promotion rule says. A version below its
+    stage's bar to pre-annotate (:mod:`services.training.bar`) is promoted only with
+    ``confirm_below_bar``; otherwise Invalid says what annotators would see."""
+    from services.training.bar import CONFIRMED_BELOW_BAR, below_bar_warning
+
+    mv = get_version(session, ref)
+    warning = below_bar_warning(mv)
+    if warning and not confirm_below_bar:
+        raise Invalid(warning)
+    if warning:
+        promotion = {**(mv.metrics or {}).get("promotion", {}), CONFIRMED_BELOW_BAR: True}
+        mv.metrics = {**(mv.metrics or {}), "promotion": promotion}
+    return set_promoted(session, mv)
 
 
 def rollback(session: Session, stage: str, to: int | str | None = None) -> ModelVersion:

@@ -1,0 +1,116 @@
+"""The bar a version must clear on the held-out split before it may pre-annotate.
+
+A first version beats nothing, so "better than the current one" is no quality bar: a
+segmenter that scores mask AP50 0.00 would draw "Rear bumper 0.52" round a dent on every
+photo. Each stage declares ``(metric, minimum)`` (``StageBase.pre_annotate_minimum``; the
+setting ``pre_annotate_minimum`` overrides the number per stage). A version below it is
+kept and shown, never promoted automatically and never writes pending predictions; a lead
+may still promote it by hand once they confirm what annotators will then see.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from core.config import get_settings
+from core.metrics import flatten_metrics
+from db.models import ModelVersion
+
+#: ``metrics["promotion"]`` key set when a lead promoted a version below its bar by hand.
+CONFIRMED_BELOW_BAR = "confirmed_below_bar"
+
+
+@dataclass(frozen=True)
+class Bar:
+    metric: str
+    minimum: float
+
+    @property
+    def short(self) -> str:
+        """``AP50`` for ``holdout.part.coco.AP50``."""
+        return self.metric.rsplit(".", 1)[-1]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a version clears its stage's bar, and the sentence that says so."""
+
+    passes: bool
+    sentence: str
+    value: float | None = None
+
+
+def bar_for(stage: str) -> Bar | None:
+    """``stage``'s bar to pre-annotate, or None when it has none (or is unknown)."""
+    from models.base import StageError
+    from models.registry import stage_info
+
+    try:
+        declared = stage_info(stage).pre_annotate_minimum
+    except StageError:
+        return None
+    if declared is None:
+        return None
+    metric, minimum = declared
+    return Bar(metric, float(get_settings().pre_annotate_minimum.get(stage, minimum)))
+
+
+def verdict(stage: str, metrics: dict[str, Any] | None) -> Verdict:
+    """The bar's verdict on a version's ``metrics`` (held-out figures under ``holdout``)."""
+    bar = bar_for(stage)
+    if bar is None:
+        return Verdict(True, f"{stage} has no bar to pre-annotate")
+    value = flatten_metrics(metrics or {}).get(bar.metric)
+    if value is None:
+        return Verdict(
+            False,
+            f"not measured on held-out photos, so below the bar to pre-annotate "
+            f"({bar.short} >= {bar.minimum:.2f})",
+        )
+    if value < bar.minimum:
+        return Verdict(
+            False,
+            f"trained, below the bar to pre-annotate: {bar.short} {value:.2f} < {bar.minimum:.2f}",
+            value,
+        )
+    return Verdict(
+        True, f"clears the bar to pre-annotate: {bar.short} {value:.2f} >= {bar.minimum:.2f}", value
+    )
+
+
+def may_pre_annotate(mv: ModelVersion) -> Verdict:
+    """Whether ``mv`` may write pending predictions: it clears its bar, or a lead promoted it
+    by hand after confirming it does not."""
+    said = verdict(mv.stage, mv.metrics)
+    if said.passes:
+        return said
+    if mv.promoted and (mv.metrics or {}).get("promotion", {}).get(CONFIRMED_BELOW_BAR):
+        return Verdict(True, f"{said.sentence}; promoted by hand after confirmation", said.value)
+    return said
+
+
+def below_bar_warning(mv: ModelVersion) -> str | None:
+    """What a lead must confirm before promoting ``mv`` by hand, or None when it clears."""
+    said = verdict(mv.stage, mv.metrics)
+    if said.passes:
+        return None
+    return (
+        f"{mv.name} is {said.sentence}. Promoted, it pre-annotates every photo of the queue, "
+        "and annotators will see its polygons and classes as suggestions to accept or fix. "
+        "Confirm to promote it anyway."
+    )
+
+
+def measured_lines(mv: ModelVersion) -> list[str]:
+    """What a new version measured on the held-out split and where it stands against its
+    bar, as ``panelbeater train`` prints it."""
+    held = flatten_metrics((mv.metrics or {}).get("holdout") or {})
+    if not held:
+        lines = [f"{mv.name}: no held-out figures (no labelled held-out photos to measure on)"]
+    else:
+        shown = {k: v for k, v in held.items() if k.endswith(("AP50", "AP", "miou", "f1", "iou"))}
+        figures = ", ".join(f"{k} {v:.3f}" for k, v in sorted((shown or held).items()))
+        lines = [f"{mv.name} held-out: {figures}"]
+    lines.append(f"{mv.name} {verdict(mv.stage, mv.metrics).sentence}")
+    return lines
