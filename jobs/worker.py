@@ -9,6 +9,7 @@ by a dead worker as failed (retryable) and deletes half-written artifacts.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import subprocess
@@ -31,6 +32,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
         name = env_name(key)
         if value is None:
             env.pop(name, None)
+        elif isinstance(value, dict | list):  # what pydantic-settings reads back from JSON
+            env[name] = json.dumps(value)
         else:
             env[name] = str(value.resolve() if isinstance(value, Path) else value)
     return env

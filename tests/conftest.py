@@ -59,6 +59,22 @@ def _queue_autotraining_on_commit():
     listen()
 
 
+@pytest.fixture
+def bar_off(monkeypatch):
+    """Test models train for seconds from random weights and score next to nothing on
+    held-out photos; a test of what follows a promotion (pre-annotation, selection) lowers
+    every stage's bar to pre-annotate to 0, here and in the workers it starts."""
+    import json
+
+    from core.config import get_settings
+    from models.registry import stage_infos
+
+    off = {i.name: 0.0 for i in stage_infos() if i.pre_annotate_minimum is not None}
+    monkeypatch.setenv("PANELBEATER_PRE_ANNOTATE_MINIMUM", json.dumps(off))
+    monkeypatch.setattr(get_settings(), "pre_annotate_minimum", off)
+    return off
+
+
 @pytest.fixture(autouse=True)
 def _cheap_password_hashes(monkeypatch):
     """scrypt at N=2^17 costs ~0.5 s a hash; tests that create users by the hundred use a
