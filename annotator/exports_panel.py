@@ -99,7 +99,7 @@ def export_panel() -> ExportPanel:
     with gr.Row():
         coco = gr.Button("Export COCO", size="sm")
         yolo = gr.Button("Export YOLO (zip)", size="sm")
-        label_studio = gr.Button("Export Label Studio", size="sm")
+        label_studio = gr.Button("Export Label Studio (zip)", size="sm")
     download = gr.File(label="Download", interactive=False)
     return ExportPanel(status, split, group, coco, yolo, label_studio, download)
 

@@ -123,12 +123,24 @@ def _import_with(
 
 
 def _run_import(
-    kind: str, path: Path, images: Path | None, map_file: Path | None, status: str | None = None
+    kind: str,
+    path: Path,
+    images: Path | None,
+    map_file: Path | None,
+    status: str | None = None,
+    duplicates: str | None = None,
 ) -> None:
     from services.data_io.imports import IMPORTERS
 
+    extra = {} if kind == "folder" else {"duplicates": duplicates}
     _import_with(
-        map_file, IMPORTERS[kind], path, images_dir=images, status=status, bar=f"import {kind}"
+        map_file,
+        IMPORTERS[kind],
+        path,
+        images_dir=images,
+        status=status,
+        bar=f"import {kind}",
+        **extra,
     )
 
 
@@ -168,11 +180,14 @@ def _labels_or_predictions(
     status: str | None,
     as_predictions: bool,
     model_name: str | None,
+    duplicates: str | None = None,
     **prediction_options: Path | None,
 ) -> None:
     """An import command's labels, or with --as-predictions the predictions in the file;
-    ``prediction_options`` are refused on a labelled import."""
+    ``prediction_options`` are refused on a labelled import, ``duplicates`` on predictions."""
     if as_predictions:
+        if duplicates is not None:
+            fail("--duplicates applies to labels; leave it out with --as-predictions")
         _run_prediction_import(
             kind,
             path,
@@ -183,7 +198,7 @@ def _labels_or_predictions(
         )
         return
     _labels_only(as_predictions, model_name, **prediction_options)
-    _run_import(kind, path, images, map_file, status)
+    _run_import(kind, path, images, map_file, status, duplicates)
 
 
 def _labels_only(as_predictions: bool, model_name: str | None, **given: object) -> None:
@@ -212,6 +227,12 @@ STATUS_HELP = (
     "here only moves forward, and a rejected one stays rejected."
 )
 IMPORT_STATUS_OPT = typer.Option(None, "--status", help=STATUS_HELP)
+DUPLICATES_OPT = typer.Option(
+    None,
+    "--duplicates",
+    help="skip (default): of photos with the same bytes the first is kept, and the others' "
+    "labels are left out (and reported) unless they match its labels; merge: add them to it.",
+)
 IMAGES_OPT = typer.Option(None, "--images", help=IMAGES_HELP)
 MAP_OPT = typer.Option(None, "--map", help=MAP_HELP)
 
@@ -234,6 +255,7 @@ def import_coco_cmd(
     status: str | None = IMPORT_STATUS_OPT,
     as_predictions: bool = AS_PREDICTIONS_OPT,
     model_name: str | None = MODEL_NAME_OPT,
+    duplicates: str | None = DUPLICATES_OPT,
     images_json: Path | None = typer.Option(
         None,
         "--images-json",
@@ -245,7 +267,15 @@ def import_coco_cmd(
     """Import a COCO instance-segmentation file (polygons and RLE), or with --as-predictions
     a COCO results file (Detectron2, MMDetection: image_id, category_id, segmentation, score)."""
     _labels_or_predictions(
-        "coco", file, images, map_file, status, as_predictions, model_name, images_json=images_json
+        "coco",
+        file,
+        images,
+        map_file,
+        status,
+        as_predictions,
+        model_name,
+        duplicates,
+        images_json=images_json,
     )
 
 
@@ -255,9 +285,10 @@ def import_via_cmd(
     images: Path | None = IMAGES_OPT,
     map_file: Path | None = MAP_OPT,
     status: str | None = IMPORT_STATUS_OPT,
+    duplicates: str | None = DUPLICATES_OPT,
 ) -> None:
     """Import a VIA project or region file."""
-    _run_import("via", file, images, map_file, status)
+    _run_import("via", file, images, map_file, status, duplicates)
 
 
 @import_app.command("yolo")
@@ -271,6 +302,7 @@ def import_yolo_cmd(
     status: str | None = IMPORT_STATUS_OPT,
     as_predictions: bool = AS_PREDICTIONS_OPT,
     model_name: str | None = MODEL_NAME_OPT,
+    duplicates: str | None = DUPLICATES_OPT,
     names: Path | None = typer.Option(
         None,
         "--names",
@@ -281,7 +313,15 @@ def import_yolo_cmd(
     """Import an Ultralytics YOLO segmentation dataset, or with --as-predictions a folder of
     prediction labels written with save_txt=True, save_conf=True ("cls x1 y1 ... conf")."""
     _labels_or_predictions(
-        "yolo", data_yaml, None, map_file, status, as_predictions, model_name, names=names
+        "yolo",
+        data_yaml,
+        None,
+        map_file,
+        status,
+        as_predictions,
+        model_name,
+        duplicates,
+        names=names,
     )
 
 
@@ -293,11 +333,12 @@ def import_label_studio_cmd(
     status: str | None = IMPORT_STATUS_OPT,
     as_predictions: bool = AS_PREDICTIONS_OPT,
     model_name: str | None = MODEL_NAME_OPT,
+    duplicates: str | None = DUPLICATES_OPT,
 ) -> None:
     """Import a Label Studio JSON export (polygons, brush masks, rectangles); with
     --as-predictions, its tasks' predictions (with scores) instead of its annotations."""
     _labels_or_predictions(
-        "label-studio", file, images, map_file, status, as_predictions, model_name
+        "label-studio", file, images, map_file, status, as_predictions, model_name, duplicates
     )
 
 

@@ -110,6 +110,15 @@ class Settings(BaseSettings):
     #: ``max_archive_members`` entries, so a zip bomb is refused before it is unpacked.
     max_archive_unpacked_bytes: int = Field(default=2 * 1024 * 1024 * 1024, gt=0)
     max_archive_members: int = Field(default=100_000, gt=0)
+    #: Label Studio exports (``services.data_io.exports``): each task's image URL is the
+    #: photo's path below ``label_studio_document_root`` (unset: the deepest folder that holds
+    #: every exported photo, named in the export's README), after ``label_studio_image_url``
+    #: when that is set (a web server that serves the folder), else as Label Studio's own
+    #: ``/data/local-files/?d=<path>``, which Label Studio serves when started with
+    #: ``LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true`` and
+    #: ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` set to the same folder.
+    label_studio_document_root: Path | None = None
+    label_studio_image_url: str = ""
     #: Points in one polygon (its outline and holes together).
     max_vertices_per_polygon: int = Field(default=10_000, gt=0)
     #: Annotated instances on one photo.

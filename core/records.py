@@ -39,28 +39,51 @@ class ImageRecord:
 
 @dataclass
 class ParseReport:
-    """What a parse could not use, as sentences naming the entry and the reason."""
+    """What a parse could not use, as sentences naming the entry and the reason.
+
+    ``skipped`` and ``failed`` name entries (each counts as one instance skipped or failed);
+    ``notes`` are lines about the file itself that count as neither (a category no
+    annotation uses, for example).
+    """
 
     skipped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def extend(self, other: ParseReport) -> None:
         self.skipped += other.skipped
         self.failed += other.failed
+        self.notes += other.notes
+
+
+#: How the command line takes a label map (``UnknownLabelsError``'s default advice).
+MAP_FILE_HINT = "with --map MAPFILE, a JSON file"
 
 
 class UnknownLabelsError(TaxonomyError):
-    """Labels in a source file that neither the taxonomy nor the map file knows."""
+    """Labels in a source file that neither the taxonomy nor the map file knows.
 
-    def __init__(self, labels: Iterable[str], source: str, taxonomy: Taxonomy):
+    ``map_hint`` says where the caller takes a label map ("with --map MAPFILE, a JSON file"
+    on the command line); :meth:`advising` words the same error for another caller.
+    """
+
+    def __init__(
+        self, labels: Iterable[str], source: str, taxonomy: Taxonomy, map_hint: str = MAP_FILE_HINT
+    ):
         self.labels = sorted(set(labels))
+        self.source = source
+        self.taxonomy = taxonomy
         example = ", ".join(f'"{lab}": "<taxonomy name>"' for lab in self.labels[:3])
         super().__init__(
             f"{source}: {len(self.labels)} label(s) are not in the taxonomy: "
             f"{', '.join(repr(lab) for lab in self.labels)}. "
-            f"Map them with --map MAPFILE, a JSON object such as {{{example}}}, "
+            f"Map them {map_hint} holding an object such as {{{example}}}, "
             f"using names from `panelbeater taxonomy` ({taxonomy.summary()})."
         )
+
+    def advising(self, map_hint: str) -> UnknownLabelsError:
+        """The same error, telling the user to map the labels ``map_hint``."""
+        return UnknownLabelsError(self.labels, self.source, self.taxonomy, map_hint)
 
 
 #: The attribute, and its value, of an instance imported from a side-less label (a "mirror"

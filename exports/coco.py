@@ -6,7 +6,9 @@ polygons are the parts of one instance. COCO polygons cannot express holes, so s
 with holes are written as compressed RLE (and traced back exactly on import).
 
 Also reads the COCO-Annotator flavour: extra keys everywhere, ``iscrowd`` as a JSON bool,
-and a ``_background_`` category that no annotation should use.
+and a ``_background_`` category that no annotation should use; and Roboflow's, whose parent
+category (``car``, id 0) no annotation uses. A category no annotation uses is ignored (with a
+note in the report), so its name needs no label map.
 """
 
 from __future__ import annotations
@@ -180,6 +182,7 @@ def parse(
     """Records from a loaded COCO dict.
 
     Unknown category names are collected in ``resolver.unknown`` (the caller raises);
+    categories that no annotation uses are not resolved but noted in ``report.notes``;
     annotations that cannot be used are listed in the report, and the rest goes on.
     Extra keys ``split``, ``sha256`` on images and ``attributes``, ``score`` on
     annotations (as our exports write them) are read back.
@@ -198,9 +201,14 @@ def parse(
     for i, c in enumerate(categories):
         where = f"{source}: categories[{i}]"
         cat_names[int(_field(c, "id", int, where))] = str(_field(c, "name", str, where))
+    used = {a.get("category_id") for a in annotations if isinstance(a, dict)}
     resolved = {}
     for cid, name in cat_names.items():
-        if name not in BACKGROUND_NAMES:
+        if cid not in used:  # Roboflow's parent category, an empty _background_: no labels
+            report.notes.append(
+                f"{source}: category {name!r} (id {cid}) is used by no annotation; ignored"
+            )
+        elif name not in BACKGROUND_NAMES:
             cls = resolver.resolve(name)
             resolved[cid] = None if cls is None else cls.id
 

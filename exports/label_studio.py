@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import parse_qs, quote, unquote, urlparse
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
@@ -41,6 +41,27 @@ GEOMETRY_TYPES = ("polygonlabels", "brushlabels", "rectanglelabels")
 DEFAULT_MODEL_VERSION = "panelbeater"
 # Label Studio prefixes uploaded files with 8 hex digits and a dash
 _UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
+#: Where Label Studio serves files under its ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``.
+LOCAL_FILES_URL = "/data/local-files/?d="
+
+
+def image_url(path: str | Path, document_root: str | Path, base_url: str = "") -> str:
+    """The URL Label Studio loads the photo at ``path`` from: ``base_url`` followed by the
+    photo's path below ``document_root`` when ``base_url`` is given (a web server that serves
+    that folder), else Label Studio's own ``/data/local-files/?d=<that path>`` (served when
+    Label Studio runs with ``LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true`` and
+    ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` set to ``document_root``). Both paths are
+    resolved first, so symbolic links and ``..`` cannot lead out.
+
+    Raises:
+        ValueError: the photo does not lie below ``document_root``.
+    """
+    rel = Path(path).resolve().relative_to(Path(document_root).resolve()).as_posix()
+    if rel == ".":
+        raise ValueError(f"{path} is the document root itself, not a photo below it")
+    if base_url:
+        return f"{base_url.rstrip('/')}/{quote(rel)}"
+    return LOCAL_FILES_URL + quote(rel)
 
 
 # -- config --------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -389,10 +390,10 @@ def test_yolo_and_label_studio_downloads(env, fmt: str) -> None:
     )
     r = client.get(f"/api/export/{fmt}", headers=login("lead"))
     assert r.status_code == 200, r.text
-    if fmt == "yolo":
-        assert r.content[:2] == b"PK"
-    else:
-        assert isinstance(r.json(), list) and len(r.json()) == 3
+    assert r.content[:2] == b"PK"  # both zips: Label Studio's tasks with their config
+    if fmt == "label-studio":
+        with zipfile.ZipFile(io.BytesIO(r.content)) as z:
+            assert len(json.loads(z.read("default-label-studio.json"))) == 3
 
 
 def test_assist_box_prompt_returns_a_polygon_in_image_pixels(env) -> None:

@@ -192,3 +192,45 @@ def test_real_dataset_roundtrip(
         assert multi == 194  # the set's multi-polygon annotations stay multi-part
     _, back = _roundtrip(recs)
     assert compare_records(recs, back, atol=0.0) == []
+
+
+@pytest.mark.parametrize(
+    "extra_category,used,unknown,note",
+    [
+        # Roboflow's parent category: no annotation uses it, so it needs no map entry
+        ({"id": 0, "name": "car", "supercategory": "none"}, False, set(), "'car' (id 0)"),
+        # an empty COCO-Annotator background: ignored the same way
+        ({"id": 0, "name": "_background_", "supercategory": ""}, False, set(), "'_background_'"),
+        # a category an annotation uses still has to be known
+        ({"id": 0, "name": "car", "supercategory": "none"}, True, {"car"}, None),
+    ],
+)
+def test_categories_no_annotation_uses_are_noted_and_ignored(
+    extra_category: dict, used: bool, unknown: set, note: str | None
+) -> None:
+    data = coco.build(tiny_records(TAX), TAX)
+    data["categories"].append(extra_category)
+    if used:
+        data["annotations"][0]["category_id"] = extra_category["id"]
+    resolver = LabelResolver(TAX)
+    recs, report = coco.parse(data, resolver, source="roboflow.json")
+    assert resolver.unknown == unknown
+    notes = [n for n in report.notes if "roboflow.json: category" in n]
+    named = [n for n in notes if repr(extra_category["name"]) in n]
+    if note is None:
+        assert named == []
+        assert instance_count(recs) == 5 - 1  # the annotation waits for a map entry
+    else:
+        assert len(named) == 1 and note in named[0] and "used by no annotation; ignored" in named[0]
+        assert instance_count(recs) == 5 and report.skipped == report.failed == []
+
+
+def test_roboflow_export_parses_without_a_map_entry_for_its_parent(datasets_dir: Path) -> None:
+    path = datasets_dir / "car_damage_bilgi" / "valid" / "_annotations.coco.json"
+    data = json.loads(path.read_text())
+    assert {"id": 0, "name": "car", "supercategory": "none"} in data["categories"]
+    resolver = LabelResolver(TAX, load_label_map(DATA / "bilgi_map.json"))
+    recs, report = coco.parse(data, resolver, source="valid.json")
+    assert resolver.unknown == set() and report.failed == []
+    assert report.notes == ["valid.json: category 'car' (id 0) is used by no annotation; ignored"]
+    assert (len(recs), instance_count(recs)) == (492, 1151)

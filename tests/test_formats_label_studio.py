@@ -205,3 +205,52 @@ def test_real_via_roundtrip(datasets_dir: Path) -> None:
         label_studio.build_tasks(recs, TAX), LabelResolver(TAX), source="ls"
     )
     assert not report.failed and compare_records(recs, back, atol=1e-6) == []
+
+
+@pytest.mark.parametrize(
+    "rel,base_url,expected",
+    [
+        ("media/ab.jpg", "", "/data/local-files/?d=media/ab.jpg"),
+        ("claims/car 1/é&x.jpg", "", "/data/local-files/?d=claims/car%201/%C3%A9%26x.jpg"),
+        (
+            "media/ab.jpg",
+            "https://photos.example.com/pb/",
+            "https://photos.example.com/pb/media/ab.jpg",
+        ),
+        ("a#b?.png", "https://h.example", "https://h.example/a%23b%3F.png"),
+        ("../outside.jpg", "", ValueError),  # resolved first: leads out of the root
+        (".", "", ValueError),  # the root itself is no photo
+    ],
+)
+def test_image_url_is_the_path_below_the_document_root(
+    tmp_path: Path, rel: str, base_url: str, expected
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    if isinstance(expected, type):
+        with pytest.raises(expected):
+            label_studio.image_url(root / rel, root, base_url)
+        return
+    assert label_studio.image_url(root / rel, root, base_url) == expected
+    # Label Studio's own reading of the URL (its SDK's) finds the same file again
+    if not base_url:
+        from label_studio_sdk._extensions.label_studio_tools.core.utils import io as ls_io
+
+        saved = ls_io.LOCAL_FILES_DOCUMENT_ROOT
+        ls_io.LOCAL_FILES_DOCUMENT_ROOT = str(root)
+        try:
+            assert ls_io.resolve_local_storage_file(expected) == str(root / rel)
+        finally:
+            ls_io.LOCAL_FILES_DOCUMENT_ROOT = saved
+    # and our parser reads the file name back from it
+    assert label_studio._file_name({"image": expected}) == Path(rel).name
+
+
+def test_image_url_refuses_a_symlink_that_leads_out(tmp_path: Path) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (outside / "x.jpg").write_bytes(b"x")
+    (root / "link.jpg").symlink_to(outside / "x.jpg")
+    with pytest.raises(ValueError):
+        label_studio.image_url(root / "link.jpg", root)

@@ -53,7 +53,7 @@ def test_dashboard_data_counts_throughput_and_models(seeded) -> None:
     "fmt,name,media",
     [
         ("coco", "-coco.json", "application/json"),
-        ("label-studio", "-label-studio.json", "application/json"),
+        ("label-studio", "-label-studio.zip", "application/zip"),
         ("yolo", "-yolo.zip", "application/zip"),
     ],
 )
@@ -72,8 +72,15 @@ def test_export_archive_writes_one_downloadable_file(seeded, tmp_path, fmt, name
     assert out.media_type == media
     if fmt == "coco":
         assert len(json.loads(out.path.read_text())["annotations"]) == 1
-    elif fmt == "label-studio":
-        assert len(json.loads(out.path.read_text())) == 2
+    elif fmt == "label-studio":  # the tasks with their labelling config, as Label Studio takes them
+        with zipfile.ZipFile(out.path) as z:
+            assert sorted(z.namelist()) == [
+                "default-label-studio.README.txt",
+                "default-label-studio.config.xml",
+                "default-label-studio.json",
+            ]
+            assert len(json.loads(z.read("default-label-studio.json"))) == 2
+            assert z.read("default-label-studio.config.xml").startswith(b"<View>")
     else:
         with zipfile.ZipFile(out.path) as z:
             assert any(n.endswith(".txt") for n in z.namelist())

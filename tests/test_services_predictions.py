@@ -159,8 +159,8 @@ def test_label_studio_export_has_one_prediction_per_pending_version(db_session, 
     from services.data_io.exports import export_label_studio
     from services.training.records import collect_records
 
-    img = Image(project_id=project.id, path="/x.jpg", file_name="x.jpg", sha256="1" * 64,
-                width=16, height=12)  # fmt: skip
+    img = Image(project_id=project.id, path=str(tmp_path / "x.jpg"), file_name="x.jpg",
+                sha256="1" * 64, width=16, height=12)  # fmt: skip
     a = ModelVersion(stage="albert", version=1, name="albert-v1", path="/a", sha256="0")
     y = ModelVersion(stage="yolo_seg", version=1, name="yolo_seg-v1", path="/y", sha256="0")
     db_session.add_all([img, a, y])

@@ -1,4 +1,4 @@
-"""Export downloads: COCO JSON, a YOLO zip, Label Studio JSON."""
+"""Export downloads: COCO JSON, a YOLO zip, a Label Studio zip (tasks JSON + config XML)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ def export(
     group: str | None = None,
     status: str | None = None,
 ) -> FileResponse:
-    """Download the project's annotations as ``coco`` (JSON), ``yolo`` (zip) or ``label-studio`` (JSON)."""
+    """Download the project's annotations as ``coco`` (JSON), ``yolo`` (zip) or
+    ``label-studio`` (zip: the tasks JSON and the labelling config XML)."""
     tmp = Path(tempfile.mkdtemp(prefix="panelbeater-export-"))
     try:
         with service_errors():

@@ -56,6 +56,11 @@ async def import_labels(
     label_map: str | None = Form(
         default=None, description='JSON object {"source label": "taxonomy name"}'
     ),
+    duplicates: str | None = Form(
+        default=None,
+        description="labels: skip (default) leaves out the labels of a photo whose bytes an "
+        "earlier photo of the file has, unless they match its labels; merge adds them to it",
+    ),
     user: User = Depends(require(Permission.import_)),
     project: Project = Depends(current_project),
     session: Session = Depends(db_session),
@@ -76,5 +81,6 @@ async def import_labels(
             as_predictions=as_predictions,
             model_name=model_name,
             label_map=label_map,
+            duplicates=duplicates,
         )
     return LabelImportOut.model_validate(report.as_dict())

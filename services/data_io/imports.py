@@ -5,7 +5,10 @@ resolves labels through the taxonomy and an optional map file (an unknown label 
 the import before anything is written, listing every unknown label), reads and hashes
 each image (a corrupt or missing file is reported by name and the rest goes on), and then
 writes everything in one transaction. Importing the same file twice changes nothing:
-images are deduplicated by content hash and instances by class and geometry.
+images are deduplicated by content hash and instances by class and geometry. Two photos of
+one import with the same bytes are kept once, and the second one's labels are left out (and
+reported) unless the first has them too: the same photo labelled twice would otherwise hold
+every part twice. The ``duplicates="merge"`` option adds them to the kept photo instead.
 
 Inputs are bounded, and a bad entry is reported by name while the rest is imported:
 
@@ -115,6 +118,25 @@ _STATUS_RANK = {
 #: The statuses an import may set (``rejected`` needs a reviewer's comment).
 IMPORT_STATUSES: tuple[str, ...] = tuple(s.value for s in _STATUS_RANK)
 
+#: What an import does with the labels of a photo whose bytes an earlier photo of the same
+#: import has: ``skip`` leaves them out (reported) unless they match the kept photo's labels;
+#: ``merge`` adds them to the kept photo.
+DUPLICATES_SKIP, DUPLICATES_MERGE = "skip", "merge"
+DUPLICATE_RULES: tuple[str, ...] = (DUPLICATES_SKIP, DUPLICATES_MERGE)
+
+
+def duplicates_rule(value: str | None) -> str:
+    """The ``duplicates`` option of an import, checked; None (or "") means ``skip``."""
+    if value is None or value == "":
+        return DUPLICATES_SKIP
+    if value not in DUPLICATE_RULES:
+        raise Invalid(
+            f"duplicates {value!r} must be skip (leave out the labels of a photo whose bytes "
+            "another photo of the import has, unless they match its labels) or merge (add "
+            "them to that photo)"
+        )
+    return value
+
 
 def import_status(status: ImageStatus | str | None) -> ImageStatus | None:
     """The ``status`` option of an import, checked; None (or "") means the default rule:
@@ -207,9 +229,11 @@ def _import_labelled(
     reads_json: bool = True,
     passes_images_dir: bool = False,
     status: ImageStatus | str | None = None,
+    duplicates: str | None = None,
 ) -> ImportReport:
     """Parse a label file with ``parse``, stop on unknown labels, then store it."""
     asked = import_status(status)
+    rule = duplicates_rule(duplicates)
     path = Path(path)
     images_dir = Path(images_dir or path.parent)
     resolver = LabelResolver(project_taxonomy(project), label_map)
@@ -228,6 +252,7 @@ def _import_labelled(
         AnnotationSource.imported,
         progress,
         status=asked,
+        duplicates=rule,
     )
 
 
@@ -235,11 +260,20 @@ def _labelled_importer(
     fmt: str, doc: str, *, reads_json: bool = True, passes_images_dir: bool = False
 ) -> Callable[..., ImportReport]:
     """``import_<fmt>(session, project, path, *, images_dir=None, label_map=None,
-    progress=None, status=None)`` over the pure converter ``exports.<fmt>.parse``."""
+    progress=None, status=None, duplicates=None)`` over the pure converter
+    ``exports.<fmt>.parse``."""
 
     @without_gc
     def run(
-        session, project, path, *, images_dir=None, label_map=None, progress=None, status=None
+        session,
+        project,
+        path,
+        *,
+        images_dir=None,
+        label_map=None,
+        progress=None,
+        status=None,
+        duplicates=None,
     ) -> ImportReport:
         parse = importlib.import_module(f"exports.{fmt}").parse
         return _import_labelled(
@@ -253,6 +287,7 @@ def _labelled_importer(
             reads_json=reads_json,
             passes_images_dir=passes_images_dir,
             status=status,
+            duplicates=duplicates,
         )
 
     run.__name__ = run.__qualname__ = f"import_{fmt}"
@@ -391,6 +426,34 @@ def _geometry_key(class_id: int, geometry: list[dict]) -> str:
     return f"{class_id}:{orjson.dumps(geometry, option=orjson.OPT_SERIALIZE_NUMPY).decode()}"
 
 
+def _row_key(row: dict[str, Any]) -> str:
+    return _geometry_key(row["class_id"], row["geometry"])
+
+
+def _duplicate_rows(
+    file_name: str,
+    rows: list[dict[str, Any]],
+    kept: tuple[str, set[str]],
+    duplicates: str,
+    out: ImportReport,
+) -> list[dict[str, Any]]:
+    """The rows to add for a photo whose bytes an earlier photo of the import has (``kept``:
+    its file name and label keys). With ``skip`` they are left out and reported unless the
+    kept photo already has every one of them; ``merge`` adds them to the kept photo."""
+    kept_name, kept_keys = kept
+    differ = rows and not {_row_key(r) for r in rows} <= kept_keys
+    if duplicates == DUPLICATES_SKIP and differ:
+        out.instances_skipped += len(rows)
+        out.messages.append(
+            f"{file_name}: same bytes as {kept_name}; kept once, and its {len(rows)} "
+            f"instance(s) left out because they differ from {kept_name}'s labels; fix the "
+            "label file, or import with duplicates set to merge to add them to that photo"
+        )
+        return []
+    out.messages.append(f"{file_name}: same bytes as {kept_name}; kept once")
+    return rows
+
+
 def _instance_rows(
     record: ImageRecord, info: ImageInfo, taxonomy: Taxonomy, max_vertices: int, out: ImportReport
 ) -> list[dict[str, Any]]:
@@ -441,12 +504,16 @@ def store_photo(
     progress: Progress | None,
     *,
     status: ImageStatus | None = None,
+    duplicates: str = DUPLICATES_SKIP,
 ) -> ImportReport:
     """Write ``records`` in one go. ``status`` (checked by ``import_status``) is the status
     every photo of the import asks for; None asks ``labelled`` for a photo with instances
-    and ``new`` for one without. ``_status_after_import`` decides what a photo gets."""
+    and ``new`` for one without. ``_status_after_import`` decides what a photo gets.
+
+    A photo whose bytes an earlier record of the import has is kept once; ``duplicates``
+    (checked by ``duplicates_rule``) says what becomes of its labels (``_duplicate_rows``)."""
     out = ImportReport(source=source)
-    out.messages += report.skipped + report.failed
+    out.messages += report.notes + report.skipped + report.failed
     out.instances_failed += len(report.failed)
     out.instances_skipped += len(report.skipped)
 
@@ -467,7 +534,8 @@ def store_photo(
     now = utcnow()
     new_images: list[dict[str, Any]] = []
     pending_annotations: list[tuple[str, str, list[dict[str, Any]]]] = []  # (sha, name, rows)
-    seen_in_this_import: dict[str, str] = {}
+    # sha -> the file name and label keys of the first photo of the import with those bytes
+    first_of: dict[str, tuple[str, set[str]]] = {}
     wanted: dict[str, ImageStatus] = {}  # sha -> the status this import asks for
 
     for i, (record, path, info) in enumerate(zip(records, paths, infos, strict=True)):
@@ -489,18 +557,14 @@ def store_photo(
                 f"{info.width}x{info.height}; labels kept in the file's pixel space as given"
             )
         rows = _instance_rows(record, info, taxonomy, settings.max_vertices_per_polygon, out)
-        want = status or (ImageStatus.labelled if rows else ImageStatus.new)
-        wanted[info.sha256] = max(want, wanted.get(info.sha256, want), key=_STATUS_RANK.get)
         image = existing_by_hash.get(info.sha256)
-        if info.sha256 in seen_in_this_import:
+        kept = first_of.get(info.sha256)
+        if kept is not None:
             out.images_skipped += 1
-            out.messages.append(
-                f"{record.file_name}: same bytes as {seen_in_this_import[info.sha256]}; kept once"
-            )
+            rows = _duplicate_rows(record.file_name, rows, kept, duplicates, out)
         elif image is not None:
             out.images_skipped += 1
         else:
-            seen_in_this_import[info.sha256] = record.file_name
             new_images.append(
                 {
                     "project_id": project.id,
@@ -521,6 +585,10 @@ def store_photo(
                     "updated_at": now,
                 }
             )
+        if kept is None:
+            first_of[info.sha256] = (record.file_name, {_row_key(r) for r in rows})
+        want = status or (ImageStatus.labelled if rows else ImageStatus.new)
+        wanted[info.sha256] = max(want, wanted.get(info.sha256, want), key=_STATUS_RANK.get)
         if rows:
             pending_annotations.append((info.sha256, record.file_name, rows))
 

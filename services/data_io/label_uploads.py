@@ -39,12 +39,18 @@ from typing import Any
 from sqlmodel import Session, select
 
 from core.config import env_name, get_settings
-from core.records import ImageRecord
+from core.records import ImageRecord, UnknownLabelsError
 from core.taxonomy import TaxonomyError
 from db.models import Image, ModelVersion, Project
 from exports.errors import FormatError, ImageReadError
 from exports.image_files import is_image_file, resolve_inside
-from services.data_io.imports import IMPORTERS, ImportReport, import_status, import_uploads
+from services.data_io.imports import (
+    IMPORTERS,
+    ImportReport,
+    duplicates_rule,
+    import_status,
+    import_uploads,
+)
 from services.data_io.prediction_imports import PhotoIndex, import_predictions
 from services.errors import Invalid
 
@@ -52,6 +58,10 @@ from services.errors import Invalid
 LABEL_FORMATS: tuple[str, ...] = ("coco", "via", "yolo", "label_studio")
 #: The formats that can carry predictions (``as_predictions``).
 PREDICTION_FORMATS: tuple[str, ...] = ("coco", "yolo", "label_studio")
+
+#: Where an upload takes its label map: the dashboard's "Label map" box, the API's field.
+UPLOAD_MAP_HINT = "in the label map field (label_map), JSON text"
+NOTHING = " Nothing was imported."
 
 #: One uploaded file: (the name the client gave, its bytes).
 Upload = tuple[str, bytes]
@@ -68,6 +78,7 @@ def import_label_upload(
     as_predictions: bool = False,
     model_name: str | None = None,
     label_map: dict[str, str] | str | None = None,
+    duplicates: str | None = None,
 ) -> ImportReport:
     """Import an uploaded label file (and the photos it names) into ``project``; the caller
     commits. Returns the import's report (a ``PredictionImportReport`` with
@@ -76,12 +87,13 @@ def import_label_upload(
 
     Raises:
         Invalid: a field is wrong (the sentence names it: ``format``, ``status``,
-            ``model_name``, ``label_map``, the label file), the label file is not of its
+            ``model_name``, ``label_map``, ``duplicates``, the label file), the label file is not of its
             format, or it holds labels neither the taxonomy nor ``label_map`` knows;
             nothing is written then.
     """
     kind = _kind(fmt, as_predictions)
     asked = import_status(status)
+    rule = duplicates_rule(duplicates)
     name = model_name.strip() if model_name else ""
     if as_predictions:
         if not name:
@@ -94,6 +106,8 @@ def import_label_upload(
                 "status applies to labels; leave it out with as_predictions (predictions "
                 "leave the photos' statuses as they are)"
             )
+        if duplicates:
+            raise Invalid("duplicates applies to labels; leave it out with as_predictions")
     elif name:
         raise Invalid("model_name only applies with as_predictions; leave it out for labels")
     mapping = parse_label_map(label_map)
@@ -113,7 +127,16 @@ def import_label_upload(
                 )
             else:
                 report = _labels(
-                    session, project, kind, work, label_name, label_bytes, photos, asked, mapping
+                    session,
+                    project,
+                    kind,
+                    work,
+                    label_name,
+                    label_bytes,
+                    photos,
+                    asked,
+                    mapping,
+                    rule,
                 )
         report.source = label_name
         report.messages = [_scrub(m, work) for m in report.messages]
@@ -189,8 +212,10 @@ def _as_invalid(work: Path) -> Iterator[None]:
     """The importers' whole-file errors as ``Invalid``, naming the uploaded file."""
     try:
         yield
+    except UnknownLabelsError as e:  # advise the upload's field, not the CLI's --map
+        raise Invalid(_scrub(str(e.advising(UPLOAD_MAP_HINT)), work) + NOTHING) from e
     except (FormatError, TaxonomyError, UnicodeDecodeError) as e:
-        raise Invalid(_scrub(str(e), work) + " Nothing was imported.") from e
+        raise Invalid(_scrub(str(e), work) + NOTHING) from e
 
 
 def _scrub(text: str, work: Path) -> str:
@@ -223,6 +248,7 @@ def _labels(
     images: list[Upload],
     status: Any,
     mapping: dict[str, str],
+    duplicates: str,
 ) -> ImportReport:
     uploaded, notes = _by_name(images)
     index = PhotoIndex(list(session.exec(select(Image).where(Image.project_id == project.id))))
@@ -242,7 +268,13 @@ def _labels(
     written: list[Path] = []
     try:
         report = IMPORTERS[kind](
-            session, project, path, images_dir=images_dir, label_map=mapping, status=status
+            session,
+            project,
+            path,
+            images_dir=images_dir,
+            label_map=mapping,
+            status=status,
+            duplicates=duplicates,
         )
         _keep_photos(session, project, work, label_name, written)
     except BaseException:

@@ -246,7 +246,7 @@ def import_predictions(
     resolver.raise_if_unknown(str(path))
 
     out = PredictionImportReport(source=str(path), model_version=model_name.strip())
-    out.messages += parsed.skipped + parsed.failed
+    out.messages += parsed.notes + parsed.skipped + parsed.failed
     out.instances_failed += len(parsed.failed)
     version = external_version(
         session,
