@@ -24,8 +24,8 @@ from api.schemas import (
 from db.models import ImageStatus, PredictionState, Project, User
 from services.accounts.users import Permission
 from services.data_io.imports import import_uploads
-from services.labelling import annotations as ann_service
 from services.labelling import images as image_service
+from services.labelling import predictions, readers
 from services.review import workflow
 
 router = APIRouter(tags=["images"])
@@ -109,7 +109,7 @@ def list_images(
         total=total,
         limit=limit,
         offset=offset,
-        items=[ImageSummary.model_validate(ann_service.image_summary(i)) for i in items],
+        items=[ImageSummary.model_validate(readers.image_summary(i)) for i in items],
     )
 
 
@@ -160,7 +160,7 @@ def get_image_file(
 ) -> Response:
     """The image's bytes (JPEG when downscaled to ``max_side``), with an ETag and caching."""
     with service_errors():
-        image = ann_service.get_image(session, image_id, project)
+        image = readers.get_image(session, image_id, project)
     return image_file_response(image, max_side, request.headers.get("if-none-match"))
 
 
@@ -221,7 +221,7 @@ def post_prediction_state(
 ) -> PredictionStateOut:
     """Mark a prediction accepted, rejected or edited (accepting also needs the annotation saved)."""
     with service_errors():
-        pred = ann_service.set_prediction_state(
+        pred = predictions.set_prediction_state(
             session, prediction_id=prediction_id, state=body.state, project=project
         )
         return PredictionStateOut(id=pred.id, state=pred.state)

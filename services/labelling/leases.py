@@ -39,7 +39,7 @@ from services.accounts import users as user_service
 from services.errors import NotFound
 from services.labelling import images as image_service
 from services.labelling import rejections, routing
-from services.labelling.annotations import image_detail
+from services.labelling.readers import image_detail
 
 Direction = Literal["next", "previous"]
 
