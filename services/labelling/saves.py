@@ -45,6 +45,7 @@ from services.labelling.validation import (
     check_shapes,
     normalise_annotation,
     repaired,
+    whole_number,
 )
 
 
@@ -110,6 +111,7 @@ def save_annotation_set(
     """
     image = get_image(session, image_id)
     check_request(expected_version, annotations)
+    check_current(session, image, expected_version)
     taxonomy = project_taxonomy(session.get(Project, image.project_id))
     # Read once: a save that claims the version below is the only writer of these rows.
     rows = current_annotations(session, image_id)
@@ -226,6 +228,21 @@ def save_annotation_set(
     )
 
 
+def check_current(session: Session, image: Image, expected_version: int) -> None:
+    """Raise VersionConflict, with the current version and annotations, when ``image`` has been
+    saved since the caller read ``expected_version``. Checked before the annotations are, so a
+    stale save is a conflict whatever it holds (an id deleted since, a verdict changed since);
+    the atomic claim in :func:`save_annotation_set` still settles two saves at the same moment.
+    """
+    if image.annotation_version != expected_version:
+        raise VersionConflict(
+            image.id,
+            expected_version,
+            image.annotation_version,
+            annotation_dicts(session, image.id),
+        )
+
+
 def _client_id(raw: object) -> Any:
     """The caller's own name for an instance, echoed back; only a short scalar."""
     cid = raw.get("client_id") if isinstance(raw, dict) else None
@@ -277,12 +294,15 @@ def save_annotations_as(
     rule is refused alone and reported, and the rest is saved (:func:`save_annotation_set`).
 
     Raises NotFound for an image of another ``project``, Forbidden when the user is not a
-    member of it or changes a fake-damage verdict they may not (:func:`services.labelling.fake_edits.check_fake_edits`),
-    Invalid for a malformed annotation (without ``keep_going``), VersionConflict when
-    ``expected_version`` is stale. Nothing is written when it raises.
+    member of it; then VersionConflict when ``expected_version`` is stale (before any rule about
+    the annotations, :func:`check_current`); then Forbidden when the user changes a fake-damage
+    verdict they may not (``services.labelling.fake_edits``), Invalid for a malformed
+    annotation (without ``keep_going``). Nothing is written when it raises.
     """
     require_member(session, user, project)
-    get_image(session, image_id, project)
+    image = get_image(session, image_id, project)
+    whole_number(expected_version, "version")
+    check_current(session, image, expected_version)
     if not keep_going:
         check_shapes(annotations)
     check_fake_edits(session, image_id, annotations, user)
