@@ -9,7 +9,15 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from api.deps import ProjectDep, SessionDep, current_project, db_session, require, service_errors
+from api.deps import (
+    KeptEdits,
+    ProjectDep,
+    SessionDep,
+    current_project,
+    db_session,
+    require,
+    service_errors,
+)
 from api.files import image_file_response
 from api.schemas import (
     MAX_ID,
@@ -141,11 +149,12 @@ def get_image(
     user: Annotated[User, Depends(require(Permission.view))],
     project: ProjectDep,
     session: SessionDep,
+    kept: KeptEdits,
 ) -> ImageDetail:
     """Metadata, the current annotations with the image's ``version``, and the predictions.
     Leased to the caller when nobody holds it; ``read_only`` with ``held_by`` when someone does."""
     with service_errors():
-        detail = workflow.open_photo(session, user, project=project, image_id=image_id)
+        detail = workflow.open_photo(session, user, project=project, image_id=image_id, kept=kept)
     return ImageDetail.model_validate(detail)
 
 
@@ -171,6 +180,7 @@ def put_annotations(
     user: Annotated[User, Depends(require(Permission.annotate))],
     project: ProjectDep,
     session: SessionDep,
+    kept: KeptEdits,
 ) -> SaveResult:
     """Replace the image's annotation set. 409 with both versions when ``version`` is stale;
     422 with a sentence when an annotation is malformed (with ``keep_going``: 200, and the
@@ -185,6 +195,7 @@ def put_annotations(
             expected_version=body.version,
             annotations=body.annotations,
             keep_going=body.keep_going,
+            kept=kept,
         )
     return SaveResult.model_validate(detail)
 
