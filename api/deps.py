@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, Header, HTTPException, Request, status
 from sqlmodel import Session
 
 from db.models import Project, User
@@ -135,3 +135,30 @@ def service_errors() -> Iterator[None]:
         ) from e
     except ServiceError as e:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(e)) from e
+
+
+#: Most photo ids one ``X-Kept-Edits`` header may name.
+MAX_KEPT_EDITS = 100
+
+
+def kept_edits(
+    x_kept_edits: str | None = Header(
+        default=None,
+        description="photos whose unsaved edits the workspace offers back, as ids separated "
+        "by commas: their leases are kept (services.labelling.leases.hold_kept)",
+    ),
+) -> tuple[int, ...]:
+    """The photo ids of the ``X-Kept-Edits`` header; 422 with a sentence when it is malformed."""
+    if not x_kept_edits or not x_kept_edits.strip():
+        return ()
+    parts = [p.strip() for p in x_kept_edits.split(",")]
+    if not all(p.isdigit() and 0 < int(p) < 2**31 for p in parts) or len(parts) > MAX_KEPT_EDITS:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            detail=f"The X-Kept-Edits header must be at most {MAX_KEPT_EDITS} photo ids "
+            f"separated by commas, like 3,17; it is {x_kept_edits[:60]!r}. Reload the workspace.",
+        )
+    return tuple(int(p) for p in parts)
+
+
+KeptEdits = Annotated[tuple[int, ...], Depends(kept_edits)]

@@ -12,7 +12,7 @@ from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from db.models import ImageStatus, JobStatus, PredictionState, Role
-from services.labelling.annotations import MAX_ID
+from services.labelling.validation import MAX_ID
 
 #: Ids in paths and queries: beyond the database's integers they get 422, never a 500.
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]

@@ -440,7 +440,7 @@ def fit_to_image(
 ) -> tuple[Shape, bool]:
     """``shape`` as the store keeps it (rounded to ``ndigits``), checked against its image.
 
-    The rules are the save path's (``services.labelling.annotations.normalise_annotation``), applied
+    The rules are the save path's (``services.labelling.validation.normalise_annotation``), applied
     to the rounded coordinates that will be stored, so the stored shape saves again as it
     is: finite rings of 3 or more points, a positive area, and not far outside the image
     (beyond half its longer side). A shape that is partly that far out is clipped to the

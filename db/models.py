@@ -321,7 +321,7 @@ class AnnotationSet(SQLModel, table=True):
     project_id: int = Field(foreign_key="project.id", index=True)
     user_id: int = Field(foreign_key="user.id", index=True)
     kind: str = Field(index=True)
-    #: Annotations in the shape of ``services.labelling.annotations.annotation_to_dict``.
+    #: Annotations in the shape of ``services.labelling.readers.annotation_to_dict``.
     annotations: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
     #: Optimistic lock of this set, as ``Image.annotation_version`` is for the working set.
     version: int = 0

@@ -314,7 +314,7 @@ def draw(page, pts, tool: str = "n") -> None:
 def live_annotations(image_id: int) -> list[dict]:
     """The photo's annotations as the database holds them now."""
     from db.session import session_scope
-    from services.labelling.annotations import annotation_dicts
+    from services.labelling.readers import annotation_dicts
 
     with session_scope() as s:
         return annotation_dicts(s, image_id)

@@ -200,7 +200,7 @@ def labelled_project(db_session, project, datasets_dir, tmp_path):
     from db.models import Image
     from models.datasets import DSMLR_LABEL_MAP
     from services.data_io.imports import import_coco
-    from services.labelling.annotations import set_status
+    from services.labelling.statuses import set_status
 
     root = datasets_dir / "car_parts_dsmlr" / "trainingset"
     report = import_coco(

@@ -288,7 +288,7 @@ def lost_saves(ws: Workspace, acks: list[Ack]) -> Check:
 
     from db.models import AnnotationRevision, Image
     from db.session import session_scope
-    from services.labelling.annotations import current_annotations
+    from services.labelling.readers import current_annotations
 
     by_image: dict[int, list[Ack]] = {}
     for ack in acks:

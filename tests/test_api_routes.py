@@ -156,6 +156,64 @@ def test_save_then_stale_version_gets_409_with_both_versions(env) -> None:
     assert client.get(f"/api/images/{img}", headers=h).json()["annotations"][0]["class_id"] == 26
 
 
+@pytest.mark.parametrize("keep_going", [False, True])
+def test_a_stale_save_naming_a_deleted_instance_is_a_conflict(env, keep_going: bool) -> None:
+    """B holds version 1 with instance ``kept``; A deletes it and saves (version 2). B's save of
+    version 1 still naming ``kept`` is stale first: 409 with both versions, not 422 about the id."""
+    client, seeded, login = env
+    h = login("annotator")
+    img = seeded.image_ids[0]
+    url = f"/api/images/{img}/annotations"
+    first = client.put(
+        url, headers=h, json={"version": 0, "annotations": [{"class_id": 3, "geometry": SQUARE}]}
+    )
+    kept = first.json()["annotations"][0]
+    assert client.put(url, headers=h, json={"version": 1, "annotations": []}).status_code == 200
+    stale = client.put(
+        url,
+        headers=h,
+        json={
+            "version": 1,
+            "keep_going": keep_going,
+            "annotations": [{"id": kept["id"], "class_id": 4, "geometry": SQUARE}],
+        },
+    )
+    assert stale.status_code == 409, stale.text
+    detail = stale.json()["detail"]
+    assert detail["your_version"] == 1 and detail["current_version"] == 2
+    assert detail["current_annotations"] == []
+    assert client.get(f"/api/images/{img}", headers=h).json()["version"] == 2
+
+
+def test_a_stale_save_over_a_new_fake_flag_is_a_conflict(env) -> None:
+    """A fraud analyst flags an instance (version 2) while an annotator holds version 1: the
+    annotator's stale save, which still has the instance unflagged, is 409, not 403."""
+    client, seeded, login = env
+    annotator, analyst = login("annotator"), login("fraud_analyst")
+    img = seeded.image_ids[0]
+    url = f"/api/images/{img}/annotations"
+    first = client.put(
+        url,
+        headers=annotator,
+        json={"version": 0, "annotations": [{"class_id": 3, "geometry": SQUARE}]},
+    )
+    item = first.json()["annotations"][0]
+    flagged = {"id": item["id"], "class_id": 3, "geometry": SQUARE, "attributes": {"fake": True}}
+    r = client.put(url, headers=analyst, json={"version": 1, "annotations": [flagged]})
+    assert r.status_code == 200, r.text
+    mine = {
+        "id": item["id"],
+        "class_id": 3,
+        "geometry": SQUARE,
+        "attributes": {"severity": "minor"},
+    }
+    stale = client.put(url, headers=annotator, json={"version": 1, "annotations": [mine]})
+    assert stale.status_code == 409, stale.text
+    detail = stale.json()["detail"]
+    assert detail["your_version"] == 1 and detail["current_version"] == 2
+    assert detail["current_annotations"][0]["attributes"]["fake"] is True
+
+
 @pytest.mark.parametrize(
     "annotation,needle",
     [

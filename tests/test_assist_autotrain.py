@@ -26,7 +26,8 @@ def _settings(monkeypatch, **values):
 def _save_one_more(session, user, project) -> None:
     """``user`` saves the first photo's annotations with one more polygon (a small square)."""
     from db.models import Image
-    from services.labelling.annotations import annotation_dicts, save_annotations_as
+    from services.labelling.readers import annotation_dicts
+    from services.labelling.saves import save_annotations_as
 
     image = session.exec(select(Image).order_by(Image.id)).first()
     anns = annotation_dicts(session, image.id)

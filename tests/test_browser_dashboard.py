@@ -36,7 +36,8 @@ def world(tmp_path_factory) -> Iterator[tuple[Server, Seeded]]:
     split, v2 promoted; no fake-damage flag or prediction anywhere."""
     from db.models import ModelVersion
     from db.session import session_scope
-    from services.labelling.annotations import save_annotations, set_status
+    from services.labelling.saves import save_annotations
+    from services.labelling.statuses import set_status
 
     data = tmp_path_factory.mktemp("dashboard") / "data"
     seeded = seed_workspace(data, n_synthetic=6, n_predictions=0)

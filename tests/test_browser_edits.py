@@ -236,3 +236,57 @@ def test_leaving_unsaved_work_asks_and_a_reopened_tab_offers_it_back(page, world
     key = f"pb.unsaved:annotator1:{img}"
     assert page.evaluate("k => localStorage.getItem(k)", key) is None  # cleared once saved
     assert page.errors == []
+
+
+def lease_holder(image_id: int) -> str | None:
+    """Who holds a live lease on the photo now, by the database."""
+    from db.models import Image, User
+    from db.session import session_scope
+
+    with session_scope() as s:
+        image = s.get(Image, image_id)
+        if image.lease_user_id is None or (image.lease_until or 0) <= time.time():
+            return None
+        return s.get(User, image.lease_user_id).username
+
+
+def test_a_new_tab_lists_the_kept_edits_and_keeps_their_photos_leased(page, world):
+    server, seeded = world
+    img = seeded.image_ids[3]
+    login(page, server, "annotator1")
+    open_image(page, img)
+    page.route("**/api/images/*/annotations", lambda route: route.abort())
+    draw(page, [(300, 100), (420, 100), (360, 200)])
+    page.wait_for_function("() => document.querySelector('.pb-save').textContent === 'NOT SAVED'")
+    page.unroute("**/api/images/*/annotations")
+    page.close(run_before_unload=True)
+    tab = watch(page.context.new_page())
+    wait_for(tab, lambda: page.is_closed(), "the tab to close")
+
+    # The new tab lands on the queue's head, lists the kept edits, and the photo stays leased.
+    page = tab
+    page.goto(server.url + "/ui/")
+    page.wait_for_selector(".pb-app[data-drawn]")
+    bar = page.locator(".pb-kept")
+    bar.wait_for()
+    assert "1 photo has unsaved edits" in bar.inner_text()
+    assert shown_id(page) != img
+    assert lease_holder(img) == "annotator1"
+    page.wait_for_function("() => !document.body.innerText.includes('processing |')")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "edits_03_kept_edits_offer.png"))
+    page.click(".pb-next")  # moving through the queue keeps it too
+    page.wait_for_function(f"() => window.__pb.image.id !== {img}")
+    idle(page)
+    assert lease_holder(img) == "annotator1"
+
+    # Opening it from the bar offers the edits back; restored, they are saved and the bar goes.
+    page.click(f'.pb-kept-open[data-image-id="{img}"]')
+    page.wait_for_selector(f'.pb-app[data-drawn="{img}"]')
+    page.locator(".pb-restore").wait_for()
+    page.click(".pb-restore-yes")
+    saved = wait_for(page, lambda: stored(img), "the restored edit's save")
+    assert saved[0]["geometry"][0]["exterior"] == [[300, 100], [420, 100], [360, 200]]
+    bar.wait_for(state="hidden")
+    assert lease_holder(img) == "annotator1"
+    assert page.errors == []

@@ -25,7 +25,7 @@ def _labelled_photos(datasets_dir, tmp_path) -> None:
     from services.accounts.projects import get_or_create_project
     from services.accounts.users import create_user
     from services.data_io.imports import import_coco
-    from services.labelling.annotations import set_status
+    from services.labelling.statuses import set_status
 
     root = datasets_dir / "car_parts_dsmlr" / "trainingset"
     data = json.loads((root / "annotations.json").read_text())

@@ -37,14 +37,14 @@ def world(tmp_path_factory) -> Iterator[tuple[Server, Seeded]]:
     from db.session import session_scope
     from services.accounts.projects import get_or_create_project
     from services.accounts.users import get_user
-    from services.labelling import annotations as ann
+    from services.labelling import saves, statuses
 
     data = tmp_path_factory.mktemp("review") / "data"
     seeded = seed_workspace(data, n_synthetic=4)  # photo 0 has a fake-damage prediction
     with session_scope() as s:  # annotator1 labels photo 2: two dents
         project, author = get_or_create_project(s), get_user(s, "annotator1")
         img = seeded.image_ids[2]
-        ann.save_annotations_as(
+        saves.save_annotations_as(
             s,
             author,
             project=project,
@@ -52,9 +52,9 @@ def world(tmp_path_factory) -> Iterator[tuple[Server, Seeded]]:
             expected_version=0,
             annotations=[{"class_id": 1, "geometry": g} for g in (SQUARE, TRIANGLE)],
         )
-        ann.set_status_as(s, author, project=project, image_id=img, status="labelled")
+        statuses.set_status_as(s, author, project=project, image_id=img, status="labelled")
         # photo 1: a mirror imported from a side-less label (the map chose the left side)
-        ann.save_annotations(
+        saves.save_annotations(
             s,
             image_id=seeded.image_ids[1],
             expected_version=0,

@@ -292,7 +292,7 @@ def test_two_editors_second_save_gets_conflict(browser, world) -> None:
 
 def test_reviewer_rejects_with_comment(browser, world) -> None:
     from db.session import session_scope
-    from services.labelling.annotations import set_status
+    from services.labelling.statuses import set_status
 
     server, seeded = world
     img = seeded.image_ids[6]

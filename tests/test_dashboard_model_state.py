@@ -29,7 +29,7 @@ def seeded(tmp_path: Path):
 
 def _save(image_id: int, annotations: list[dict], author: str = "ana") -> None:
     from db.session import session_scope
-    from services.labelling.annotations import save_annotations
+    from services.labelling.saves import save_annotations
 
     with session_scope() as s:
         save_annotations(
@@ -39,7 +39,7 @@ def _save(image_id: int, annotations: list[dict], author: str = "ana") -> None:
 
 def _label(image_id: int, author: str = "ana") -> None:
     from db.session import session_scope
-    from services.labelling.annotations import set_status
+    from services.labelling.statuses import set_status
 
     with session_scope() as s:
         set_status(s, image_id=image_id, status="labelled", author=author)

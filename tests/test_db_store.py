@@ -11,13 +11,11 @@ from sqlmodel import select
 from db.models import Annotation, AnnotationRevision, Image, ImageStatus
 from db.session import get_engine, session_scope
 from services.accounts.projects import get_or_create_project
-from services.labelling.annotations import (
-    AnnotationInvalid,
-    VersionConflict,
-    annotation_dicts,
-    save_annotations,
-    set_status,
-)
+from services.errors import VersionConflict
+from services.labelling.readers import annotation_dicts
+from services.labelling.saves import save_annotations
+from services.labelling.statuses import set_status
+from services.labelling.validation import AnnotationInvalid
 
 SQUARE = [
     {

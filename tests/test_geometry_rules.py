@@ -1,7 +1,7 @@
 """What a save accepts, and the bow-tie repair: ``core.geometry.check_geometry`` and
 ``repair_geometry`` on the cases the canvas shares (tests/data/geometry_cases.json; the
 canvas side is in test_canvas_geometry.py), and the save that keeps going past a bad instance
-(``services.labelling.annotations.save_annotation_set`` with ``keep_going``)."""
+(``services.labelling.saves.save_annotation_set`` with ``keep_going``)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from core.geometry import GeometryError, Shape, check_geometry, repair_geometry,
 from db.models import AnnotationRevision, Image
 from services.accounts.projects import get_or_create_project
 from services.errors import Forbidden, Invalid, VersionConflict
-from services.labelling import annotations as ann
+from services.labelling import readers, saves
 
 CASES = json.loads((REPO_ROOT / "tests" / "data" / "geometry_cases.json").read_text())
 
@@ -93,7 +93,7 @@ def seeded(tmp_path: Path):
 def _save(s, image_id: int, items: list[dict], *, version: int, role: str = "annotator", **kw):
     from services.accounts.users import get_user
 
-    return ann.save_annotations_as(
+    return saves.save_annotations_as(
         s,
         get_user(s, f"{role}1"),
         project=get_or_create_project(s),
@@ -139,7 +139,7 @@ def test_one_bad_instance_does_not_block_the_others(seeded):
             (2, 7, None),
         ]
         assert out["rejected"][1]["reason"] == "annotation 3: polygon has zero area"
-        stored = ann.annotation_dicts(s, image_id)
+        stored = readers.annotation_dicts(s, image_id)
         assert [a["geometry"] for a in stored] == [SQUARE]
         assert out["created"] == [{"index": 0, "client_id": "a", "id": stored[0]["id"]}]
         square_id = stored[0]["id"]
@@ -155,12 +155,12 @@ def test_one_bad_instance_does_not_block_the_others(seeded):
         )
         assert out["version"] == 2
         assert [(r["client_id"], r["id"]) for r in out["rejected"]] == [("a", square_id)]
-        stored = {a["id"]: a["geometry"] for a in ann.annotation_dicts(s, image_id)}
+        stored = {a["id"]: a["geometry"] for a in readers.annotation_dicts(s, image_id)}
         assert stored[square_id] == SQUARE and TRIANGLE in stored.values()
         revisions = _revisions(s, image_id)
     # Only refusals and nothing else changed: no new version, no revision, still reported.
     with session_scope() as s:
-        ids = {a["id"]: a for a in ann.annotation_dicts(s, image_id)}
+        ids = {a["id"]: a for a in readers.annotation_dicts(s, image_id)}
         tri_id = next(i for i, g in ids.items() if g["geometry"] == TRIANGLE)
         out = _save(
             s,
@@ -201,7 +201,7 @@ def test_a_bow_tie_is_saved_as_its_two_triangles(seeded):
     with session_scope() as s:
         out = _save(s, image_id, [_item(BOW_TIE, "x")], version=0, keep_going=True)
         assert out["rejected"] == []
-        [stored] = ann.annotation_dicts(s, image_id)
+        [stored] = readers.annotation_dicts(s, image_id)
         assert stored["geometry"] == repair_geometry(BOW_TIE)
         assert len(stored["geometry"]) == 2
 
@@ -229,4 +229,4 @@ def test_other_per_instance_rules_are_reported_too(seeded):
         assert sorted(reasons) == [1, 2, 3, 4, 5]
         assert "not in the taxonomy" in reasons[1] and "prediction_id 123456" in reasons[2]
         assert "does not belong" in reasons[3] and "finite" in reasons[5]
-        assert len(ann.annotation_dicts(s, image_id)) == 1
+        assert len(readers.annotation_dicts(s, image_id)) == 1

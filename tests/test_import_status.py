@@ -62,7 +62,7 @@ def _statuses() -> dict[str, ImageStatus]:
 
 def _set_status(file_name: str, status: str, comment: str | None = None) -> None:
     from db.session import session_scope
-    from services.labelling.annotations import set_status
+    from services.labelling.statuses import set_status
 
     with session_scope() as s:
         image = s.exec(select(Image).where(Image.file_name == file_name)).one()

@@ -461,7 +461,8 @@ def _coco_ann(i: int, seg, attributes: dict | None = None) -> dict:
 
 
 def test_imported_geometry_is_what_the_save_path_accepts(store, tmp_path):
-    from services.labelling.annotations import annotation_dicts, save_annotations
+    from services.labelling.readers import annotation_dicts
+    from services.labelling.saves import save_annotations
 
     images = tmp_path / "images"
     photo(images / "a.png", value=1)  # 64 x 48

@@ -29,7 +29,7 @@ def round_project(store, datasets_dir, tmp_path):
     from models.datasets import DSMLR_LABEL_MAP
     from services.accounts.projects import get_or_create_project
     from services.data_io.imports import import_coco
-    from services.labelling.annotations import set_status
+    from services.labelling.statuses import set_status
 
     root = datasets_dir / "car_parts_dsmlr" / "trainingset"
     data = json.loads((root / "annotations.json").read_text())
@@ -236,7 +236,9 @@ def test_every_stage_of_a_round_trains_on_the_one_snapshot(round_project, monkey
     from db.models import Image, ModelVersion
     from db.session import session_scope
     from jobs.rounds import run_round
-    from services.labelling.annotations import annotation_dicts, save_annotations, set_status
+    from services.labelling.readers import annotation_dicts
+    from services.labelling.saves import save_annotations
+    from services.labelling.statuses import set_status
 
     trained_on: dict[str, dict[int, int]] = {}
     real_training_set = runs.training_set

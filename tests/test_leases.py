@@ -266,3 +266,35 @@ def test_the_dashboard_section_lists_and_releases(queue) -> None:
     assert "Not released" in leases_panel.release(require, "lead-token", 10**9)
     assert set(asked) == {Permission.dashboard}
     assert [r[0] for r in leases_panel.rows(require, "lead-token")] == [ids[0]]
+
+
+def test_photos_with_kept_edits_stay_leased_while_offered(tmp_path: Path) -> None:
+    """A closed tab left edits of photo A in the browser; the new tab names A in X-Kept-Edits,
+    so the queue step, opening another photo and saving it all keep A leased to the user."""
+    client, seeded, login = api_client(tmp_path / "data", n_synthetic=4)
+    ann, fraud, lead = login("annotator"), login("fraud_analyst"), login("lead")
+    first = client.get("/api/queue/next", headers=ann).json()["image"]["id"]
+    keep = {**ann, "X-Kept-Edits": str(first)}
+
+    def held() -> dict[int, str]:
+        return {r["image_id"]: r["user"] for r in client.get("/api/leases", headers=lead).json()}
+
+    second = client.get(f"/api/queue/next?after_id={first}", headers=keep).json()["image"]
+    assert second["id"] != first and held() == {first: "annotator1", second["id"]: "annotator1"}
+    assert client.get(f"/api/images/{first}", headers=fraud).json()["read_only"] is True
+    other = client.get(f"/api/images/{seeded.image_ids[3]}", headers=keep).json()
+    put = client.put(
+        f"/api/images/{other['id']}/annotations",
+        json={"version": other["version"], "annotations": []},
+        headers=keep,
+    )
+    assert put.status_code == 200, put.text
+    assert held() == {first: "annotator1", other["id"]: "annotator1"}
+    # The offer ended (no header): the next step releases A as any other photo.
+    third = client.get(f"/api/queue/next?after_id={second['id']}", headers=ann).json()["image"]
+    assert held() == {third["id"]: "annotator1"} and third["id"] != first
+    # An expired or released lease is taken again when the photo is named and free.
+    client.get("/api/queue/next", headers=keep)
+    assert held()[first] == "annotator1"
+    bad = client.get("/api/queue/next", headers={**ann, "X-Kept-Edits": "3,x"})
+    assert bad.status_code == 422 and "X-Kept-Edits" in bad.json()["detail"]

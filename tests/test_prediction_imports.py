@@ -21,7 +21,7 @@ from services.accounts.projects import get_or_create_project
 from services.data_io.imports import import_folder
 from services.data_io.prediction_imports import import_predictions
 from services.errors import Invalid
-from services.labelling.annotations import image_detail
+from services.labelling.readers import image_detail
 from services.training.registry import EXTERNAL_STAGE, promote, verified_artifact
 
 W, H = 40, 30

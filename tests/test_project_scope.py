@@ -36,8 +36,8 @@ def two(tmp_path: Path):
     from db.session import reset_engine, session_scope
     from services.accounts.projects import get_or_create_project
     from services.data_io.imports import import_folder
-    from services.labelling.annotations import save_annotations
     from services.labelling.images import queue_ids
+    from services.labelling.saves import save_annotations
 
     seeded = seed_workspace(tmp_path / "data", n_synthetic=3)
     photos = tmp_path / "other-photos"
@@ -85,7 +85,7 @@ def two(tmp_path: Path):
 def _other_state(image_id: int) -> tuple:
     from db.models import Image, Prediction
     from db.session import session_scope
-    from services.labelling.annotations import annotation_dicts
+    from services.labelling.readers import annotation_dicts
 
     with session_scope() as s:
         image = s.get(Image, image_id)
@@ -346,7 +346,7 @@ def test_get_image_in_a_project_is_not_found_for_another_one(two) -> None:
     from db.session import session_scope
     from services.accounts.projects import get_or_create_project
     from services.errors import NotFound
-    from services.labelling.annotations import get_image
+    from services.labelling.readers import get_image
 
     _, seeded, ids, _ = two
     with session_scope() as s:

@@ -13,8 +13,7 @@ from db.models import Image, ImageStatus, User
 from services.accounts.projects import get_or_create_project
 from services.accounts.users import create_user, get_user
 from services.errors import Forbidden, Invalid, NotFound
-from services.labelling import annotations as ann
-from services.labelling import rejections
+from services.labelling import readers, rejections, saves, statuses
 from services.labelling.images import queue_ids
 from services.review import decisions as review
 
@@ -45,7 +44,7 @@ def _label(session, user: User, image_id: int, geoms=(SQUARE, OTHER)) -> list[di
     """``user`` draws ``geoms`` on the photo and marks it labelled; returns its annotations."""
     project = get_or_create_project(session)
     image = session.get(Image, image_id)
-    ann.save_annotations_as(
+    saves.save_annotations_as(
         session,
         user,
         project=project,
@@ -53,8 +52,8 @@ def _label(session, user: User, image_id: int, geoms=(SQUARE, OTHER)) -> list[di
         expected_version=image.annotation_version,
         annotations=[{"class_id": 1, "geometry": g} for g in geoms],
     )
-    ann.set_status_as(session, user, project=project, image_id=image_id, status="labelled")
-    return ann.annotation_dicts(session, image_id)
+    statuses.set_status_as(session, user, project=project, image_id=image_id, status="labelled")
+    return readers.annotation_dicts(session, image_id)
 
 
 def _verdict(
@@ -105,7 +104,9 @@ def test_instance_verdicts_reject_the_photo_back_to_its_author(session, seeded):
 
     # approving is refused while an instance stays rejected
     with pytest.raises(Invalid, match="rejected"):
-        ann.set_status_as(session, reviewer, project=project, image_id=third, status="reviewed")
+        statuses.set_status_as(
+            session, reviewer, project=project, image_id=third, status="reviewed"
+        )
 
     # the author fixes the rejected instance: its verdict goes, the accepted one stays
     row = session.get(Image, third)
@@ -113,7 +114,7 @@ def test_instance_verdicts_reject_the_photo_back_to_its_author(session, seeded):
         {"id": anns[0]["id"], "class_id": 1, "geometry": SQUARE},
         {"id": anns[1]["id"], "class_id": 1, "geometry": OTHER_FIXED},
     ]
-    ann.save_annotations_as(
+    saves.save_annotations_as(
         session,
         author,
         project=project,
@@ -121,13 +122,13 @@ def test_instance_verdicts_reject_the_photo_back_to_its_author(session, seeded):
         expected_version=row.annotation_version,
         annotations=fixed,
     )
-    states = {a["id"]: a["review_state"] for a in ann.annotation_dicts(session, third)}
+    states = {a["id"]: a["review_state"] for a in readers.annotation_dicts(session, third)}
     assert states == {anns[0]["id"]: "accepted", anns[1]["id"]: None}
     assert rejections.waiting_count(session, project.id, "annotator1") == 1  # still rejected
-    ann.set_status_as(session, author, project=project, image_id=third, status="labelled")
+    statuses.set_status_as(session, author, project=project, image_id=third, status="labelled")
     assert session.get(Image, third).rejected_for is None
     assert rejections.waiting_count(session, project.id, "annotator1") == 0
-    ann.set_status_as(session, reviewer, project=project, image_id=third, status="reviewed")
+    statuses.set_status_as(session, reviewer, project=project, image_id=third, status="reviewed")
     assert session.get(Image, third).status == ImageStatus.reviewed
 
 
@@ -155,7 +156,7 @@ def test_whole_photo_rejection_goes_to_the_last_saver_not_the_reviewer(session, 
     _label(session, ana, img, geoms=(SQUARE,))
     # the reviewer touches it up before rejecting: it still goes back to ana
     row = session.get(Image, img)
-    ann.save_annotations_as(
+    saves.save_annotations_as(
         session,
         reviewer,
         project=project,
@@ -164,7 +165,7 @@ def test_whole_photo_rejection_goes_to_the_last_saver_not_the_reviewer(session, 
         annotations=[{"class_id": 2, "geometry": SQUARE}],
     )
     row.lease_user_id, row.lease_until = reviewer.id, 4e9  # the queue handed it to the reviewer
-    ann.set_status_as(
+    statuses.set_status_as(
         session, reviewer, project=project, image_id=img, status="rejected", comment="wrong class"
     )
     assert session.get(Image, img).rejected_for == "ana"
@@ -173,7 +174,7 @@ def test_whole_photo_rejection_goes_to_the_last_saver_not_the_reviewer(session, 
     assert queue_ids(session, project.id, first_for="bob")[0] != img
     # a photo-level rejection of a photo nobody annotated waits for nobody
     other = seeded.image_ids[2]
-    ann.set_status_as(
+    statuses.set_status_as(
         session, reviewer, project=project, image_id=other, status="rejected", comment="blurred"
     )
     assert session.get(Image, other).rejected_for is None
@@ -182,7 +183,7 @@ def test_whole_photo_rejection_goes_to_the_last_saver_not_the_reviewer(session, 
     third = seeded.image_ids[0]
     anns = _label(session, bob, third)
     _verdict(session, reviewer, third, anns[1], "accepted")
-    ann.set_status_as(session, reviewer, project=project, image_id=third, status="reviewed")
+    statuses.set_status_as(session, reviewer, project=project, image_id=third, status="reviewed")
     rates = {r["annotator"]: r for r in review.rejection_rates(session, project)}
     assert rates["ana"]["photos_reviewed"] == 1 and rates["ana"]["photo_rejection_rate"] == 1.0
     assert rates["ana"]["instance_rejection_rate"] is None
@@ -243,7 +244,7 @@ def test_side_less_labels_import_as_side_unknown_and_a_lead_resolves_them(
     assert row["image"]["file_name"] == "car.jpg"
     image_id = row["image"]["id"]
     others = [
-        a for a in ann.annotation_dicts(session, image_id) if a["id"] != row["annotation"]["id"]
+        a for a in readers.annotation_dicts(session, image_id) if a["id"] != row["annotation"]["id"]
     ]
     assert [(a["class_id"], a["attributes"]) for a in others] == [(54, {})]
 

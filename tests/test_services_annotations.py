@@ -11,7 +11,7 @@ from browser_helpers import seed_workspace
 from db.models import Image, ImageStatus, Prediction, PredictionState, Role, User
 from services.accounts.projects import get_or_create_project
 from services.errors import Forbidden, Invalid
-from services.labelling import annotations as ann
+from services.labelling import fake_edits, predictions, readers, saves, statuses
 
 SQUARE = [{"exterior": [[10.0, 10.0], [60.0, 10.0], [60.0, 60.0], [10.0, 60.0]], "holes": []}]
 MOVED = [{"exterior": [[0.0, 0.0], [70.0, 0.0], [70.0, 70.0]], "holes": []}]
@@ -36,14 +36,14 @@ def _user(session, role: str) -> User:
 def _store(session, image_id: int, attributes: dict) -> dict:
     """One annotation with ``attributes`` saved on the image; returns it as the API shows it."""
     image = session.get(Image, image_id)
-    ann.save_annotations(
+    saves.save_annotations(
         session,
         image_id=image_id,
         expected_version=image.annotation_version,
         annotations=[{"class_id": 26, "geometry": SQUARE, "attributes": attributes}],
         author="setup",
     )
-    return ann.annotation_dicts(session, image_id)[0]
+    return readers.annotation_dicts(session, image_id)[0]
 
 
 NOTE = {"fake": True, "fake_note": "paint on a sticker"}
@@ -75,10 +75,10 @@ def test_fake_verdict_changes_need_the_fraud_role(seeded, role, before, after, a
         incoming = [] if after is None else [{**old, "geometry": MOVED, "attributes": after}]
         user = _user(s, role)
         if allowed:
-            ann.check_fake_edits(s, image_id, incoming, user)
+            fake_edits.check_fake_edits(s, image_id, incoming, user)
         else:
             with pytest.raises(Forbidden, match="only fraud analysts"):
-                ann.check_fake_edits(s, image_id, incoming, user)
+                fake_edits.check_fake_edits(s, image_id, incoming, user)
 
 
 def test_a_new_annotation_with_a_flag_needs_the_fraud_role(seeded) -> None:
@@ -87,8 +87,8 @@ def test_a_new_annotation_with_a_flag_needs_the_fraud_role(seeded) -> None:
     new = {"class_id": 26, "geometry": SQUARE, "attributes": {"fake": True}}
     with session_scope() as s:
         with pytest.raises(Forbidden):
-            ann.check_fake_edits(s, seeded.image_ids[0], [new], _user(s, "annotator"))
-        ann.check_fake_edits(s, seeded.image_ids[0], [new], _user(s, "fraud_analyst"))
+            fake_edits.check_fake_edits(s, seeded.image_ids[0], [new], _user(s, "annotator"))
+        fake_edits.check_fake_edits(s, seeded.image_ids[0], [new], _user(s, "fraud_analyst"))
 
 
 def test_deleting_a_flag_and_adding_it_back_unflagged_in_one_save_is_refused(seeded) -> None:
@@ -99,8 +99,8 @@ def test_deleting_a_flag_and_adding_it_back_unflagged_in_one_save_is_refused(see
         old = _store(s, image_id, NOTE)
         readded = {"class_id": old["class_id"], "geometry": old["geometry"], "attributes": {}}
         with pytest.raises(Forbidden, match="only fraud analysts may delete it"):
-            ann.check_fake_edits(s, image_id, [readded], _user(s, "annotator"))
-        ann.check_fake_edits(s, image_id, [readded], _user(s, "fraud_analyst"))
+            fake_edits.check_fake_edits(s, image_id, [readded], _user(s, "annotator"))
+        fake_edits.check_fake_edits(s, image_id, [readded], _user(s, "fraud_analyst"))
 
 
 @pytest.mark.parametrize("new_class", [1, 28])  # a damage class, another fake class
@@ -110,34 +110,36 @@ def test_relabelling_a_fake_damage_class_needs_the_fraud_role(seeded, new_class)
     image_id = seeded.image_ids[0]
     with session_scope() as s:
         image = s.get(Image, image_id)
-        ann.save_annotations(
+        saves.save_annotations(
             s,
             image_id=image_id,
             expected_version=image.annotation_version,
             annotations=[{"class_id": 27, "geometry": SQUARE}],  # fakemud
             author="fraud",
         )
-        old = ann.annotation_dicts(s, image_id)[0]
+        old = readers.annotation_dicts(s, image_id)[0]
         relabelled = [{**old, "class_id": new_class}]
         with pytest.raises(Forbidden, match="only fraud analysts may change its class"):
-            ann.check_fake_edits(s, image_id, relabelled, _user(s, "annotator"))
-        ann.check_fake_edits(s, image_id, relabelled, _user(s, "lead"))
+            fake_edits.check_fake_edits(s, image_id, relabelled, _user(s, "annotator"))
+        fake_edits.check_fake_edits(s, image_id, relabelled, _user(s, "lead"))
         # the outline of a flagged instance may still be refined
-        ann.check_fake_edits(s, image_id, [{**old, "geometry": MOVED}], _user(s, "annotator"))
+        fake_edits.check_fake_edits(
+            s, image_id, [{**old, "geometry": MOVED}], _user(s, "annotator")
+        )
 
 
 def test_an_annotator_cannot_draw_a_fake_damage_class(seeded) -> None:
     from db.session import session_scope
 
     with session_scope() as s, pytest.raises(Forbidden, match="may flag fake damage"):
-        ann.check_fake_edits(
+        fake_edits.check_fake_edits(
             s, seeded.image_ids[0], [{"class_id": 29, "geometry": SQUARE}], _user(s, "annotator")
         )
 
 
 def _save_as(s, role: str, image_id: int, annotations: list[dict]) -> dict:
     image = s.get(Image, image_id)
-    return ann.save_annotations_as(
+    return saves.save_annotations_as(
         s,
         _user(s, role),
         project=get_or_create_project(s),
@@ -156,11 +158,11 @@ def test_an_annotator_editing_a_reviewed_photo_sends_it_back_to_labelled(seeded)
     image_id = seeded.image_ids[0]
     with session_scope() as s:
         _save_as(s, "annotator", image_id, [{"class_id": 26, "geometry": SQUARE}])
-        ann.set_status(s, image_id=image_id, status="reviewed", author="reviewer1")
-        kept = ann.annotation_dicts(s, image_id)
+        statuses.set_status(s, image_id=image_id, status="reviewed", author="reviewer1")
+        kept = readers.annotation_dicts(s, image_id)
         _save_as(s, "reviewer", image_id, [{**kept[0], "geometry": MOVED}])
         assert s.get(Image, image_id).status == ImageStatus.reviewed  # a reviewer's fix stays
-        kept = ann.annotation_dicts(s, image_id)
+        kept = readers.annotation_dicts(s, image_id)
         _save_as(s, "annotator", image_id, [{**kept[0], "geometry": SQUARE}])
         assert s.get(Image, image_id).status == ImageStatus.labelled
         last = s.exec(
@@ -232,7 +234,7 @@ def test_size_limits_are_settings(seeded, monkeypatch) -> None:
             with pytest.raises(Invalid, match=needle):
                 _save_as(s, "annotator", seeded.image_ids[0], annotations)
         with pytest.raises(Invalid, match="PANELBEATER_MAX_COMMENT_CHARS"):
-            ann.set_status(
+            statuses.set_status(
                 s, image_id=seeded.image_ids[0], status="rejected", author="r", comment="x" * 11
             )
 
@@ -243,7 +245,7 @@ def test_a_refused_save_writes_nothing(seeded) -> None:
     image_id = seeded.image_ids[0]
     with session_scope() as s:
         with pytest.raises(Forbidden):
-            ann.save_annotations_as(
+            saves.save_annotations_as(
                 s,
                 _user(s, "annotator"),
                 project=get_or_create_project(s),
@@ -252,7 +254,7 @@ def test_a_refused_save_writes_nothing(seeded) -> None:
                 annotations=[{"class_id": 26, "geometry": SQUARE, "attributes": NOTE}],
             )
         assert s.get(Image, image_id).annotation_version == 0
-        assert ann.annotation_dicts(s, image_id) == []
+        assert readers.annotation_dicts(s, image_id) == []
 
 
 @pytest.mark.parametrize(
@@ -268,7 +270,7 @@ def test_malformed_geometry_is_invalid_before_any_rule(seeded, geometry, needle)
 
     with session_scope() as s:
         with pytest.raises(Invalid, match=needle):
-            ann.save_annotations_as(
+            saves.save_annotations_as(
                 s,
                 _user(s, "annotator"),
                 project=get_or_create_project(s),
@@ -290,16 +292,16 @@ def test_predictions_follow_the_annotations_made_from_them(seeded) -> None:
         "prediction_id": used,
     }
     with session_scope() as s:
-        ann.set_prediction_state(s, prediction_id=rejected, state="rejected")
+        predictions.set_prediction_state(s, prediction_id=rejected, state="rejected")
         user, project = _user(s, "annotator"), get_or_create_project(s)
-        detail = ann.save_annotations_as(
+        detail = saves.save_annotations_as(
             s, user, project=project, image_id=image_id, expected_version=0, annotations=[from_pred]
         )
         assert detail["version"] == 1 and detail["status"] == "in_progress"
         states = {p["id"]: p["state"] for p in detail["predictions"]}
         assert states[used] == "accepted" and states[rejected] == "rejected"
         # an undo removes the annotation: the prediction is pending again, not lost
-        ann.save_annotations_as(
+        saves.save_annotations_as(
             s, user, project=project, image_id=image_id, expected_version=1, annotations=[]
         )
         assert s.get(Prediction, used).state == PredictionState.pending
@@ -324,17 +326,17 @@ def test_who_may_set_which_status(role: Role, may_set: set[ImageStatus]) -> None
     user = User(username="someone", password_hash="-", role=role)
     for status in ImageStatus:
         if status in may_set:
-            ann.check_status_permission(user, status)
-            ann.check_status_permission(user, status.value)
+            statuses.check_status_permission(user, status)
+            statuses.check_status_permission(user, status.value)
         else:
             with pytest.raises(Forbidden, match=f"may not set status {status.value}"):
-                ann.check_status_permission(user, status)
+                statuses.check_status_permission(user, status)
 
 
 def test_an_unknown_status_is_invalid_not_forbidden() -> None:
     user = User(username="someone", password_hash="-", role=Role.annotator)
     with pytest.raises(Invalid, match="must be one of new, in_progress"):
-        ann.check_status_permission(user, "done")
+        statuses.check_status_permission(user, "done")
 
 
 def test_set_status_as_checks_the_role_then_records_who(seeded) -> None:
@@ -344,11 +346,11 @@ def test_set_status_as_checks_the_role_then_records_who(seeded) -> None:
     with session_scope() as s:
         project = get_or_create_project(s)
         with pytest.raises(Forbidden):
-            ann.set_status_as(
+            statuses.set_status_as(
                 s, _user(s, "annotator"), project=project, image_id=image_id, status="reviewed"
             )
         assert s.get(Image, image_id).status == ImageStatus.new
-        image = ann.set_status_as(
+        image = statuses.set_status_as(
             s,
             _user(s, "reviewer"),
             project=project,
@@ -357,4 +359,4 @@ def test_set_status_as_checks_the_role_then_records_who(seeded) -> None:
             comment="missed a dent",
         )
         assert image.status == ImageStatus.rejected and image.meta["status_by"] == "reviewer1"
-        assert ann.image_summary(image)["review_comment"] == "missed a dent"
+        assert readers.image_summary(image)["review_comment"] == "missed a dent"

@@ -18,7 +18,7 @@ SQUARE = [{"exterior": [[10.0, 10.0], [60.0, 10.0], [60.0, 60.0], [10.0, 60.0]],
 def seeded(tmp_path: Path):
     from core.config import reset_settings
     from db.session import reset_engine, session_scope
-    from services.labelling.annotations import save_annotations
+    from services.labelling.saves import save_annotations
 
     seeded = seed_workspace(tmp_path / "data", n_synthetic=2)
     with session_scope() as s:

@@ -180,7 +180,7 @@ def test_uploads_are_stored_by_hash_and_deduplicated(store):
 
 
 def test_attributes_survive_export_on_both_databases(any_store, tmp_path):
-    from services.labelling.annotations import save_annotations
+    from services.labelling.saves import save_annotations
 
     folder = tmp_path / "p"
     folder.mkdir()
@@ -213,7 +213,7 @@ def test_store_round_trip_through_each_export(tmp_path, fmt):
     from core.config import reset_settings
     from db.session import reset_engine
     from services.data_io import exports
-    from services.labelling.annotations import save_annotations
+    from services.labelling.saves import save_annotations
 
     folder = tmp_path / "photos"
     folder.mkdir()

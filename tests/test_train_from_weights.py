@@ -33,7 +33,7 @@ def damage_project(db_session, project, datasets_dir, tmp_path):
     damage; the dsmlr photos have only parts)."""
     from db.models import Image
     from services.data_io.imports import import_coco
-    from services.labelling.annotations import set_status
+    from services.labelling.statuses import set_status
 
     root = datasets_dir / "coco_car_damage" / "train"
     path = annotated_subset(root / "COCO_train_annos.json", 4, tmp_path / "damage.json")

@@ -9,7 +9,15 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from api.deps import ProjectDep, SessionDep, current_project, db_session, require, service_errors
+from api.deps import (
+    KeptEdits,
+    ProjectDep,
+    SessionDep,
+    current_project,
+    db_session,
+    require,
+    service_errors,
+)
 from api.files import image_file_response
 from api.schemas import (
     MAX_ID,
@@ -24,8 +32,8 @@ from api.schemas import (
 from db.models import ImageStatus, PredictionState, Project, User
 from services.accounts.users import Permission
 from services.data_io.imports import import_uploads
-from services.labelling import annotations as ann_service
 from services.labelling import images as image_service
+from services.labelling import predictions, readers
 from services.review import workflow
 
 router = APIRouter(tags=["images"])
@@ -109,7 +117,7 @@ def list_images(
         total=total,
         limit=limit,
         offset=offset,
-        items=[ImageSummary.model_validate(ann_service.image_summary(i)) for i in items],
+        items=[ImageSummary.model_validate(readers.image_summary(i)) for i in items],
     )
 
 
@@ -141,11 +149,12 @@ def get_image(
     user: Annotated[User, Depends(require(Permission.view))],
     project: ProjectDep,
     session: SessionDep,
+    kept: KeptEdits,
 ) -> ImageDetail:
     """Metadata, the current annotations with the image's ``version``, and the predictions.
     Leased to the caller when nobody holds it; ``read_only`` with ``held_by`` when someone does."""
     with service_errors():
-        detail = workflow.open_photo(session, user, project=project, image_id=image_id)
+        detail = workflow.open_photo(session, user, project=project, image_id=image_id, kept=kept)
     return ImageDetail.model_validate(detail)
 
 
@@ -160,7 +169,7 @@ def get_image_file(
 ) -> Response:
     """The image's bytes (JPEG when downscaled to ``max_side``), with an ETag and caching."""
     with service_errors():
-        image = ann_service.get_image(session, image_id, project)
+        image = readers.get_image(session, image_id, project)
     return image_file_response(image, max_side, request.headers.get("if-none-match"))
 
 
@@ -171,6 +180,7 @@ def put_annotations(
     user: Annotated[User, Depends(require(Permission.annotate))],
     project: ProjectDep,
     session: SessionDep,
+    kept: KeptEdits,
 ) -> SaveResult:
     """Replace the image's annotation set. 409 with both versions when ``version`` is stale;
     422 with a sentence when an annotation is malformed (with ``keep_going``: 200, and the
@@ -185,6 +195,7 @@ def put_annotations(
             expected_version=body.version,
             annotations=body.annotations,
             keep_going=body.keep_going,
+            kept=kept,
         )
     return SaveResult.model_validate(detail)
 
@@ -221,7 +232,7 @@ def post_prediction_state(
 ) -> PredictionStateOut:
     """Mark a prediction accepted, rejected or edited (accepting also needs the annotation saved)."""
     with service_errors():
-        pred = ann_service.set_prediction_state(
+        pred = predictions.set_prediction_state(
             session, prediction_id=prediction_id, state=body.state, project=project
         )
         return PredictionStateOut(id=pred.id, state=pred.state)

@@ -19,7 +19,7 @@ from db.models import User
 from services.accounts.users import Permission
 from services.claims import inspections as svc
 from services.claims import new_damage
-from services.labelling.annotations import MAX_ID
+from services.labelling.validation import MAX_ID
 
 router = APIRouter(tags=["inspections"])
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 
-from api.deps import ProjectDep, SessionDep, require, service_errors
+from api.deps import KeptEdits, ProjectDep, SessionDep, require, service_errors
 from api.schemas import ClassIdQuery, IdQuery, QueueStep
 from db.models import Image, User
 from services.accounts.users import Permission
@@ -43,6 +43,7 @@ def queue_step(
     user: Annotated[User, Depends(require(Permission.view))],
     project: ProjectDep,
     session: SessionDep,
+    kept: KeptEdits,
     after_id: IdQuery = None,
     lease: bool = Query(
         default=True, description="false: only look (prefetch); nothing is handed out"
@@ -51,10 +52,18 @@ def queue_step(
 ) -> QueueStep:
     """The photo after (``next``) or before (``previous``) ``after_id`` in queue order
     (active-learning score, else import order) that nobody else holds. It is leased to the
-    caller, whose previous photo is released, for the ``lease_ttl_seconds`` setting."""
+    caller, whose previous photo is released, for the ``lease_ttl_seconds`` setting; the photos
+    named in ``X-Kept-Edits`` (unsaved edits the workspace offers back) stay the caller's."""
     with service_errors():
         step = lease_service.queue_step(
-            session, project.id, user, direction, after_id=after_id, lease=lease, **filters
+            session,
+            project.id,
+            user,
+            direction,
+            after_id=after_id,
+            lease=lease,
+            kept=kept,
+            **filters,
         )
         if filters.get("flagged") and step["image"] is not None:
             step["check_reasons"] = fraud_screen.check_reasons(

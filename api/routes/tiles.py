@@ -12,8 +12,7 @@ from api.files import safe_image_path
 from api.schemas import MAX_ID, IdPath
 from db.models import User
 from services.accounts.users import Permission
-from services.labelling import annotations as ann_service
-from services.labelling import tiles
+from services.labelling import readers, tiles
 
 router = APIRouter(tags=["images"])
 
@@ -36,7 +35,7 @@ def get_image_region(
     """JPEG of the rectangle ``x, y, w, h`` of the original photo, resized by ``scale``; 422
     when it leaves the photo or has more pixels than ``region_max_output_pixels``."""
     with service_errors():
-        image = ann_service.get_image(session, image_id, project)
+        image = readers.get_image(session, image_id, project)
         region = tiles.check_region(image.width, image.height, x, y, w, h, scale)
     etag = f'"{image.sha256[:32]}-{x}-{y}-{w}-{h}-{scale:g}"'
     headers = {"ETag": etag, "Cache-Control": "private, max-age=86400"}

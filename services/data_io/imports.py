@@ -19,7 +19,7 @@ Inputs are bounded, and a bad entry is reported by name while the rest is import
   settings (``exports.image_files``), so a pipe, a device or a decompression bomb is one
   reported bad file;
 - instances are checked as the save path checks them (``core.geometry.fit_to_image`` and
-  ``services.labelling.annotations.normalise_attributes``), so every imported photo saves again as
+  ``services.labelling.validation.normalise_attributes``), so every imported photo saves again as
   it is; a polygon reaching far outside its image is clipped to it, and a photo holds at
   most ``max_polygons_per_image`` instances.
 
@@ -76,7 +76,7 @@ from exports.splits import split_for
 from services.accounts.projects import project_taxonomy
 from services.errors import Invalid
 from services.events import labels_changed
-from services.labelling.annotations import normalise_attributes
+from services.labelling.validation import normalise_attributes
 
 Progress = Callable[[int, int], None]
 

@@ -11,8 +11,8 @@ from sqlmodel import Session, select
 
 from db.models import Annotation, Image, ImageStatus, InspectionPhoto, Project
 from services.errors import Invalid, NotFound
-from services.labelling.annotations import image_detail
 from services.labelling.flags import flag_clause
+from services.labelling.readers import image_detail
 
 #: Photos the annotation queue offers (labelled/reviewed ones are done).
 OPEN_STATUSES = (ImageStatus.new, ImageStatus.in_progress, ImageStatus.rejected)

@@ -27,7 +27,7 @@ and saving it (``take``) use the lease rule alone.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, and_, case, or_, select, update
@@ -39,7 +39,7 @@ from services.accounts import users as user_service
 from services.errors import NotFound
 from services.labelling import images as image_service
 from services.labelling import rejections, routing
-from services.labelling.annotations import image_detail
+from services.labelling.readers import image_detail
 
 Direction = Literal["next", "previous"]
 
@@ -106,13 +106,33 @@ def _lease_values(user: User, now: float) -> dict[str, Any]:
     }
 
 
-def _release_mine(session: Session, project_id: int, user: User, keep: int | None) -> set[int]:
-    """End the user's leases in the project but ``keep``'s; the photos released."""
+def _release_mine(
+    session: Session, project_id: int, user: User, keep: Collection[int] = ()
+) -> set[int]:
+    """End the user's leases in the project but those of ``keep``; the photos released."""
     stmt = update(Image).where(Image.project_id == project_id, Image.lease_user_id == user.id)
-    if keep is not None:
-        stmt = stmt.where(Image.id != keep)
+    if keep:
+        stmt = stmt.where(Image.id.not_in(list(keep)))
     rows = session.execute(
         stmt.values(lease_user_id=None, lease_since=None, lease_until=None).returning(Image.id),
+        execution_options={"synchronize_session": False},
+    ).scalars()
+    return set(rows)
+
+
+def hold_kept(
+    session: Session, project_id: int, user: User, kept: Collection[int], now: float
+) -> set[int]:
+    """Lease to ``user`` (or renew) the photos of ``kept`` that nobody else holds: photos whose
+    edits the user's browser kept unsaved (a closed tab), held while the workspace offers them
+    back, so that nobody else is handed them meanwhile. The ids held now."""
+    if not kept:
+        return set()
+    rows = session.execute(
+        update(Image)
+        .where(Image.project_id == project_id, Image.id.in_(list(kept)), lease_free(user, now))
+        .values(**_lease_values(user, now))
+        .returning(Image.id),
         execution_options={"synchronize_session": False},
     ).scalars()
     return set(rows)
@@ -163,12 +183,14 @@ def hand_out(
     still: ColumnElement[bool],
     direction: Direction = "next",
     after_id: int | None = None,
+    kept: Collection[int] = (),
     now: float | None = None,
 ) -> Image | None:
     """Lease to ``user`` the first photo of the queue ``ids`` after (or before) ``after_id``
     that nobody else holds and that is ``still`` in the queue (``in_queue``), release the
     user's other leases in the project, and commit. None when no photo is left that way; the
-    user then keeps ``after_id`` if they held it, since they stay on it."""
+    user then keeps ``after_id`` if they held it, since they stay on it. The photos of ``kept``
+    (:func:`hold_kept`) stay leased to the user too."""
     now = _now(now)
     offered = candidates(ids, direction, after_id)
     since = None
@@ -176,7 +198,8 @@ def hand_out(
         since = session.execute(
             select(Image.lease_since).where(Image.id == after_id, Image.lease_user_id == user.id)
         ).scalar()
-    released = _release_mine(session, project_id, user, keep=None)
+    held = hold_kept(session, project_id, user, kept, now)
+    released = _release_mine(session, project_id, user, keep=held)
     got = _scan(offered, lambda chunk: _take_first(session, chunk, user, now, still))
     if got is None and after_id in released:
         # Nobody can have taken it meanwhile: SQLite's write lock, or the row lock the release
@@ -212,11 +235,19 @@ def peek(
     return session.get(Image, got) if got is not None else None
 
 
-def take(session: Session, image: Image, user: User, *, now: float | None = None) -> bool:
+def take(
+    session: Session,
+    image: Image,
+    user: User,
+    *,
+    kept: Collection[int] = (),
+    now: float | None = None,
+) -> bool:
     """Lease ``image`` to ``user`` if nobody else holds it (or renew the user's own lease), and
-    then release the user's other leases in the project; whether the user holds it now. Opening
-    a photo by id and saving it both call this: activity renews the lease. Looking at a photo
-    someone else holds leaves the user's own lease alone."""
+    then release the user's other leases in the project but those of ``kept``
+    (:func:`hold_kept`); whether the user holds it now. Opening a photo by id and saving it both
+    call this: activity renews the lease. Looking at a photo someone else holds leaves the
+    user's own lease alone."""
     now = _now(now)
     # The lease rule alone: opening a photo by id is not the queue choosing one.
     got = session.execute(
@@ -226,7 +257,8 @@ def take(session: Session, image: Image, user: User, *, now: float | None = None
         execution_options={"synchronize_session": False},
     ).rowcount
     if got:
-        _release_mine(session, image.project_id, user, keep=image.id)
+        held = hold_kept(session, image.project_id, user, kept, now)
+        _release_mine(session, image.project_id, user, keep=held | {image.id})
     session.commit()
     session.refresh(image)
     return bool(got)
@@ -241,12 +273,17 @@ def holder(session: Session, image: Image, *, now: float | None = None) -> str |
 
 
 def open_by_id(
-    session: Session, image: Image, user: User, *, now: float | None = None
+    session: Session,
+    image: Image,
+    user: User,
+    *,
+    kept: Collection[int] = (),
+    now: float | None = None,
 ) -> dict[str, Any]:
     """Open ``image`` for ``user``: leased to them when free; read-only, with the holder's
     name, while someone else holds it. The fields the image payload carries."""
     now = _now(now)
-    if take(session, image, user, now=now):
+    if take(session, image, user, kept=kept, now=now):
         return {"read_only": False, "held_by": None}
     held_by = holder(session, image, now=now)
     return {"read_only": held_by is not None, "held_by": held_by}
@@ -260,12 +297,14 @@ def queue_step(
     *,
     after_id: int | None = None,
     lease: bool = True,
+    kept: Collection[int] = (),
     now: float | None = None,
     **filters: Any,
 ) -> dict[str, Any]:
     """``services.labelling.images.queue_step`` with leases: the photo after (or before) ``after_id`` that
     nobody else holds, leased to ``user`` (only looked at when ``lease`` is False), with its
-    detail, its place in the queue and the project's progress."""
+    detail, its place in the queue and the project's progress. The photos of ``kept`` stay the
+    user's (:func:`hold_kept`)."""
     filters = {k: v for k, v in filters.items() if v is not None and v != ""}
     base = image_service.queue_ids(session, project_id, first_for=user.username, **filters)
     ids = routing.queue_ids_for(session, project_id, user, base, filters)  # gold photos mixed in
@@ -284,6 +323,7 @@ def queue_step(
             still=still,
             direction=direction,
             after_id=after_id,
+            kept=kept,
             now=now,
         )
     else:

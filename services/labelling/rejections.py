@@ -1,7 +1,7 @@
 """Where a review verdict goes: a rejected photo back to its author, and every verdict into the
 log the per-annotator rejection rates are computed from.
 
-The low layer of :mod:`services.review.decisions`, imported by :mod:`services.labelling.annotations` (so that
+The low layer of :mod:`services.review.decisions`, imported by :mod:`services.labelling.statuses` (so that
 every status change, whichever caller made it, keeps ``Image.rejected_for`` right); it imports
 no other service.
 """
@@ -70,7 +70,7 @@ def record(
 def note_status_change(
     session: Session, image: Image, status: ImageStatus, by: str | None, comment: str | None
 ) -> None:
-    """Called by ``services.labelling.annotations.set_status`` before ``image.status`` becomes
+    """Called by ``services.labelling.statuses.set_status`` before ``image.status`` becomes
     ``status``: a rejection is addressed to the photo's author and logged; an approval is
     logged; any other status ends the wait (the author sent the photo on)."""
     if status == ImageStatus.rejected:

@@ -96,7 +96,7 @@ def gold_set(session: Session, image: Image) -> AnnotationSet | None:
 def detail_for(
     session: Session, user: User, image: Image, detail: dict[str, Any]
 ) -> dict[str, Any]:
-    """The image ``detail`` (``services.labelling.annotations.image_detail``) as ``user`` may see it: on
+    """The image ``detail`` (``services.labelling.readers.image_detail``) as ``user`` may see it: on
     a routed photo, their own set and its version, a status of their own (new, in progress,
     labelled once submitted), no review comment. A gold photo looks like an ordinary one."""
     kind = routed_kind(session, user, image)

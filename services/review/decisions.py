@@ -6,7 +6,7 @@ an instance needs a reason and rejects the photo too (unless it already is), wit
 that lists every rejected instance and its reason, so the photo goes back to its author
 (:mod:`services.labelling.rejections`) with the places to fix. The photo cannot be approved while an
 instance stays rejected; the author changing an instance clears its verdict
-(``services.labelling.annotations.save_annotations``).
+(``services.labelling.saves.save_annotations``).
 
 Every verdict, on a photo or an instance, is logged (``ReviewDecision``); the rates count
 them per annotator.
@@ -25,13 +25,9 @@ from services.accounts.projects import project_taxonomy, require_member
 from services.accounts.users import Permission
 from services.errors import Forbidden, Invalid, NotFound, check_comment_length
 from services.labelling import rejections
-from services.labelling.annotations import (
-    annotation_to_dict,
-    get_image,
-    image_summary,
-    save_annotations,
-    set_status,
-)
+from services.labelling.readers import annotation_to_dict, get_image, image_summary
+from services.labelling.saves import save_annotations
+from services.labelling.statuses import set_status
 
 Decision = Literal["accepted", "rejected"]
 DECISIONS: tuple[str, ...] = ("accepted", "rejected")

@@ -33,7 +33,6 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlmodel import Session
 
-from core.config import env_name, get_settings
 from db.models import (
     AnnotationSet,
     Image,
@@ -47,7 +46,7 @@ from services.accounts import users as user_service
 from services.accounts.projects import project_taxonomy, require_member
 from services.accounts.users import Permission
 from services.errors import Forbidden, Invalid, NotFound, VersionConflict
-from services.labelling import annotations as ann_service
+from services.labelling import readers, saves, statuses, validation
 from services.labelling.routing import (
     GOLD,
     GOLD_SUBMISSION,
@@ -212,26 +211,20 @@ def save_routed(
 ) -> dict[str, Any] | None:
     """Save ``user``'s labels to their own set when the photo is routed (:func:`routed_kind`)
     and return the detail they see; None when the save is an ordinary one, for
-    ``services.labelling.annotations.save_annotations_as`` to do.
+    ``services.labelling.saves.save_annotations_as`` to do.
 
     Raises VersionConflict when ``expected_version`` is not the set's, AnnotationInvalid for
     a malformed annotation, Forbidden for a fake-damage flag by a role that may not set it.
     """
     require_member(session, user, project)
-    image = ann_service.get_image(session, image_id, project)
+    image = readers.get_image(session, image_id, project)
     kind = routed_kind(session, user, image)
     if kind is None:
         return None
-    ann_service.whole_number(expected_version, "version")
-    limit = get_settings().max_polygons_per_image
-    if len(annotations) > limit:
-        raise ann_service.AnnotationInvalid(
-            f"{len(annotations):,} annotations on one photo is more than the limit of {limit:,} "
-            f"(setting {env_name('max_polygons_per_image')})"
-        )
+    validation.check_request(expected_version, annotations)
     taxonomy = project_taxonomy(project)
     incoming = [
-        ann_service.normalise_annotation(a, taxonomy, i, image) for i, a in enumerate(annotations)
+        validation.normalise_annotation(a, taxonomy, i, image) for i, a in enumerate(annotations)
     ]
     if not user_service.can(user, Permission.fraud):
         for i, item in enumerate(incoming):
@@ -286,7 +279,7 @@ def save_routed(
         mine.updated_at = now
         session.add(mine)
         session.flush()
-    detail = detail_for(session, user, image, ann_service.image_detail(session, image))
+    detail = detail_for(session, user, image, readers.image_detail(session, image))
     return {**detail, "created": created if not unchanged else []}
 
 
@@ -303,11 +296,11 @@ def submit_routed(
     statuses change nothing. Returns the summary the user sees, or None when the photo is not
     routed for them (an ordinary status change, for ``set_status_as``)."""
     require_member(session, user, project)
-    image = ann_service.get_image(session, image_id, project)
+    image = readers.get_image(session, image_id, project)
     kind = routed_kind(session, user, image)
     if kind is None:
         return None
-    ann_service.check_status_permission(user, status)  # also refuses an unknown status
+    statuses.check_status_permission(user, status)  # also refuses an unknown status
     if ImageStatus(status) == ImageStatus.labelled:
         mine = own_set(session, user, image, kind)
         if mine is None:  # "nothing to label here" is an answer too
@@ -321,7 +314,7 @@ def submit_routed(
         session.flush()
         if kind == OVERLAP:
             complete_overlap(session, project, image)
-    return detail_for(session, user, image, ann_service.image_detail(session, image))
+    return detail_for(session, user, image, readers.image_detail(session, image))
 
 
 def feedback_for(
@@ -331,7 +324,7 @@ def feedback_for(
     when the project shows it (``gold_feedback``). NotFound otherwise, so that asking does
     not reveal which photos are gold."""
     require_member(session, user, project)
-    image = ann_service.get_image(session, image_id, project)
+    image = readers.get_image(session, image_id, project)
     mine = own_set(session, user, image, GOLD_SUBMISSION) if image.gold else None
     if (
         mine is None
@@ -357,7 +350,7 @@ def mark_gold(
     """A lead marks a reviewed photo as gold (its working set is frozen as the gold labels)
     or unmarks it (the frozen labels and the scores so far are kept)."""
     _require_lead(session, user, project)
-    image = ann_service.get_image(session, image_id, project)
+    image = readers.get_image(session, image_id, project)
     if gold:
         if image.status != ImageStatus.reviewed:
             raise Invalid(
@@ -369,7 +362,7 @@ def mark_gold(
             ref = AnnotationSet(
                 image_id=image.id, project_id=project.id, user_id=user.id, kind=GOLD
             )
-        ref.annotations = ann_service.annotation_dicts(session, image.id)
+        ref.annotations = readers.annotation_dicts(session, image.id)
         ref.version += 1
         ref.submitted_at = ref.updated_at = utcnow()
         session.add(ref)
@@ -387,8 +380,8 @@ def score_submission(
         raise NotFound(f"image {image.id} is marked gold but has no gold labels; mark it again")
     settings = project_quality_settings(project)
     result = gold_scoring.score(
-        ann_service.dicts_to_instances(submission.annotations),
-        ann_service.dicts_to_instances(ref.annotations),
+        readers.dicts_to_instances(submission.annotations),
+        readers.dicts_to_instances(ref.annotations),
         height=image.height,
         width=image.width,
         iou_threshold=settings.iou_threshold,
@@ -420,7 +413,7 @@ def complete_overlap(session: Session, project: Project, image: Image) -> PhotoA
     if len(rows) < image.overlap_target or session.get(PhotoAgreement, image.id) is not None:
         return None
     settings = project_quality_settings(project)
-    sets = {name: ann_service.dicts_to_instances(s.annotations) for s, name in rows}
+    sets = {name: readers.dicts_to_instances(s.annotations) for s, name in rows}
     pairs = agreement.pairwise_figures(
         sets, height=image.height, width=image.width, iou_threshold=settings.iou_threshold
     )
@@ -436,7 +429,7 @@ def complete_overlap(session: Session, project: Project, image: Image) -> PhotoA
         width=image.width,
         iou_threshold=settings.iou_threshold,
     )
-    ann_service.save_annotations(
+    saves.save_annotations(
         session,
         image_id=image.id,
         expected_version=image.annotation_version,
@@ -454,7 +447,7 @@ def complete_overlap(session: Session, project: Project, image: Image) -> PhotoA
         author=CONSENSUS_AUTHOR,
         reason=f"consensus of {', '.join(sorted(sets))} (quorum {settings.quorum:g})",
     )
-    ann_service.set_status(
+    statuses.set_status(
         session, image_id=image.id, status=ImageStatus.labelled, author=CONSENSUS_AUTHOR
     )
     session.refresh(image)

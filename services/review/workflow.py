@@ -1,26 +1,35 @@
 """A user's opening, save and status change of one photo, whatever route the photo takes: an
 annotator's labels of an overlap or gold photo go to their own set (``quality``), every
-other save to the photo's working set (``services.labelling.annotations``); a save is
+other save to the photo's working set (``services.labelling.saves``); a save is
 activity and renews the saver's lease. What the REST API and the workspace call."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from sqlmodel import Session
 
 from db.models import ImageStatus, Project, User
-from services.labelling import annotations as ann_service
 from services.labelling import leases as lease_service
+from services.labelling import readers, saves, statuses
 from services.review import quality
 
 
-def open_photo(session: Session, user: User, *, project: Project, image_id: int) -> dict[str, Any]:
+def open_photo(
+    session: Session,
+    user: User,
+    *,
+    project: Project,
+    image_id: int,
+    kept: Collection[int] = (),
+) -> dict[str, Any]:
     """The photo's detail as ``user`` may see it (their own set on a routed photo), leased to
-    them when nobody holds it, else ``read_only`` with ``held_by``."""
-    image = ann_service.get_image(session, image_id, project)
-    lease = lease_service.open_by_id(session, image, user)
-    detail = quality.detail_for(session, user, image, ann_service.image_detail(session, image))
+    them when nobody holds it, else ``read_only`` with ``held_by``. The photos of ``kept`` (edits
+    the user's browser offers back) stay leased to them (``leases.hold_kept``)."""
+    image = readers.get_image(session, image_id, project)
+    lease = lease_service.open_by_id(session, image, user, kept=kept)
+    detail = quality.detail_for(session, user, image, readers.image_detail(session, image))
     return {**detail, **lease}
 
 
@@ -33,10 +42,12 @@ def save(
     expected_version: int,
     annotations: list[dict[str, Any]],
     keep_going: bool = False,
+    kept: Collection[int] = (),
 ) -> dict[str, Any]:
     """Save ``user``'s annotation set of the photo and return the detail they see after it
     (``annotations.save_annotations_as``'s, or their own set's on a routed photo). Raises
-    VersionConflict, AnnotationInvalid and Forbidden as those do."""
+    VersionConflict, AnnotationInvalid and Forbidden as those do. The lease renewal keeps the
+    photos of ``kept``, as :func:`open_photo` does."""
     target = {
         "project": project,
         "image_id": image_id,
@@ -45,8 +56,8 @@ def save(
     }
     detail = quality.save_routed(session, user, **target)
     if not detail:
-        detail = ann_service.save_annotations_as(session, user, **target, keep_going=keep_going)
-    lease_service.take(session, ann_service.get_image(session, image_id, project), user)
+        detail = saves.save_annotations_as(session, user, **target, keep_going=keep_going)
+    lease_service.take(session, readers.get_image(session, image_id, project), user, kept=kept)
     return detail
 
 
@@ -64,7 +75,7 @@ def set_status(
     routed = quality.submit_routed(session, user, project=project, image_id=image_id, status=status)
     if routed is not None:
         return routed
-    image = ann_service.set_status_as(
+    image = statuses.set_status_as(
         session, user, project=project, image_id=image_id, status=status, comment=comment
     )
-    return ann_service.image_summary(image)
+    return readers.image_summary(image)

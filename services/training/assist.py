@@ -26,8 +26,8 @@ from db.models import Image, Project, User
 from models.assist import Assistant, AssistResult
 from services.accounts.users import Permission
 from services.errors import Forbidden, Invalid, NotFound
-from services.labelling.annotations import get_image
 from services.labelling.images import load_image_array
+from services.labelling.readers import get_image
 from services.training.model_runs import resolve_version
 
 Progress = Callable[[int, int, dict[str, Any]], None]

@@ -52,7 +52,7 @@ def training_set(
 def _snapshot_records(
     session: Session, project: Project, snapshot: dict[str, Any]
 ) -> list[ImageRecord]:
-    from services.labelling.annotations import revision_instances
+    from services.labelling.readers import revision_instances
     from services.training.records import collect_records
 
     wanted = {int(i) for i in snapshot["image_ids"]}

@@ -3,9 +3,13 @@
 // `data` attached so callers can tell a 409 conflict or a 404 apart.
 //   token():    the signed-in user's bearer token, read at each call (the user may change).
 //   pinnedId(): the open photo's id, whose blob is never the one evicted.
-function PBApi({ token, pinnedId }) {
+//   keptIds():  photos whose unsaved edits the workspace offers back (navigate.js showKept); the
+//               server keeps their leases while each call names them (X-Kept-Edits).
+function PBApi({ token, pinnedId, keptIds }) {
   async function api(method, path, body) {
     const headers = { Authorization: 'Bearer ' + token() };
+    const kept = keptIds();
+    if (kept.length) headers['X-Kept-Edits'] = kept.join(',');
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     const r = await fetch('/api' + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
     let data = null;

@@ -59,6 +59,19 @@ function PBEdits(app) {
   function readLocal(imageId) {
     try { return JSON.parse(localStorage.getItem(localKey(imageId)) || 'null'); } catch (e) { return null; }
   }
+  // Every photo whose edits this browser keeps for the signed-in user, newest first.
+  function keptPhotos() {
+    const prefix = `pb.unsaved:${S.session.username}:`, out = [];
+    try {
+      for (let i = 0; i < localStorage.length; i++) {
+        const k = localStorage.key(i);
+        if (!k || !k.startsWith(prefix)) continue;
+        const kept = readLocal(Number(k.slice(prefix.length)));
+        if (kept && Number.isInteger(kept.image_id)) out.push(kept);
+      }
+    } catch (e) { /* private mode: nothing kept */ }
+    return out.sort((a, b) => b.at - a.at);
+  }
 
   // What would be lost by leaving the photo now, as a sentence, or null when nothing would.
   function unsavedWork() {
@@ -174,5 +187,5 @@ function PBEdits(app) {
     }
   }
 
-  return { snap, pushUndo, change, undo, redo, loadHistory, waitSaved, save, keepLocal, dropLocal, readLocal, unsavedWork, showSaveState, renderRejected };
+  return { snap, pushUndo, change, undo, redo, loadHistory, waitSaved, save, keepLocal, dropLocal, readLocal, keptPhotos, unsavedWork, showSaveState, renderRejected };
 }

@@ -15,6 +15,8 @@ const S = {
   session: null, classes: [], byId: {}, mode: 'annotate', filters: {}, image: null, anns: [], preds: [],
   serverIds: new Set(), sel: null, selV: null, selPred: null, tool: 'select', draw: null,
   assist: { points: [], labels: [], box: null, preview: null }, hidden: new Set(), recent: [],
+  // Photos whose edits this browser kept, offered back since sign-in or reopen (navigate.js).
+  keptOffer: [],
   undo: [], redo: [], saving: false, dirty: false, conflict: null, currentClass: null, uid: 1,
   // Per open photo (edits.js): refused shapes by key, the last save's error, edit counters.
   rejected: new Map(), saveError: null, drawError: null, changeSeq: 0, savedSeq: 0, maxVertices: null,
@@ -43,7 +45,7 @@ const app = {
   },
 };
 // Made one at a time, in this order, so that each factory finds PBDom's functions already merged.
-const apiDeps = { token: () => S.session.token, pinnedId: () => (S.image ? S.image.id : null) };
+const apiDeps = { token: () => S.session.token, pinnedId: () => (S.image ? S.image.id : null), keptIds: () => S.keptOffer };
 for (const make of [PBDom, () => PBApi(apiDeps), PBRender, PBZoom, PBPanels, PBSides, PBEdits, PBActions, PBNavigate, PBInput]) {
   const part = make(app);
   // Object.assign would let a later module shadow an earlier one's function without a word.
@@ -79,6 +81,8 @@ async function start() {
   } catch (e) { root.textContent = ''; root.appendChild(el('div', { class: 'pb-hint pb-bad' }, 'Could not load classes: ' + e.message)); return; }
   if (!S.currentClass) S.currentClass = (S.classes.find((c) => c.group === 'damage') || S.classes[0]).id;
   app.buildShell(); app.bindShell(); app.renderClassList(); app.setTool('select');
+  // Edits a closed tab left in this browser: listed first, their photos kept leased meanwhile.
+  S.keptOffer = app.keptPhotos().map((k) => k.image_id); app.showKept();
   // The lead's side list replaces the queue in its mode (sides.js).
   if (S.mode === 'sides') await app.loadSides(!saved.imageId);
   if (saved.imageId) await app.openImage(saved.imageId); else if (S.mode !== 'sides') await app.step('next', true);

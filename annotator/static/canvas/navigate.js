@@ -83,7 +83,7 @@ function PBNavigate(app) {
     S.rejected = new Map(); S.saveError = null; S.drawError = null; S.dirty = false; S.changeSeq = S.savedSeq = 0;
     app.showSaveState();
     $('.pb-conflict').hidden = true;
-    offerRestore(d);
+    offerRestore(d); showKept();
     app.clearAssist(true);
     const svg = $('.pb-svg'), img = $('.pb-img');
     img.setAttribute('width', d.width); img.setAttribute('height', d.height);
@@ -165,8 +165,37 @@ function PBNavigate(app) {
       const anns = kept.anns.map((a) => ({ ...a, key: S.uid++ }));
       app.change(() => { S.anns = anns; S.sel = null; S.selV = null; });
       msg(`Restored ${anns.length} shape${anns.length === 1 ? '' : 's'} kept in this browser.`);
+      app.waitSaved().then(showKept);
     };
-    $('.pb-restore-no').onclick = () => { box.hidden = true; app.dropLocal(d.id); msg('Discarded the edits this browser kept.'); };
+    $('.pb-restore-no').onclick = () => { box.hidden = true; app.dropLocal(d.id); showKept(); msg('Discarded the edits this browser kept.'); };
+  }
+  // Photos whose edits this browser kept (a closed tab, a photo left with a refused shape),
+  // listed in a bar from sign-in or reopen: "2 photos have unsaved edits: open …". While the bar
+  // stands, every call names them (api.js keptIds), so the server keeps them leased to this
+  // user. A photo leaves the list once its edits are restored and saved, or discarded; "Not
+  // now" ends the offer (the edits stay kept, and are listed again on the next sign-in).
+  function showKept() {
+    let bar = $('.pb-kept');
+    if (!bar) {
+      bar = app.el('div', { class: 'pb-kept', role: 'status', style: 'border:2px solid #b26a00;background:#fff8e6;padding:6px 8px;margin:4px 0;border-radius:4px' });
+      const main = $('.pb-main'); main.parentNode.insertBefore(bar, main);
+    }
+    const kept = new Map(app.keptPhotos().map((k) => [k.image_id, k]));
+    S.keptOffer = S.keptOffer.filter((id) => kept.has(id));
+    bar.textContent = ''; bar.hidden = !S.keptOffer.length;
+    if (!S.keptOffer.length) return;
+    const n = S.keptOffer.length;
+    bar.appendChild(app.el('span', { class: 'pb-kept-msg' }, `${n} photo${n === 1 ? ' has' : 's have'} unsaved edits kept in this browser: open`));
+    const bs = 'margin-left:8px;padding:2px 8px;border:1px solid #b26a00;border-radius:4px;background:white;cursor:pointer';
+    for (const id of S.keptOffer) {
+      const k = kept.get(id);
+      const b = app.el('button', { class: 'pb-kept-open', 'data-image-id': String(id), style: bs + ';font-weight:600', title: `Saved in this browser ${new Date(k.at).toLocaleString()}` }, `photo ${id} (${k.file_name})`);
+      b.onclick = async () => { if (S.image && S.image.id === id) return; if (await leaveOk()) openImage(id); };
+      bar.appendChild(b);
+    }
+    const later = app.el('button', { class: 'pb-kept-later', style: bs }, 'Not now');
+    later.onclick = () => { S.keptOffer = []; showKept(); msg('The kept edits stay in this browser; they are listed again when you next sign in.'); };
+    bar.appendChild(later);
   }
   // A photo someone else holds (the queue leased it to them) opens read-only, with a bar that
   // names them: edits.js saves nothing and the tools are greyed out (canvas.css) meanwhile.
@@ -195,5 +224,5 @@ function PBNavigate(app) {
     try { const w = await app.api('GET', '/review/waiting'); showWaiting(w.count); if (w.images.length) await openImage(w.images[0].id); else msg('No rejected photo waits for you.'); } catch (e) { msg('Could not list your rejected photos: ' + e.message, true); }
   }
 
-  return { persist, modeFilters, landingMode, setMode, leaveOk, step, openImage, openWaiting };
+  return { persist, modeFilters, landingMode, setMode, leaveOk, step, openImage, openWaiting, showKept };
 }
