@@ -21,6 +21,15 @@ function PBRender(app) {
   // A pre-annotation whose sided class appears twice on the photo (two "left" doors) carries the
   // model's sentence about it; it is shown beside the class name.
   function sideConflict(p) { return (p.extra && p.extra.side_conflict) || ''; }
+  // A polygon imported from a label without a side (attributes.side 'unknown', see sides.js)
+  // holds the side the label map guessed: its name leaves that side out and says "side?", as a
+  // prediction with a side conflict does.
+  function annName(a) {
+    const n = app.cls(a.class_id).display_name;
+    if (!(a.attributes && a.attributes.side === 'unknown')) return n;
+    const bare = n.replace(/\b(left|right)\b\s*/i, '').trim() || n;
+    return bare.charAt(0).toUpperCase() + bare.slice(1) + ' · side?';
+  }
   function scale() { const m = $('.pb-svg').getScreenCTM(); return m ? Math.abs(m.a) || 1 : 1; }
   function fit() { S.vb = { x: 0, y: 0, w: S.image.width, h: S.image.height }; applyVB(); }
   // Handles and the drawing are sized by scale(), so they follow a zoom or pan; zoom.js updates
@@ -52,7 +61,7 @@ function PBRender(app) {
       if (S.hidden.has(a.group) || !a.geometry.length) continue;
       const c = app.cls(a.class_id), [x0, y0] = G.bbox(a.geometry);
       const t = sv('text', { x: x0, y: Math.max(y0 - 3 / s, fs), class: 'pb-ann-label' + (a.key === S.sel ? ' pb-selected' : ''), 'font-size': fs, fill: c.color, 'data-key': a.key });
-      t.textContent = c.display_name;
+      t.textContent = annName(a);
       frag.appendChild(t);
     }
     g.appendChild(frag);
@@ -148,5 +157,5 @@ function PBRender(app) {
     });
   }
 
-  return { sideConflict, scale, fit, applyVB, renderAll, renderAnns, renderLabels, renderLegend, renderComment, renderPreds, renderSel, renderDraw, scheduleDragPaint };
+  return { sideConflict, annName, scale, fit, applyVB, renderAll, renderAnns, renderLabels, renderLegend, renderComment, renderPreds, renderSel, renderDraw, scheduleDragPaint };
 }
