@@ -37,13 +37,17 @@ def box(x0: float, y0: float, x1: float, y1: float) -> list[dict]:
 # Photo 0's pending predictions (browser_helpers.seed_workspace): a "Damage (unspecified)"
 # at (100, 100)-(220, 200) lies inside the annotator's dent below.
 DENT = box(80, 80, 250, 230)
-MIRROR = box(440, 300, 560, 420)  # imported from a side-less label, stored as left_mirror
+MIRROR = box(440, 300, 560, 420)
+SEVERE = {"severity": "severe"}  # imported from a side-less label, stored as left_mirror
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Iterator[tuple[Server, Seeded]]:
     from db.session import session_scope
+    from services.accounts.projects import get_or_create_project
+    from services.accounts.users import get_user
     from services.labelling import annotations as ann
+    from services.review.decisions import review_instance_as
 
     seeded = seed_workspace(tmp_path_factory.mktemp("cvat") / "data", n_synthetic=3)
     with session_scope() as s:
@@ -56,6 +60,28 @@ def world(tmp_path_factory) -> Iterator[tuple[Server, Seeded]]:
                 {"class_id": 54, "geometry": MIRROR, "attributes": {"side": "unknown"}},
             ],
             author="import:public.json",
+        )
+        # Photo 1: a dent the reviewer rejected, a scratch confirmed fake, severe damage.
+        ann.save_annotations(
+            s,
+            image_id=seeded.image_ids[1],
+            expected_version=0,
+            annotations=[
+                {"class_id": 1, "geometry": box(60, 60, 200, 160)},
+                {"class_id": 2, "geometry": box(260, 80, 400, 200), "attributes": {"fake": True}},
+                {"class_id": 3, "geometry": box(300, 280, 480, 420), "attributes": SEVERE},
+            ],
+            author="annotator1",
+        )
+        rows = ann.annotation_dicts(s, seeded.image_ids[1])
+        review_instance_as(
+            s,
+            get_user(s, seeded.users["reviewer"]),
+            project=get_or_create_project(s),
+            image_id=seeded.image_ids[1],
+            annotation_id=rows[0]["id"],
+            decision="rejected",
+            reason="the dent ends at the wheel arch",
         )
     server = Server(seeded.data_dir)
     yield server, seeded
@@ -176,3 +202,60 @@ def test_an_instance_imported_without_a_side_says_side_unknown(page, world):
     assert page.locator(".pb-attrs .pb-sel-class").text_content().startswith("Mirror · side?")
     assert page.locator(".pb-attrs .pb-side-unknown").is_visible()
     shot(page, "side_unknown")
+
+
+def marks(page) -> dict[int, str]:
+    """Each marked polygon's class id and its badge."""
+    found = page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll('.pb-l-marks text')].map((t) =>
+        [window.__pb.anns.find((a) => a.key === +t.dataset.key).class_id, t.textContent]))"""
+    )
+    return {int(k): v for k, v in found.items()}
+
+
+def outline(page, class_id: int) -> list[str]:
+    return page.evaluate(
+        """(cid) => { const a = window.__pb.anns.find((x) => x.class_id === cid);
+        return [...document.querySelector(`.pb-ann[data-key="${a.key}"]`).classList]; }""",
+        class_id,
+    )
+
+
+def test_rejected_fake_and_suspect_polygons_are_marked_on_the_canvas(browser, world):
+    server, seeded = world
+    img = seeded.image_ids[1]
+    # The author: the rejected dent and the confirmed fake are marked; no fraud check is shown
+    # to a role that may not see it.
+    ctx, page = open_page(browser, viewport=(1440, 900))
+    login(page, server, seeded.users["annotator"])
+    open_image(page, img)
+    assert marks(page) == {1: "✗ rejected", 2: "fake"}
+    assert "pb-inst-rejected" in outline(page, 1) and "pb-fake" in outline(page, 2)
+    page.keyboard.press("l")  # class names hidden: the badges stay
+    assert marks(page) == {1: "✗ rejected", 2: "fake"}
+    page.keyboard.press("l")
+    shot(page, "marks_annotator")
+    assert page.errors == []
+    ctx.close()
+
+    # The fraud analyst in the fraud queue: the suspects glow, the first is selected and its
+    # card names the reason.
+    ctx, page = open_page(browser, viewport=(1440, 900))
+    login(page, server, seeded.users["fraud_analyst"], wait_for=".pb-app")
+    page.wait_for_function("() => window.__pb.mode === 'fraud'")
+    open_image(page, img)
+    page.wait_for_function("() => window.__pb.suspects && window.__pb.suspects.size === 2")
+    assert marks(page) == {1: "✗ rejected", 2: "fake · ⚠ fraud check", 3: "⚠ fraud check"}
+    assert "pb-suspect" in outline(page, 3) and "pb-suspect" not in outline(page, 1)
+    page.wait_for_selector(".pb-attrs .pb-suspect-reason")
+    assert selected(page) == "a:2"
+    assert page.locator(".pb-suspect-reason").text_content() == (
+        "Fraud check: scratch is flagged as fake damage"
+    )
+    page.mouse.click(*to_screen(page, 390, 350))
+    assert page.locator(".pb-suspect-reason").text_content() == (
+        "Fraud check: scrape has severe severity"
+    )
+    shot(page, "marks_fraud_queue")
+    assert page.errors == []
+    ctx.close()

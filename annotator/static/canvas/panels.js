@@ -44,7 +44,7 @@ function PBPanels(app) {
         <button class="pb-conflict-load">Load their version</button> <button class="pb-conflict-keep">Keep mine (overwrite theirs)</button>
       </div>
       <div class="pb-main">
-        <div class="pb-stage"><svg class="pb-svg" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 10 10"><image class="pb-img" x="0" y="0" width="10" height="10" preserveAspectRatio="none"/><image class="pb-region" x="0" y="0" width="0" height="0" preserveAspectRatio="none"/><g class="pb-l-anns"></g><g class="pb-l-labels"></g><g class="pb-l-preds"></g><g class="pb-l-sel"></g><g class="pb-l-draw"></g></svg><div class="pb-empty">No photo</div><div class="pb-canvas-comment" hidden></div><div class="pb-legend" hidden></div></div>
+        <div class="pb-stage"><svg class="pb-svg" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 10 10"><image class="pb-img" x="0" y="0" width="10" height="10" preserveAspectRatio="none"/><image class="pb-region" x="0" y="0" width="0" height="0" preserveAspectRatio="none"/><g class="pb-l-anns"></g><g class="pb-l-labels"></g><g class="pb-l-marks"></g><g class="pb-l-preds"></g><g class="pb-l-sel"></g><g class="pb-l-draw"></g></svg><div class="pb-empty">No photo</div><div class="pb-canvas-comment" hidden></div><div class="pb-legend" hidden></div></div>
         <div class="pb-side">
           <div class="pb-card pb-sides-card" hidden><b>Sides to resolve</b><div class="pb-sides"></div></div>
           <div class="pb-card pb-workflow"><div class="pb-imginfo"></div><div class="pb-review-comment"></div><div class="pb-wf-buttons"></div></div>
@@ -171,6 +171,8 @@ function PBPanels(app) {
     if (!a) { box.appendChild(el('div', { class: 'pb-hint' }, 'Select a polygon to edit its class and attributes.')); return; }
     const at = a.attributes || (a.attributes = {});
     box.appendChild(el('div', { class: 'pb-sel-class' }, `${app.annName(a)} (${a.group}) · ${a.source || 'manual'}`));
+    const why = S.suspects && S.suspects.get(a.id);
+    if (why) box.appendChild(el('div', { class: 'pb-suspect-reason' }, 'Fraud check: ' + why));
     if (at.side === 'unknown') box.appendChild(el('div', { class: 'pb-hint pb-side-unknown' }, 'Imported without a side: the side shown in the class list is a guess; a lead settles it under "Sides to resolve".'));
     // Changing this polygon's class is its own action, apart from the class new drawings get.
     const cs = el('select', { class: 'pb-sel-class-pick' });

@@ -43,11 +43,37 @@ function PBRender(app) {
     for (const a of S.anns) {
       if (S.hidden.has(a.group)) continue;
       const c = app.cls(a.class_id);
-      const p = sv('path', { d: pathData(a.geometry), class: 'pb-ann' + (a.key === S.sel ? ' pb-selected' : '') + (a.attributes && a.attributes.fake ? ' pb-fake' : ''), 'data-key': a.key, 'fill-rule': 'evenodd', stroke: c.color, fill: c.color });
+      const m = marks(a);
+      const p = sv('path', { d: pathData(a.geometry), class: 'pb-ann' + (a.key === S.sel ? ' pb-selected' : '') + m.map(([k]) => ' pb-' + k).join(''), 'data-key': a.key, 'fill-rule': 'evenodd', stroke: c.color, fill: c.color });
       frag.appendChild(p);
     }
     g.appendChild(frag);
-    renderLabels(); renderLegend();
+    renderLabels(); renderMarks(); renderLegend();
+  }
+  // What a polygon's outline and badge say about it, beyond its class: [style, badge] pairs
+  // for a reviewer's rejection, a confirmed fake and a fraud-check suspect (S.suspects, fetched
+  // for fraud analysts in navigate.js).
+  function marks(a) {
+    const out = [];
+    if (a.review_state === 'rejected') out.push(['inst-rejected', '✗ rejected']);
+    if (a.group === 'fake' || (a.attributes && a.attributes.fake)) out.push(['fake', 'fake']);
+    if (S.suspects && a.id != null && S.suspects.has(a.id)) out.push(['suspect', '⚠ fraud check']);
+    return out;
+  }
+  // The badges at the top right of each marked polygon's box; shown even with labels hidden,
+  // since they carry decisions, not names.
+  function renderMarks() {
+    const g = $('.pb-l-marks'); if (!g) return; g.textContent = '';
+    if (!S.image) return;
+    const s = scale(), fs = 11 / s;
+    for (const a of S.anns) {
+      if (S.hidden.has(a.group) || !a.geometry.length) continue;
+      const m = marks(a); if (!m.length) continue;
+      const [, y0, x1] = G.bbox(a.geometry);
+      const t = sv('text', { x: x1, y: Math.max(y0 - 3 / s, fs), 'text-anchor': 'end', 'font-size': fs, class: 'pb-mark ' + m.map(([k]) => 'pb-mark-' + k).join(' '), 'data-key': a.key });
+      t.textContent = m.map(([, b]) => b).join(' · ');
+      g.appendChild(t);
+    }
   }
   // Each saved polygon's class name above its box, in the class's colour (L shows or hides them).
   // Text ignores the pointer, so a label never stands between a click and a polygon.
@@ -157,5 +183,5 @@ function PBRender(app) {
     });
   }
 
-  return { sideConflict, annName, scale, fit, applyVB, renderAll, renderAnns, renderLabels, renderLegend, renderComment, renderPreds, renderSel, renderDraw, scheduleDragPaint };
+  return { sideConflict, annName, marks, renderMarks, scale, fit, applyVB, renderAll, renderAnns, renderLabels, renderLegend, renderComment, renderPreds, renderSel, renderDraw, scheduleDragPaint };
 }
