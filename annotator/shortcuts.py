@@ -17,7 +17,13 @@ SHORTCUTS: list[tuple[str, str]] = [
     ("Delete / Backspace", "delete the selected vertex, else the selected polygon"),
     ("Ctrl+Z", "undo (100 steps)"),
     ("Ctrl+Shift+Z / Ctrl+Y", "redo"),
-    ("1 … 9", "pick one of the recent classes (changes the selected polygon's class)"),
+    (
+        "1 … 9",
+        "recent class 1 … 9: the selected polygon's class, or with nothing selected the class"
+        " of new polygons",
+    ),
+    ("Tab / Shift+Tab", "select the next / previous shape under the last click (else of all)"),
+    ("click the selected shape again", "select the next shape under the pointer"),
     ("/", "search the class list"),
     ("Y", "accept the selected pending prediction"),
     ("X", "reject the selected pending prediction"),

@@ -131,6 +131,16 @@ class ImageDetail(ImageSummary):
     held_by: str | None = Field(default=None, description="who holds it, when read_only")
 
 
+class FraudSuspectOut(BaseModel):
+    annotation_id: int
+    reason: str = Field(description="why this polygon is checked, in a sentence")
+
+
+class FraudCheckOut(BaseModel):
+    reasons: list[str] = Field(description="why the photo is in the fraud queue")
+    suspects: list[FraudSuspectOut] = Field(description="the polygons those reasons are about")
+
+
 class ImagePage(BaseModel):
     total: int = Field(description="images matching the filters")
     limit: int

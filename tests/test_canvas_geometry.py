@@ -414,3 +414,42 @@ def test_canvas_agrees_with_core_on_random_rings(page):
         assert g["repaired"] == (rep if changed else None), case
         assert g["repaired_reason"] == (reason(rep) if changed else None), case
     assert crossed > 50  # the repair was exercised, not only simple rings
+
+
+# -- picking among overlapping shapes ---------------------------------------------------------------
+BIG = [{"exterior": [[0, 0], [10, 0], [10, 10], [0, 10]], "holes": []}]
+SMALL = [{"exterior": [[2, 2], [5, 2], [5, 5], [2, 5]], "holes": []}]
+
+
+@pytest.mark.parametrize(
+    ("pt", "shapes", "expected"),
+    [
+        # own polygons (rank 0) before a prediction (rank 1) drawn over them, whatever its size
+        ([3, 3], [("p", SMALL, 1), ("a", BIG, 0)], ["a", "p"]),
+        # the same rank: the smaller first, so a shape inside another stays reachable
+        ([3, 3], [("big", BIG, 0), ("small", SMALL, 0)], ["small", "big"]),
+        # only the shapes holding the point; a hole does not hold it
+        ([8, 8], [("big", BIG, 0), ("small", SMALL, 0)], ["big"]),
+        ([4, 4], [("holed", SQUARE_WITH_HOLE, 0)], []),
+        # equal rank and area: the given order
+        ([3, 3], [("x", BIG, 0), ("y", BIG, 0)], ["x", "y"]),
+    ],
+)
+def test_hits_at_orders_own_polygons_then_smaller(page, pt, shapes, expected):
+    given = [{"ref": r, "geometry": g, "rank": k} for r, g, k in shapes]
+    assert call(page, "hitsAt", pt, given) == expected
+
+
+@pytest.mark.parametrize(
+    ("refs", "current", "direction", "expected"),
+    [
+        (["a", "b", "c"], "a", 1, "b"),
+        (["a", "b", "c"], "c", 1, "a"),
+        (["a", "b", "c"], "a", -1, "c"),
+        (["a", "b", "c"], None, 1, "a"),
+        (["a", "b", "c"], "z", -1, "c"),
+        ([], "a", 1, None),
+    ],
+)
+def test_cycle_wraps_round(page, refs, current, direction, expected):
+    assert call(page, "cycle", refs, current, direction) == expected

@@ -205,6 +205,22 @@ def test_fraud_screen_queues_severe_damage_and_an_odd_colour_patch_with_reasons(
         len(seen[ids[1]]) == 1
         and "colour differs from the paint around it by ΔE" in seen[ids[1]][0]
     )
+    # The polygons those reasons are about, for the canvas to mark, each with its reason.
+    check = client.get(f"/api/images/{ids[1]}/fraud-check", headers=auth).json()
+    assert check["reasons"] == seen[ids[1]]
+    [suspect] = check["suspects"]
+    assert suspect["reason"] == seen[ids[1]][0]
+    assert f"(annotation {suspect['annotation_id']})" in suspect["reason"]
+    check = client.get(f"/api/images/{ids[0]}/fraud-check", headers=auth).json()
+    assert check["suspects"] == [{"annotation_id": 1, "reason": "scrape has severe severity"}]
+    assert client.get(f"/api/images/{ids[2]}/fraud-check", headers=auth).json()["suspects"] == []
+    annotator = client.post(
+        "/api/login", json={"username": seeded.users["annotator"], "password": PASSWORD}
+    ).json()["token"]
+    denied = client.get(
+        f"/api/images/{ids[0]}/fraud-check", headers={"Authorization": f"Bearer {annotator}"}
+    )
+    assert denied.status_code == 403
 
 
 # ---------- §7 plots, §8 throughput and jobs ----------

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 
 from api.deps import KeptEdits, ProjectDep, SessionDep, require, service_errors
-from api.schemas import ClassIdQuery, IdQuery, QueueStep
+from api.schemas import ClassIdQuery, FraudCheckOut, IdPath, IdQuery, QueueStep
 from db.models import Image, User
 from services.accounts.users import Permission
 from services.claims import fraud_screen
@@ -70,3 +70,17 @@ def queue_step(
                 session, session.get(Image, step["image"]["id"])
             )
     return QueueStep.model_validate(step)
+
+
+@router.get("/images/{image_id}/fraud-check")
+def fraud_check(
+    image_id: IdPath,
+    user: Annotated[User, Depends(require(Permission.fraud))],
+    project: ProjectDep,
+    session: SessionDep,
+) -> FraudCheckOut:
+    """Why the photo is in the fraud queue, and which polygons those reasons are about (the
+    canvas marks them)."""
+    with service_errors():
+        check = fraud_screen.fraud_check(session, project, image_id)
+    return FraudCheckOut.model_validate(check)

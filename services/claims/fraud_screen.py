@@ -20,6 +20,7 @@ A photo is queued for a fraud check (the fraud queue's ``flagged`` filter) when
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 
 import numpy as np
 from sqlalchemy import exists
@@ -29,11 +30,14 @@ from core.config import get_settings
 from core.geometry import Shape
 from db.models import Annotation, Image, ModelVersion, Prediction, Project
 from services.accounts.projects import project_taxonomy
+from services.labelling.annotations import get_image
 from services.labelling.flags import CHECK_KEY, severities
 
 #: ``Image.meta`` keys the screen writes.
 
 REASONS_KEY = "fraud_reasons"
+#: The same reasons by the annotation id (a string, as JSON keys are) they are about.
+SUSPECTS_KEY = "fraud_suspects"
 #: Ring around a polygon that stands for its surroundings: this share of the polygon's box
 #: size on each side (at least ``RING_MIN_PX`` pixels at the screening size).
 RING_SHARE = 0.35
@@ -132,6 +136,7 @@ def screen_image(session: Session, image: Image) -> list[str]:
         .order_by(Annotation.id)
     ).all()
     reasons: list[str] = []
+    suspects: dict[str, str] = {}
     if rows:
         pixels = load_image_rgb(image_path(image), max_side=get_settings().fraud_screen_max_side)
         sx, sy = pixels.shape[1] / image.width, pixels.shape[0] / image.height
@@ -142,9 +147,11 @@ def screen_image(session: Session, image: Image) -> list[str]:
             reason = stat and patch_reason(stat, f"{name} (annotation {row.id})")
             if reason:
                 reasons.append(reason)
-    meta = {k: v for k, v in (image.meta or {}).items() if k not in (CHECK_KEY, REASONS_KEY)}
+                suspects[str(row.id)] = reason
+    keys = (CHECK_KEY, REASONS_KEY, SUSPECTS_KEY)
+    meta = {k: v for k, v in (image.meta or {}).items() if k not in keys}
     if reasons:
-        meta[CHECK_KEY], meta[REASONS_KEY] = True, reasons
+        meta[CHECK_KEY], meta[REASONS_KEY], meta[SUSPECTS_KEY] = True, reasons, suspects
     meta["fraud_screened_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     image.meta = meta
     session.add(image)
@@ -216,3 +223,41 @@ def check_reasons(session: Session, image: Image) -> list[str]:
         out.append(f"{version} predicts {name(p.class_id)} (score {p.score:.2f})")
     out += list((image.meta or {}).get(REASONS_KEY) or [])
     return out
+
+
+def suspects(session: Session, image: Image) -> dict[int, str]:
+    """The live annotations of ``image`` that put it in the fraud queue, by id, each with the
+    sentence that says why: flagged fake, of a severity the queue checks, or found by the
+    screen. A fake-damage prediction names no annotation and is left out (see
+    :func:`check_reasons`)."""
+    rows = session.exec(
+        select(Annotation)
+        .where(Annotation.image_id == image.id, Annotation.deleted == False)  # noqa: E712
+        .order_by(Annotation.id)
+    ).all()
+    taxonomy = project_taxonomy(session.get(Project, image.project_id))
+    screened = (image.meta or {}).get(SUSPECTS_KEY) or {}
+    wanted = set(severities())
+    out: dict[int, str] = {}
+    for a in rows:
+        attrs = a.attributes or {}
+        name = taxonomy.by_id(a.class_id).name if a.class_id in taxonomy else f"class {a.class_id}"
+        if a.group == "fake" or attrs.get("fake"):
+            out[a.id] = f"{name} is flagged as fake damage"
+        elif a.group == "damage" and attrs.get("severity") in wanted:
+            out[a.id] = f"{name} has {attrs['severity']} severity"
+        elif str(a.id) in screened:
+            out[a.id] = screened[str(a.id)]
+    return out
+
+
+def fraud_check(session: Session, project: Project, image_id: int) -> dict[str, Any]:
+    """``{"reasons": [...], "suspects": [{"annotation_id", "reason"}]}`` for the photo
+    ``image_id`` of ``project`` (NotFound when it has none such)."""
+    image = get_image(session, image_id, project)
+    return {
+        "reasons": check_reasons(session, image),
+        "suspects": [
+            {"annotation_id": k, "reason": v} for k, v in suspects(session, image).items()
+        ],
+    }

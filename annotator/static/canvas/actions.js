@@ -18,6 +18,18 @@ function PBActions(app) {
     app.renderClassList(); app.persist();
   }
 
+  // Keys 1-9: the n-th recent class becomes the selected polygon's class, or, with no polygon
+  // selected, the class new polygons get. The recent list keeps its order, so a key keeps its
+  // class while the user relabels one polygon after another.
+  function recentClass(n) {
+    const id = S.recent[n - 1]; if (!id) return;
+    const a = app.selAnn();
+    if (!a) { pickClass(id); return; }
+    if (a.class_id === id) return;
+    app.change(() => { a.class_id = id; a.group = app.cls(id).group; });
+    msg(`Polygon is now ${app.cls(id).display_name}.`);
+  }
+
   // ---- tools and drawing ----
   function setTool(t) {
     if ((t === 'hole' || t === 'part') && !app.selAnn()) { msg('Select a polygon first.', true); t = 'select'; }
@@ -106,11 +118,38 @@ function PBActions(app) {
     clearAssist();
   }
 
+  // ---- selection ----
+  // A shape is named by a ref: 'a:<key>' for a polygon of the photo, 'p:<id>' for a pending
+  // prediction. Clicks pick the polygons before predictions (PBGeometry.hitsAt); a second
+  // click on the same spot, or Tab, goes on to the next shape there.
+  const selRef = () => (S.sel != null ? 'a:' + S.sel : S.selPred != null ? 'p:' + S.selPred : null);
+  function visibleShapes() {
+    return [
+      ...S.anns.filter((a) => !S.hidden.has(a.group)).map((a) => ({ ref: 'a:' + a.key, geometry: a.geometry, rank: 0 })),
+      ...app.pendingPreds().filter((p) => !S.hidden.has(p.group)).map((p) => ({ ref: 'p:' + p.id, geometry: p.geometry, rank: 1 })),
+    ];
+  }
+  function shapesAt(pt) { return G.hitsAt(pt, visibleShapes()); }
+  // Selects the shape ref names (null: nothing), and brings its card into view.
+  function select(ref) {
+    const [kind, v] = ref ? ref.split(':') : [null, null];
+    S.sel = kind === 'a' ? +v : null; S.selPred = kind === 'p' ? +v : null; S.selV = null;
+    app.renderAll(); app.renderAttrs(); app.renderClassList();
+    if (ref) { const card = $('.pb-attrs'); if (card && card.scrollIntoView) card.scrollIntoView({ block: 'nearest' }); }
+  }
+  // Tab: the next shape under the last click when several lie there, else the next of all.
+  function cycleSelection(dir) {
+    const here = S.lastClick ? shapesAt(S.lastClick) : [];
+    const refs = here.length > 1 ? here : visibleShapes().map((s) => s.ref);
+    const next = G.cycle(refs, selRef(), dir);
+    if (next) select(next);
+  }
+
   // ---- predictions ----
   function predToAnn(p) { return { key: S.uid++, id: null, class_id: p.class_id, group: p.group, geometry: app.clone(p.geometry), attributes: {}, source: 'accepted_prediction', prediction_id: p.id }; }
   function acceptPred(pid) { const p = S.preds.find((x) => x.id === pid); if (!p) return; app.change(() => { const a = predToAnn(p); S.anns.push(a); S.sel = a.key; S.selPred = null; }); }
   async function rejectPred(pid) {
-    try { await app.api('POST', `/predictions/${pid}/state`, { state: 'rejected' }); const p = S.preds.find((x) => x.id === pid); if (p) p.state = 'rejected'; S.selPred = null; app.renderPreds(); msg('Prediction rejected.'); } catch (e) { msg(e.message, true); }
+    try { await app.api('POST', `/predictions/${pid}/state`, { state: 'rejected' }); const p = S.preds.find((x) => x.id === pid); if (p) p.state = 'rejected'; S.selPred = null; app.renderPreds(); app.renderAttrs(); msg('Prediction rejected.'); } catch (e) { msg(e.message, true); }
   }
   function acceptAllAbove() {
     const t = +$('.pb-thr').value;
@@ -146,7 +185,8 @@ function PBActions(app) {
   function toggleGroup(g, hide) { if (hide) S.hidden.add(g); else S.hidden.delete(g); const cb = root.querySelector(`[data-group="${g}"]`); if (cb) cb.checked = !hide; app.renderAll(); app.renderPredList(); app.persist(); }
 
   return {
-    pickClass, setTool, finishDrawing, deleteSelected, deleteVertex, clearAssist, requestAssist, acceptAssist,
+    pickClass, recentClass, setTool, finishDrawing, deleteSelected, deleteVertex, clearAssist, requestAssist, acceptAssist,
     acceptPred, rejectPred, acceptAllAbove, setStatus, fraudDecision, toggleGroup,
+    selRef, shapesAt, select, cycleSelection,
   };
 }

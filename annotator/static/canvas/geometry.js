@@ -86,6 +86,27 @@ const PBGeometry = (function () {
     return best;
   }
 
+  // ---- picking among overlapping shapes ----
+  // The refs of the shapes ([{ref, geometry, rank}]) that hold pt, in the order a click picks
+  // them: lower rank first (the canvas ranks the user's own polygons before pending
+  // predictions, so a prediction drawn over a polygon never takes its clicks), then the smaller
+  // area first (a shape inside another stays reachable), then the given order.
+  function hitsAt(pt, shapes) {
+    return shapes
+      .map((s, i) => ({ s, i, area: shapeArea(s.geometry) }))
+      .filter((h) => inShape(pt, h.s.geometry))
+      .sort((a, b) => (a.s.rank || 0) - (b.s.rank || 0) || a.area - b.area || a.i - b.i)
+      .map((h) => h.s.ref);
+  }
+  // The ref after (dir 1) or before (dir -1) current in refs, wrapping round; the first (or,
+  // backwards, the last) when current is not among them; null for no refs.
+  function cycle(refs, current, dir = 1) {
+    if (!refs.length) return null;
+    const i = refs.indexOf(current);
+    if (i < 0) return dir < 0 ? refs[refs.length - 1] : refs[0];
+    return refs[(i + dir + refs.length) % refs.length];
+  }
+
   // ---- what a save accepts (core.geometry.check_geometry), step for step ----
   // numpy's round(x, 2): scale, round half to even, scale back.
   function roundTo(x, ndigits) {
@@ -191,7 +212,7 @@ const PBGeometry = (function () {
 
   return Object.freeze({
     rings, ringOf, distance, bbox, normalBox, ringArea, polygonArea, shapeArea,
-    inRing, inPolygon, inShape, closestOnSegment, nearestEdge, translated, partSuggestion,
+    inRing, inPolygon, inShape, closestOnSegment, nearestEdge, translated, partSuggestion, hitsAt, cycle,
     roundTo, check, splitRing, repair,
   });
 })();

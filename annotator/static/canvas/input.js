@@ -89,14 +89,20 @@ function PBInput(app) {
           svg.setPointerCapture(e.pointerId); app.renderAnns(); app.renderSel(); return;
         }
       }
-      if (t.classList.contains('pb-ann') || (t.classList.contains('pb-edge-hit') && a)) {
-        const key = t.classList.contains('pb-ann') ? +t.dataset.key : a.key;
-        if (S.sel !== key) { S.sel = key; S.selV = null; S.selPred = null; app.renderAnns(); app.renderSel(); app.renderAttrs(); app.renderPreds(); app.renderClassList(); }
-        S.drag = { kind: 'move', start: pt, orig: app.clone(app.selAnn().geometry), before: app.snap(), moved: false };
-        svg.setPointerCapture(e.pointerId); return;
-      }
-      if (t.classList.contains('pb-pred') || t.classList.contains('pb-pred-label')) { S.selPred = +t.dataset.pid; S.sel = null; S.selV = null; app.renderAll(); app.renderAttrs(); return; }
-      S.sel = null; S.selV = null; S.selPred = null; app.renderAnns(); app.renderSel(); app.renderAttrs(); app.renderPreds();
+      // Which shape the click picks is decided by geometry, not by which SVG element lies on
+      // top: own polygons before predictions, and a second click on the selected shape (one
+      // that does not drag it) goes on to the next shape under the pointer.
+      S.lastClick = pt;
+      if (t.classList.contains('pb-pred-label')) { app.select('p:' + t.dataset.pid); return; }
+      const hits = app.shapesAt(pt), cur = app.selRef();
+      if (a && t.classList.contains('pb-edge-hit') && !hits.includes(cur)) hits.unshift(cur);
+      if (!hits.length) { app.select(null); return; }
+      const again = cur && hits.includes(cur);
+      if (again && cur.startsWith('p:')) { app.select(G.cycle(hits, cur, 1)); return; }
+      if (!again) app.select(hits[0]);
+      if (!app.selAnn()) return;
+      S.drag = { kind: 'move', start: pt, orig: app.clone(app.selAnn().geometry), before: app.snap(), moved: false, cycle: again && hits.length > 1 ? hits : null };
+      svg.setPointerCapture(e.pointerId);
     });
     svg.addEventListener('pointermove', (e) => {
       const D = S.drag;
@@ -125,6 +131,7 @@ function PBInput(app) {
         else { S.assist.points.push(D.start); S.assist.labels.push(D.neg ? 0 : 1); }
         app.renderDraw(); app.requestAssist(); return;
       }
+      if (D.kind === 'move' && !D.moved && D.cycle) { app.select(G.cycle(D.cycle, app.selRef(), 1)); return; }
       if ((D.kind === 'vertex' || D.kind === 'move') && D.moved) {
         S.stats.lastRelease = performance.now();
         app.pushUndo(D.before); app.renderAnns(); app.renderSel(); app.renderAttrs(); app.save();
@@ -153,6 +160,7 @@ function PBInput(app) {
     let done = true;
     if (ctrl && (k === 'z' || k === 'Z')) { if (e.shiftKey) app.redo(); else app.undo(); }
     else if (ctrl && (k === 'y' || k === 'Y')) app.redo();
+    else if (k === 'Tab' && !ctrl && !e.altKey) { if (S.image && root.contains(e.target) && !S.draw) app.cycleSelection(e.shiftKey ? -1 : 1); else done = false; }
     else if (ctrl && k === 'Enter') app.setStatus(S.mode === 'review' ? 'reviewed' : 'labelled');
     else if (k === 'Enter') { if (S.draw) app.finishDrawing(); else if (S.assist.preview) app.acceptAssist(); else done = false; }
     else if (k === 'Escape') { if (S.draw && S.draw.points.length) { S.draw.points = []; app.renderDraw(); } else if (S.assist.points.length || S.assist.box) app.clearAssist(); else { S.sel = null; S.selV = null; if (S.draw) app.setTool('select'); app.renderAll(); app.renderAttrs(); } $('.pb-help').hidden = true; }
@@ -170,7 +178,7 @@ function PBInput(app) {
     else if (k === 'x' || k === 'X') { if (S.selPred) app.rejectPred(S.selPred); }
     else if (k === 'ArrowRight' || k === 'd' || k === 'D') app.step('next');
     else if (k === 'ArrowLeft' || k === 's' || k === 'S') app.step('previous');
-    else if (/^[1-9]$/.test(k)) { const id = S.recent[+k - 1]; if (id) app.pickClass(id); }
+    else if (/^[1-9]$/.test(k)) app.recentClass(+k);
     else if (k === '/') $('.pb-class-search').focus();
     else if (k === '0') { if (S.image) app.fit(); }
     else if (k === '+' || k === '=') app.zoomBy(1.25);

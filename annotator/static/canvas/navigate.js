@@ -92,6 +92,7 @@ function PBNavigate(app) {
     delete root.querySelector('.pb-app').dataset.empty;
     persist();
     app.renderAll(); app.renderSide(); app.renderProgress();
+    loadSuspects(d.id);
     // Start the assist embedding now: it takes seconds, and the user has not asked yet.
     if (app.can('assist')) app.api('POST', `/images/${d.id}/assist/prepare`).catch(() => {});
     svg.dataset.imageId = String(d.id);
@@ -111,6 +112,18 @@ function PBNavigate(app) {
       };
       pre.src = url;
     })).catch((e) => msg('Could not load the photo: ' + e.message, true));
+  }
+  // A fraud analyst sees which polygons put the photo in the fraud queue, and why; in the
+  // fraud queue the first of them is selected, so its card names the reason.
+  async function loadSuspects(id) {
+    S.suspects = new Map();
+    if (!app.can('fraud')) return;
+    let check;
+    try { check = await app.api('GET', `/images/${id}/fraud-check`); } catch (e) { return; }
+    if (!S.image || S.image.id !== id) return;
+    S.suspects = new Map(check.suspects.map((x) => [x.annotation_id, x.reason]));
+    const first = S.mode === 'fraud' && S.sel == null && S.selPred == null && S.anns.find((a) => S.suspects.has(a.id));
+    if (first) app.select('a:' + first.key); else { app.renderAnns(); app.renderAttrs(); }
   }
   async function prefetchNext() {
     if (!S.image) return;

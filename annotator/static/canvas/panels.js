@@ -44,7 +44,7 @@ function PBPanels(app) {
         <button class="pb-conflict-load">Load their version</button> <button class="pb-conflict-keep">Keep mine (overwrite theirs)</button>
       </div>
       <div class="pb-main">
-        <div class="pb-stage"><svg class="pb-svg" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 10 10"><image class="pb-img" x="0" y="0" width="10" height="10" preserveAspectRatio="none"/><image class="pb-region" x="0" y="0" width="0" height="0" preserveAspectRatio="none"/><g class="pb-l-anns"></g><g class="pb-l-labels"></g><g class="pb-l-preds"></g><g class="pb-l-sel"></g><g class="pb-l-draw"></g></svg><div class="pb-empty">No photo</div><div class="pb-canvas-comment" hidden></div><div class="pb-legend" hidden></div></div>
+        <div class="pb-stage"><svg class="pb-svg" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 10 10"><image class="pb-img" x="0" y="0" width="10" height="10" preserveAspectRatio="none"/><image class="pb-region" x="0" y="0" width="0" height="0" preserveAspectRatio="none"/><g class="pb-l-anns"></g><g class="pb-l-labels"></g><g class="pb-l-marks"></g><g class="pb-l-preds"></g><g class="pb-l-sel"></g><g class="pb-l-draw"></g></svg><div class="pb-empty">No photo</div><div class="pb-canvas-comment" hidden></div><div class="pb-legend" hidden></div></div>
         <div class="pb-side">
           <div class="pb-card pb-sides-card" hidden><b>Sides to resolve</b><div class="pb-sides"></div></div>
           <div class="pb-card pb-workflow"><div class="pb-imginfo"></div><div class="pb-review-comment"></div><div class="pb-wf-buttons"></div></div>
@@ -166,9 +166,14 @@ function PBPanels(app) {
   function renderAttrs() {
     const box = $('.pb-attrs'); box.textContent = '';
     const a = app.selAnn();
+    const pr = !a && S.selPred != null ? S.preds.find((p) => p.id === S.selPred) : null;
+    if (pr) { renderPredCard(box, pr); return; }
     if (!a) { box.appendChild(el('div', { class: 'pb-hint' }, 'Select a polygon to edit its class and attributes.')); return; }
     const at = a.attributes || (a.attributes = {});
-    box.appendChild(el('div', { class: 'pb-sel-class' }, `${app.cls(a.class_id).display_name} (${a.group}) · ${a.source || 'manual'}`));
+    box.appendChild(el('div', { class: 'pb-sel-class' }, `${app.annName(a)} (${a.group}) · ${a.source || 'manual'}`));
+    const why = S.suspects && S.suspects.get(a.id);
+    if (why) box.appendChild(el('div', { class: 'pb-suspect-reason' }, 'Fraud check: ' + why));
+    if (at.side === 'unknown') box.appendChild(el('div', { class: 'pb-hint pb-side-unknown' }, 'Imported without a side: the side shown in the class list is a guess; a lead settles it under "Sides to resolve".'));
     // Changing this polygon's class is its own action, apart from the class new drawings get.
     const cs = el('select', { class: 'pb-sel-class-pick' });
     for (const g of app.GROUPS) {
@@ -215,6 +220,15 @@ function PBPanels(app) {
     box.appendChild(el('button', { class: 'pb-delete', onclick: app.deleteSelected }, 'Delete polygon (Del)'));
     renderInstanceReview(box, a);
   }
+  // The selected pending prediction: what the model says, and the two decisions on it.
+  function renderPredCard(box, p) {
+    const side = app.sideConflict(p);
+    box.appendChild(el('div', { class: 'pb-sel-class pb-sel-pred' }, `Prediction: ${app.cls(p.class_id).display_name} (${p.group}) · score ${p.score.toFixed(2)}` + (side ? ' · side?' : '')));
+    if (side) box.appendChild(el('div', { class: 'pb-hint' }, side));
+    box.appendChild(el('button', { class: 'pb-pred-accept', onclick: () => app.acceptPred(p.id) }, 'Accept (Y)'));
+    box.appendChild(el('button', { class: 'pb-pred-reject', onclick: () => app.rejectPred(p.id) }, 'Reject (X)'));
+    box.appendChild(el('div', { class: 'pb-hint' }, 'Click again or press Tab for the next shape under the pointer.'));
+  }
   // A reviewer's verdict on this one instance; everyone sees the verdict and its reason.
   function renderInstanceReview(box, a) {
     const wrap = el('div', { class: 'pb-inst-review' });
@@ -245,6 +259,7 @@ function PBPanels(app) {
     for (const p of app.pendingPreds()) {
       if (S.hidden.has(p.group)) continue;
       const row = el('div', { class: 'pb-pred-row' + (p.id === S.selPred ? ' pb-selected' : ''), 'data-pid': p.id });
+      row.addEventListener('click', (e) => { if (e.target.tagName !== 'BUTTON') app.select('p:' + p.id); });
       const side = app.sideConflict(p);
       row.appendChild(el('span', side ? { title: side } : {}, `${app.cls(p.class_id).display_name} ${p.score.toFixed(2)} ` + (side ? '· side? ' : '')));
       row.appendChild(el('button', { class: 'pb-pred-accept', onclick: () => app.acceptPred(p.id) }, 'accept'));

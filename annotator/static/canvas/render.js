@@ -21,6 +21,15 @@ function PBRender(app) {
   // A pre-annotation whose sided class appears twice on the photo (two "left" doors) carries the
   // model's sentence about it; it is shown beside the class name.
   function sideConflict(p) { return (p.extra && p.extra.side_conflict) || ''; }
+  // A polygon imported from a label without a side (attributes.side 'unknown', see sides.js)
+  // holds the side the label map guessed: its name leaves that side out and says "side?", as a
+  // prediction with a side conflict does.
+  function annName(a) {
+    const n = app.cls(a.class_id).display_name;
+    if (!(a.attributes && a.attributes.side === 'unknown')) return n;
+    const bare = n.replace(/\b(left|right)\b\s*/i, '').trim() || n;
+    return bare.charAt(0).toUpperCase() + bare.slice(1) + ' · side?';
+  }
   function scale() { const m = $('.pb-svg').getScreenCTM(); return m ? Math.abs(m.a) || 1 : 1; }
   function fit() { S.vb = { x: 0, y: 0, w: S.image.width, h: S.image.height }; applyVB(); }
   // Handles and the drawing are sized by scale(), so they follow a zoom or pan; zoom.js updates
@@ -34,11 +43,37 @@ function PBRender(app) {
     for (const a of S.anns) {
       if (S.hidden.has(a.group)) continue;
       const c = app.cls(a.class_id);
-      const p = sv('path', { d: pathData(a.geometry), class: 'pb-ann' + (a.key === S.sel ? ' pb-selected' : '') + (a.attributes && a.attributes.fake ? ' pb-fake' : ''), 'data-key': a.key, 'fill-rule': 'evenodd', stroke: c.color, fill: c.color });
+      const m = marks(a);
+      const p = sv('path', { d: pathData(a.geometry), class: 'pb-ann' + (a.key === S.sel ? ' pb-selected' : '') + m.map(([k]) => ' pb-' + k).join(''), 'data-key': a.key, 'fill-rule': 'evenodd', stroke: c.color, fill: c.color });
       frag.appendChild(p);
     }
     g.appendChild(frag);
-    renderLabels(); renderLegend();
+    renderLabels(); renderMarks(); renderLegend();
+  }
+  // What a polygon's outline and badge say about it, beyond its class: [style, badge] pairs
+  // for a reviewer's rejection, a confirmed fake and a fraud-check suspect (S.suspects, fetched
+  // for fraud analysts in navigate.js).
+  function marks(a) {
+    const out = [];
+    if (a.review_state === 'rejected') out.push(['inst-rejected', '✗ rejected']);
+    if (a.group === 'fake' || (a.attributes && a.attributes.fake)) out.push(['fake', 'fake']);
+    if (S.suspects && a.id != null && S.suspects.has(a.id)) out.push(['suspect', '⚠ fraud check']);
+    return out;
+  }
+  // The badges at the top right of each marked polygon's box; shown even with labels hidden,
+  // since they carry decisions, not names.
+  function renderMarks() {
+    const g = $('.pb-l-marks'); if (!g) return; g.textContent = '';
+    if (!S.image) return;
+    const s = scale(), fs = 11 / s;
+    for (const a of S.anns) {
+      if (S.hidden.has(a.group) || !a.geometry.length) continue;
+      const m = marks(a); if (!m.length) continue;
+      const [, y0, x1] = G.bbox(a.geometry);
+      const t = sv('text', { x: x1, y: Math.max(y0 - 3 / s, fs), 'text-anchor': 'end', 'font-size': fs, class: 'pb-mark ' + m.map(([k]) => 'pb-mark-' + k).join(' '), 'data-key': a.key });
+      t.textContent = m.map(([, b]) => b).join(' · ');
+      g.appendChild(t);
+    }
   }
   // Each saved polygon's class name above its box, in the class's colour (L shows or hides them).
   // Text ignores the pointer, so a label never stands between a click and a polygon.
@@ -52,7 +87,7 @@ function PBRender(app) {
       if (S.hidden.has(a.group) || !a.geometry.length) continue;
       const c = app.cls(a.class_id), [x0, y0] = G.bbox(a.geometry);
       const t = sv('text', { x: x0, y: Math.max(y0 - 3 / s, fs), class: 'pb-ann-label' + (a.key === S.sel ? ' pb-selected' : ''), 'font-size': fs, fill: c.color, 'data-key': a.key });
-      t.textContent = c.display_name;
+      t.textContent = annName(a);
       frag.appendChild(t);
     }
     g.appendChild(frag);
@@ -148,5 +183,5 @@ function PBRender(app) {
     });
   }
 
-  return { sideConflict, scale, fit, applyVB, renderAll, renderAnns, renderLabels, renderLegend, renderComment, renderPreds, renderSel, renderDraw, scheduleDragPaint };
+  return { sideConflict, annName, marks, renderMarks, scale, fit, applyVB, renderAll, renderAnns, renderLabels, renderLegend, renderComment, renderPreds, renderSel, renderDraw, scheduleDragPaint };
 }

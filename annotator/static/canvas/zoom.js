@@ -67,7 +67,7 @@ function PBZoom(app) {
     if (!S.image) return;
     const z = $('.pb-zoom-level'); if (z) z.textContent = zoomPct() + '%';
     const lab = $('.pb-l-labels');
-    if (lab && S.showLabels && Math.abs(+lab.dataset.scale - app.scale()) > 1e-3 * app.scale()) app.renderLabels();
+    if (lab && S.showLabels && Math.abs(+lab.dataset.scale - app.scale()) > 1e-3 * app.scale()) { app.renderLabels(); app.renderMarks(); }
     if (S.region && S.region.id !== S.image.id) hideRegion();
     clearTimeout(timer); timer = setTimeout(loadRegion, now ? 0 : DEBOUNCE_MS);
     now = false;
