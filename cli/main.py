@@ -387,7 +387,8 @@ def stats(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
         typer.echo(json.dumps(result, indent=1))
         return
     typer.echo(
-        f"project {result['project']}: {result['images']} images, {result['annotations']} annotations"
+        f"project {result['project']}: {result['images']} images ({result['labelled']} labelled), "
+        f"{result['annotations']} annotations"
     )
     for group, n in result["per_group"].items():
         typer.echo(f"  {group}: {n}")
