@@ -47,8 +47,10 @@ def main_options(
 
     apply_process_settings(get_settings())
     from jobs.autotrain import listen as queue_autotraining_on_commit
+    from jobs.slot_predictions import listen as preannotate_slot_photos_on_commit
 
     queue_autotraining_on_commit()
+    preannotate_slot_photos_on_commit()
 
 
 # -- taxonomy -------------------------------------------------------------------
