@@ -42,8 +42,10 @@ def create_app(*, start_worker: bool = False) -> FastAPI:
     settings = get_settings()
     apply_process_settings(settings)  # also when run as `uvicorn app:app`, without the CLI
     from jobs.autotrain import listen as queue_autotraining_on_commit
+    from jobs.slot_predictions import listen as preannotate_slot_photos_on_commit
 
     queue_autotraining_on_commit()
+    preannotate_slot_photos_on_commit()
     init_db()
     _first_start_hint()
     worker = None

@@ -168,9 +168,10 @@ def dashboard(token: str) -> tuple:
         autotrain = f"{part_seg_summary(session, project)}  \n{autotrain_summary(session, project)}"
         rates = review_service.rejection_rates_markdown(session, project)
     st = data["stats"]
-    summary = f"**{st['images']}** photos · **{st['annotations']}** annotations · " + " · ".join(
-        f"{k}: {v}" for k, v in st["per_status"].items()
-    )
+    summary = (
+        f"**{st['images']}** photos · **{st['labelled']}** labelled (or reviewed) · "
+        f"**{st['annotations']}** annotations · "
+    ) + " · ".join(f"{k}: {v}" for k, v in st["per_status"].items())
     summary += f"  \n{autotrain}\n\n{rates}"
     status_rows = [[k, v] for k, v in st["per_status"].items()]
     group_rows = [[k, v] for k, v in st["per_group"].items()]

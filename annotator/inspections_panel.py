@@ -1,7 +1,7 @@
 """The Inspections tab: pick an inspection; see its slot grid (thumbnails and status), the
 per-part damage summary, the new-damage flags; compare a slot with the pick-up (side by side
 and an overlay with an opacity slider, new damage outlined orange); confirm or dismiss a
-flag with a note; download the PDF report.
+flag (click its row) with a note; download the PDF report.
 
 Thin: handlers call ``services.claims.inspections``, ``services.claims.new_damage`` and ``services.claims.report``.
 The caller passes its ``require(token, permission) -> User``, so this module needs nothing
@@ -192,9 +192,26 @@ def _find_new(require: Require, token: str, inspection_id: int | None) -> str:
     )
 
 
-def _decide(require: Require, token: str, flag_id: float | None, decision: str, note: str) -> str:
+PICK_A_FLAG = "Click a flag's row to give its verdict."
+
+
+def _pick_flag(evt: gr.SelectData) -> tuple[int | None, str]:
+    """The flag of the clicked row (its id is the first column) and a line naming it."""
+    row = evt.row_value or []
+    if not row or row[0] in (None, ""):
+        return None, PICK_A_FLAG
+    flag_id = int(row[0])
+    what = ", ".join(str(x) for x in row[1:4] if x not in (None, ""))
+    verdict = row[5] if len(row) > 5 and row[5] else "open"
+    return flag_id, _md_escape(f"Flag {flag_id} ({what}), now {verdict}: give its verdict below.")
+
+
+def _decide(
+    require: Require, token: str, flag_id: int | None, decision: str, note: str
+) -> tuple[str, int | None, str]:
+    """Save the picked flag's verdict: the message, and the pick (cleared once saved)."""
     if not flag_id:
-        return "Give the flag's id (first column)."
+        return PICK_A_FLAG, None, PICK_A_FLAG
     user = require(token, Permission.fraud)
     try:
         with session_scope() as session:
@@ -206,9 +223,10 @@ def _decide(require: Require, token: str, flag_id: float | None, decision: str, 
                 note=note,
                 user=user,
             )
-            return f"Flag {f.id}: {f.decision} by {f.decided_by}."
+            done = f"Flag {f.id}: {f.decision} by {f.decided_by}."
     except ServiceError as e:
-        return f"**Error:** {_md_escape(str(e))}"
+        return f"**Error:** {_md_escape(str(e))}", flag_id, gr.update()
+    return done, None, PICK_A_FLAG
 
 
 def _report(require: Require, token: str, inspection_id: int | None) -> Any:
@@ -414,9 +432,15 @@ def inspections_panel(token: gr.State, require: Require) -> None:
         interactive=False,
         elem_id="pb-insp-flags",
     )
+    flag_id = gr.State(None)
+    picked = gr.Markdown(PICK_A_FLAG, elem_id="pb-insp-flag-picked")
     with gr.Row():
-        flag_id = gr.Number(label="Flag", precision=0, elem_id="pb-insp-flag-id")
-        decision = gr.Radio(["confirmed", "dismissed"], value="confirmed", label="Verdict")
+        decision = gr.Radio(
+            list(new_damage.DECISIONS),
+            value=new_damage.DECISIONS[0],
+            label="Verdict",
+            elem_id="pb-insp-flag-verdict",
+        )
         note = gr.Textbox(label="Note", elem_id="pb-insp-flag-note")
         decide = gr.Button("Save verdict", size="sm", elem_id="pb-insp-decide")
     decide_msg = gr.Markdown(elem_id="pb-insp-decide-msg")
@@ -446,13 +470,15 @@ def inspections_panel(token: gr.State, require: Require) -> None:
     refresh.click(load_choices, [token], [pick])
     pick.focus(load_choices, [token], [pick])
     pick.change(show, [token, pick], shown)
+    pick.change(lambda: (None, PICK_A_FLAG), None, [flag_id, picked])
+    flags.select(_pick_flag, None, [flag_id, picked])
     find.click(lambda t, i: _find_new(require, t, i), [token, pick], [find_msg]).then(
         show, [token, pick], shown
     )
     decide.click(
         lambda t, f, d, n: _decide(require, t, f, d, n),
         [token, flag_id, decision, note],
-        [decide_msg],
+        [decide_msg, flag_id, picked],
     ).then(show, [token, pick], shown)
     pdf_btn.click(lambda t, i: _report(require, t, i), [token, pick], [pdf])
     i_vehicle.focus(lambda t: gr.update(choices=_vehicle_choices(require, t)), [token], [i_vehicle])

@@ -173,7 +173,7 @@ class QueueProgress(BaseModel):
     open: int
     new: int
     in_progress: int
-    labelled: int
+    labelled: int = Field(description="photos labelled or reviewed")
     reviewed: int
     rejected: int
 
@@ -249,6 +249,7 @@ class AssistanceIn(BaseModel):
 class ProjectStats(BaseModel):
     project: str
     images: int
+    labelled: int = Field(description="photos labelled or reviewed")
     annotations: int
     per_group: dict[str, int]
     per_class: dict[str, int]

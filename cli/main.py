@@ -47,8 +47,10 @@ def main_options(
 
     apply_process_settings(get_settings())
     from jobs.autotrain import listen as queue_autotraining_on_commit
+    from jobs.slot_predictions import listen as preannotate_slot_photos_on_commit
 
     queue_autotraining_on_commit()
+    preannotate_slot_photos_on_commit()
 
 
 # -- taxonomy -------------------------------------------------------------------
@@ -428,7 +430,8 @@ def stats(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
         typer.echo(json.dumps(result, indent=1))
         return
     typer.echo(
-        f"project {result['project']}: {result['images']} images, {result['annotations']} annotations"
+        f"project {result['project']}: {result['images']} images ({result['labelled']} labelled), "
+        f"{result['annotations']} annotations"
     )
     for group, n in result["per_group"].items():
         typer.echo(f"  {group}: {n}")

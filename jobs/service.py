@@ -76,6 +76,12 @@ def validate_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
             raise Invalid("params.k must be a whole number of images.") from None
         if params["k"] < 1:
             raise Invalid("params.k must be at least 1.")
+    if params.get("image_ids") is not None:
+        ids = params["image_ids"]
+        if not isinstance(ids, list) or not all(
+            isinstance(x, int) and not isinstance(x, bool) for x in ids
+        ):
+            raise Invalid("params.image_ids must be a list of image ids, e.g. [12, 13].")
     if kind == "select" and "strategy" in params:
         from active_learning.strategies import STRATEGIES
 

@@ -36,10 +36,21 @@ def _on_stage(ctx: JobContext, run: Callable[..., Any], stage: str, doing: str, 
 
 
 def run_preannotate(
-    ctx: JobContext, *, stage: str, version: str | None = None, limit: int | None = None
+    ctx: JobContext,
+    *,
+    stage: str,
+    version: str | None = None,
+    limit: int | None = None,
+    image_ids: list[int] | None = None,
 ) -> dict:
     n = _on_stage(
-        ctx, model_runs.predict_stage, stage, "pre-annotating with", version=version, limit=limit
+        ctx,
+        model_runs.predict_stage,
+        stage,
+        "pre-annotating with",
+        version=version,
+        limit=limit,
+        image_ids=image_ids,
     )
     return {"predicted": n}
 

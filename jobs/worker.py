@@ -135,8 +135,10 @@ def main(argv: list[str] | None = None) -> None:
 
     apply_process_settings(get_settings())  # a process started outside the CLI
     from jobs.autotrain import listen as queue_autotraining_on_commit
+    from jobs.slot_predictions import listen as preannotate_slot_photos_on_commit
 
     queue_autotraining_on_commit()
+    preannotate_slot_photos_on_commit()
     run_worker(workers=args.workers, max_delay=args.max_delay)
 
 

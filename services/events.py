@@ -2,7 +2,8 @@
 
 Services below ``jobs/`` must not queue work themselves: a save marks that the project's
 labels changed, and ``jobs.autotrain`` (subscribed to the session's commit) decides what to
-queue. A rolled-back transaction leaves no mark behind.
+queue; a photo put into an inspection slot is marked, and ``jobs.slot_predictions`` queues
+its pre-annotation. A rolled-back transaction leaves no mark behind.
 """
 
 from __future__ import annotations
@@ -21,3 +22,17 @@ def labels_changed(session: Session, project_id: int) -> None:
 def take_labels_changed(session: Session) -> set[int]:
     """The projects marked since the last call (and forget them)."""
     return session.info.pop(LABELS_CHANGED, set())
+
+
+#: ``session.info`` key: project id -> ids of the photos this transaction put into slots.
+PHOTOS_PLACED = "photos_placed_in_slots"
+
+
+def photos_placed(session: Session, project_id: int, image_ids: list[int]) -> None:
+    """Record that this transaction put ``image_ids`` of ``project_id`` into inspection slots."""
+    session.info.setdefault(PHOTOS_PLACED, {}).setdefault(project_id, set()).update(image_ids)
+
+
+def take_photos_placed(session: Session) -> dict[int, set[int]]:
+    """The photos placed per project since the last call (and forget them)."""
+    return session.info.pop(PHOTOS_PLACED, {})

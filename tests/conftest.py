@@ -53,10 +53,12 @@ def pytest_make_collect_report(collector):
 
 @pytest.fixture(autouse=True, scope="session")
 def _queue_autotraining_on_commit():
-    """As the app, the CLI and the worker do at start-up."""
+    """As the app, the CLI and the worker do at start-up (pre-annotating slot photos too)."""
     from jobs.autotrain import listen
+    from jobs.slot_predictions import listen as preannotate_slot_photos
 
     listen()
+    preannotate_slot_photos()
 
 
 @pytest.fixture

@@ -46,12 +46,12 @@ def world(tmp_path_factory) -> Iterator[tuple[Server, Seeded]]:
     from db.session import session_scope
     from services.accounts.projects import get_or_create_project
     from services.accounts.users import get_user
-    from services.labelling import annotations as ann
+    from services.labelling import readers, saves
     from services.review.decisions import review_instance_as
 
     seeded = seed_workspace(tmp_path_factory.mktemp("cvat") / "data", n_synthetic=3)
     with session_scope() as s:
-        ann.save_annotations(
+        saves.save_annotations(
             s,
             image_id=seeded.image_ids[0],
             expected_version=0,
@@ -62,7 +62,7 @@ def world(tmp_path_factory) -> Iterator[tuple[Server, Seeded]]:
             author="import:public.json",
         )
         # Photo 1: a dent the reviewer rejected, a scratch confirmed fake, severe damage.
-        ann.save_annotations(
+        saves.save_annotations(
             s,
             image_id=seeded.image_ids[1],
             expected_version=0,
@@ -73,7 +73,7 @@ def world(tmp_path_factory) -> Iterator[tuple[Server, Seeded]]:
             ],
             author="annotator1",
         )
-        rows = ann.annotation_dicts(s, seeded.image_ids[1])
+        rows = readers.annotation_dicts(s, seeded.image_ids[1])
         review_instance_as(
             s,
             get_user(s, seeded.users["reviewer"]),

@@ -482,3 +482,68 @@ def test_patch_ssl_training_registers_a_model_version(
     Path(v1.path).write_bytes(b"swapped")  # a changed file is never loaded under its name
     with pytest.raises(Exception, match="has changed since it was registered"):
         latest_patch_ssl(db_session)
+
+
+def test_photos_uploaded_into_a_slot_are_pre_annotated_by_the_promoted_stages(
+    db_session, project, tmp_path
+) -> None:
+    """Committing an upload into a slot queues one preannotate job per promoted
+    pre-annotating stage, over those photos only; run by a worker, it stores the promoted
+    version's predictions of them. A rolled-back upload, and a stage with no promoted
+    version, queue nothing."""
+    from db.models import ImagePrediction, Job, JobStatus, Prediction
+    from jobs.runner import execute_job
+    from jobs.slot_predictions import CREATED_BY
+    from models.registry import build
+    from services.claims.inspections import create_inspection, create_vehicle, upload_into_slot
+    from services.data_io.imports import import_uploads
+    from services.training.registry import register_version
+
+    def jobs() -> list[Job]:
+        db_session.expire_all()
+        return list(db_session.exec(select(Job).where(Job.kind == "preannotate")))
+
+    import_uploads(db_session, project, [("loose.jpg", _jpeg(30))])  # in no slot
+    v = create_vehicle(db_session, project, plate="PB-55")
+    ret = create_inspection(db_session, project, vehicle_id=v.id, kind="return")
+    db_session.commit()
+    upload_into_slot(db_session, project, ret.id, "front", [("a.jpg", _jpeg(60))])
+    db_session.commit()
+    assert jobs() == []  # nothing promoted yet: nothing to pre-annotate with
+
+    stage = build("yolo_seg", {"preset": "tiny", "device": "cpu", "conf": 0.0, "max_det": 3})
+    mv = register_version(
+        db_session,
+        stage="yolo_seg",
+        artifact_path=stage.save(tmp_path / "yolo.pt"),
+        config=stage.config.to_dict(),
+        promote=True,
+    )
+    register_version(  # trained, never promoted: it pre-annotates nothing
+        db_session, stage="part_seg", artifact_path=stage.save(tmp_path / "other.pt")
+    )
+    db_session.commit()
+    upload_into_slot(db_session, project, ret.id, "rear", [("b.jpg", _jpeg(90))])
+    db_session.rollback()
+    assert jobs() == []
+
+    out = upload_into_slot(
+        db_session, project, ret.id, "closeup", [("c.jpg", _jpeg(120)), ("d.jpg", _jpeg(150))]
+    )
+    placed = sorted(image_id for _, _, image_id in out.placed)
+    assert len(placed) == 2
+    db_session.commit()
+    [job] = jobs()
+    assert job.params == {"stage": "yolo_seg", "version": mv.name, "image_ids": placed}
+    assert job.created_by == CREATED_BY and job.project_id == project.id
+
+    execute_job(job.id)
+    db_session.expire_all()
+    assert db_session.get(Job, job.id).status == JobStatus.completed
+    assert db_session.get(Job, job.id).result["predicted"] == 2
+    done = db_session.exec(
+        select(ImagePrediction.image_id).where(ImagePrediction.model_version_id == mv.id)
+    ).all()
+    assert sorted(done) == placed  # the loose photo and the earlier slot photo are left alone
+    preds = db_session.exec(select(Prediction).where(Prediction.model_version_id == mv.id)).all()
+    assert preds and {p.image_id for p in preds} <= set(placed)

@@ -150,3 +150,86 @@ def test_report_renders_with_text_tables_and_literal_notes(
     # user text comes out as written, not interpreted as markup
     assert flat.count("<b>painted on</b> & glued") >= 3, flat  # vehicle note, fake, flag
     assert "Page 1 of" in flat
+
+
+def _jpeg(seed: int) -> bytes:
+    import io
+
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    PILImage.fromarray(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def test_damage_per_part_uses_predicted_parts_when_only_damage_is_labelled(
+    db_session, project, tmp_path
+) -> None:
+    """A return photo with two labelled damage polygons and no part labels: its parts come
+    from the part model's pending predictions, in "Damage per part" and in the PDF."""
+    from db.models import Annotation, ModelVersion, Prediction
+    from services.accounts.projects import project_taxonomy
+    from services.claims.inspections import create_inspection, create_vehicle, upload_into_slot
+    from services.claims.report import build_report, report_data
+
+    pdftotext = _require("pdftotext")
+    tax = project_taxonomy(project)
+    hood, door = tax.by_name("hood"), tax.group("part")[0]
+    dent, scratch = tax.group("damage")[0], tax.group("damage")[1]
+    v = create_vehicle(db_session, project, plate="PB-12")
+    ret = create_inspection(db_session, project, vehicle_id=v.id, kind="return")
+    out = upload_into_slot(db_session, project, ret.id, "front", [("front.jpg", _jpeg(1))])
+    image_id = out.placed[0][2]
+    mv = ModelVersion(stage="yolo_seg", version=2, name="yolo_seg-v2", path="/x", sha256="0" * 64)
+    db_session.add(mv)
+    db_session.flush()
+
+    def ring(x0, y0, x1, y1):
+        return [{"exterior": [[x0, y0], [x1, y0], [x1, y1], [x0, y1]], "holes": []}]
+
+    for cls, box, severity in (
+        (dent, (20, 20, 80, 80), "severe"),
+        (scratch, (200, 40, 260, 90), "minor"),
+    ):
+        db_session.add(
+            Annotation(
+                image_id=image_id,
+                class_id=cls.id,
+                group="damage",
+                geometry=ring(*box),
+                author="ana",
+                attributes={"severity": severity},
+            )
+        )
+    for cls, box, p in ((hood, (10, 10, 100, 100), 0.91), (door, (190, 30, 300, 120), 0.66)):
+        db_session.add(
+            Prediction(
+                image_id=image_id,
+                model_version_id=mv.id,
+                class_id=cls.id,
+                group="part",
+                geometry=ring(*box),
+                score=0.9,
+                probs={"damaged": [1 - p, p]},
+            )
+        )
+    db_session.flush()
+
+    parts = report_data(db_session, project, ret.id).parts
+    assert sorted(parts) == sorted(
+        [
+            ("front", "hood", dent.name, "severe", "0.91", "yolo_seg-v2"),
+            ("front", door.name, scratch.name, "minor", "0.66", "yolo_seg-v2"),
+        ]
+    )
+    pdf = tmp_path / "r.pdf"
+    build_report(db_session, project, ret.id, pdf)
+    text = subprocess.run(
+        [pdftotext, "-layout", str(pdf), "-"],
+        check=True,
+        timeout=60,
+        capture_output=True,
+        text=True,
+    ).stdout
+    flat = " ".join(text.split())
+    assert "No parts are labelled" not in flat
+    assert "hood" in flat and "0.91" in flat and "0.66" in flat and "yolo_seg-v2" in flat

@@ -30,8 +30,8 @@ from core.config import get_settings
 from core.geometry import Shape
 from db.models import Annotation, Image, ModelVersion, Prediction, Project
 from services.accounts.projects import project_taxonomy
-from services.labelling.annotations import get_image
 from services.labelling.flags import CHECK_KEY, severities
+from services.labelling.readers import get_image
 
 #: ``Image.meta`` keys the screen writes.
 

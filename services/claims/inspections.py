@@ -38,6 +38,7 @@ from exports.errors import FormatError, ImageReadError
 from exports.image_files import is_image_file, list_image_files, read_regular_file
 from services.data_io.imports import import_status, read_all, resolve_path, store_photo
 from services.errors import Invalid, NotFound, check_comment_length
+from services.events import photos_placed
 
 #: The walk-around's slots; ``closeup`` and any slot may carry ``_<n>`` (``closeup_3``).
 BASE_SLOTS: tuple[str, ...] = (
@@ -314,7 +315,9 @@ def assign_photo(
     session: Session, project: Project, inspection_id: int, image_id: int, slot: str
 ) -> InspectionPhoto:
     """Put a project photo into an inspection's slot. A photo already in a slot, or a slot
-    already holding another photo, is refused with the slot that holds it."""
+    already holding another photo, is refused with the slot that holds it. Once the
+    transaction commits, the promoted pre-annotating stages run over the photo in the
+    background (``jobs.slot_predictions``)."""
     i = get_inspection(session, project, inspection_id)
     image = session.get(Image, image_id)
     if image is None or image.project_id != project.id:
@@ -338,6 +341,7 @@ def assign_photo(
     row = InspectionPhoto(image_id=image_id, inspection_id=i.id, slot=slot)
     session.add(row)
     session.flush()
+    photos_placed(session, project.id, [image_id])  # pre-annotated once this commits
     return row
 
 

@@ -26,6 +26,7 @@ from sqlmodel import Session, select
 from core.config import get_settings
 from core.geometry import Shape
 from core.instances import SEVERITIES
+from core.taxonomy import GROUPS
 from db.models import (
     Annotation,
     DamageFlag,
@@ -149,22 +150,7 @@ def report_data(session: Session, project: Project, inspection_id: int) -> Repor
             (f.source, f.source_id) for f in flags[image.id] if f.state == "new_since_pick_up"
         }
         labelled = anns[image.id]
-        # what the photo shows: its labels; without labels, its pending predictions
-        shown: list[tuple[str, int, Shape, dict[str, Any], str, int]] = [
-            (
-                a.group,
-                a.class_id,
-                Shape.from_json(a.geometry, trusted=True),
-                a.attributes or {},
-                "annotation",
-                a.id,
-            )
-            for a in labelled
-        ] or [
-            (p.group, p.class_id, Shape.from_json(p.geometry, trusted=True), {}, "prediction", p.id)
-            for p in preds[image.id]
-            if p.state == PredictionState.pending
-        ]
+        shown = _photo_shapes(labelled, preds[image.id])
         for group, cid, shape, attrs, src, sid in shown:
             is_fake = group == "fake" or bool(attrs.get("fake"))
             pd.overlays.append(
@@ -233,6 +219,40 @@ def report_data(session: Session, project: Project, inspection_id: int) -> Repor
     return ReportData(
         project, vehicle, inspection, compared, photos, part_rows, flag_rows, fake_rows, utcnow()
     )
+
+
+#: One shape a photo shows: group, class id, region, attributes, source ("annotation" or
+#: "prediction") and the source row's id.
+Shown = tuple[str, int, Shape, dict[str, Any], str, int]
+
+
+def _photo_shapes(labelled: list[Annotation], predicted: list[Prediction]) -> list[Shown]:
+    """What a photo shows, group by group: its labels of a group, or, where it has none of
+    that group, its pending predictions of it. A return photo whose damage is labelled still
+    gets its parts from the part model, so the part table is never empty for want of part
+    labels."""
+    shown: list[Shown] = []
+    for group in GROUPS:
+        mine = [a for a in labelled if a.group == group]
+        if mine:
+            shown += [
+                (
+                    a.group,
+                    a.class_id,
+                    Shape.from_json(a.geometry, trusted=True),
+                    a.attributes or {},
+                    "annotation",
+                    a.id,
+                )
+                for a in mine
+            ]
+            continue
+        shown += [
+            (p.group, p.class_id, Shape.from_json(p.geometry, trusted=True), {}, "prediction", p.id)
+            for p in predicted
+            if p.group == group and p.state == PredictionState.pending
+        ]
+    return shown
 
 
 def _author(labelled: list[Annotation], sid: int) -> str:

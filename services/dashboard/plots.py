@@ -8,10 +8,13 @@ their pictures (matplotlib PNG, Agg backend).
 - :func:`learning_curve`: primary metric against the labelled photos it was trained on.
 
 Each data function returns ``{"columns": [...], "rows": [[...], ...], ...}``; the renderers
-take that and return PNG bytes. The day a photo was labelled is its ``updated_at`` while it
-is labelled or reviewed (the last change of its status or labels): there is no status
-history table, so a photo changed after labelling moves to that later day. Photos that an
-import labelled (``status_by`` ``import:<file>``) are not the team's pace and are left out.
+take that and return PNG bytes. A labelled photo is one the dashboard header counts as
+labelled (``services.dashboard.stats.labelled_photos``: status labelled or reviewed), and
+the day it was labelled is its ``updated_at`` (the last change of its status or labels):
+there is no status history table, so a photo changed after labelling moves to that later
+day, and a photo imported already labelled counts on the day of its import. Those imported
+photos (``status_by`` ``import:<file>``) have a column of their own: they count in the
+cumulative total, which so ends at the header's figure, but not in the team's pace.
 """
 
 from __future__ import annotations
@@ -50,10 +53,11 @@ def to_csv(table: dict[str, Any]) -> str:
 
 
 def labelling_pace(session: Session, project: Project, *, today: date | None = None) -> dict:
-    """Photos labelled (labelled or reviewed, not by an import) per day, cumulative, and the
-    projection: at the mean pace of the last :data:`PACE_DAYS` days with labelling, the
-    open photos (new, in progress, rejected) take ``days_to_finish`` days, until
-    ``finish_on`` (None while there is no pace)."""
+    """Labelled photos per day (by the team, and by an import), cumulative, and the
+    projection: at the team's mean pace over the last :data:`PACE_DAYS` days it labelled
+    on, the open photos (new, in progress, rejected) take ``days_to_finish`` days, until
+    ``finish_on`` (None while there is no pace). The last cumulative figure is
+    :func:`services.dashboard.stats.labelled_photos`."""
     rows = session.exec(
         select(Image.updated_at, Image.meta).where(
             Image.project_id == project.id,
@@ -61,25 +65,26 @@ def labelling_pace(session: Session, project: Project, *, today: date | None = N
         )
     ).all()
     per_day: dict[date, int] = {}
+    imported: dict[date, int] = {}
     for at, meta in rows:
-        if not is_person((meta or {}).get("status_by") or "someone"):
-            continue
-        per_day[at.date()] = per_day.get(at.date(), 0) + 1
+        day = at.date()
+        into = per_day if is_person((meta or {}).get("status_by") or "someone") else imported
+        into[day] = into.get(day, 0) + 1
     open_photos = session.exec(
         select(func.count(Image.id)).where(
             Image.project_id == project.id, Image.status.in_(OPEN_STATUSES)
         )
     ).one()
     table_rows, total = [], 0
-    for day in sorted(per_day):
-        total += per_day[day]
-        table_rows.append([day.isoformat(), per_day[day], total])
+    for day in sorted({*per_day, *imported}):
+        total += per_day.get(day, 0) + imported.get(day, 0)
+        table_rows.append([day.isoformat(), per_day.get(day, 0), imported.get(day, 0), total])
     recent = [per_day[d] for d in sorted(per_day)[-PACE_DAYS:]]
     pace = sum(recent) / len(recent) if recent else 0.0
     days = math.ceil(open_photos / pace) if pace > 0 else None
     today = today or date.today()
     return {
-        "columns": ["day", "labelled", "cumulative"],
+        "columns": ["day", "labelled", "imported_labelled", "cumulative"],
         "rows": table_rows,
         "open": int(open_photos),
         "pace_per_day": round(pace, 2),
@@ -173,18 +178,27 @@ def _nothing(plt, fig, ax, text: str) -> bytes:
 
 
 def pace_png(pace: dict) -> bytes:
-    plt, fig, ax = _figure(7.0, 3.6)
+    plt, fig, ax = _figure(7.0, 4.2)
     if not pace["rows"]:
         return _nothing(plt, fig, ax, f"no photos labelled yet; {pace['open']} open")
     days = [date.fromisoformat(r[0]) for r in pace["rows"]]
-    ax.bar(days, [r[1] for r in pace["rows"]], color="#1f77b4", label="labelled that day")
+    team = [r[1] for r in pace["rows"]]
+    ax.bar(days, team, color="#1f77b4", label="labelled that day")
+    if any(r[2] for r in pace["rows"]):
+        ax.bar(
+            days,
+            [r[2] for r in pace["rows"]],
+            bottom=team,
+            color="#aec7e8",
+            label="imported already labelled",
+        )
     ax.set_ylabel("photos per day")
     ax2 = ax.twinx()
-    ax2.plot(days, [r[2] for r in pace["rows"]], color="#2ca02c", marker="o", label="labelled")
+    ax2.plot(days, [r[3] for r in pace["rows"]], color="#2ca02c", marker="o", label="labelled")
     title = f"{pace['pace_per_day']:g} photos/day, {pace['open']} open"
     if pace["days_to_finish"] is not None:
         end = date.fromisoformat(pace["finish_on"])
-        done = pace["rows"][-1][2]
+        done = pace["rows"][-1][3]
         ax2.plot(
             [days[-1], end],
             [done, done + pace["open"]],
@@ -198,7 +212,8 @@ def pace_png(pace: dict) -> bytes:
     ax2.set_ylim(bottom=0)
     ax.set_title(title)
     handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-    ax2.legend(handles=handles, loc="upper left", fontsize=8)
+    # below the plot: over it, the legend hid the first days' bars
+    ax2.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, fontsize=8)
     import matplotlib.dates as mdates
 
     ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=2, maxticks=10))

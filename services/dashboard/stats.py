@@ -1,4 +1,10 @@
-"""Counts of images, annotations, groups and classes for the CLI and the dashboard."""
+"""Counts of images, annotations, groups and classes for the CLI and the dashboard.
+
+A labelled photo is one whose status is labelled or reviewed, however it got there (a
+labeller, a reviewer, or an import of labels): :func:`labelled_photos` is the figure the
+dashboard header shows, and the "labelled photos per day" plot
+(``services.dashboard.plots.labelling_pace``) adds up to it.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,14 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from db.models import Annotation, Image, Project
+from db.models import LABELLED_STATUSES, Annotation, Image, Project
 from services.accounts.projects import project_taxonomy
 from services.labelling.images import queue_progress
+
+
+def labelled_photos(progress: dict[str, int]) -> int:
+    """The labelled photos among ``queue_progress``'s counts per status."""
+    return sum(progress[s.value] for s in LABELLED_STATUSES)
 
 
 def project_stats(session: Session, project: Project) -> dict[str, Any]:
@@ -34,6 +45,7 @@ def project_stats(session: Session, project: Project) -> dict[str, Any]:
     return {
         "project": project.name,
         "images": progress["total"],
+        "labelled": labelled_photos(progress),
         "annotations": sum(per_group.values()),
         "per_group": per_group,
         "per_class": dict(sorted(per_class.items(), key=lambda kv: (-kv[1], kv[0]))),

@@ -160,11 +160,13 @@ def predict_stage(
     *,
     version: str | int | None = None,
     limit: int | None = None,
+    image_ids: list[int] | None = None,
     device: str = "auto",
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> int:
-    """Run a version over the project's images it has not processed yet; returns how many it did.
+    """Run a version over the project's images it has not processed yet (of ``image_ids``
+    only, when given); returns how many it did.
 
     Photos go to the model :data:`PREDICT_BATCH` at a time (the pipeline overlaps YOLO and
     ResNet across the photos of one call). Each image's predictions and its
@@ -191,11 +193,10 @@ def predict_stage(
         )
     taxonomy = project_taxonomy(project)
     done = select(ImagePrediction.image_id).where(ImagePrediction.model_version_id == mv.id)
-    todo = session.exec(
-        select(Image)
-        .where(Image.project_id == project.id, Image.id.not_in(done))
-        .order_by(Image.import_order, Image.id)
-    ).all()
+    stmt = select(Image).where(Image.project_id == project.id, Image.id.not_in(done))
+    if image_ids is not None:
+        stmt = stmt.where(Image.id.in_(image_ids))
+    todo = session.exec(stmt.order_by(Image.import_order, Image.id)).all()
     if limit is not None:
         todo = todo[:limit]
     if not todo:
