@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     part_seg_autotrain_config: Literal["tiny", "cpu", "gpu", "small", "base"] | None = None
     part_seg_time_budget_s: float = Field(default=600.0, gt=0)
     #: stage -> the held-out minimum it must reach to pre-annotate, over the stage's own
-    #: (``StageBase.pre_annotate_minimum``), e.g. ``{"yolo_seg": 0.3}``
+    #: (``StageBase.pre_annotate_minimum``), e.g. ``{"yolo_seg": 0.3}``; 0 turns it off
     pre_annotate_minimum: dict[str, float] = Field(default_factory=dict)
 
     #: The part classifier's ResNet34 on the CPU: false forces fp32, true int8 (about 4x

@@ -485,7 +485,7 @@ def test_patch_ssl_training_registers_a_model_version(
 
 
 def test_photos_uploaded_into_a_slot_are_pre_annotated_by_the_promoted_stages(
-    db_session, project, tmp_path
+    db_session, project, tmp_path, bar_off
 ) -> None:
     """Committing an upload into a slot queues one preannotate job per promoted
     pre-annotating stage, over those photos only; run by a worker, it stores the promoted

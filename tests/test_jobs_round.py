@@ -58,7 +58,9 @@ def round_project(store, datasets_dir, tmp_path):
     return store
 
 
-def test_mini_round_trains_evaluates_promotes_preannotates_and_reselects(round_project, tmp_path):
+def test_mini_round_trains_evaluates_promotes_preannotates_and_reselects(
+    round_project, tmp_path, bar_off
+):
     from core.config import get_settings
     from db.models import Image, ImageScore, Job, ModelVersion
     from db.session import session_scope

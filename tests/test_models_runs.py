@@ -11,7 +11,7 @@ from sqlmodel import select
 from db.models import ImagePrediction, Prediction
 
 
-def test_train_predict_resume_evaluate(db_session, labelled_project, monkeypatch):
+def test_train_predict_resume_evaluate(db_session, labelled_project, monkeypatch, bar_off):
     import services.training.model_runs as runs
     from services.training.lifecycle import train_stage
     from services.training.model_runs import (
@@ -77,7 +77,7 @@ def test_train_predict_resume_evaluate(db_session, labelled_project, monkeypatch
     assert 0 <= figures["part"]["accuracy"] <= 1 and "coco" in figures["part"]
 
 
-def test_cli_train_and_evaluate_json(store, datasets_dir, labelled_project, db_session):
+def test_cli_train_and_evaluate_json(store, datasets_dir, labelled_project, db_session, bar_off):
     from typer.testing import CliRunner
 
     from cli.main import app

@@ -40,7 +40,7 @@ def test_is_better_refuses_a_worse_version_and_a_first_assist_net_below_grabcut(
 @requires_datasets
 @pytest.mark.timeout(240)
 def test_cli_train_evaluates_on_the_holdout_and_refuses_a_worse_version(
-    db_session, labelled_project, monkeypatch
+    db_session, labelled_project, monkeypatch, bar_off
 ) -> None:
     """``panelbeater train --promote`` measures each version on the held-out split (so it has
     a primary metric) and promotes it only when it beats the promoted one."""

@@ -53,7 +53,8 @@ def bar_for(stage: str) -> Bar | None:
     if declared is None:
         return None
     metric, minimum = declared
-    return Bar(metric, float(get_settings().pre_annotate_minimum.get(stage, minimum)))
+    minimum = float(get_settings().pre_annotate_minimum.get(stage, minimum))
+    return Bar(metric, minimum) if minimum > 0 else None  # 0 turns the stage's bar off
 
 
 def verdict(stage: str, metrics: dict[str, Any] | None) -> Verdict:
