@@ -67,17 +67,21 @@ def run_round(
         lo = 0.02 + n * span
         # 2. train, 3. evaluate on the held-out split, 4. promote only if better (or forced)
         with session_scope() as s:
-            outcome = lifecycle.train_stage_outcome(
+            plan = lifecycle.plan_stage(
                 s,
-                ctx.project(s),
                 stage,
                 config=config,
                 epochs=epochs,
                 device=device or "auto",
-                train_snapshot=snap,
                 options=config_class(stage).parse_options((options or {}).get(stage, [])),
                 weights=(weights or {}).get(stage),
                 from_scratch=stage in (from_scratch or ()),
+            )
+            outcome = lifecycle.run_plan(
+                s,
+                ctx.project(s),
+                plan,
+                train_snapshot=snap,
                 force=force_promote,
                 progress_for=lambda name, part, lo=lo: ctx.progress_callback(
                     name, (lo + part[0] * span, lo + part[1] * span)

@@ -238,8 +238,8 @@ def test_a_round_passes_each_stage_its_weights_and_options(
     class Stop(Exception):
         pass
 
-    def fake_train(session, project, stage, **kw):
-        seen[stage] = kw
+    def fake_run(session, project, plan, **kw):
+        seen[plan.stage] = plan
         raise Stop
 
     class Ctx:
@@ -254,7 +254,7 @@ def test_a_round_passes_each_stage_its_weights_and_options(
         def progress_callback(self, *a, **kw):
             return None
 
-    monkeypatch.setattr(lifecycle, "train_stage_outcome", fake_train)
+    monkeypatch.setattr(lifecycle, "run_plan", fake_run)
     with pytest.raises(Stop):
         rounds.run_round(
             Ctx(),
@@ -262,9 +262,9 @@ def test_a_round_passes_each_stage_its_weights_and_options(
             weights={"yolo_seg": str(files["yolo_seg"])},
             options={"yolo_seg": ["imgsz=160", "lr0=0.005"]},
         )
-    kw = seen["yolo_seg"]
-    assert kw["weights"] == str(files["yolo_seg"]) and kw["from_scratch"] is False
-    assert kw["options"] == {"imgsz": 160, "lr0": 0.005}
+    plan = seen["yolo_seg"]
+    assert plan.started_from["path"] == str(Path(files["yolo_seg"]).resolve())
+    assert plan.warm_from is None and (plan.cfg.imgsz, plan.cfg.lr0) == (160, 0.005)
 
 
 @pytest.mark.parametrize(

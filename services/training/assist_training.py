@@ -22,28 +22,19 @@ because an unpromoted newest assist_net would serve the workspace when none is p
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from sqlmodel import Session, func, select
 
 from core.config import env_name, get_settings
 from db.models import LABELLED_STATUSES, Annotation, Image, ModelVersion, Project
-from services.errors import Invalid
 from services.training.autotrain import AutoTrainPolicy
-from services.training.registry import HOLDOUT_SPLIT
+from services.training.lifecycle import ProgressFor, scaled_progress, self_train
 
 log = logging.getLogger(__name__)
 
 JOB_KIND = "assist_autotrain"
 STAGE = "assist_net"
-#: ``session.info`` keys: the project whose check waits for the session's commit; whether
-#: the session's commit and rollback listeners are in place.
-
-Progress = Callable[[int, int, dict[str, Any]], None]
-#: ``progress_for(stage, (lo, hi))``: a job's progress callback for one phase
-#: (``jobs.context.JobContext.progress_callback``).
-ProgressFor = Callable[[str, tuple[float, float]], Progress]
 
 
 # ---------- the trigger ----------
@@ -128,30 +119,18 @@ def train_and_compare(
     lost and was not kept. Raises Invalid when there is nothing to train on or to measure.
     """
     from models.registry import config_class
-    from services.training.lifecycle import held_out_set, scaled_progress, train_measure_promote
-    from services.training.registry import training_snapshot
 
     settings = get_settings()
-    if not len(held_out_set(session, project)):
-        raise Invalid(
-            f"the held-out split ({HOLDOUT_SPLIT!r}) has no labelled photos with polygons to "
-            "compare assistance back ends on; label some held-out photos first"
-        )
-    snapshot = {**training_snapshot(session, project)}
-    snapshot["polygons"] = labelled_polygons(session, project)
     cfg = config_class(STAGE).from_preset(
         config or settings.assist_autotrain_config.value,
         device=device or settings.device,
         epochs=epochs or settings.assist_autotrain_epochs,
     )
-    outcome = train_measure_promote(
+    outcome = self_train(
         session,
         project,
-        STAGE,
+        POLICY,
         cfg,
-        snapshot=snapshot,
-        keep_losers=False,
-        remeasure=True,
         device="cpu",
         progress_for=scaled_progress(progress_for, (0.0, 1.0)),
     )
@@ -164,7 +143,7 @@ def train_and_compare(
         "incumbent_mean_iou": against.holdout.get("mean_iou") if against is not None else None,
         "promoted": outcome.promoted,
         "parts": figures.get("parts"),
-        "polygons": snapshot["polygons"],
+        "polygons": outcome.extra["polygons"],
         "train_seconds": round(outcome.train_seconds, 2),
         "reason": outcome.reason,
     }

@@ -31,6 +31,7 @@ from models.base import StageConfig
 from models.data import Progress, TrainingSet
 from services.errors import Invalid
 from services.training import model_runs
+from services.training.autotrain import AutoTrainPolicy
 from services.training.bar import CONFIRMED_BELOW_BAR, bar_for, verdict
 from services.training.registry import (
     HOLDOUT_SPLIT,
@@ -349,6 +350,40 @@ def _unmeasured_opponent(session: Session, mv: ModelVersion) -> Opponent | None:
     return None
 
 
+def self_train(
+    session: Session,
+    project: Project,
+    policy: AutoTrainPolicy,
+    cfg: StageConfig,
+    *,
+    device: str = "auto",
+    progress_for: ProgressFor | None = None,
+) -> Outcome:
+    """A self-training job's run (``assist_training``, ``part_seg_training``): the lifecycle
+    on the labelled photos as they are now, keeping no loser and measuring the opponent again
+    on today's held-out photos. The count that queued it is in ``outcome.extra[policy.unit]``.
+    Raises Invalid when the held-out split has no labelled photos to measure on."""
+    if not len(held_out_set(session, project)):
+        raise Invalid(
+            f"the held-out split ({HOLDOUT_SPLIT!r}) has no labelled photos with polygons to "
+            f"measure {policy.stage} on; label some held-out photos first"
+        )
+    counted = policy.count(session, project)
+    outcome = train_measure_promote(
+        session,
+        project,
+        policy.stage,
+        cfg,
+        snapshot={**training_snapshot(session, project), policy.unit: counted},
+        keep_losers=False,
+        remeasure=True,
+        device=device,
+        progress_for=progress_for,
+    )
+    outcome.extra[policy.unit] = counted
+    return outcome
+
+
 def train_version(
     session: Session,
     project: Project,
@@ -457,55 +492,36 @@ def train_measure_promote(
     return out
 
 
-def train_stage_outcome(
+def run_plan(
     session: Session,
     project: Project,
-    stage: str,
+    plan: Plan,
     *,
-    config: str = DEFAULT_PRESET,
-    epochs: int | None = None,
-    device: str = "auto",
     train_snapshot: dict[str, Any] | None = None,
-    options: dict[str, Any] | None = None,
-    weights: str | Path | None = None,
-    from_scratch: bool = True,
-    parent: ModelVersion | None = None,
     promote: bool = True,
     force: bool = False,
     progress_for: ProgressFor | None = None,
     on_step: Callable[[str, str], None] | None = None,
 ) -> Outcome:
-    """:func:`train_measure_promote` of ``stage`` as :func:`plan_stage` decides (``--set``
-    ``options`` win over ``epochs`` and ``device``): what a round and ``panelbeater train``
-    run. ``train_snapshot``: a round passes one so that every stage it trains learns from
-    the same images and annotation revisions. The plan's sentence is in
+    """:func:`train_measure_promote` as :func:`plan_stage` decided: what a round and
+    ``panelbeater train`` run. ``train_snapshot``: a round passes one so that every stage it
+    trains learns from the same images and annotation revisions. The plan's sentence is in
     ``outcome.extra["plan"]``."""
     from services.training.model_runs import provenance
 
-    plan = plan_stage(
-        session,
-        stage,
-        config=config,
-        epochs=epochs,
-        device=device,
-        options=options,
-        weights=weights,
-        from_scratch=from_scratch,
-        parent=parent,
-    )
     if train_snapshot is None:
         held_out_set(session, project)  # the held-out photos stay out of the snapshot
     outcome = train_measure_promote(
         session,
         project,
-        stage,
+        plan.stage,
         plan.cfg,
         snapshot=train_snapshot or training_snapshot(session, project),
         warm_from=plan.warm_from,
         provenance=provenance(plan.started_from, plan.warm_from),
         promote=promote,
         force=force,
-        device=device,
+        device=plan.cfg.device,
         progress_for=progress_for,
         on_step=on_step,
     )
@@ -634,57 +650,37 @@ def train_stage(
     project: Project,
     stage: str,
     *,
-    config: str = DEFAULT_PRESET,
-    epochs: int | None = None,
-    device: str = "auto",
     progress: Progress | None = None,
     promote: bool = False,
     train_snapshot: dict[str, Any] | None = None,
-    options: dict[str, Any] | None = None,
-    weights: str | Path | None = None,
     warm_from: ModelVersion | None = None,
     evaluate: bool = False,
     force_promote: bool = False,
+    **choices: Any,
 ) -> ModelVersion | None:
-    """Train ``stage`` and register a new version (``panelbeater train``); with ``warm_from``
-    it continues that version as :func:`plan_stage` allows, else from scratch.
+    """Train ``stage`` and register a new version (``panelbeater train``). ``choices`` are
+    :func:`plan_stage`'s (``config``, ``epochs``, ``device``, ``options``, ``weights``); with
+    ``warm_from`` it continues that version as the plan allows, else from scratch.
 
-    ``evaluate``: the whole lifecycle (:func:`train_stage_outcome`): ``promote`` promotes it
-    only when it beats its opponent, ``force_promote`` regardless; returns the version, or
-    None when it lost and was not kept. Without ``evaluate`` the version is only registered,
-    and ``promote`` promotes it at once (the caller measured it elsewhere). Under
-    ``torchrun`` only rank 0 registers; the other ranks return None.
+    ``evaluate``: the whole lifecycle (:func:`run_plan`): ``promote`` promotes it only when
+    it beats its opponent and clears its bar, ``force_promote`` regardless; returns the
+    version, or None when it lost and was not kept. Without ``evaluate`` the version is
+    only registered, and ``promote`` promotes it at once (the caller measured it
+    elsewhere). Under ``torchrun`` only rank 0 registers; the other ranks return None.
     """
+    from services.training.model_runs import provenance
+
+    plan = plan_stage(session, stage, from_scratch=warm_from is None, parent=warm_from, **choices)
     if evaluate:
-        return train_stage_outcome(
+        return run_plan(
             session,
             project,
-            stage,
-            config=config,
-            epochs=epochs,
-            device=device,
+            plan,
             train_snapshot=train_snapshot,
-            options=options,
-            weights=weights,
-            from_scratch=warm_from is None,
-            parent=warm_from,
             promote=promote,
             force=force_promote,
             progress_for=(lambda name, part: progress) if progress else None,
         ).version
-    from services.training.model_runs import provenance
-
-    plan = plan_stage(
-        session,
-        stage,
-        config=config,
-        epochs=epochs,
-        device=device,
-        options=options,
-        weights=weights,
-        from_scratch=warm_from is None,
-        parent=warm_from,
-    )
     mv, _ = train_version(
         session,
         project,

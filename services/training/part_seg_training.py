@@ -21,16 +21,14 @@ promoted versions); a loser is not kept.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from sqlmodel import Session, func, select
 
 from core.config import env_name, get_settings
 from db.models import LABELLED_STATUSES, Image, JobStatus, ModelVersion, Project
-from services.errors import Invalid
 from services.training.autotrain import AutoTrainPolicy
-from services.training.registry import HOLDOUT_SPLIT
+from services.training.lifecycle import ProgressFor, scaled_progress, self_train
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +36,6 @@ JOB_KIND = "part_seg_autotrain"
 STAGE = "part_seg"
 #: The part model a new part_seg must beat when it is promoted.
 RIVAL = "yolo_seg"
-
-Progress = Callable[[int, int, dict[str, Any]], None]
-ProgressFor = Callable[[str, tuple[float, float]], Progress]
 
 
 # ---------- the trigger ----------
@@ -158,17 +153,9 @@ def train_and_compare(
     to train on or to measure.
     """
     from models.registry import config_class
-    from services.training.lifecycle import held_out_set, scaled_progress, train_measure_promote
     from services.training.model_runs import predict_stage
-    from services.training.registry import training_snapshot
 
     settings = get_settings()
-    if not len(held_out_set(session, project)):
-        raise Invalid(
-            f"the held-out split ({HOLDOUT_SPLIT!r}) has no labelled photos with polygons to "
-            "measure part_seg on; label some held-out photos first"
-        )
-    snapshot = {**training_snapshot(session, project), "photos": labelled_photos(session, project)}
     device = device or settings.device
     config = config or settings.part_seg_autotrain_config or default_preset(device)
     cfg = config_class(STAGE).from_preset(
@@ -180,14 +167,11 @@ def train_and_compare(
     backbone = None if cfg.backbone_weights else backbone_in_weights_folder()
     if backbone is not None:
         cfg = cfg.with_(backbone_weights=str(backbone.path))
-    outcome = train_measure_promote(
+    outcome = self_train(
         session,
         project,
-        STAGE,
+        POLICY,
         cfg,
-        snapshot=snapshot,
-        keep_losers=False,
-        remeasure=True,
         device=device,
         progress_for=scaled_progress(progress_for, (0.0, 0.9)),
     )
@@ -197,7 +181,7 @@ def train_and_compare(
         "figures": outcome.figures,
         "rival": outcome.opponent.name if outcome.opponent is not None else None,
         "promoted": outcome.promoted,
-        "photos": snapshot["photos"],
+        "photos": outcome.extra["photos"],
         "train_seconds": round(outcome.train_seconds, 2),
         "reason": outcome.reason,
         "backbone": backbone.name if backbone is not None else None,
