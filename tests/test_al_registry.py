@@ -37,7 +37,7 @@ def trained_artifact(stage: str, payload: bytes = b"weights") -> Path:
     return p
 
 
-def test_register_promote_rollback(db_session, project):
+def test_register_promote_rollback(db_session, project, bar_off):
     from services.errors import Invalid
     from services.training import registry
 
@@ -109,7 +109,7 @@ def api(tmp_path):
     return client, login
 
 
-def test_jobs_and_models_api(api):
+def test_jobs_and_models_api(api, bar_off):
     from db.session import session_scope
     from services.training import registry
 

@@ -116,7 +116,8 @@ def test_dashboard_plots_csv_versions_and_the_empty_fraud_queue(world) -> None:
         assert ["yolo_seg", "yolo_seg-v2", "2", "holdout.part.coco.AP50", "0.31", "yes"] in rows
         with page.expect_download() as dl:
             page.click("#pb-plot-pace-csv")
-        assert dl.value.path().read_text().splitlines()[1].endswith(",4,4")  # 4 photos, one day
+        # 4 photos labelled by the team on one day, none imported labelled
+        assert dl.value.path().read_text().splitlines()[1].endswith(",4,0,4")
         # the version table: every cell shows all its text (wrapped, never cut off)
         page.wait_for_function(
             "() => document.querySelector('#pb-dash-models').innerText.includes('verdict for v3')"
