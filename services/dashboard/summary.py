@@ -45,7 +45,11 @@ def version_table(session: Session) -> list[dict[str, Any]]:
         metrics = mv.metrics or {}
         pm = registry.primary_metric(metrics, mv.stage)
         held = flatten_metrics(metrics.get("holdout") or {})
-        others = [(k, v) for k, v in held.items() if pm is None or f"holdout.{k}" != pm[0]]
+        others = [
+            (k, v)
+            for k, v in held.items()
+            if (pm is None or f"holdout.{k}" != pm[0]) and ".per_class_" not in k
+        ]
         out.append(
             {
                 "id": mv.id,
@@ -67,9 +71,17 @@ HELDOUT_SHOWN = 4
 
 def model_state(session: Session, project: Project) -> list[str]:
     """Sentences about promoted versions that show no predictions on the project's photos
-    (``services.training.predictions.empty_result_reason``); empty when every one shows some."""
+    (``services.training.predictions.empty_result_reason``) and about the classes they do not
+    pre-annotate (``services.training.bar.withheld_sentence``); empty when neither applies."""
     from models.registry import pre_annotating_stages
+    from services.accounts.projects import project_taxonomy
+    from services.training.bar import withheld_sentence
     from services.training.predictions import empty_result_reason, version_yield
+
+    taxonomy = project_taxonomy(project)
+
+    def class_name(cid: int) -> str:
+        return taxonomy.by_id(cid).name if cid in taxonomy else f"class {cid}"
 
     out = []
     for stage in pre_annotating_stages():
@@ -81,6 +93,9 @@ def model_state(session: Session, project: Project) -> list[str]:
         reason = empty_result_reason(mv, counts["photos"], counts["predictions"], pm)
         if reason:
             out.append(reason)
+        withheld = withheld_sentence(mv, class_name)
+        if withheld:
+            out.append(withheld)
     return out
 
 
