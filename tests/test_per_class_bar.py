@@ -119,7 +119,7 @@ def test_predict_stage_leaves_out_the_classes_below_the_bar(db_session, project,
     (said,) = [s for s in sentences if "does not pre-annotate" in s]
     assert said == (
         f"{mv2.name} does not pre-annotate 1 class below the bar (AP50 < 0.20 on held-out "
-        f"photos): {TAX.by_id(low).name} (0.05)"
+        f"photos): {TAX.by_id(low).display_name} (0.05)"
     )
 
 

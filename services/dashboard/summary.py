@@ -82,7 +82,7 @@ def model_state(session: Session, project: Project) -> list[str]:
     taxonomy = project_taxonomy(project)
 
     def class_name(cid: int) -> str:
-        return taxonomy.by_id(cid).name if cid in taxonomy else f"class {cid}"
+        return taxonomy.by_id(cid).display_name if cid in taxonomy else f"class {cid}"
 
     out = []
     for stage in pre_annotating_stages():
