@@ -34,6 +34,16 @@ def proxy_options(settings: Settings) -> dict[str, object]:
     return {"proxy_headers": True, "forwarded_allow_ips": settings.forwarded_allow_ips}
 
 
+def _withdraw_predictions_below_the_bar() -> None:
+    """A bar raised in the settings since the last start withdraws the pending predictions
+    of versions now below it (``services.training.withdrawal``)."""
+    from db.session import session_scope
+    from services.training.withdrawal import sync_offered_predictions
+
+    with session_scope() as session:
+        sync_offered_predictions(session)
+
+
 def create_app(*, start_worker: bool = False) -> FastAPI:
     """Build the app on the current settings; migrations run here, before serving."""
     from db.session import init_db
@@ -47,6 +57,7 @@ def create_app(*, start_worker: bool = False) -> FastAPI:
     queue_autotraining_on_commit()
     preannotate_slot_photos_on_commit()
     init_db()
+    _withdraw_predictions_below_the_bar()
     _first_start_hint()
     worker = None
 

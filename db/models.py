@@ -43,6 +43,10 @@ class PredictionState(str, Enum):
     accepted = "accepted"
     rejected = "rejected"
     edited = "edited"
+    #: Its model version stopped being offered (rolled back, replaced, or below its bar to
+    #: pre-annotate): kept as history, never shown to annotators
+    #: (``services.training.withdrawal``).
+    withdrawn = "withdrawn"
 
 
 class Role(str, Enum):

@@ -90,7 +90,11 @@ def classification_metrics(
 def coco_mask_ap(
     pairs: list[tuple[Instances, Instances, int, int]], taxonomy: Taxonomy, group: str
 ) -> dict[str, float] | None:
-    """COCO ``segm`` AP and AP50 of the group's instances; None when it has no ground truth."""
+    """COCO ``segm`` AP and AP50 of the group's instances; None when it has no ground truth.
+
+    ``per_class_AP50`` maps each class id with ground truth (as a string, a JSON key) to its
+    own AP50: the mean of COCOeval's precision over the recall thresholds at IoU 0.5, all
+    areas, the most detections."""
     import contextlib
     import io
 
@@ -127,7 +131,8 @@ def coco_mask_ap(
     if not anns:
         return None
     if not dets:
-        return {"AP": 0.0, "AP50": 0.0}
+        zeros = {str(c): 0.0 for c in sorted({a["category_id"] for a in anns})}
+        return {"AP": 0.0, "AP50": 0.0, "per_class_AP50": zeros}
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO()
         coco.dataset = {
@@ -141,7 +146,24 @@ def coco_mask_ap(
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    return {"AP": max(0.0, float(ev.stats[0])), "AP50": max(0.0, float(ev.stats[1]))}
+    return {
+        "AP": max(0.0, float(ev.stats[0])),
+        "AP50": max(0.0, float(ev.stats[1])),
+        "per_class_AP50": per_class_ap50(ev),
+    }
+
+
+def per_class_ap50(ev: Any) -> dict[str, float]:
+    """Class id (a string) -> AP50 from an accumulated ``COCOeval``; classes without ground
+    truth (precision -1 throughout) are left out."""
+    iou50 = int(np.argmin(np.abs(np.asarray(ev.params.iouThrs) - 0.5)))
+    precision = ev.eval["precision"][iou50, :, :, 0, -1]  # (recall, class), all areas, maxDets
+    out = {}
+    for k, cat in enumerate(ev.params.catIds):
+        p = precision[:, k]
+        if (p > -1).any():
+            out[str(cat)] = float(np.mean(p[p > -1]))
+    return out
 
 
 def evaluate_predictions(

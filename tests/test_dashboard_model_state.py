@@ -375,7 +375,39 @@ def test_the_jobs_table_says_what_a_round_did() -> None:
         "kcenter: hybrid: no uncertainty yet"
     )
     failed = {"message": "x", "error": "Traceback...\nInvalid: no labelled images", "result": {}}
-    assert job_summary(failed) == "failed: Invalid: no labelled images"
+    assert job_summary(failed) == "failed: no labelled images"
+
+
+@pytest.mark.parametrize(
+    "error, sentence",
+    [
+        # a domain error: its message is the sentence, without the class name
+        (
+            "Invalid: no labelled images; import labels first",
+            "no labelled images; import labels first",
+        ),
+        ("NotFound: photo 4 is missing", "photo 4 is missing"),
+        # anything else keeps its class name, which says what broke
+        ("ZeroDivisionError: division by zero", "ZeroDivisionError: division by zero"),
+        # a traceback: its last line
+        ('Traceback (most recent call last):\n  File "x.py", line 1\nInvalid: bad k', "bad k"),
+        # a sentence over several lines: the first one
+        ("Invalid: the stage failed\ndetails: shape (3, 4)", "the stage failed"),
+        ("  \n ", "no error message was recorded; see the job's log"),
+    ],
+)
+def test_a_failed_job_is_one_sentence_in_the_table(error, sentence) -> None:
+    from services.dashboard.summary import failure_sentence
+
+    assert failure_sentence(error) == sentence
+
+
+def test_a_long_failure_is_cut_with_an_ellipsis() -> None:
+    from services.dashboard.summary import JOB_SENTENCE_CHARS, failure_sentence
+
+    said = failure_sentence("Invalid: " + "the held-out photos are too few " * 20)
+    assert len(said) == JOB_SENTENCE_CHARS and said.endswith("…")
+    assert said.startswith("the held-out photos are too few")
 
 
 def test_plot_csv_png_model_state_and_threshold_routes(tmp_path) -> None:

@@ -28,7 +28,7 @@ from sqlmodel import Session, select
 
 from core.config import get_settings
 from core.geometry import Shape
-from db.models import Annotation, Image, ModelVersion, Prediction, Project
+from db.models import Annotation, Image, ModelVersion, Prediction, PredictionState, Project
 from services.accounts.projects import project_taxonomy
 from services.labelling.flags import CHECK_KEY, severities
 from services.labelling.readers import get_image
@@ -216,7 +216,11 @@ def check_reasons(session: Session, image: Image) -> list[str]:
     fake_preds = session.exec(
         select(Prediction, ModelVersion.name)
         .join(ModelVersion, ModelVersion.id == Prediction.model_version_id)
-        .where(Prediction.image_id == image.id, Prediction.group == "fake")
+        .where(
+            Prediction.image_id == image.id,
+            Prediction.group == "fake",
+            Prediction.state != PredictionState.withdrawn,  # its version is no longer offered
+        )
         .order_by(Prediction.score.desc())
     ).all()
     for p, version in fake_preds:

@@ -127,7 +127,8 @@ def report_data(session: Session, project: Project, inspection_id: int) -> Repor
             anns[a.image_id].append(a)
         for p in session.exec(
             select(Prediction).where(
-                Prediction.image_id.in_(ids), Prediction.state != PredictionState.rejected
+                Prediction.image_id.in_(ids),
+                Prediction.state.not_in((PredictionState.rejected, PredictionState.withdrawn)),
             )
         ):
             preds[p.image_id].append(p)

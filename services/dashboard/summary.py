@@ -11,6 +11,7 @@ from sqlmodel import Session, select
 from core.metrics import flatten_metrics
 from db.models import ModelVersion, Project
 from services.dashboard.stats import project_stats
+from services.errors import ServiceError
 from services.review.throughput import annotator_throughput
 from services.training import registry
 
@@ -45,7 +46,11 @@ def version_table(session: Session) -> list[dict[str, Any]]:
         metrics = mv.metrics or {}
         pm = registry.primary_metric(metrics, mv.stage)
         held = flatten_metrics(metrics.get("holdout") or {})
-        others = [(k, v) for k, v in held.items() if pm is None or f"holdout.{k}" != pm[0]]
+        others = [
+            (k, v)
+            for k, v in held.items()
+            if (pm is None or f"holdout.{k}" != pm[0]) and ".per_class_" not in k
+        ]
         out.append(
             {
                 "id": mv.id,
@@ -67,9 +72,17 @@ HELDOUT_SHOWN = 4
 
 def model_state(session: Session, project: Project) -> list[str]:
     """Sentences about promoted versions that show no predictions on the project's photos
-    (``services.training.predictions.empty_result_reason``); empty when every one shows some."""
+    (``services.training.predictions.empty_result_reason``) and about the classes they do not
+    pre-annotate (``services.training.bar.withheld_sentence``); empty when neither applies."""
     from models.registry import pre_annotating_stages
+    from services.accounts.projects import project_taxonomy
+    from services.training.bar import withheld_sentence
     from services.training.predictions import empty_result_reason, version_yield
+
+    taxonomy = project_taxonomy(project)
+
+    def class_name(cid: int) -> str:
+        return taxonomy.by_id(cid).display_name if cid in taxonomy else f"class {cid}"
 
     out = []
     for stage in pre_annotating_stages():
@@ -81,6 +94,9 @@ def model_state(session: Session, project: Project) -> list[str]:
         reason = empty_result_reason(mv, counts["photos"], counts["predictions"], pm)
         if reason:
             out.append(reason)
+        withheld = withheld_sentence(mv, class_name)
+        if withheld:
+            out.append(withheld)
     return out
 
 
@@ -101,9 +117,10 @@ def rollback_stage_of(session: Session, ref: int | str) -> ModelVersion:
 def job_summary(job: dict[str, Any]) -> str:
     """What a job really did, in a line (``jobs.service.job_dict``'s shape): a round's
     steps after training (promotion verdicts, pre-annotation, the selection and any
-    fallback), else its message; a failed job's error, first line."""
+    fallback), else its message; a failed job's error as one sentence
+    (:func:`failure_sentence`)."""
     if job.get("error"):
-        return "failed: " + job["error"].strip().splitlines()[-1]
+        return "failed: " + failure_sentence(job["error"])
     steps = (job.get("result") or {}).get("steps")
     if steps:
         outcomes = [s["what"] for s in steps if s["step"] == "promote"]
@@ -111,6 +128,36 @@ def job_summary(job: dict[str, Any]) -> str:
         outcomes += [s["what"] for s in steps if s["step"] == "select"][-1:]
         return " · ".join(outcomes)
     return job.get("message") or ""
+
+
+#: The longest failure sentence the jobs table shows; the rest is behind the job's details.
+JOB_SENTENCE_CHARS = 160
+
+
+def failure_sentence(error: str) -> str:
+    """A failed job's error as the jobs table shows it: the error's line (the last line of a
+    Python traceback, else the first line), without the class name of a domain error
+    (``Invalid: ...``, whose message is the sentence), cut at :data:`JOB_SENTENCE_CHARS`
+    with an ellipsis. The full error and the log stay in the job's details."""
+    lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
+    if not lines:
+        return "no error message was recorded; see the job's log"
+    line = lines[-1] if lines[0].startswith("Traceback") else lines[0]
+    name, sep, message = line.partition(": ")
+    if sep and message and name.rsplit(".", 1)[-1] in _domain_error_names():
+        line = message
+    if len(line) > JOB_SENTENCE_CHARS:
+        line = line[: JOB_SENTENCE_CHARS - 1].rstrip() + "…"
+    return line
+
+
+def _domain_error_names() -> set[str]:
+    found, todo = set(), [ServiceError]
+    while todo:
+        cls = todo.pop()
+        found.add(cls.__name__)
+        todo += cls.__subclasses__()
+    return found
 
 
 def dashboard_data(session: Session, project: Project) -> dict[str, Any]:

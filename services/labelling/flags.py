@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import and_, exists, func, or_
 
 from core.config import get_settings
-from db.models import Annotation, Image, Prediction
+from db.models import Annotation, Image, Prediction, PredictionState
 
 #: ``Image.meta`` key the fraud screen sets on a photo it queues for a check.
 CHECK_KEY = "fraud_check"
@@ -25,7 +25,11 @@ def flag_clause():
         exists().where(
             live, or_(Annotation.group == "fake", Annotation.attributes["fake"].as_boolean())
         ),
-        exists().where(Prediction.image_id == Image.id, Prediction.group == "fake"),
+        exists().where(
+            Prediction.image_id == Image.id,
+            Prediction.group == "fake",
+            Prediction.state != PredictionState.withdrawn,
+        ),
         # no key is NULL, and NOT (... OR NULL) would drop the photo from "not flagged"
         func.coalesce(Image.meta[CHECK_KEY].as_boolean(), False),
     ]

@@ -28,12 +28,15 @@ def set_prediction_state(
     if pred is None:
         where = f" in project {project.name!r}" if project is not None else ""
         raise NotFound(f"prediction {prediction_id} does not exist{where}")
-    try:
-        pred.state = PredictionState(state)
-    except ValueError:
+    settable = [s.value for s in PredictionState if s != PredictionState.withdrawn]
+    if state not in settable:
+        raise Invalid(f"state {state!r} must be one of {', '.join(settable)}")
+    if pred.state == PredictionState.withdrawn:
         raise Invalid(
-            f"state {state!r} must be one of {', '.join(s.value for s in PredictionState)}"
-        ) from None
+            f"prediction {prediction_id} was withdrawn: its model version was rolled back, "
+            "replaced or found below its bar to pre-annotate, so it is kept as history only"
+        )
+    pred.state = PredictionState(state)
     session.add(pred)
     session.flush()
     return pred

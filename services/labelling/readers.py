@@ -11,7 +11,15 @@ from sqlmodel import Session, select
 
 from core.geometry import Shape
 from core.instances import Instances
-from db.models import Annotation, AnnotationRevision, Image, ModelVersion, Prediction, Project
+from db.models import (
+    Annotation,
+    AnnotationRevision,
+    Image,
+    ModelVersion,
+    Prediction,
+    PredictionState,
+    Project,
+)
 from services.errors import NotFound
 
 
@@ -114,11 +122,12 @@ def image_summary(image: Image) -> dict[str, Any]:
 
 
 def prediction_dicts(session: Session, image_id: int) -> list[dict[str, Any]]:
-    """The image's predictions, best score first, each with the name of its model version."""
+    """The image's predictions, best score first, each with the name of its model version;
+    withdrawn ones (their version is no longer offered) stay out of the workspace."""
     rows = session.exec(
         select(Prediction, ModelVersion.name)
         .join(ModelVersion, ModelVersion.id == Prediction.model_version_id)
-        .where(Prediction.image_id == image_id)
+        .where(Prediction.image_id == image_id, Prediction.state != PredictionState.withdrawn)
         .order_by(Prediction.score.desc())
     ).all()
     return [

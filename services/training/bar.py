@@ -10,6 +10,7 @@ may still promote it by hand once they confirm what annotators will then see.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,3 +116,47 @@ def measured_lines(mv: ModelVersion) -> list[str]:
         lines = [f"{mv.name} held-out: {figures}"]
     lines.append(f"{mv.name} {verdict(mv.stage, mv.metrics).sentence}")
     return lines
+
+
+def per_class_figures(stage: str, metrics: dict[str, Any] | None) -> dict[int, float]:
+    """Class id -> the held-out figure of the stage's bar measured per class (``AP50`` ->
+    ``per_class_AP50`` beside it); empty when the stage has no bar or none was measured."""
+    bar = bar_for(stage)
+    if bar is None:
+        return {}
+    parent, _, name = bar.metric.rpartition(".")
+    prefix = f"{parent}.per_class_{name}."
+    return {
+        int(key.removeprefix(prefix)): float(value)
+        for key, value in flatten_metrics(metrics or {}).items()
+        if key.startswith(prefix) and key.removeprefix(prefix).isdigit()
+    }
+
+
+def withheld_classes(mv: ModelVersion) -> dict[int, float]:
+    """Class id -> held-out figure of the classes ``mv`` does not pre-annotate: those below
+    the stage's bar while the version as a whole clears it. A version below the bar as a
+    whole pre-annotates nothing, or everything once a lead confirmed it by hand; a class with
+    no held-out ground truth was not measured and is not withheld."""
+    if not verdict(mv.stage, mv.metrics).passes:
+        return {}
+    bar = bar_for(mv.stage)
+    return {
+        cid: value
+        for cid, value in sorted(per_class_figures(mv.stage, mv.metrics).items())
+        if bar is not None and value < bar.minimum
+    }
+
+
+def withheld_sentence(mv: ModelVersion, class_name: Callable[[int], str]) -> str | None:
+    """What the dashboard says about ``mv``'s withheld classes, or None when there are none."""
+    withheld = withheld_classes(mv)
+    bar = bar_for(mv.stage)
+    if not withheld or bar is None:
+        return None
+    listed = ", ".join(f"{class_name(cid)} ({value:.2f})" for cid, value in withheld.items())
+    n = len(withheld)
+    return (
+        f"{mv.name} does not pre-annotate {n} class{'es' if n != 1 else ''} below the bar "
+        f"({bar.short} < {bar.minimum:.2f} on held-out photos): {listed}"
+    )

@@ -21,6 +21,7 @@ from sqlmodel import Session, select
 from core.records import ImageRecord
 from db.models import Image, ImagePrediction, ModelVersion, Prediction, Project
 from services.errors import Invalid, NotFound
+from services.training.withdrawal import sync_offered_predictions
 
 Progress = Callable[[int, int, dict[str, Any]], None]
 
@@ -243,6 +244,7 @@ def evaluate_stage(
     mv.metrics = {**(mv.metrics or {}), "holdout": figures}
     session.add(mv)
     session.flush()
+    sync_offered_predictions(session, mv.stage)  # found below its bar: its predictions leave
     return {"version": mv.name, "images": len(data), **figures}
 
 

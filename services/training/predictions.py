@@ -32,6 +32,7 @@ from core.geometry import Shape
 from core.instances import ImageResult, Instances
 from core.taxonomy import Taxonomy
 from db.models import Image, ImagePrediction, ModelVersion, Prediction
+from services.training.bar import withheld_classes
 
 #: ``data`` columns that mirror ``Prediction`` fields rather than ``Prediction.extra`` keys.
 ROW_COLUMNS = ("prediction_id", "image_id", "model_version_id", "group")
@@ -186,10 +187,16 @@ def store_predictions(
     taxonomy: Taxonomy | None,
 ) -> None:
     """Add one image's predictions and the ``ImagePrediction`` row that marks the image as
-    processed by ``version`` (with its image embedding) to the session; the caller commits."""
+    processed by ``version`` (with its image embedding) to the session; the caller commits.
+    Instances of classes the version withholds (below the bar on held-out photos,
+    :func:`services.training.bar.withheld_classes`) are not stored."""
+    instances = result.instances
+    withheld = withheld_classes(version)
+    if withheld and len(instances):
+        instances = instances[~np.isin(instances.class_ids, list(withheld))]
     session.add_all(
         instances_to_rows(
-            result.instances, image_id=image.id, model_version_id=version.id, taxonomy=taxonomy
+            instances, image_id=image.id, model_version_id=version.id, taxonomy=taxonomy
         )
     )
     session.add(

@@ -28,6 +28,7 @@ from core.files import sha256_file
 from core.metrics import flatten_metrics
 from db.models import LABELLED_STATUSES, Image, ModelVersion, Project
 from services.errors import Invalid, NotFound
+from services.training.withdrawal import sync_offered_predictions
 
 HOLDOUT_SPLIT = "test"
 #: The stage of versions whose predictions were made elsewhere and imported
@@ -190,7 +191,8 @@ def get_version(session: Session, ref: int | str) -> ModelVersion:
 
 def set_promoted(session: Session, mv: ModelVersion) -> ModelVersion:
     """Make ``mv`` its stage's promoted version (exactly one per stage); an external version
-    (imported predictions, no model) cannot be promoted."""
+    (imported predictions, no model) cannot be promoted. The pending predictions of the
+    version it replaces are withdrawn (:mod:`services.training.withdrawal`)."""
     if mv.stage == EXTERNAL_STAGE:
         raise Invalid(
             f"{mv.name} is an external model version (imported predictions); only trained "
@@ -205,6 +207,7 @@ def set_promoted(session: Session, mv: ModelVersion) -> ModelVersion:
     mv.promoted = True
     session.add(mv)
     session.flush()
+    sync_offered_predictions(session, mv.stage)
     return mv
 
 
