@@ -259,3 +259,34 @@ def test_rejected_fake_and_suspect_polygons_are_marked_on_the_canvas(browser, wo
     shot(page, "marks_fraud_queue")
     assert page.errors == []
     ctx.close()
+
+
+def leases_of(username: str) -> list[int]:
+    from db.session import session_scope
+    from services.accounts.projects import get_or_create_project
+    from services.labelling.leases import list_leases
+
+    with session_scope() as s:
+        rows = list_leases(s, get_or_create_project(s).id)
+    return [r["image_id"] for r in rows if r["user"] == username]
+
+
+def test_a_lead_lands_on_the_dashboard_and_takes_no_lease_until_the_workspace_opens(page, world):
+    server, seeded = world
+    lead = seeded.users["lead"]
+    login(page, server, lead, wait_for=None)
+    page.wait_for_selector("#pb-dash-summary:has-text('photos')")
+    assert page.get_by_role("tab", name="Dashboard").get_attribute("aria-selected") == "true"
+    shot(page, "lead_lands_on_dashboard")
+    page.wait_for_timeout(1500)  # time enough for a workspace that would load on its own
+    assert leases_of(lead) == []
+    assert page.get_by_text("Sign in first").count() == 0  # its events waited for the cookie
+    assert page.evaluate("() => !window.__pb || window.__pb.queue === null")
+
+    page.get_by_role("tab", name="Workspace").click()
+    page.wait_for_selector(".pb-app[data-drawn]")
+    assert leases_of(lead) == [page.evaluate("() => window.__pb.image.id")]
+    page.evaluate(  # give it back: the other tests open this photo
+        "t => fetch('/api/leases/release', {method: 'POST', headers: {Authorization: 'Bearer ' + t}})",
+        page.evaluate("() => window.__pb.session.token"),
+    )

@@ -83,6 +83,9 @@ async function start() {
   app.buildShell(); app.bindShell(); app.renderClassList(); app.setTool('select');
   // Edits a closed tab left in this browser: listed first, their photos kept leased meanwhile.
   S.keptOffer = app.keptPhotos().map((k) => k.image_id); app.showKept();
+  // Not before the workspace is on screen: a photo from the queue is leased to its user.
+  await app.whenShown(landed !== sess.username && sess.landing === 'dashboard');
+  if (S.session !== sess) return; // signed out or in as someone else meanwhile
   // The lead's side list replaces the queue in its mode (sides.js).
   if (S.mode === 'sides') await app.loadSides(!saved.imageId);
   if (saved.imageId) await app.openImage(saved.imageId); else if (S.mode !== 'sides') await app.step('next', true);

@@ -140,13 +140,16 @@ function PBNavigate(app) {
     app.clearAssist(true);
     $('.pb-img').removeAttribute('href');
     const which = S.mode === 'fraud' ? 'The fraud queue' : S.mode === 'review' ? 'The review queue' : 'The queue';
-    const why = S.mode === 'fraud' ? ' No photo has a fake-damage flag or prediction, severe damage, or a fraud-screen reason; a lead can run the fraud screen from the dashboard.' : ' No photo matches these filters.';
+    const p = S.queue && S.queue.progress;
+    const noPhotos = !!p && p.total === 0;
+    const why = noPhotos ? (app.can('import') ? ' This project has no photos yet. Add them in the Dashboard tab under "Add photos", with `panelbeater import folder PATH` on the server, or with POST /api/images/upload.' : ' This project has no photos yet: a lead or admin adds them.')
+      : S.mode === 'fraud' ? ' No photo has a fake-damage flag or prediction, severe damage, or a fraud-screen reason; a lead can run the fraud screen from the dashboard.' : ' No photo matches these filters.';
     const e = $('.pb-empty');
     e.textContent = `${which} is empty.${why}`; e.hidden = false;
     e.style.alignItems = 'flex-start'; e.style.paddingTop = '24px'; e.style.textAlign = 'center'; e.style.fontSize = '16px';
     const shell = root.querySelector('.pb-app'); if (shell) { delete shell.dataset.drawn; shell.dataset.empty = S.mode; }
+    if (noPhotos) e.dataset.noPhotos = '1'; else delete e.dataset.noPhotos;
     persist(); app.renderAll(); app.renderSide(); app.renderProgress();
-    const p = S.queue && S.queue.progress;
     $('.pb-progress').textContent = `${which} is empty` + (p ? ` · ${p.done} / ${p.total} photos done` : '');
     msg(`${which} is empty.`);
   }
