@@ -290,3 +290,29 @@ def test_a_lead_lands_on_the_dashboard_and_takes_no_lease_until_the_workspace_op
         "t => fetch('/api/leases/release', {method: 'POST', headers: {Authorization: 'Bearer ' + t}})",
         page.evaluate("() => window.__pb.session.token"),
     )
+
+
+def test_recent_classes_follow_the_user_into_another_browser(browser, world):
+    server, seeded = world
+    user = seeded.users["reviewer"]
+    ctx, first = open_page(browser, viewport=(1440, 900))
+    login(first, server, user, wait_for=".pb-app")
+    first.wait_for_function("() => window.__pb.classes.length > 0")
+    for cid in (5, 4):
+        first.click(f'.pb-classlist button[data-id="{cid}"]')
+    first.wait_for_function(
+        "() => fetch('/api/me/recent-classes', {headers: {Authorization: 'Bearer ' + "
+        "window.__pb.session.token}}).then((r) => r.json()).then((r) => r.class_ids.join() === '4,5')"
+    )
+    assert first.errors == []
+    ctx.close()
+
+    # Another browser (a fresh context: no localStorage), the same user: the same keys 1-9.
+    ctx, second = open_page(browser, viewport=(1440, 900))
+    login(second, server, user, wait_for=".pb-app")
+    second.wait_for_selector(".pb-recent .pb-recent-btn")
+    assert second.evaluate("() => window.__pb.recent") == [4, 5]
+    assert second.locator(".pb-recent .pb-recent-btn").first.get_attribute("data-id") == "4"
+    shot(second, "recent_classes_second_browser")
+    assert second.errors == []
+    ctx.close()

@@ -1,11 +1,12 @@
 // Moving through photos: the mode and filters choose a queue on the server, step() asks it for
 // the next or previous photo, and showDetail() opens one. The workspace (mode, filters, photo,
-// classes) is remembered per user in localStorage, so a reload comes back to the same place.
+// current class) is remembered per user in localStorage, so a reload comes back to the same place;
+// the recent classes are kept on the server (actions.js saveRecent).
 function PBNavigate(app) {
   const { S, root, $, msg } = app;
 
   function persist() {
-    try { localStorage.setItem('pb.workspace', JSON.stringify({ mode: S.mode, filters: S.filters, imageId: S.image && S.image.id, queue: S.queue && S.image && { position: S.queue.position, queue_length: S.queue.queue_length, progress: S.queue.progress, imageId: S.image.id }, currentClass: S.currentClass, recent: S.recent, hidden: [...S.hidden], user: S.session.username })); } catch (e) { /* private mode */ }
+    try { localStorage.setItem('pb.workspace', JSON.stringify({ mode: S.mode, filters: S.filters, imageId: S.image && S.image.id, queue: S.queue && S.image && { position: S.queue.position, queue_length: S.queue.queue_length, progress: S.queue.progress, imageId: S.image.id }, currentClass: S.currentClass, hidden: [...S.hidden], user: S.session.username })); } catch (e) { /* private mode */ }
   }
   // Each mode is a preset of filters; the user may refine them in the toolbar afterwards.
   function modeFilters(m) {
