@@ -19,11 +19,11 @@ log = logging.getLogger("panelbeater")
 def _first_start_hint() -> None:
     """With no users yet, say how to create the first admin (there is no default password)."""
     from db.session import session_scope
-    from services.accounts.users import FIRST_START_MESSAGE, count_users
+    from services.accounts.users import count_users, first_start_message
 
     with session_scope() as session:
         if count_users(session) == 0:
-            print(FIRST_START_MESSAGE, flush=True)
+            print(first_start_message(get_settings().data_dir), flush=True)
 
 
 def proxy_options(settings: Settings) -> dict[str, object]:

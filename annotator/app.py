@@ -28,6 +28,7 @@ from annotator import (
 from annotator.access import md_escape, not_a_member, require, token_user
 from annotator.canvas import canvas_widget, session_value
 from annotator.imports_panel import (
+    NO_PHOTOS_HINT,
     ImportPanel,
     PhotosPanel,
     add_photos,
@@ -73,11 +74,27 @@ def mount_options() -> dict[str, Any]:
 def first_start_hint() -> str:
     with session_scope() as session:
         if user_service.count_users(session) == 0:
-            return "**No users exist yet.** On the server, run `panelbeater user add NAME --role admin` (there is no default password)."
+            return (
+                "**No users exist yet.** On the server, run the `panelbeater user add NAME --role "
+                "admin` command that `panelbeater serve` printed when it started (it names the "
+                "server's data dir; there is no default password)."
+            )
     return ""
 
 
-def _signed_in(token: str, user: User) -> tuple:
+def _landing(user: User) -> str:
+    """The tab a user lands on: a lead the dashboard, whose workspace takes a photo from the
+    queue (a lease) only once it is opened (static/canvas/main.js)."""
+    return "dashboard" if user_service.lands_on_dashboard(user.role) else "workspace"
+
+
+def _landing_tab(user: User) -> gr.Tabs:
+    return gr.Tabs(selected=_landing(user))
+
+
+def _signed_in(token: str, user: User, *, land: bool = True) -> tuple:
+    """``land``: select the landing tab now. A fresh sign-in selects it in :func:`landing`
+    instead, once the session cookie is set: the dashboard tab's events need it."""
     perms = sorted(user_service.permissions(user.role))
     who = f"Signed in as **{md_escape(user.username)}** ({user.role.value})"
     return (
@@ -85,8 +102,9 @@ def _signed_in(token: str, user: User) -> tuple:
         gr.update(visible=False),
         gr.update(visible=True),
         who,
-        session_value(token, user.username, user.role.value, perms),
+        session_value(token, user.username, user.role.value, perms, _landing(user)),
         gr.update(visible=Permission.dashboard in perms),
+        _landing_tab(user) if land else gr.update(),
         "",
     )
 
@@ -99,6 +117,7 @@ def _signed_out(message: str = "") -> tuple:
         "",
         "",
         gr.update(visible=False),
+        gr.update(),
         message,
     )
 
@@ -118,7 +137,13 @@ def login(username: str, password: str, request: gr.Request | None = None) -> tu
         if refused:
             return _signed_out(md_escape(refused))
         token = user_service.issue_token(session, user)
-    return _signed_in(token, user)
+    return _signed_in(token, user, land=False)
+
+
+def landing(token: str) -> gr.Tabs:
+    """After a sign-in, once the session cookie is set: the user's landing tab."""
+    user = token_user(token)
+    return gr.update() if user is None else _landing_tab(user)
 
 
 def restore(request: gr.Request) -> tuple:
@@ -173,6 +198,8 @@ def dashboard(token: str) -> tuple:
         f"**{st['annotations']}** annotations · "
     ) + " · ".join(f"{k}: {v}" for k, v in st["per_status"].items())
     summary += f"  \n{autotrain}\n\n{rates}"
+    if not st["images"] and Permission.import_ in user_service.permissions(user.role):
+        summary = f"{NO_PHOTOS_HINT}\n\n{summary}"
     status_rows = [[k, v] for k, v in st["per_status"].items()]
     group_rows = [[k, v] for k, v in st["per_group"].items()]
     class_rows = [[k, v] for k, v in st["per_class"].items()]
@@ -351,13 +378,14 @@ def _wire_sign_in(
     panel: SignInPanel,
     logout_btn: gr.Button,
     canvas: gr.HTML,
+    tabs: gr.Tabs,
     outputs: list[gr.components.Component],
 ) -> None:
     """Signing in, out and a page load fill ``outputs``, in :func:`_signed_in`'s order."""
     for sign_in in (panel.button.click, panel.password.submit):
         sign_in(login, [panel.username, panel.password], outputs).then(
             None, [canvas], None, js=START_SESSION_JS
-        ).then(_clear_password, None, panel.password)
+        ).then(_clear_password, None, panel.password).then(landing, [token], tabs)
     logout_btn.click(logout, [token], outputs).then(None, None, None, js=END_SESSION_JS)
     demo.load(restore, None, outputs)
 
@@ -414,7 +442,7 @@ def build_ui() -> gr.Blocks:
             with gr.Row():
                 whoami = gr.Markdown(elem_id="pb-whoami")
                 logout_btn = gr.Button("Sign out", size="sm", scale=0, elem_id="pb-logout")
-            with gr.Tabs():
+            with gr.Tabs(elem_id="pb-tabs") as tabs:
                 with gr.Tab("Workspace", id="workspace", elem_id="pb-tab-workspace"):
                     canvas = canvas_widget()
                 dash = dashboard_tab(token)
@@ -425,7 +453,7 @@ def build_ui() -> gr.Blocks:
                 with gr.Tab("Help", id="help", elem_id="pb-tab-help"):
                     gr.Markdown("### Keyboard shortcuts\n\n" + shortcuts_markdown())
 
-        outputs = [token, sign_in.box, main_box, whoami, canvas, dash.tab, sign_in.message]
-        _wire_sign_in(demo, token, sign_in, logout_btn, canvas, outputs)
+        outputs = [token, sign_in.box, main_box, whoami, canvas, dash.tab, tabs, sign_in.message]
+        _wire_sign_in(demo, token, sign_in, logout_btn, canvas, tabs, outputs)
         _wire_dashboard(token, dash)
     return demo

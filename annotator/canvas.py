@@ -73,9 +73,14 @@ def canvas_css() -> str:
 
 
 def session_value(
-    token: str | None, username: str = "", role: str = "", permissions: list[str] | None = None
+    token: str | None,
+    username: str = "",
+    role: str = "",
+    permissions: list[str] | None = None,
+    landing: str = "workspace",
 ) -> str:
-    """The widget's value: who is signed in (empty string when nobody is)."""
+    """The widget's value: who is signed in (empty string when nobody is), and the tab they
+    land on (a workspace that is not it waits to be opened before it takes a photo)."""
     if not token:
         return ""
     return json.dumps(
@@ -84,6 +89,7 @@ def session_value(
             "username": username,
             "role": role,
             "permissions": sorted(permissions or []),
+            "landing": landing,
         }
     )
 

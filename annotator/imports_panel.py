@@ -37,6 +37,13 @@ class PhotosPanel:
     message: gr.Markdown
 
 
+#: What the dashboard says while the project has no photos: where to add them.
+NO_PHOTOS_HINT = (
+    "**This project has no photos yet.** Add them below under **Add photos**, on the server "
+    "with `panelbeater import folder DIR`, or through the API with `POST /api/images/upload`."
+)
+
+
 def photos_panel() -> PhotosPanel:
     """The "Add photos" group's components, built inside the caller's Blocks context."""
     with gr.Accordion("Add photos", open=True, elem_id="pb-upload"):

@@ -44,6 +44,12 @@ class LoginAnswer(BaseModel):
     permissions: list[str]
 
 
+class RecentClasses(BaseModel):
+    class_ids: list[int] = Field(
+        description="the classes the user picked last, most recent first (keys 1-9 pick them)"
+    )
+
+
 class Me(BaseModel):
     username: str
     role: str

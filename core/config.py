@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     lease_ttl_seconds: float = Field(default=900.0, gt=0)
     lease_scan_batch: int = Field(default=64, ge=1)
 
+    #: How many recently picked classes are kept per user (``services.accounts.recent_classes``);
+    #: the workspace's keys 1-9 pick the first nine.
+    recent_classes_max: int = Field(default=9, ge=1, le=100)
+
     #: Request bodies larger than this many bytes are refused with 413, whether declared by
     #: Content-Length or streamed (every route: /api uploads and the UI's own uploads).
     max_request_bytes: int = Field(default=200 * 1024 * 1024, gt=0)

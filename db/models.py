@@ -88,6 +88,9 @@ class User(SQLModel, table=True):
     role: Role = Field(default=Role.annotator)
     active: bool = True
     created_at: datetime = Field(default_factory=utcnow)
+    #: The classes the user picked last, most recent first (``services.accounts.recent_classes``):
+    #: the workspace's keys 1-9, in every browser the user signs in from.
+    recent_classes: list[int] | None = Field(default=None, sa_column=Column(JSON))
 
 
 class ProjectMember(SQLModel, table=True):

@@ -283,6 +283,13 @@ def login(
     page.fill("#pb-login-password input", PASSWORD)
     page.click("#pb-login-button")
     if wait_for is not None:
+        if "pb-app" in wait_for:
+            # A lead lands on the dashboard (services.accounts.users.lands_on_dashboard): the
+            # workspace loads its photo once opened.
+            page.wait_for_selector("#pb-main", state="visible")
+            if page.get_by_role("tab", name="Dashboard").count():
+                page.wait_for_selector('[role="tab"][aria-selected="true"]:has-text("Dashboard")')
+                page.get_by_role("tab", name="Workspace").click()
         page.wait_for_selector(wait_for)
 
 

@@ -57,6 +57,8 @@ def test_health_needs_no_login_and_login_checks_password(env) -> None:
         ("get", "/api/users"),
         ("post", "/api/users"),
         ("post", "/api/images/upload"),
+        ("get", "/api/me/recent-classes"),
+        ("put", "/api/me/recent-classes"),
     ],
 )
 def test_every_route_needs_a_token(env, method: str, path: str) -> None:
@@ -636,3 +638,25 @@ def test_huge_ids_anywhere_get_422_naming_the_field(env) -> None:
                 assert p["name"] in json.dumps(r.json()["detail"]), r.text[:300]
                 tried.append((method, url))
     assert len(tried) >= 10, tried
+
+
+def test_recent_classes_follow_the_user_from_token_to_token(env) -> None:
+    from core.config import configure, env_name, get_settings
+
+    client, _, login = env
+    browser_a, browser_b = login("annotator"), login("annotator")  # two sign-ins, one user
+    url = "/api/me/recent-classes"
+    assert client.get(url, headers=browser_a).json() == {"class_ids": []}
+    r = client.put(url, headers=browser_a, json={"class_ids": [3, 2, 3, 1]})
+    assert r.status_code == 200 and r.json() == {"class_ids": [3, 2, 1]}  # repeats dropped
+    assert client.get(url, headers=browser_b).json() == {"class_ids": [3, 2, 1]}
+    assert client.get(url, headers=login("reviewer")).json() == {"class_ids": []}  # per user
+    bad = client.put(url, headers=browser_b, json={"class_ids": [2, 9999]})
+    assert bad.status_code == 422 and "class id 9999 is not in the project's taxonomy" in bad.text
+    assert client.get(url, headers=browser_a).json() == {"class_ids": [3, 2, 1]}
+    # Bounded by a setting.
+    assert env_name("recent_classes_max") == "PANELBEATER_RECENT_CLASSES_MAX"
+    configure(**{**get_settings().model_dump(), "recent_classes_max": 4})
+    r = client.put(url, headers=browser_a, json={"class_ids": list(range(1, 12))})
+    assert r.json() == {"class_ids": [1, 2, 3, 4]}
+    assert client.get(url, headers=browser_b).json() == {"class_ids": [1, 2, 3, 4]}

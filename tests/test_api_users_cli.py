@@ -130,3 +130,33 @@ def test_gradio_handlers_check_the_token(data: Path) -> None:
     assert ui.restore_token(lead[0])[0] == lead[0]
     ui.logout(lead[0])
     assert ui.restore_token(lead[0])[0] == ""
+
+
+def test_the_first_start_hint_names_the_data_dir_so_its_command_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import shlex
+
+    from app import _first_start_hint
+    from cli.main import app
+    from core.config import configure
+    from db.session import reset_engine, session_scope
+    from services.accounts.users import authenticate
+
+    served = tmp_path / "served data"  # a space, too: the printed command quotes it
+    init_data_dir(served)
+    _first_start_hint()
+    line = next(x for x in capsys.readouterr().out.splitlines() if "user add" in x)
+    words = shlex.split(line)
+    assert words[0] == "panelbeater" and "NAME" in words
+    # Pasted into another shell, in another folder, on the CLI's own defaults.
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    configure(start_worker=False)
+    reset_engine()
+    args = ["boss" if w == "NAME" else w for w in words[1:]]
+    r = CliRunner().invoke(app, [*args, "--password-stdin"], input="a long passphrase\n")
+    assert r.exit_code == 0, r.output
+    init_data_dir(served)
+    with session_scope() as s:
+        assert authenticate(s, "boss", "a long passphrase").role.value == "admin"

@@ -259,3 +259,60 @@ def test_rejected_fake_and_suspect_polygons_are_marked_on_the_canvas(browser, wo
     shot(page, "marks_fraud_queue")
     assert page.errors == []
     ctx.close()
+
+
+def leases_of(username: str) -> list[int]:
+    from db.session import session_scope
+    from services.accounts.projects import get_or_create_project
+    from services.labelling.leases import list_leases
+
+    with session_scope() as s:
+        rows = list_leases(s, get_or_create_project(s).id)
+    return [r["image_id"] for r in rows if r["user"] == username]
+
+
+def test_a_lead_lands_on_the_dashboard_and_takes_no_lease_until_the_workspace_opens(page, world):
+    server, seeded = world
+    lead = seeded.users["lead"]
+    login(page, server, lead, wait_for=None)
+    page.wait_for_selector("#pb-dash-summary:has-text('photos')")
+    assert page.get_by_role("tab", name="Dashboard").get_attribute("aria-selected") == "true"
+    shot(page, "lead_lands_on_dashboard")
+    page.wait_for_timeout(1500)  # time enough for a workspace that would load on its own
+    assert leases_of(lead) == []
+    assert page.get_by_text("Sign in first").count() == 0  # its events waited for the cookie
+    assert page.evaluate("() => !window.__pb || window.__pb.queue === null")
+
+    page.get_by_role("tab", name="Workspace").click()
+    page.wait_for_selector(".pb-app[data-drawn]")
+    assert leases_of(lead) == [page.evaluate("() => window.__pb.image.id")]
+    page.evaluate(  # give it back: the other tests open this photo
+        "t => fetch('/api/leases/release', {method: 'POST', headers: {Authorization: 'Bearer ' + t}})",
+        page.evaluate("() => window.__pb.session.token"),
+    )
+
+
+def test_recent_classes_follow_the_user_into_another_browser(browser, world):
+    server, seeded = world
+    user = seeded.users["reviewer"]
+    ctx, first = open_page(browser, viewport=(1440, 900))
+    login(first, server, user, wait_for=".pb-app")
+    first.wait_for_function("() => window.__pb.classes.length > 0")
+    for cid in (5, 4):
+        first.click(f'.pb-classlist button[data-id="{cid}"]')
+    first.wait_for_function(
+        "() => fetch('/api/me/recent-classes', {headers: {Authorization: 'Bearer ' + "
+        "window.__pb.session.token}}).then((r) => r.json()).then((r) => r.class_ids.join() === '4,5')"
+    )
+    assert first.errors == []
+    ctx.close()
+
+    # Another browser (a fresh context: no localStorage), the same user: the same keys 1-9.
+    ctx, second = open_page(browser, viewport=(1440, 900))
+    login(second, server, user, wait_for=".pb-app")
+    second.wait_for_selector(".pb-recent .pb-recent-btn")
+    assert second.evaluate("() => window.__pb.recent") == [4, 5]
+    assert second.locator(".pb-recent .pb-recent-btn").first.get_attribute("data-id") == "4"
+    shot(second, "recent_classes_second_browser")
+    assert second.errors == []
+    ctx.close()

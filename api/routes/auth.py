@@ -6,10 +6,11 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel
 from sqlmodel import Session
 
-from api.deps import current_user, db_session, request_token, service_errors
-from api.schemas import LoginAnswer, Me, Revoked
-from db.models import User
+from api.deps import current_project, current_user, db_session, request_token, service_errors
+from api.schemas import LoginAnswer, Me, RecentClasses, Revoked
+from db.models import Project, User
 from services.accounts import projects as project_service
+from services.accounts import recent_classes as recent_service
 from services.accounts import users as user_service
 from services.labelling import leases as lease_service
 
@@ -58,3 +59,27 @@ def me(user: User = Depends(current_user), session: Session = Depends(db_session
         permissions=sorted(user_service.permissions(user.role)),
         **project_service.membership_summary(session, user),
     )
+
+
+@router.get("/me/recent-classes")
+def get_recent_classes(
+    user: User = Depends(current_user), project: Project = Depends(current_project)
+) -> RecentClasses:
+    """The classes the caller picked last, most recent first, in whichever browser."""
+    taxonomy = project_service.project_taxonomy(project)
+    return RecentClasses(class_ids=recent_service.recent_classes(user, taxonomy))
+
+
+@router.put("/me/recent-classes")
+def put_recent_classes(
+    body: RecentClasses,
+    user: User = Depends(current_user),
+    project: Project = Depends(current_project),
+    session: Session = Depends(db_session),
+) -> RecentClasses:
+    """Replace the caller's recent classes (most recent first); repeats are dropped and the
+    list is cut to the ``recent_classes_max`` setting. 422 for a class the taxonomy lacks."""
+    taxonomy = project_service.project_taxonomy(project)
+    with service_errors():
+        kept = recent_service.set_recent_classes(session, user, body.class_ids, taxonomy)
+    return RecentClasses(class_ids=kept)

@@ -17,10 +17,12 @@ import hashlib
 import hmac
 import os
 import secrets
+import shlex
 import threading
 from collections.abc import Sequence
 from datetime import timedelta
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete
@@ -83,6 +85,24 @@ FIRST_START_MESSAGE = (
     "    panelbeater user add NAME --role admin\n"
     "(it prompts for the password; there is no default password)."
 )
+
+
+def first_start_message(data_dir: Path) -> str:
+    """:data:`FIRST_START_MESSAGE` for a server started on ``data_dir``: the command it prints
+    names that data dir, so it creates the admin where this server looks for users."""
+    where = shlex.quote(str(Path(data_dir).resolve()))
+    return FIRST_START_MESSAGE.replace(
+        "panelbeater user add", f"panelbeater --data-dir {where} user add"
+    )
+
+
+#: The roles whose work is watching the project: they land on the dashboard on sign-in, and
+#: their workspace asks the queue for a photo (a lease) only when they open it.
+DASHBOARD_ROLES = frozenset({Role.lead, Role.admin})
+
+
+def lands_on_dashboard(role: Role | str) -> bool:
+    return Role(role) in DASHBOARD_ROLES
 
 
 class UserError(ValueError):

@@ -15,7 +15,15 @@ function PBActions(app) {
   function pickClass(id) {
     S.currentClass = id;
     S.recent = [id, ...S.recent.filter((x) => x !== id)].slice(0, 9);
-    app.renderClassList(); app.persist();
+    app.renderClassList(); app.persist(); saveRecent();
+  }
+  // The recent classes are kept per user on the server (services.accounts.recent_classes), so
+  // that another browser signed in as the same user has the same keys 1-9.
+  function saveRecent() {
+    const sent = S.recent.slice();
+    app.api('PUT', '/me/recent-classes', { class_ids: sent })
+      .then((r) => { if (S.recent.join() === sent.join() && r.class_ids.join() !== sent.join()) { S.recent = r.class_ids; app.renderClassList(); } })
+      .catch((e) => msg('Could not keep your recent classes on the server: ' + e.message, true));
   }
 
   // Keys 1-9: the n-th recent class becomes the selected polygon's class, or, with no polygon

@@ -72,17 +72,22 @@ async function start() {
   let landed = null;
   try { landed = sessionStorage.getItem('pb.landed'); sessionStorage.setItem('pb.landed', sess.username); } catch (e) { landed = sess.username; }
   if (landed !== sess.username) { S.mode = app.landingMode(sess.role); S.filters = app.modeFilters(S.mode); saved.imageId = null; }
-  S.recent = saved.recent || []; S.currentClass = saved.currentClass || null; S.hidden = new Set(saved.hidden || []);
+  S.recent = []; S.currentClass = saved.currentClass || null; S.hidden = new Set(saved.hidden || []);
   try {
     const tax = await app.api('GET', '/taxonomy');
     S.classes = tax.classes; S.byId = {}; for (const c of S.classes) S.byId[c.id] = c;
     // Distinct colours per class within each group (palette.js), in place of the taxonomy's shades.
     const pal = PBPalette.classColors(S.classes); for (const c of S.classes) c.color = pal[c.id] || c.color;
+    // The recent classes (keys 1-9) follow the user, not the browser (actions.js saveRecent).
+    S.recent = (await app.api('GET', '/me/recent-classes')).class_ids;
   } catch (e) { root.textContent = ''; root.appendChild(el('div', { class: 'pb-hint pb-bad' }, 'Could not load classes: ' + e.message)); return; }
   if (!S.currentClass) S.currentClass = (S.classes.find((c) => c.group === 'damage') || S.classes[0]).id;
   app.buildShell(); app.bindShell(); app.renderClassList(); app.setTool('select');
   // Edits a closed tab left in this browser: listed first, their photos kept leased meanwhile.
   S.keptOffer = app.keptPhotos().map((k) => k.image_id); app.showKept();
+  // Not before the workspace is on screen: a photo from the queue is leased to its user.
+  await app.whenShown(landed !== sess.username && sess.landing === 'dashboard');
+  if (S.session !== sess) return; // signed out or in as someone else meanwhile
   // The lead's side list replaces the queue in its mode (sides.js).
   if (S.mode === 'sides') await app.loadSides(!saved.imageId);
   if (saved.imageId) await app.openImage(saved.imageId); else if (S.mode !== 'sides') await app.step('next', true);

@@ -1,11 +1,12 @@
 // Moving through photos: the mode and filters choose a queue on the server, step() asks it for
 // the next or previous photo, and showDetail() opens one. The workspace (mode, filters, photo,
-// classes) is remembered per user in localStorage, so a reload comes back to the same place.
+// current class) is remembered per user in localStorage, so a reload comes back to the same place;
+// the recent classes are kept on the server (actions.js saveRecent).
 function PBNavigate(app) {
   const { S, root, $, msg } = app;
 
   function persist() {
-    try { localStorage.setItem('pb.workspace', JSON.stringify({ mode: S.mode, filters: S.filters, imageId: S.image && S.image.id, queue: S.queue && S.image && { position: S.queue.position, queue_length: S.queue.queue_length, progress: S.queue.progress, imageId: S.image.id }, currentClass: S.currentClass, recent: S.recent, hidden: [...S.hidden], user: S.session.username })); } catch (e) { /* private mode */ }
+    try { localStorage.setItem('pb.workspace', JSON.stringify({ mode: S.mode, filters: S.filters, imageId: S.image && S.image.id, queue: S.queue && S.image && { position: S.queue.position, queue_length: S.queue.queue_length, progress: S.queue.progress, imageId: S.image.id }, currentClass: S.currentClass, hidden: [...S.hidden], user: S.session.username })); } catch (e) { /* private mode */ }
   }
   // Each mode is a preset of filters; the user may refine them in the toolbar afterwards.
   function modeFilters(m) {
@@ -140,13 +141,16 @@ function PBNavigate(app) {
     app.clearAssist(true);
     $('.pb-img').removeAttribute('href');
     const which = S.mode === 'fraud' ? 'The fraud queue' : S.mode === 'review' ? 'The review queue' : 'The queue';
-    const why = S.mode === 'fraud' ? ' No photo has a fake-damage flag or prediction, severe damage, or a fraud-screen reason; a lead can run the fraud screen from the dashboard.' : ' No photo matches these filters.';
+    const p = S.queue && S.queue.progress;
+    const noPhotos = !!p && p.total === 0;
+    const why = noPhotos ? (app.can('import') ? ' This project has no photos yet. Add them in the Dashboard tab under "Add photos", with `panelbeater import folder PATH` on the server, or with POST /api/images/upload.' : ' This project has no photos yet: a lead or admin adds them.')
+      : S.mode === 'fraud' ? ' No photo has a fake-damage flag or prediction, severe damage, or a fraud-screen reason; a lead can run the fraud screen from the dashboard.' : ' No photo matches these filters.';
     const e = $('.pb-empty');
     e.textContent = `${which} is empty.${why}`; e.hidden = false;
     e.style.alignItems = 'flex-start'; e.style.paddingTop = '24px'; e.style.textAlign = 'center'; e.style.fontSize = '16px';
     const shell = root.querySelector('.pb-app'); if (shell) { delete shell.dataset.drawn; shell.dataset.empty = S.mode; }
+    if (noPhotos) e.dataset.noPhotos = '1'; else delete e.dataset.noPhotos;
     persist(); app.renderAll(); app.renderSide(); app.renderProgress();
-    const p = S.queue && S.queue.progress;
     $('.pb-progress').textContent = `${which} is empty` + (p ? ` · ${p.done} / ${p.total} photos done` : '');
     msg(`${which} is empty.`);
   }

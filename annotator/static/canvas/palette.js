@@ -82,5 +82,35 @@ const PBPalette = (function () {
     return out;
   }
 
-  return { classColors, hexToOklab };
+  // Colours of two groups closer than this (OKLab) would read as one class on a photo.
+  const MIN_ACROSS = 0.08;
+  // The colours of the classes on one photo: {class id: '#rrggbb'} for present [{id, group}],
+  // from `colors` (classColors'). Each group is sampled on its own, so a damage class and a part
+  // class may look alike; only the classes present need to differ, so a clash is resolved here,
+  // per photo: a class whose colour lies within MIN_ACROSS of a present class of another group
+  // (damage first, then fake, then part, each in id order) takes the candidate farthest from
+  // every colour kept so far. Classes of one group keep their colours.
+  function photoColors(present, colors) {
+    const order = { damage: 0, fake: 1, part: 2 };
+    const list = present.slice().sort((a, b) => (order[a.group] ?? 3) - (order[b.group] ?? 3) || a.id - b.id);
+    const kept = []; // [group, lab]
+    const out = {};
+    for (const c of list) {
+      let hex = colors[c.id];
+      if (!hex) continue;
+      let lab = hexToOklab(hex);
+      if (kept.some(([g, q]) => g !== c.group && dist(q, lab) < MIN_ACROSS)) {
+        let best = null, bestD = -1;
+        for (const cand of allCandidates()) {
+          const d = Math.min(...kept.map(([, q]) => dist(q, cand.lab)));
+          if (d > bestD) { bestD = d; best = cand; }
+        }
+        hex = best.hex; lab = best.lab;
+      }
+      kept.push([c.group, lab]); out[c.id] = hex;
+    }
+    return out;
+  }
+
+  return { classColors, photoColors, hexToOklab, MIN_ACROSS };
 })();

@@ -37,14 +37,24 @@ function PBRender(app) {
   function applyVB() { $('.pb-svg').setAttribute('viewBox', `${S.vb.x} ${S.vb.y} ${S.vb.w} ${S.vb.h}`); renderSel(); renderDraw(); app.viewChanged(); }
 
   function renderAll() { renderAnns(); renderPreds(); renderSel(); renderDraw(); renderComment(); }
+  // The colours of the classes on the open photo (palette.js photoColors): a damage class and a
+  // part class there never look alike. Worked out again at each render, as a relabel may bring
+  // a clash.
+  function photoPalette() {
+    const ids = new Set([...S.anns.map((a) => a.class_id), ...app.pendingPreds().map((p) => p.class_id)]);
+    const present = [...ids].map((id) => app.cls(id));
+    S.photoColors = PBPalette.photoColors(present, Object.fromEntries(present.map((c) => [c.id, c.color])));
+  }
+  const colorOf = (id) => (S.photoColors && S.photoColors[id]) || app.cls(id).color;
   function renderAnns() {
+    photoPalette();
     const g = $('.pb-l-anns'); g.textContent = '';
     const frag = document.createDocumentFragment();
     for (const a of S.anns) {
       if (S.hidden.has(a.group)) continue;
       const c = app.cls(a.class_id);
       const m = marks(a);
-      const p = sv('path', { d: pathData(a.geometry), class: 'pb-ann' + (a.key === S.sel ? ' pb-selected' : '') + m.map(([k]) => ' pb-' + k).join(''), 'data-key': a.key, 'fill-rule': 'evenodd', stroke: c.color, fill: c.color });
+      const p = sv('path', { d: pathData(a.geometry), class: 'pb-ann' + (a.key === S.sel ? ' pb-selected' : '') + m.map(([k]) => ' pb-' + k).join(''), 'data-key': a.key, 'fill-rule': 'evenodd', stroke: colorOf(a.class_id), fill: colorOf(a.class_id) });
       frag.appendChild(p);
     }
     g.appendChild(frag);
@@ -86,7 +96,7 @@ function PBRender(app) {
     for (const a of S.anns) {
       if (S.hidden.has(a.group) || !a.geometry.length) continue;
       const c = app.cls(a.class_id), [x0, y0] = G.bbox(a.geometry);
-      const t = sv('text', { x: x0, y: Math.max(y0 - 3 / s, fs), class: 'pb-ann-label' + (a.key === S.sel ? ' pb-selected' : ''), 'font-size': fs, fill: c.color, 'data-key': a.key });
+      const t = sv('text', { x: x0, y: Math.max(y0 - 3 / s, fs), class: 'pb-ann-label' + (a.key === S.sel ? ' pb-selected' : ''), 'font-size': fs, fill: colorOf(a.class_id), 'data-key': a.key });
       t.textContent = annName(a);
       frag.appendChild(t);
     }
@@ -106,7 +116,7 @@ function PBRender(app) {
     for (const id of ids) {
       const c = app.cls(id), [n, np] = count.get(id);
       const row = el('div', { class: 'pb-legend-row' + (S.hidden.has(c.group) ? ' pb-dim' : ''), 'data-id': String(id) });
-      const sw = el('span', { class: 'pb-swatch' }); sw.style.background = c.color;
+      const sw = el('span', { class: 'pb-swatch' }); sw.style.background = colorOf(id);
       row.appendChild(sw);
       row.appendChild(el('span', { class: 'pb-legend-name' }, c.display_name));
       row.appendChild(el('span', { class: 'pb-legend-n' }, (n ? String(n) : '') + (np ? `${n ? ' + ' : ''}${np} predicted` : '')));
@@ -121,12 +131,13 @@ function PBRender(app) {
     box.textContent = text ? "Rejected — reviewer's comment: " + text : '';
   }
   function renderPreds() {
+    photoPalette();
     const g = $('.pb-l-preds'); g.textContent = '';
     const s = scale();
     for (const p of app.pendingPreds()) {
       if (S.hidden.has(p.group)) continue;
       const c = app.cls(p.class_id);
-      g.appendChild(sv('path', { d: pathData(p.geometry), class: 'pb-pred' + (p.id === S.selPred ? ' pb-selected' : ''), 'data-pid': p.id, 'fill-rule': 'evenodd', stroke: c.color }));
+      g.appendChild(sv('path', { d: pathData(p.geometry), class: 'pb-pred' + (p.id === S.selPred ? ' pb-selected' : ''), 'data-pid': p.id, 'fill-rule': 'evenodd', stroke: colorOf(p.class_id) }));
       const [x0, y0] = G.bbox(p.geometry);
       const t = sv('text', { x: x0, y: y0 - 4 / s, class: 'pb-pred-label', 'font-size': 13 / s, 'data-pid': p.id });
       t.textContent = `${c.display_name} ${p.score.toFixed(2)}` + (sideConflict(p) ? ' · side?' : '');
@@ -183,5 +194,5 @@ function PBRender(app) {
     });
   }
 
-  return { sideConflict, annName, marks, renderMarks, scale, fit, applyVB, renderAll, renderAnns, renderLabels, renderLegend, renderComment, renderPreds, renderSel, renderDraw, scheduleDragPaint };
+  return { colorOf, sideConflict, annName, marks, renderMarks, scale, fit, applyVB, renderAll, renderAnns, renderLabels, renderLegend, renderComment, renderPreds, renderSel, renderDraw, scheduleDragPaint };
 }
