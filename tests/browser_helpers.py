@@ -22,6 +22,9 @@ import numpy as np
 from PIL import Image as PILImage
 
 PASSWORD = "correct horse battery"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+#: Where browser tests keep screenshots of the screens they check.
+SHOTS = REPO_ROOT / "artifacts" / "screenshots"
 ROLES = ("annotator", "reviewer", "fraud_analyst", "lead", "admin")
 
 
@@ -168,7 +171,8 @@ def free_port() -> int:
 
 
 class Server:
-    """``uvicorn app:create_app --factory`` on loopback in a child process, on ``data_dir``."""
+    """``uvicorn app:create_app --factory`` on loopback in a child process, on ``data_dir``;
+    as a context manager, stopped on leaving the block."""
 
     def __init__(
         self, data_dir: Path, log_path: Path | None = None, extra_env: dict[str, str] | None = None
@@ -198,7 +202,7 @@ class Server:
                 "--log-level",
                 "warning",
             ],
-            cwd=Path(__file__).resolve().parents[1],
+            cwd=REPO_ROOT,
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -226,6 +230,12 @@ class Server:
         raise RuntimeError(
             f"server did not answer /api/health within {timeout} s; see {self.log.name}"
         )
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -284,6 +294,21 @@ def login(
     page.click("#pb-login-button")
     if wait_for is not None:
         page.wait_for_selector(wait_for)
+
+
+def signed_in_page(
+    browser,
+    server: Server,
+    username: str,
+    *,
+    wait_for: str | None = ".pb-app[data-drawn]",
+    **page_opts,
+):
+    """:func:`open_page` (``page_opts`` go to it) with ``username`` signed in (:func:`login`,
+    waiting for ``wait_for``): ``(ctx, page)``."""
+    context, page = open_page(browser, **page_opts)
+    login(page, server, username, wait_for=wait_for)
+    return context, page
 
 
 def open_image(page, image_id: int) -> None:

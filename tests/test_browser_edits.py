@@ -13,37 +13,19 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from browser_helpers import (
-    Server,
-    draw,
-    launch,
-    login,
-    open_image,
-    require_chromium,
-    to_screen,
-)
+from browser_helpers import SHOTS, Server, draw, login, open_image, require_chromium, to_screen
 from browser_helpers import live_annotations as stored
 from browser_helpers import seed_workspace as _seed
-from conftest import REPO_ROOT
 
 pytestmark = pytest.mark.browser
-
-SHOTS = REPO_ROOT / "artifacts" / "screenshots"
-sync_api = require_chromium()
+require_chromium()
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     seeded = _seed(tmp_path_factory.mktemp("edits") / "data", n_synthetic=4, n_predictions=0)
-    server = Server(seeded.data_dir)
-    yield server, seeded
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser(world):
-    with launch(sync_api) as b:
-        yield b
+    with Server(seeded.data_dir) as server:
+        yield server, seeded
 
 
 def watch(pg):

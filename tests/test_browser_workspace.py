@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from browser_helpers import (
+    SHOTS,
     Seeded,
     Server,
     draw,
-    launch,
     live_annotations,
     open_image,
     open_page,
@@ -28,10 +28,9 @@ from conftest import REPO_ROOT, SHARED_DATASETS
 
 pytestmark = pytest.mark.browser
 
-SHOTS = REPO_ROOT / "artifacts" / "screenshots"
 XSS_NAME = "<script>window.__xss=1</script>Scuff"
 
-sync_api = require_chromium()
+require_chromium()
 
 
 @pytest.fixture(scope="module")
@@ -47,15 +46,8 @@ def world(tmp_path_factory) -> Iterator[tuple[Server, Seeded]]:
     # These tests share photos between users (two editors, a conflict); queue leases, which
     # would open a photo read-only to the second, expire at once here (tests/test_browser_leases).
     env = {"PANELBEATER_TAXONOMY_PATH": str(tax), "PANELBEATER_LEASE_TTL_SECONDS": "0.001"}
-    server = Server(data, extra_env=env)
-    yield server, seeded
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser(world):
-    with launch(sync_api) as b:
-        yield b
+    with Server(data, extra_env=env) as server:
+        yield server, seeded
 
 
 def new_page(browser, server: Server, username: str | None = None, image_id: int | None = None):
