@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +52,55 @@ def synthetic_photo(path: Path, width: int = 640, height: int = 480, seed: int =
     path.parent.mkdir(parents=True, exist_ok=True)
     PILImage.fromarray(img).save(path, quality=90)
     return path
+
+
+def image_rows(
+    project_id: int,
+    n: int,
+    *,
+    path: str = "/nonexistent/{i}.jpg",
+    file_name: str = "{i}.jpg",
+    sha256: str = "{i:064x}",
+    width: int = 64,
+    height: int = 48,
+) -> list:
+    """``n`` Image rows, ``i`` = 0 to n-1 in import order, for tests that never read pixels
+    (``path``, ``file_name`` and ``sha256`` are ``str.format`` templates of ``i``); not yet
+    added to a session."""
+    from db.models import Image
+
+    return [
+        Image(
+            project_id=project_id,
+            path=path.format(i=i),
+            file_name=file_name.format(i=i),
+            sha256=sha256.format(i=i),
+            width=width,
+            height=height,
+            import_order=i,
+        )
+        for i in range(n)
+    ]
+
+
+def poll(
+    fn: Callable[[], object],
+    what: str,
+    *,
+    timeout: float = 10.0,
+    pause: Callable[[float], object] = time.sleep,
+):
+    """Call ``fn`` until it returns something truthy and return that, pausing ``pause(0.05)``
+    between tries; after ``timeout`` seconds, an AssertionError naming ``what`` and the last
+    value."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        pause(0.05)
+    raise AssertionError(f"timed out waiting for {what}; last value {last!r}")
 
 
 def init_data_dir(data_dir: Path, taxonomy_path: Path | None = None) -> None:
@@ -270,6 +319,26 @@ def launch(sync_api) -> Iterator:
         browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@contextmanager
+def script_page(script: Path, global_name: str) -> Iterator:
+    """A blank page in headless chromium with ``script`` loaded alone, which must define
+    ``global_name``; no script error may follow. Skips where chromium or Playwright is absent."""
+    import pytest
+
+    if chromium_path() is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with launch(sync_api) as browser:
+        pg = browser.new_page()
+        errors: list[str] = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.set_content(f"<!doctype html><title>{script.stem}</title>")
+        pg.add_script_tag(content=script.read_text(encoding="utf-8"))
+        assert pg.evaluate(f"typeof {global_name}") == "object", errors
+        yield pg
+        assert errors == []
 
 
 def open_page(browser, *, viewport: tuple[int, int] = (1400, 950), timeout_ms: int = 20000, **ctx):

@@ -13,7 +13,16 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from browser_helpers import SHOTS, Server, draw, login, open_image, require_chromium, to_screen
+from browser_helpers import (
+    SHOTS,
+    Server,
+    draw,
+    login,
+    open_image,
+    poll,
+    require_chromium,
+    to_screen,
+)
 from browser_helpers import live_annotations as stored
 from browser_helpers import seed_workspace as _seed
 
@@ -61,14 +70,7 @@ def shown_id(page) -> int:
 def wait_for(page, fn: Callable[[], object], what: str, timeout: float = 10.0):
     """Poll ``fn`` until it is truthy. Waits through Playwright, so that the page's events (a
     dialog) are handled meanwhile; time.sleep would hold them back."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        page.wait_for_timeout(50)
-    raise AssertionError(f"timed out waiting for {what}; last value {last!r}")
+    return poll(fn, what, timeout=timeout, pause=lambda s: page.wait_for_timeout(s * 1000))
 
 
 def idle(page) -> None:

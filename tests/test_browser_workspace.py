@@ -7,7 +7,6 @@ the key screens go to artifacts/screenshots/.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -19,6 +18,7 @@ from browser_helpers import (
     live_annotations,
     open_image,
     open_page,
+    poll,
     require_chromium,
     seed_workspace,
     to_screen,
@@ -72,14 +72,7 @@ def login(page, server: Server, username: str) -> None:
 
 
 def wait_db(fn: Callable[[], object], timeout: float = 10.0, what: str = "database state"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}; last value {last!r}")
+    return poll(fn, what, timeout=timeout)
 
 
 def image_row(image_id: int):
