@@ -177,14 +177,21 @@ def seed_workspace(
 
 
 def api_client(data_dir: Path, n_synthetic: int = 3):
-    """The REST API over a freshly seeded workspace: ``(client, seeded, login)``, where
-    ``login(role)`` signs that role's user in and returns its bearer header."""
+    """The REST API over a freshly seeded workspace: ``(client, seeded, login)``, as
+    :func:`seeded_api_client`."""
+    seeded = seed_workspace(data_dir, n_synthetic=n_synthetic)
+    client, login = seeded_api_client(seeded)
+    return client, seeded, login
+
+
+def seeded_api_client(seeded: Seeded):
+    """The REST API over a seeded workspace: ``(client, login)``, where ``login(role)`` signs
+    that role's user in and returns its bearer header."""
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
     from api.router import api_router
 
-    seeded = seed_workspace(data_dir, n_synthetic=n_synthetic)
     app = FastAPI()
     app.include_router(api_router, prefix="/api")
     client = TestClient(app)
@@ -194,7 +201,7 @@ def api_client(data_dir: Path, n_synthetic: int = 3):
         assert r.status_code == 200, r.text
         return {"Authorization": f"Bearer {r.json()['token']}"}
 
-    return client, seeded, login
+    return client, login
 
 
 def require_chromium():
