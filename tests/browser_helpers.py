@@ -103,6 +103,22 @@ def poll(
     raise AssertionError(f"timed out waiting for {what}; last value {last!r}")
 
 
+def model_version(stage: str, version: int, metrics: dict, **fields):
+    """A ModelVersion row ``<stage>-v<version>`` with no weights file, measured as ``metrics``
+    say; ``fields`` (``promoted``, ``train_snapshot``...) go to the row."""
+    from db.models import ModelVersion
+
+    return ModelVersion(
+        stage=stage,
+        version=version,
+        name=f"{stage}-v{version}",
+        path="-",
+        sha256="0",
+        metrics=metrics,
+        **fields,
+    )
+
+
 def init_data_dir(data_dir: Path, taxonomy_path: Path | None = None) -> None:
     from core.config import configure
     from db.session import init_db, reset_engine

@@ -9,7 +9,15 @@ import io
 from collections.abc import Iterator
 
 import pytest
-from browser_helpers import SHOTS, Seeded, Server, require_chromium, seed_workspace, signed_in_page
+from browser_helpers import (
+    SHOTS,
+    Seeded,
+    Server,
+    model_version,
+    require_chromium,
+    seed_workspace,
+    signed_in_page,
+)
 
 pytestmark = pytest.mark.browser
 SQUARE = [
@@ -24,7 +32,6 @@ require_chromium()
 def world(tmp_path_factory) -> Iterator[tuple[Server, Seeded]]:
     """Six photos, four labelled by ana; three yolo_seg versions measured on the held-out
     split, v2 promoted; no fake-damage flag or prediction anywhere."""
-    from db.models import ModelVersion
     from db.session import session_scope
     from services.labelling.saves import save_annotations
     from services.labelling.statuses import set_status
@@ -40,20 +47,12 @@ def world(tmp_path_factory) -> Iterator[tuple[Server, Seeded]]:
             set_status(s, image_id=image_id, status="labelled", author="ana")
         for v, ap, n in ((1, 0.12, 40), (2, 0.31, 80), (3, 0.27, 120)):
             figures = {"coco": {"AP50": ap, "AP": ap / 2}, "macro_f1": ap + 0.1, "recall": 0.3}
+            metrics = {
+                "holdout": {"part": figures},
+                "promotion": {"promoted": v == 2, "reason": f"rule verdict for v{v}"},
+            }
             s.add(
-                ModelVersion(
-                    stage="yolo_seg",
-                    version=v,
-                    name=f"yolo_seg-v{v}",
-                    path="-",
-                    sha256="0",
-                    promoted=v == 2,
-                    metrics={
-                        "holdout": {"part": figures},
-                        "promotion": {"promoted": v == 2, "reason": f"rule verdict for v{v}"},
-                    },
-                    train_snapshot={"count": n},
-                )
+                model_version("yolo_seg", v, metrics, promoted=v == 2, train_snapshot={"count": n})
             )
     with Server(data) as server:
         yield server, seeded

@@ -168,15 +168,20 @@ def test_bad_shapes_are_refused_repaired_or_outlined_and_never_block_the_rest(pa
     assert other
 
 
+def unsaved_triangle(page, server: Server, img: int, x: float) -> None:
+    """annotator1 draws a triangle at ``x`` on ``img`` while saves fail (the server is out of
+    reach): the edit exists only in this tab."""
+    login(page, server, "annotator1")
+    open_image(page, img)
+    page.route("**/api/images/*/annotations", lambda route: route.abort())
+    draw(page, [(x, 100), (x + 120, 100), (x + 60, 200)])
+    page.wait_for_function("() => document.querySelector('.pb-save').textContent === 'NOT SAVED'")
+
+
 def test_leaving_unsaved_work_asks_and_a_reopened_tab_offers_it_back(page, world):
     server, seeded = world
     img = seeded.image_ids[2]
-    login(page, server, "annotator1")
-    open_image(page, img)
-    # Saves fail (the server is out of reach): the edit exists only in this tab.
-    page.route("**/api/images/*/annotations", lambda route: route.abort())
-    draw(page, [(100, 100), (220, 100), (160, 200)])
-    page.wait_for_function("() => document.querySelector('.pb-save').textContent === 'NOT SAVED'")
+    unsaved_triangle(page, server, img, 100)
     assert stored(img) == []
 
     # Previous, Next and a filter change all ask; staying stays, and the filter goes back.
@@ -237,11 +242,7 @@ def lease_holder(image_id: int) -> str | None:
 def test_a_new_tab_lists_the_kept_edits_and_keeps_their_photos_leased(page, world):
     server, seeded = world
     img = seeded.image_ids[3]
-    login(page, server, "annotator1")
-    open_image(page, img)
-    page.route("**/api/images/*/annotations", lambda route: route.abort())
-    draw(page, [(300, 100), (420, 100), (360, 200)])
-    page.wait_for_function("() => document.querySelector('.pb-save').textContent === 'NOT SAVED'")
+    unsaved_triangle(page, server, img, 300)
     page.unroute("**/api/images/*/annotations")
     page.close(run_before_unload=True)
     tab = watch(page.context.new_page())

@@ -214,7 +214,8 @@ def test_fraud_screen_queues_severe_damage_and_an_odd_colour_patch_with_reasons(
 
 
 def test_plots_numbers_pictures_and_csv(seeded) -> None:
-    from db.models import ModelVersion
+    from browser_helpers import model_version
+
     from db.session import session_scope
     from services.accounts.projects import get_or_create_project
     from services.dashboard import plots
@@ -225,16 +226,10 @@ def test_plots_numbers_pictures_and_csv(seeded) -> None:
     _label(ids[1])
     with session_scope() as s:
         for v, ap, n, promoted in ((1, 0.2, 10, False), (2, 0.35, 20, True), (3, 0.3, 30, False)):
+            holdout = {"holdout": {"part": {"coco": {"AP50": ap}}}}
             s.add(
-                ModelVersion(
-                    stage="yolo_seg",
-                    version=v,
-                    name=f"yolo_seg-v{v}",
-                    path="-",
-                    sha256="0",
-                    promoted=promoted,
-                    metrics={"holdout": {"part": {"coco": {"AP50": ap}}}},
-                    train_snapshot={"count": n},
+                model_version(
+                    "yolo_seg", v, holdout, promoted=promoted, train_snapshot={"count": n}
                 )
             )
         s.flush()
