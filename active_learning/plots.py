@@ -18,7 +18,9 @@ from core.metrics import flatten_metrics
 DEFAULT_METRICS = ("accuracy", "precision", "recall", "f1")
 
 
-def _figure(width: float = 7.0, height: float = 4.0):
+def new_figure(width: float = 7.0, height: float = 4.0):
+    """A matplotlib figure of ``width`` x ``height`` inches at 100 dpi, drawn off-screen (Agg):
+    ``(plt, fig, ax)``."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -27,7 +29,8 @@ def _figure(width: float = 7.0, height: float = 4.0):
     return plt, *plt.subplots(figsize=(width, height), dpi=100)
 
 
-def _png(plt, fig) -> bytes:
+def figure_png(plt, fig) -> bytes:
+    """``fig`` as PNG bytes, laid out tight; the figure is closed."""
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png")
@@ -56,11 +59,11 @@ def metrics_across_versions(
     promoted: str | None = None,
 ) -> bytes:
     """Grouped bars: one group per version (``(name, metrics)`` pairs, oldest first)."""
-    plt, fig, ax = _figure(max(5.0, 1.2 * len(versions) + 3), 4.0)
+    plt, fig, ax = new_figure(max(5.0, 1.2 * len(versions) + 3), 4.0)
     if not versions:
         ax.text(0.5, 0.5, "no versions yet", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
-        return _png(plt, fig)
+        return figure_png(plt, fig)
     x = np.arange(len(versions))
     w = 0.8 / max(len(metrics), 1)
     for j, key in enumerate(metrics):
@@ -82,7 +85,7 @@ def metrics_across_versions(
     ax.set_title(title or "metrics per version (* = promoted)")
     ax.legend(loc="lower right", fontsize=8, ncols=len(metrics))
     ax.grid(axis="y", alpha=0.3)
-    return _png(plt, fig)
+    return figure_png(plt, fig)
 
 
 def learning_curve(
@@ -96,11 +99,11 @@ def learning_curve(
     title: str = "",
 ) -> bytes:
     """Lines of ``metric`` against labelled images: ``{name: (x, y[, std])}``."""
-    plt, fig, ax = _figure()
+    plt, fig, ax = new_figure()
     if not series:
         ax.text(0.5, 0.5, "no rounds yet", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
-        return _png(plt, fig)
+        return figure_png(plt, fig)
     for name, values in series.items():
         x = np.asarray(values[0], dtype=float)
         y = np.asarray(values[1], dtype=float)
@@ -113,4 +116,4 @@ def learning_curve(
     ax.set_title(title or f"learning curve: {metric}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _png(plt, fig)
+    return figure_png(plt, fig)

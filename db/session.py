@@ -127,6 +127,19 @@ _side_engine: Engine | None = None
 
 
 @contextmanager
+def _committing(session: Session) -> Iterator[Session]:
+    """``session``, committed when the block succeeds, rolled back when it raises, then closed."""
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+@contextmanager
 def side_session_scope() -> Iterator[Session]:
     """:func:`session_scope` on a connection of its own, outside the pool: for work a request
     does after its commit while it still holds its pooled connection (the auto-training
@@ -136,15 +149,8 @@ def side_session_scope() -> Iterator[Session]:
     if _side_engine is None:
         get_engine()  # prepares the data dir
         _side_engine = make_engine(get_settings().db_url, poolclass=NullPool)
-    session = Session(_side_engine, expire_on_commit=False)
-    try:
+    with _committing(Session(_side_engine, expire_on_commit=False)) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 def init_db() -> None:
@@ -167,15 +173,8 @@ def init_db() -> None:
 @contextmanager
 def session_scope() -> Iterator[Session]:
     """A session that commits when the block succeeds and rolls back when it raises."""
-    session = Session(get_engine(), expire_on_commit=False)
-    try:
+    with _committing(Session(get_engine(), expire_on_commit=False)) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 def get_session() -> Iterator[Session]:

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +22,9 @@ import numpy as np
 from PIL import Image as PILImage
 
 PASSWORD = "correct horse battery"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+#: Where browser tests keep screenshots of the screens they check.
+SHOTS = REPO_ROOT / "artifacts" / "screenshots"
 ROLES = ("annotator", "reviewer", "fraud_analyst", "lead", "admin")
 
 
@@ -49,6 +52,71 @@ def synthetic_photo(path: Path, width: int = 640, height: int = 480, seed: int =
     path.parent.mkdir(parents=True, exist_ok=True)
     PILImage.fromarray(img).save(path, quality=90)
     return path
+
+
+def image_rows(
+    project_id: int,
+    n: int,
+    *,
+    path: str = "/nonexistent/{i}.jpg",
+    file_name: str = "{i}.jpg",
+    sha256: str = "{i:064x}",
+    width: int = 64,
+    height: int = 48,
+) -> list:
+    """``n`` Image rows, ``i`` = 0 to n-1 in import order, for tests that never read pixels
+    (``path``, ``file_name`` and ``sha256`` are ``str.format`` templates of ``i``); not yet
+    added to a session."""
+    from db.models import Image
+
+    return [
+        Image(
+            project_id=project_id,
+            path=path.format(i=i),
+            file_name=file_name.format(i=i),
+            sha256=sha256.format(i=i),
+            width=width,
+            height=height,
+            import_order=i,
+        )
+        for i in range(n)
+    ]
+
+
+def poll(
+    fn: Callable[[], object],
+    what: str,
+    *,
+    timeout: float = 10.0,
+    pause: Callable[[float], object] = time.sleep,
+):
+    """Call ``fn`` until it returns something truthy and return that, pausing ``pause(0.05)``
+    between tries; after ``timeout`` seconds, an AssertionError naming ``what`` and the last
+    value."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        pause(0.05)
+    raise AssertionError(f"timed out waiting for {what}; last value {last!r}")
+
+
+def model_version(stage: str, version: int, metrics: dict, **fields):
+    """A ModelVersion row ``<stage>-v<version>`` with no weights file, measured as ``metrics``
+    say; ``fields`` (``promoted``, ``train_snapshot``...) go to the row."""
+    from db.models import ModelVersion
+
+    return ModelVersion(
+        stage=stage,
+        version=version,
+        name=f"{stage}-v{version}",
+        path="-",
+        sha256="0",
+        metrics=metrics,
+        **fields,
+    )
 
 
 def init_data_dir(data_dir: Path, taxonomy_path: Path | None = None) -> None:
@@ -125,14 +193,21 @@ def seed_workspace(
 
 
 def api_client(data_dir: Path, n_synthetic: int = 3):
-    """The REST API over a freshly seeded workspace: ``(client, seeded, login)``, where
-    ``login(role)`` signs that role's user in and returns its bearer header."""
+    """The REST API over a freshly seeded workspace: ``(client, seeded, login)``, as
+    :func:`seeded_api_client`."""
+    seeded = seed_workspace(data_dir, n_synthetic=n_synthetic)
+    client, login = seeded_api_client(seeded)
+    return client, seeded, login
+
+
+def seeded_api_client(seeded: Seeded):
+    """The REST API over a seeded workspace: ``(client, login)``, where ``login(role)`` signs
+    that role's user in and returns its bearer header."""
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
     from api.router import api_router
 
-    seeded = seed_workspace(data_dir, n_synthetic=n_synthetic)
     app = FastAPI()
     app.include_router(api_router, prefix="/api")
     client = TestClient(app)
@@ -142,7 +217,7 @@ def api_client(data_dir: Path, n_synthetic: int = 3):
         assert r.status_code == 200, r.text
         return {"Authorization": f"Bearer {r.json()['token']}"}
 
-    return client, seeded, login
+    return client, login
 
 
 def require_chromium():
@@ -168,7 +243,8 @@ def free_port() -> int:
 
 
 class Server:
-    """``uvicorn app:create_app --factory`` on loopback in a child process, on ``data_dir``."""
+    """``uvicorn app:create_app --factory`` on loopback in a child process, on ``data_dir``;
+    as a context manager, stopped on leaving the block."""
 
     def __init__(
         self, data_dir: Path, log_path: Path | None = None, extra_env: dict[str, str] | None = None
@@ -198,7 +274,7 @@ class Server:
                 "--log-level",
                 "warning",
             ],
-            cwd=Path(__file__).resolve().parents[1],
+            cwd=REPO_ROOT,
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -226,6 +302,12 @@ class Server:
         raise RuntimeError(
             f"server did not answer /api/health within {timeout} s; see {self.log.name}"
         )
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -262,6 +344,26 @@ def launch(sync_api) -> Iterator:
         browser.close()
 
 
+@contextmanager
+def script_page(script: Path, global_name: str) -> Iterator:
+    """A blank page in headless chromium with ``script`` loaded alone, which must define
+    ``global_name``; no script error may follow. Skips where chromium or Playwright is absent."""
+    import pytest
+
+    if chromium_path() is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with launch(sync_api) as browser:
+        pg = browser.new_page()
+        errors: list[str] = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.set_content(f"<!doctype html><title>{script.stem}</title>")
+        pg.add_script_tag(content=script.read_text(encoding="utf-8"))
+        assert pg.evaluate(f"typeof {global_name}") == "object", errors
+        yield pg
+        assert errors == []
+
+
 def open_page(browser, *, viewport: tuple[int, int] = (1400, 950), timeout_ms: int = 20000, **ctx):
     """A fresh context and page, its script errors collected in ``page.errors``: ``(ctx, page)``.
     ``ctx`` options (``accept_downloads=True``...) go to ``browser.new_context``."""
@@ -291,6 +393,21 @@ def login(
                 page.wait_for_selector('[role="tab"][aria-selected="true"]:has-text("Dashboard")')
                 page.get_by_role("tab", name="Workspace").click()
         page.wait_for_selector(wait_for)
+
+
+def signed_in_page(
+    browser,
+    server: Server,
+    username: str,
+    *,
+    wait_for: str | None = ".pb-app[data-drawn]",
+    **page_opts,
+):
+    """:func:`open_page` (``page_opts`` go to it) with ``username`` signed in (:func:`login`,
+    waiting for ``wait_for``): ``(ctx, page)``."""
+    context, page = open_page(browser, **page_opts)
+    login(page, server, username, wait_for=wait_for)
+    return context, page
 
 
 def open_image(page, image_id: int) -> None:

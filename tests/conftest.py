@@ -61,6 +61,16 @@ def _queue_autotraining_on_commit():
     preannotate_slot_photos()
 
 
+@pytest.fixture(scope="module")
+def browser(world):
+    """Headless chromium for a browser test module, launched once the module's ``world`` (its
+    seeded data dir and server) is up."""
+    from browser_helpers import launch, require_chromium
+
+    with launch(require_chromium()) as b:
+        yield b
+
+
 @pytest.fixture
 def bar_off(monkeypatch):
     """Test models train for seconds from random weights and score next to nothing on

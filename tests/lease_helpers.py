@@ -17,7 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from browser_helpers import synthetic_photo
+from browser_helpers import image_rows, synthetic_photo
 
 SQUARE = [{"exterior": [[4, 4], [30, 4], [30, 30], [4, 30]], "holes": []}]
 
@@ -26,7 +26,6 @@ def seed_queue(data_dir: Path, *, photos: int, annotators: int) -> list[str]:
     """Add ``photos`` photos (rows sharing one small file: the hand-out never reads pixels)
     to the configured store's project and create ``annotators`` annotators; their bearer
     tokens (issued directly: no slow sign-in)."""
-    from db.models import Image
     from db.session import session_scope
     from services.accounts.projects import get_or_create_project
     from services.accounts.users import create_user, issue_token
@@ -34,18 +33,7 @@ def seed_queue(data_dir: Path, *, photos: int, annotators: int) -> list[str]:
     path = synthetic_photo(data_dir / "photos" / "car.jpg", width=64, height=48)
     with session_scope() as session:
         project = get_or_create_project(session)
-        session.add_all(
-            Image(
-                project_id=project.id,
-                path=str(path),
-                file_name=f"car_{i:03d}.jpg",
-                sha256=f"{i:064x}",
-                width=64,
-                height=48,
-                import_order=i,
-            )
-            for i in range(photos)
-        )
+        session.add_all(image_rows(project.id, photos, path=str(path), file_name="car_{i:03d}.jpg"))
         tokens = []
         for i in range(annotators):
             user = create_user(session, username=f"ann{i:02d}", password="x" * 12, role="annotator")

@@ -5,25 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from browser_helpers import image_rows
 from sqlmodel import select
 
 from db.models import Image, ImageStatus, ModelVersion
 
 
 def make_images(session, project, n):
-    ims = [
-        Image(
-            project_id=project.id,
-            path=f"/p/{i}.jpg",
-            file_name=f"{i}.jpg",
-            sha256=f"{(i * 7919) % 97:064x}",
-            width=10,
-            height=10,
-            import_order=i,
-            status=ImageStatus.labelled if i < n - 2 else ImageStatus.new,
-        )
-        for i in range(n)
-    ]
+    ims = image_rows(project.id, n, path="/p/{i}.jpg", width=10, height=10)
+    for i, im in enumerate(ims):
+        im.sha256 = f"{(i * 7919) % 97:064x}"
+        im.status = ImageStatus.labelled if i < n - 2 else ImageStatus.new
     session.add_all(ims)
     session.flush()
     return ims

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from browser_helpers import image_rows
 from sqlmodel import select
 
 from db.models import Image, ImagePrediction, ImageScore, ImageStatus, ModelVersion, Prediction
@@ -12,19 +13,8 @@ BOX = [{"exterior": [[1, 1], [30, 1], [30, 30], [1, 30]], "holes": []}]
 
 
 def make_images(session, project, n=8):
-    ims = []
-    for i in range(n):
-        im = Image(
-            project_id=project.id,
-            path=f"/nowhere/{i}.jpg",
-            file_name=f"{i}.jpg",
-            sha256=f"{i:064x}",
-            width=64,
-            height=48,
-            import_order=i,
-        )
-        session.add(im)
-        ims.append(im)
+    ims = image_rows(project.id, n, path="/nowhere/{i}.jpg")
+    session.add_all(ims)
     session.flush()
     return ims
 

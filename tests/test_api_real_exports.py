@@ -59,16 +59,22 @@ def roboflow(datasets_dir: Path, tmp_path: Path) -> dict:
     }
 
 
-def test_roboflow_parent_category_is_ignored_with_a_line(env, roboflow) -> None:
+def post_roboflow(env, roboflow, **form):
+    """The lead uploads the Roboflow COCO export with its photos."""
     client, _, login = env
-    r = post(
+    return post(
         client,
         login("lead"),
         ("_annotations.coco.json", roboflow["coco"]),
         roboflow["photos"],
         format="coco",
-        label_map=BILGI_MAP,  # maps the 8 damage names, not the parent 'car'
+        **form,
     )
+
+
+def test_roboflow_parent_category_is_ignored_with_a_line(env, roboflow) -> None:
+    # the map names the 8 damage names, not the parent 'car'
+    r = post_roboflow(env, roboflow, label_map=BILGI_MAP)
     assert r.status_code == 201, r.text
     rep = r.json()
     assert (rep["images_added"], rep["instances_added"]) == (5, roboflow["n_instances"])
@@ -80,14 +86,7 @@ def test_roboflow_parent_category_is_ignored_with_a_line(env, roboflow) -> None:
 
 
 def test_unknown_labels_name_the_label_map_field_not_the_cli_option(env, roboflow) -> None:
-    client, _, login = env
-    r = post(
-        client,
-        login("lead"),
-        ("_annotations.coco.json", roboflow["coco"]),
-        roboflow["photos"],
-        format="coco",
-    )
+    r = post_roboflow(env, roboflow)
     assert r.status_code == 422, r.text
     detail = r.json()["detail"]
     assert "label(s) are not in the taxonomy" in detail and "'cizik'" in detail

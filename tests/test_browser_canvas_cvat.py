@@ -16,18 +16,18 @@ import pytest
 from browser_helpers import (
     Seeded,
     Server,
-    launch,
     live_annotations,
     login,
     open_image,
     open_page,
     require_chromium,
     seed_workspace,
+    signed_in_page,
     to_screen,
 )
 
 pytestmark = pytest.mark.browser
-sync_api = require_chromium()
+require_chromium()
 
 
 def box(x0: float, y0: float, x1: float, y1: float) -> list[dict]:
@@ -83,15 +83,8 @@ def world(tmp_path_factory) -> Iterator[tuple[Server, Seeded]]:
             decision="rejected",
             reason="the dent ends at the wheel arch",
         )
-    server = Server(seeded.data_dir)
-    yield server, seeded
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser(world):
-    with launch(sync_api) as b:
-        yield b
+    with Server(seeded.data_dir) as server:
+        yield server, seeded
 
 
 @pytest.fixture
@@ -226,8 +219,7 @@ def test_rejected_fake_and_suspect_polygons_are_marked_on_the_canvas(browser, wo
     img = seeded.image_ids[1]
     # The author: the rejected dent and the confirmed fake are marked; no fraud check is shown
     # to a role that may not see it.
-    ctx, page = open_page(browser, viewport=(1440, 900))
-    login(page, server, seeded.users["annotator"])
+    ctx, page = signed_in_page(browser, server, seeded.users["annotator"], viewport=(1440, 900))
     open_image(page, img)
     assert marks(page) == {1: "✗ rejected", 2: "fake"}
     assert "pb-inst-rejected" in outline(page, 1) and "pb-fake" in outline(page, 2)
@@ -240,8 +232,9 @@ def test_rejected_fake_and_suspect_polygons_are_marked_on_the_canvas(browser, wo
 
     # The fraud analyst in the fraud queue: the suspects glow, the first is selected and its
     # card names the reason.
-    ctx, page = open_page(browser, viewport=(1440, 900))
-    login(page, server, seeded.users["fraud_analyst"], wait_for=".pb-app")
+    ctx, page = signed_in_page(
+        browser, server, seeded.users["fraud_analyst"], wait_for=".pb-app", viewport=(1440, 900)
+    )
     page.wait_for_function("() => window.__pb.mode === 'fraud'")
     open_image(page, img)
     page.wait_for_function("() => window.__pb.suspects && window.__pb.suspects.size === 2")

@@ -14,36 +14,27 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from browser_helpers import (
+    SHOTS,
     Server,
     draw,
-    launch,
     login,
     open_image,
+    poll,
     require_chromium,
     to_screen,
 )
 from browser_helpers import live_annotations as stored
 from browser_helpers import seed_workspace as _seed
-from conftest import REPO_ROOT
 
 pytestmark = pytest.mark.browser
-
-SHOTS = REPO_ROOT / "artifacts" / "screenshots"
-sync_api = require_chromium()
+require_chromium()
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     seeded = _seed(tmp_path_factory.mktemp("edits") / "data", n_synthetic=4, n_predictions=0)
-    server = Server(seeded.data_dir)
-    yield server, seeded
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser(world):
-    with launch(sync_api) as b:
-        yield b
+    with Server(seeded.data_dir) as server:
+        yield server, seeded
 
 
 def watch(pg):
@@ -79,14 +70,7 @@ def shown_id(page) -> int:
 def wait_for(page, fn: Callable[[], object], what: str, timeout: float = 10.0):
     """Poll ``fn`` until it is truthy. Waits through Playwright, so that the page's events (a
     dialog) are handled meanwhile; time.sleep would hold them back."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        page.wait_for_timeout(50)
-    raise AssertionError(f"timed out waiting for {what}; last value {last!r}")
+    return poll(fn, what, timeout=timeout, pause=lambda s: page.wait_for_timeout(s * 1000))
 
 
 def idle(page) -> None:
@@ -184,15 +168,20 @@ def test_bad_shapes_are_refused_repaired_or_outlined_and_never_block_the_rest(pa
     assert other
 
 
+def unsaved_triangle(page, server: Server, img: int, x: float) -> None:
+    """annotator1 draws a triangle at ``x`` on ``img`` while saves fail (the server is out of
+    reach): the edit exists only in this tab."""
+    login(page, server, "annotator1")
+    open_image(page, img)
+    page.route("**/api/images/*/annotations", lambda route: route.abort())
+    draw(page, [(x, 100), (x + 120, 100), (x + 60, 200)])
+    page.wait_for_function("() => document.querySelector('.pb-save').textContent === 'NOT SAVED'")
+
+
 def test_leaving_unsaved_work_asks_and_a_reopened_tab_offers_it_back(page, world):
     server, seeded = world
     img = seeded.image_ids[2]
-    login(page, server, "annotator1")
-    open_image(page, img)
-    # Saves fail (the server is out of reach): the edit exists only in this tab.
-    page.route("**/api/images/*/annotations", lambda route: route.abort())
-    draw(page, [(100, 100), (220, 100), (160, 200)])
-    page.wait_for_function("() => document.querySelector('.pb-save').textContent === 'NOT SAVED'")
+    unsaved_triangle(page, server, img, 100)
     assert stored(img) == []
 
     # Previous, Next and a filter change all ask; staying stays, and the filter goes back.
@@ -253,11 +242,7 @@ def lease_holder(image_id: int) -> str | None:
 def test_a_new_tab_lists_the_kept_edits_and_keeps_their_photos_leased(page, world):
     server, seeded = world
     img = seeded.image_ids[3]
-    login(page, server, "annotator1")
-    open_image(page, img)
-    page.route("**/api/images/*/annotations", lambda route: route.abort())
-    draw(page, [(300, 100), (420, 100), (360, 200)])
-    page.wait_for_function("() => document.querySelector('.pb-save').textContent === 'NOT SAVED'")
+    unsaved_triangle(page, server, img, 300)
     page.unroute("**/api/images/*/annotations")
     page.close(run_before_unload=True)
     tab = watch(page.context.new_page())

@@ -6,21 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from browser_helpers import (
-    Seeded,
-    Server,
-    launch,
-    login,
-    open_page,
-    require_chromium,
-    seed_workspace,
-)
-from conftest import REPO_ROOT
+from browser_helpers import SHOTS, Seeded, Server, require_chromium, seed_workspace, signed_in_page
 
 pytestmark = pytest.mark.browser
-SHOTS = REPO_ROOT / "artifacts" / "screenshots"
-
-sync_api = require_chromium()
+require_chromium()
 
 
 def _ring(x0: float, y0: float, x1: float, y1: float) -> list[dict]:
@@ -68,9 +57,8 @@ def world(tmp_path_factory) -> Iterator[tuple[Server, Seeded, list[int]]]:
         s.add_all(flags)
         s.flush()
         flag_ids = [f.id for f in flags]
-    server = Server(data)
-    yield server, seeded, flag_ids
-    server.stop()
+    with Server(data) as server:
+        yield server, seeded, flag_ids
 
 
 def _flag(flag_id: int):
@@ -82,45 +70,45 @@ def _flag(flag_id: int):
         return f.decision, f.note, f.decided_by
 
 
-def test_a_flag_is_decided_by_clicking_its_row(world) -> None:
+def test_a_flag_is_decided_by_clicking_its_row(world, browser) -> None:
     server, seeded, (first, second) = world
-    with launch(sync_api) as browser:
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        ctx, page = open_page(browser, timeout_ms=30000)
-        login(page, server, seeded.users["fraud_analyst"], wait_for=".pb-app")
-        page.get_by_role("tab", name="Inspections").click()
-        page.locator("#pb-insp-pick input").click()
-        page.get_by_role("option", name="PB-31: return (return, 2026-01-09)").click()
-        cell = lambda r, c: page.locator(f"#pb-insp-flags [data-testid='cell-{r}-{c}']")  # noqa: E731
-        cell(1, 0).wait_for()
-        assert page.locator("#pb-insp-flags [role=gridcell][data-col='0']").count() == 2
-        assert [cell(r, 0).inner_text().strip() for r in (0, 1)] == [str(first), str(second)]
-        # no id to type: the picked flag is the clicked row's
-        assert page.locator("#pb-insp-flag-id").count() == 0
-        page.locator("#pb-insp-decide").click()
-        page.wait_for_function(
-            "() => document.querySelector('#pb-insp-decide-msg').innerText.includes('Click')"
-        )
-        assert _flag(first)[0] is None and _flag(second)[0] is None
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    ctx, page = signed_in_page(
+        browser, server, seeded.users["fraud_analyst"], wait_for=".pb-app", timeout_ms=30000
+    )
+    page.get_by_role("tab", name="Inspections").click()
+    page.locator("#pb-insp-pick input").click()
+    page.get_by_role("option", name="PB-31: return (return, 2026-01-09)").click()
+    cell = lambda r, c: page.locator(f"#pb-insp-flags [data-testid='cell-{r}-{c}']")  # noqa: E731
+    cell(1, 0).wait_for()
+    assert page.locator("#pb-insp-flags [role=gridcell][data-col='0']").count() == 2
+    assert [cell(r, 0).inner_text().strip() for r in (0, 1)] == [str(first), str(second)]
+    # no id to type: the picked flag is the clicked row's
+    assert page.locator("#pb-insp-flag-id").count() == 0
+    page.locator("#pb-insp-decide").click()
+    page.wait_for_function(
+        "() => document.querySelector('#pb-insp-decide-msg').innerText.includes('Click')"
+    )
+    assert _flag(first)[0] is None and _flag(second)[0] is None
 
-        cell(1, 2).click()
-        picked = page.locator("#pb-insp-flag-picked")
-        picked.filter(has_text=f"Flag {second} ").wait_for()
-        page.locator("#pb-insp-flag-verdict label", has_text="dismissed").click()
-        page.locator("#pb-insp-flag-note textarea, #pb-insp-flag-note input").first.fill(
-            "scratch was on the pick-up photo's other side"
-        )
-        page.screenshot(path=str(SHOTS / "claims_flag_row_picked.png"), full_page=True)
-        page.locator("#pb-insp-decide").click()
-        page.locator("#pb-insp-decide-msg").filter(has_text=f"Flag {second}: dismissed").wait_for()
-        assert _flag(second) == (
-            "dismissed",
-            "scratch was on the pick-up photo's other side",
-            seeded.users["fraud_analyst"],
-        )
-        assert _flag(first)[0] is None  # only the clicked row's flag
-        picked.filter(has_text="Click a flag's row").wait_for()  # saved: nothing picked now
-        cell(1, 5).filter(has_text="dismissed").wait_for()
-        page.screenshot(path=str(SHOTS / "claims_flag_row_decided.png"), full_page=True)
-        assert page.errors == []
-        ctx.close()
+    cell(1, 2).click()
+    picked = page.locator("#pb-insp-flag-picked")
+    picked.filter(has_text=f"Flag {second} ").wait_for()
+    page.locator("#pb-insp-flag-verdict label", has_text="dismissed").click()
+    page.locator("#pb-insp-flag-note textarea, #pb-insp-flag-note input").first.fill(
+        "scratch was on the pick-up photo's other side"
+    )
+    page.screenshot(path=str(SHOTS / "claims_flag_row_picked.png"), full_page=True)
+    page.locator("#pb-insp-decide").click()
+    page.locator("#pb-insp-decide-msg").filter(has_text=f"Flag {second}: dismissed").wait_for()
+    assert _flag(second) == (
+        "dismissed",
+        "scratch was on the pick-up photo's other side",
+        seeded.users["fraud_analyst"],
+    )
+    assert _flag(first)[0] is None  # only the clicked row's flag
+    picked.filter(has_text="Click a flag's row").wait_for()  # saved: nothing picked now
+    cell(1, 5).filter(has_text="dismissed").wait_for()
+    page.screenshot(path=str(SHOTS / "claims_flag_row_decided.png"), full_page=True)
+    assert page.errors == []
+    ctx.close()

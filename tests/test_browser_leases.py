@@ -7,24 +7,20 @@ import httpx
 import pytest
 from browser_helpers import (
     PASSWORD,
+    SHOTS,
     Server,
     launch,
-    login,
-    open_page,
     require_chromium,
     seed_workspace,
+    signed_in_page,
 )
-from conftest import REPO_ROOT
 
 pytestmark = pytest.mark.browser
 sync_api = require_chromium()
-SHOTS = REPO_ROOT / "artifacts" / "screenshots"
 
 
 def _login(browser, server: Server, username: str):
-    ctx, page = open_page(browser, viewport=(1400, 900), timeout_ms=30000)
-    login(page, server, username)
-    return ctx, page
+    return signed_in_page(browser, server, username, viewport=(1400, 900), timeout_ms=30000)
 
 
 def _drawn(page) -> int:
@@ -39,8 +35,7 @@ def test_two_annotators_get_different_photos_and_a_held_one_is_read_only(tmp_pat
     seeded = seed_workspace(data, n_synthetic=6, n_predictions=0)
     with session_scope() as session:
         create_user(session, username="ana", password=PASSWORD, role="annotator")
-    server = Server(data)
-    try:
+    with Server(data) as server:
         with launch(sync_api) as browser:
             ctx_a, a = _login(browser, server, "ana")
             ctx_b, b = _login(browser, server, seeded.users["annotator"])
@@ -84,5 +79,3 @@ def test_two_annotators_get_different_photos_and_a_held_one_is_read_only(tmp_pat
             assert a.errors == [] and b.errors == []  # type: ignore[attr-defined]
             ctx_a.close()
             ctx_b.close()
-    finally:
-        server.stop()

@@ -7,14 +7,13 @@ import httpx
 import pytest
 from browser_helpers import (
     PASSWORD,
+    SHOTS,
     Server,
     launch,
-    login,
-    open_page,
     require_chromium,
     seed_workspace,
+    signed_in_page,
 )
-from conftest import REPO_ROOT
 from sqlmodel import select
 
 pytestmark = pytest.mark.browser
@@ -35,8 +34,7 @@ def test_lead_sees_agreement_row_and_gold_score(tmp_path) -> None:
     seeded = seed_workspace(tmp_path / "data", n_synthetic=3)
     with session_scope() as session:
         create_user(session, username="annotator2", password=PASSWORD, role="annotator")
-    server = Server(tmp_path / "data")
-    try:
+    with Server(tmp_path / "data") as server:
         api = httpx.Client(base_url=server.url + "/api", timeout=30)
 
         def head(name: str) -> dict[str, str]:
@@ -77,8 +75,9 @@ def test_lead_sees_agreement_row_and_gold_score(tmp_path) -> None:
         api.post(f"/images/{gid}/status", json={"status": "labelled"}, headers=a1)
 
         with launch(sync_api) as browser:
-            _, page = open_page(browser, viewport=(1400, 1000), timeout_ms=30000)
-            login(page, server, "lead1", wait_for=None)
+            _, page = signed_in_page(
+                browser, server, "lead1", wait_for=None, viewport=(1400, 1000), timeout_ms=30000
+            )
             page.get_by_role("tab", name="Dashboard").click()
             photos = page.locator("#pb-quality-table-photos")
             page.wait_for_selector("#pb-quality-table-photos:has-text('annotator1, annotator2')")
@@ -98,8 +97,5 @@ def test_lead_sees_agreement_row_and_gold_score(tmp_path) -> None:
             page.get_by_role("button", name="Download CSV").click()
             page.wait_for_selector('[aria-label="quality_annotators.csv"]')
             page.locator("#pb-quality").scroll_into_view_if_needed()
-            shots = REPO_ROOT / "artifacts" / "screenshots"
-            shots.mkdir(parents=True, exist_ok=True)
-            page.locator("#pb-quality").screenshot(path=str(shots / "14_quality_dashboard.png"))
-    finally:
-        server.stop()
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            page.locator("#pb-quality").screenshot(path=str(SHOTS / "14_quality_dashboard.png"))

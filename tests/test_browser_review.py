@@ -17,7 +17,6 @@ from browser_helpers import (
     Seeded,
     Server,
     draw,
-    launch,
     live_annotations,
     require_chromium,
     seed_workspace,
@@ -26,7 +25,7 @@ from browser_helpers import (
 from test_browser_workspace import image_row, new_page, wait_db
 
 pytestmark = pytest.mark.browser
-sync_api = require_chromium()
+require_chromium()
 
 SQUARE = [{"exterior": [[100, 100], [260, 100], [260, 220], [100, 220]], "holes": []}]
 TRIANGLE = [{"exterior": [[380, 260], [520, 260], [450, 380]], "holes": []}]
@@ -61,15 +60,8 @@ def world(tmp_path_factory) -> Iterator[tuple[Server, Seeded]]:
             annotations=[{"class_id": 54, "geometry": SQUARE, "attributes": {"side": "unknown"}}],
             author="import:public.json",
         )
-    server = Server(data)
-    yield server, seeded
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser(world):
-    with launch(sync_api) as b:
-        yield b
+    with Server(data) as server:
+        yield server, seeded
 
 
 def shot(page, name: str) -> None:

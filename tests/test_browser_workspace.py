@@ -7,18 +7,18 @@ the key screens go to artifacts/screenshots/.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
 from browser_helpers import (
+    SHOTS,
     Seeded,
     Server,
     draw,
-    launch,
     live_annotations,
     open_image,
     open_page,
+    poll,
     require_chromium,
     seed_workspace,
     to_screen,
@@ -28,10 +28,9 @@ from conftest import REPO_ROOT, SHARED_DATASETS
 
 pytestmark = pytest.mark.browser
 
-SHOTS = REPO_ROOT / "artifacts" / "screenshots"
 XSS_NAME = "<script>window.__xss=1</script>Scuff"
 
-sync_api = require_chromium()
+require_chromium()
 
 
 @pytest.fixture(scope="module")
@@ -47,15 +46,8 @@ def world(tmp_path_factory) -> Iterator[tuple[Server, Seeded]]:
     # These tests share photos between users (two editors, a conflict); queue leases, which
     # would open a photo read-only to the second, expire at once here (tests/test_browser_leases).
     env = {"PANELBEATER_TAXONOMY_PATH": str(tax), "PANELBEATER_LEASE_TTL_SECONDS": "0.001"}
-    server = Server(data, extra_env=env)
-    yield server, seeded
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser(world):
-    with launch(sync_api) as b:
-        yield b
+    with Server(data, extra_env=env) as server:
+        yield server, seeded
 
 
 def new_page(browser, server: Server, username: str | None = None, image_id: int | None = None):
@@ -80,14 +72,7 @@ def login(page, server: Server, username: str) -> None:
 
 
 def wait_db(fn: Callable[[], object], timeout: float = 10.0, what: str = "database state"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}; last value {last!r}")
+    return poll(fn, what, timeout=timeout)
 
 
 def image_row(image_id: int):

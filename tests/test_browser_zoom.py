@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from browser_helpers import (
+    SHOTS,
     Seeded,
     Server,
     launch,
@@ -83,13 +84,13 @@ def world(tmp_path_factory) -> Iterator[tuple[Server, Seeded, int]]:
                     author="test",
                 )
             )
-    server = Server(data)
-    yield server, seeded, big
-    server.stop()
+    with Server(data) as server:
+        yield server, seeded, big
 
 
 @pytest.fixture(scope="module")
 def browser():
+    """Without the world: the palette test needs no server."""
     with launch(sync_api) as b:
         yield b
 
@@ -245,9 +246,8 @@ def test_zoom_sharp_region_labels_legend_comment(world, browser) -> None:
     )
     assert view[0] <= 1200 and view[2] >= 1800 and view[1] <= 900 and view[3] >= 1350, view
     assert (view[3] - view[1]) < 450 * 2 or (view[2] - view[0]) < 600 * 2, view
-    shots = REPO_ROOT / "artifacts" / "screenshots"
-    shots.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(shots / "zoom_selected.png"))
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "zoom_selected.png"))
     assert not errors, errors
     ctx.close()
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from browser_helpers import CHROMIUM_ARGS, chromium_path
+from browser_helpers import script_page
 from conftest import REPO_ROOT
 
 from core.geometry import Shape, ring_area, ring_to_mask, shape_to_mask
@@ -81,20 +81,8 @@ def rings_of(geometry: list[dict]) -> list[list[list[float]]]:
 # -- the page --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def page() -> Iterator[object]:
-    if chromium_path() is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        pg = browser.new_page()
-        errors: list[str] = []
-        pg.on("pageerror", lambda e: errors.append(str(e)))
-        pg.set_content("<!doctype html><title>geometry</title>")
-        pg.add_script_tag(content=GEOMETRY_JS.read_text(encoding="utf-8"))
-        assert pg.evaluate("typeof PBGeometry") == "object", errors
+    with script_page(GEOMETRY_JS, "PBGeometry") as pg:
         yield pg
-        assert errors == []
-        browser.close()
 
 
 def call(page, name: str, *args):

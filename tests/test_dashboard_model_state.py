@@ -152,11 +152,8 @@ def test_grabcut_says_when_its_answer_is_only_the_box() -> None:
 
 
 def test_fraud_screen_queues_severe_damage_and_an_odd_colour_patch_with_reasons(seeded) -> None:
-    from browser_helpers import PASSWORD
-    from fastapi import FastAPI
-    from fastapi.testclient import TestClient
+    from browser_helpers import seeded_api_client
 
-    from api.router import api_router
     from db.models import Image
     from db.session import session_scope
     from services.accounts.projects import get_or_create_project
@@ -184,13 +181,8 @@ def test_fraud_screen_queues_severe_damage_and_an_odd_colour_patch_with_reasons(
         pid = get_or_create_project(s).id
         assert queue_ids(s, pid, status="in_progress", flagged=False) == [ids[2]]
 
-    app = FastAPI()
-    app.include_router(api_router, prefix="/api")
-    client = TestClient(app)
-    token = client.post(
-        "/api/login", json={"username": seeded.users["fraud_analyst"], "password": PASSWORD}
-    ).json()["token"]
-    auth = {"Authorization": f"Bearer {token}"}
+    client, login = seeded_api_client(seeded)
+    auth = login("fraud_analyst")
     query = "flagged=true&status=new,in_progress,labelled,reviewed,rejected"
     seen, after = {}, ""
     while True:
@@ -214,12 +206,7 @@ def test_fraud_screen_queues_severe_damage_and_an_odd_colour_patch_with_reasons(
     check = client.get(f"/api/images/{ids[0]}/fraud-check", headers=auth).json()
     assert check["suspects"] == [{"annotation_id": 1, "reason": "scrape has severe severity"}]
     assert client.get(f"/api/images/{ids[2]}/fraud-check", headers=auth).json()["suspects"] == []
-    annotator = client.post(
-        "/api/login", json={"username": seeded.users["annotator"], "password": PASSWORD}
-    ).json()["token"]
-    denied = client.get(
-        f"/api/images/{ids[0]}/fraud-check", headers={"Authorization": f"Bearer {annotator}"}
-    )
+    denied = client.get(f"/api/images/{ids[0]}/fraud-check", headers=login("annotator"))
     assert denied.status_code == 403
 
 
@@ -227,7 +214,8 @@ def test_fraud_screen_queues_severe_damage_and_an_odd_colour_patch_with_reasons(
 
 
 def test_plots_numbers_pictures_and_csv(seeded) -> None:
-    from db.models import ModelVersion
+    from browser_helpers import model_version
+
     from db.session import session_scope
     from services.accounts.projects import get_or_create_project
     from services.dashboard import plots
@@ -238,16 +226,10 @@ def test_plots_numbers_pictures_and_csv(seeded) -> None:
     _label(ids[1])
     with session_scope() as s:
         for v, ap, n, promoted in ((1, 0.2, 10, False), (2, 0.35, 20, True), (3, 0.3, 30, False)):
+            holdout = {"holdout": {"part": {"coco": {"AP50": ap}}}}
             s.add(
-                ModelVersion(
-                    stage="yolo_seg",
-                    version=v,
-                    name=f"yolo_seg-v{v}",
-                    path="-",
-                    sha256="0",
-                    promoted=promoted,
-                    metrics={"holdout": {"part": {"coco": {"AP50": ap}}}},
-                    train_snapshot={"count": n},
+                model_version(
+                    "yolo_seg", v, holdout, promoted=promoted, train_snapshot={"count": n}
                 )
             )
         s.flush()
@@ -284,11 +266,8 @@ def test_labelled_per_day_adds_up_to_the_headers_labelled_count(seeded) -> None:
     """Photos imported already labelled have no labeller: the plot counts them (a column of
     their own, on their import day), so its cumulative total is the header's labelled count,
     while the team's pace and the projection leave them out. /api/stats says the same."""
-    from browser_helpers import PASSWORD
-    from fastapi import FastAPI
-    from fastapi.testclient import TestClient
+    from browser_helpers import seeded_api_client
 
-    from api.router import api_router
     from db.session import session_scope
     from services.accounts.projects import get_or_create_project
     from services.dashboard import plots
@@ -313,13 +292,8 @@ def test_labelled_per_day_adds_up_to_the_headers_labelled_count(seeded) -> None:
     assert [r[1:] for r in pace["rows"]] == [[1, 3, 4]]
     assert pace["pace_per_day"] == 1 and pace["days_to_finish"] == pace["open"] == 3
 
-    app = FastAPI()
-    app.include_router(api_router, prefix="/api")
-    client = TestClient(app)
-    token = client.post(
-        "/api/login", json={"username": seeded.users["lead"], "password": PASSWORD}
-    ).json()["token"]
-    body = client.get("/api/stats", headers={"Authorization": f"Bearer {token}"}).json()
+    client, login = seeded_api_client(seeded)
+    body = client.get("/api/stats", headers=login("lead")).json()
     assert body["stats"]["labelled"] == pace["rows"][-1][3] == 4
 
 

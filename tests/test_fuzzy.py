@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from browser_helpers import CHROMIUM_ARGS, chromium_path
+from browser_helpers import script_page
 from conftest import REPO_ROOT
 
 from core import fuzzy
@@ -93,20 +93,8 @@ def test_taxonomy_keeps_its_counts_and_checks_synonyms(tmp_path):
 # -- the JavaScript port -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def page() -> Iterator[object]:
-    if chromium_path() is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        pg = browser.new_page()
-        errors: list[str] = []
-        pg.on("pageerror", lambda e: errors.append(str(e)))
-        pg.set_content("<!doctype html><title>fuzzy</title>")
-        pg.add_script_tag(content=CLASSES_JS.read_text(encoding="utf-8"))
-        assert pg.evaluate("typeof PBFuzzy") == "object", errors
+    with script_page(CLASSES_JS, "PBFuzzy") as pg:
         yield pg
-        assert errors == []
-        browser.close()
 
 
 def test_classes_js_is_pure():

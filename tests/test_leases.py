@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from browser_helpers import api_client, free_port
+from browser_helpers import api_client, free_port, image_rows
 from durability_helpers import KillableServer, Workspace
 from lease_helpers import run_load, seed_queue
 
@@ -17,18 +17,7 @@ from services.errors import NotFound
 
 
 def _photos(session, project, n: int) -> list[int]:
-    rows = [
-        Image(
-            project_id=project.id,
-            path=f"/nonexistent/{i}.jpg",
-            file_name=f"{i}.jpg",
-            sha256=f"{i:064d}",
-            width=64,
-            height=48,
-            import_order=i,
-        )
-        for i in range(n)
-    ]
+    rows = image_rows(project.id, n, sha256="{i:064d}")
     session.add_all(rows)
     session.commit()
     return [r.id for r in rows]

@@ -3,38 +3,26 @@
 from __future__ import annotations
 
 import pytest
+from browser_helpers import model_version
 from conftest import requires_datasets
-
-from db.models import ModelVersion
-
-
-def _mv(stage: str, version: int, metrics: dict) -> ModelVersion:
-    return ModelVersion(
-        stage=stage,
-        version=version,
-        name=f"{stage}-v{version}",
-        path="-",
-        sha256="0",
-        metrics=metrics,
-    )
 
 
 def test_is_better_refuses_a_worse_version_and_a_first_assist_net_below_grabcut() -> None:
     from services.training.registry import is_better
 
-    old = _mv("yolo_seg", 1, {"holdout": {"part": {"coco": {"AP50": 0.40}}}})
-    worse = _mv("yolo_seg", 2, {"holdout": {"part": {"coco": {"AP50": 0.30}}}})
-    better = _mv("yolo_seg", 3, {"holdout": {"part": {"coco": {"AP50": 0.55}}}})
+    old = model_version("yolo_seg", 1, {"holdout": {"part": {"coco": {"AP50": 0.40}}}})
+    worse = model_version("yolo_seg", 2, {"holdout": {"part": {"coco": {"AP50": 0.30}}}})
+    better = model_version("yolo_seg", 3, {"holdout": {"part": {"coco": {"AP50": 0.55}}}})
     assert is_better(worse, old)[0] is False
     ok, why = is_better(better, old)
     assert ok and "0.5500 vs yolo_seg-v1 0.4000" in why
     # a first assist_net replaces GrabCut, not nothing: it must beat GrabCut's figure
-    net = _mv("assist_net", 1, {"holdout": {"mean_iou": 0.41}})
+    net = model_version("assist_net", 1, {"holdout": {"mean_iou": 0.41}})
     ok, why = is_better(net, None, baseline=("grabcut", {"mean_iou": 0.52}))
     assert not ok and why == "holdout.mean_iou: assist_net-v1 0.4100 vs grabcut 0.5200"
     assert is_better(net, None, baseline=("grabcut", {"mean_iou": 0.30}))[0]
     # unmeasured, it is not promoted over GrabCut either
-    assert not is_better(_mv("assist_net", 1, {}), None, baseline=("grabcut", {}))[0]
+    assert not is_better(model_version("assist_net", 1, {}), None, baseline=("grabcut", {}))[0]
 
 
 @requires_datasets

@@ -3,6 +3,7 @@ agreement and consensus once both annotators submitted, gold scores, gold never 
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -266,23 +267,11 @@ def test_settings_overlap_share_gold_mixing_and_fake_flags(db_session, project) 
     marked = db_session.exec(select(Image).where(Image.overlap_target == 3)).all()
     assert len(marked) == 3
     box_ = box(1, 1, 20, 20)
-    quality.save_routed(
-        db_session,
-        ann,
-        project=project,
-        image_id=marked[0].id,
-        expected_version=0,
-        annotations=[box_],
-    )
+    save = functools.partial(quality.save_routed, db_session, ann, project=project)
+    save(image_id=marked[0].id, expected_version=0, annotations=[box_])
     with pytest.raises(Forbidden, match="fake"):
-        quality.save_routed(
-            db_session,
-            ann,
-            project=project,
-            image_id=marked[0].id,
-            expected_version=1,
-            annotations=[{**box_, "attributes": {"fake": True}}],
-        )
+        fake = {**box_, "attributes": {"fake": True}}
+        save(image_id=marked[0].id, expected_version=1, annotations=[fake])
     quality.set_quality_settings(db_session, lead, project, overlap_share=0.0)
     # The photo someone started on stays an overlap photo; the idle ones are ordinary again.
     assert [im.id for im in db_session.exec(select(Image).where(Image.overlap_target > 0))] == [

@@ -22,6 +22,18 @@ def _require(tool: str) -> str:
     return path
 
 
+def _pdf_words(pdf: Path) -> str:
+    """The PDF's text (pdftotext, in layout), its white space folded to single spaces."""
+    text = subprocess.run(
+        [_require("pdftotext"), "-layout", str(pdf), "-"],
+        check=True,
+        timeout=60,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return " ".join(text.split())
+
+
 def _inspection_with_labels(db_session, project, datasets_dir: Path, tmp_path: Path) -> int:
     from db.models import Annotation, DamageFlag, Image, ModelVersion, Prediction
     from services.accounts.projects import project_taxonomy
@@ -120,7 +132,8 @@ def test_report_renders_with_text_tables_and_literal_notes(
 ) -> None:
     from services.claims.report import build_report
 
-    pdftoppm, pdftotext = _require("pdftoppm"), _require("pdftotext")
+    pdftoppm = _require("pdftoppm")
+    _require("pdftotext")
     iid = _inspection_with_labels(db_session, project, datasets_dir, tmp_path)
     out = tmp_path / "r.pdf"
     pdf = build_report(db_session, project, iid, out)
@@ -135,14 +148,7 @@ def test_report_renders_with_text_tables_and_literal_notes(
     arr = np.asarray(PILImage.open(page).convert("L"))
     assert arr.shape[0] > 300 and arr.std() > 5  # a rendered page, not a blank one
 
-    text = subprocess.run(
-        [pdftotext, "-layout", str(out), "-"],
-        check=True,
-        timeout=60,
-        capture_output=True,
-        text=True,
-    ).stdout
-    flat = " ".join(text.split())
+    flat = _pdf_words(out)
     # the part table: part, its damage, severity, P(damaged), the model version
     assert "hood" in flat and "severe" in flat and "0.87" in flat and "pipeline-v3" in flat
     assert flat.count("pipeline-v3") == 2  # one row per photo's hood
@@ -171,7 +177,7 @@ def test_damage_per_part_uses_predicted_parts_when_only_damage_is_labelled(
     from services.claims.inspections import create_inspection, create_vehicle, upload_into_slot
     from services.claims.report import build_report, report_data
 
-    pdftotext = _require("pdftotext")
+    _require("pdftotext")
     tax = project_taxonomy(project)
     hood, door = tax.by_name("hood"), tax.group("part")[0]
     dent, scratch = tax.group("damage")[0], tax.group("damage")[1]
@@ -223,13 +229,6 @@ def test_damage_per_part_uses_predicted_parts_when_only_damage_is_labelled(
     )
     pdf = tmp_path / "r.pdf"
     build_report(db_session, project, ret.id, pdf)
-    text = subprocess.run(
-        [pdftotext, "-layout", str(pdf), "-"],
-        check=True,
-        timeout=60,
-        capture_output=True,
-        text=True,
-    ).stdout
-    flat = " ".join(text.split())
+    flat = _pdf_words(pdf)
     assert "No parts are labelled" not in flat
     assert "hood" in flat and "0.91" in flat and "0.66" in flat and "yolo_seg-v2" in flat

@@ -14,6 +14,7 @@ from api.deps import Lead, ProjectDep, SessionDep, require, service_errors
 from api.schemas import IdPath
 from db.models import Project, User
 from services.accounts.users import Permission
+from services.labelling.routing import QualitySettings
 from services.review import quality as quality_service
 from services.review import quality_report as report
 
@@ -40,16 +41,6 @@ class QualitySettingsIn(BaseModel):
     low_agreement: float | None = Field(
         default=None, ge=0, le=1, description="agreement under which a photo is reviewed first"
     )
-
-
-class QualitySettingsOut(BaseModel):
-    overlap_share: float
-    overlap_annotators: int
-    gold_share: float
-    gold_feedback: bool
-    iou_threshold: float
-    quorum: float
-    low_agreement: float
 
 
 class GoldIn(BaseModel):
@@ -149,21 +140,21 @@ class FeedbackOut(BaseModel):
 
 
 @router.get("/quality/settings")
-def get_settings(user: Lead, project: ProjectDep) -> QualitySettingsOut:
+def get_settings(user: Lead, project: ProjectDep) -> QualitySettings:
     """The project's overlap, gold and agreement settings."""
-    return QualitySettingsOut(**quality_service.project_quality_settings(project).as_dict())
+    return quality_service.project_quality_settings(project)
 
 
 @router.put("/quality/settings")
 def put_settings(
     body: QualitySettingsIn, user: Lead, project: ProjectDep, session: SessionDep
-) -> QualitySettingsOut:
+) -> QualitySettings:
     """Change some settings (the fields sent); overlap photos are marked to match the share."""
     with service_errors():
         s = quality_service.set_quality_settings(
             session, user, project, **body.model_dump(exclude_none=True)
         )
-    return QualitySettingsOut(**s.as_dict())
+    return s
 
 
 @router.post("/quality/gold/{image_id}")

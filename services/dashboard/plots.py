@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from active_learning.plots import figure_png, new_figure
 from db.models import LABELLED_STATUSES, Annotation, Image, Project
 from services.accounts.projects import project_taxonomy
 from services.labelling.images import OPEN_STATUSES
@@ -153,32 +154,14 @@ def learning_curve(session: Session) -> dict:
 # ---------- pictures ----------
 
 
-def _figure(width: float, height: float):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(width, height), dpi=100)
-    return plt, fig, ax
-
-
-def _png(plt, fig) -> bytes:
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
-
-
 def _nothing(plt, fig, ax, text: str) -> bytes:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=11)
     ax.set_axis_off()
-    return _png(plt, fig)
+    return figure_png(plt, fig)
 
 
 def pace_png(pace: dict) -> bytes:
-    plt, fig, ax = _figure(7.0, 4.2)
+    plt, fig, ax = new_figure(7.0, 4.2)
     if not pace["rows"]:
         return _nothing(plt, fig, ax, f"no photos labelled yet; {pace['open']} open")
     days = [date.fromisoformat(r[0]) for r in pace["rows"]]
@@ -220,7 +203,7 @@ def pace_png(pace: dict) -> bytes:
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
     ax.set_xlim(days[0] - timedelta(days=1), max(days[-1], _finish(pace)) + timedelta(days=1))
     fig.autofmt_xdate()
-    return _png(plt, fig)
+    return figure_png(plt, fig)
 
 
 def _finish(pace: dict) -> date:
@@ -229,7 +212,7 @@ def _finish(pace: dict) -> date:
 
 def classes_png(counts: dict) -> bytes:
     rows = counts["rows"]
-    plt, fig, ax = _figure(7.0, max(2.5, 0.22 * len(rows) + 1.2))
+    plt, fig, ax = new_figure(7.0, max(2.5, 0.22 * len(rows) + 1.2))
     if not rows:
         return _nothing(plt, fig, ax, "no instances yet")
     y = list(range(len(rows)))[::-1]
@@ -248,11 +231,11 @@ def classes_png(counts: dict) -> bytes:
     )
     ax.set_xlabel("instances (log scale)")
     ax.set_title("instances per class")
-    return _png(plt, fig)
+    return figure_png(plt, fig)
 
 
 def versions_png(table: dict) -> bytes:
-    plt, fig, ax = _figure(7.0, 3.6)
+    plt, fig, ax = new_figure(7.0, 3.6)
     rows = [r for r in table["rows"] if r[4] != ""]
     if not rows:
         return _nothing(plt, fig, ax, "no version measured on the held-out split yet")
@@ -276,11 +259,11 @@ def versions_png(table: dict) -> bytes:
     ax.legend(fontsize=8)
     ax.set_title("held-out metric per version (star = promoted)")
     ax.grid(alpha=0.3)
-    return _png(plt, fig)
+    return figure_png(plt, fig)
 
 
 def curve_png(table: dict) -> bytes:
-    plt, fig, ax = _figure(7.0, 3.6)
+    plt, fig, ax = new_figure(7.0, 3.6)
     if not table["rows"]:
         return _nothing(plt, fig, ax, "no measured versions yet: the curve starts after a round")
     for stage in dict.fromkeys(r[0] for r in table["rows"]):
@@ -293,7 +276,7 @@ def curve_png(table: dict) -> bytes:
     ax.legend(fontsize=8)
     ax.set_title("learning curve")
     ax.grid(alpha=0.3)
-    return _png(plt, fig)
+    return figure_png(plt, fig)
 
 
 #: name -> (data function taking (session, project), renderer): what the dashboard shows.
