@@ -369,11 +369,13 @@ def self_train(
             f"measure {policy.stage} on; label some held-out photos first"
         )
     counted = policy.count(session, project)
+    fresh = Plan(
+        policy.stage, cfg, None, None, f"{policy.stage}: {cfg.preset} preset, from scratch"
+    )
     outcome = train_measure_promote(
         session,
         project,
-        policy.stage,
-        cfg,
+        fresh,
         snapshot={**training_snapshot(session, project), policy.unit: counted},
         keep_losers=False,
         remeasure=True,
@@ -387,19 +389,17 @@ def self_train(
 def train_version(
     session: Session,
     project: Project,
-    stage: str,
-    cfg: StageConfig,
+    plan: Plan,
     *,
     snapshot: dict[str, Any] | None = None,
-    warm_from: ModelVersion | None = None,
-    provenance: dict[str, Any] | None = None,
     progress: Progress | None = None,
 ) -> tuple[ModelVersion | None, float]:
-    """Train ``stage`` on the snapshot's labelled, not held-out photos and register the new
-    version unpromoted; returns (it, training seconds). Under ``torchrun`` only rank 0
-    registers; the other ranks return None."""
+    """Train as ``plan`` says on the snapshot's labelled, not held-out photos and register
+    the new version unpromoted; returns (it, training seconds). Under ``torchrun`` only
+    rank 0 registers; the other ranks return None."""
     from models.registry import build
 
+    stage, cfg, warm_from = plan.stage, plan.cfg, plan.warm_from
     snapshot = snapshot or training_snapshot(session, project)
     data = model_runs.training_set(session, project, lambda r: r.split != HOLDOUT_SPLIT, snapshot)
     if not len(data):
@@ -421,7 +421,7 @@ def train_version(
         stage=stage,
         artifact_path=result.artifact_path,
         metrics=dict(result.metrics),
-        config={**cfg.to_dict(), **(provenance or {})},
+        config={**cfg.to_dict(), **model_runs.provenance(plan.started_from, warm_from)},
         train_snapshot=snapshot,
         parent_id=warm_from.id if warm_from is not None else None,
     )
@@ -431,12 +431,9 @@ def train_version(
 def train_measure_promote(
     session: Session,
     project: Project,
-    stage: str,
-    cfg: StageConfig,
+    plan: Plan,
     *,
     snapshot: dict[str, Any] | None = None,
-    warm_from: ModelVersion | None = None,
-    provenance: dict[str, Any] | None = None,
     promote: bool = True,
     force: bool = False,
     keep_losers: bool = True,
@@ -445,7 +442,7 @@ def train_measure_promote(
     progress_for: ProgressFor | None = None,
     on_step: Callable[[str, str], None] | None = None,
 ) -> Outcome:
-    """The lifecycle: train ``stage`` (:func:`train_version`), measure the new version on
+    """The lifecycle: train as ``plan`` says (:func:`train_version`), measure the new version on
     the held-out split, and promote it only if it beats :func:`opponent` (or when
     ``force``d). A loser stays registered, unpromoted, for the record, unless
     ``keep_losers`` is off (the self-training jobs keep none) or the stage serves its
@@ -458,19 +455,13 @@ def train_measure_promote(
     def phase(name: str, span: tuple[float, float]) -> Progress | None:
         return progress_for(name, span) if progress_for else None
 
+    stage = plan.stage
     ensure_holdout(session, project)
     session.commit()  # the split is chosen before training starts (see held_out_set)
     if on_step:
         on_step("train", f"training {stage}")
     mv, seconds = train_version(
-        session,
-        project,
-        stage,
-        cfg,
-        snapshot=snapshot,
-        warm_from=warm_from,
-        provenance=provenance,
-        progress=phase(f"training {stage}", (0.0, 0.7)),
+        session, project, plan, snapshot=snapshot, progress=phase(f"training {stage}", (0.0, 0.7))
     )
     if mv is None:
         return Outcome(stage, False, "not rank 0", None, None, train_seconds=seconds)
@@ -507,18 +498,13 @@ def run_plan(
     ``panelbeater train`` run. ``train_snapshot``: a round passes one so that every stage it
     trains learns from the same images and annotation revisions. The plan's sentence is in
     ``outcome.extra["plan"]``."""
-    from services.training.model_runs import provenance
-
     if train_snapshot is None:
         held_out_set(session, project)  # the held-out photos stay out of the snapshot
     outcome = train_measure_promote(
         session,
         project,
-        plan.stage,
-        plan.cfg,
+        plan,
         snapshot=train_snapshot or training_snapshot(session, project),
-        warm_from=plan.warm_from,
-        provenance=provenance(plan.started_from, plan.warm_from),
         promote=promote,
         force=force,
         device=plan.cfg.device,
@@ -668,7 +654,6 @@ def train_stage(
     only registered, and ``promote`` promotes it at once (the caller measured it
     elsewhere). Under ``torchrun`` only rank 0 registers; the other ranks return None.
     """
-    from services.training.model_runs import provenance
 
     plan = plan_stage(session, stage, from_scratch=warm_from is None, parent=warm_from, **choices)
     if evaluate:
@@ -681,16 +666,8 @@ def train_stage(
             force=force_promote,
             progress_for=(lambda name, part: progress) if progress else None,
         ).version
-    mv, _ = train_version(
-        session,
-        project,
-        stage,
-        plan.cfg,
-        snapshot=train_snapshot or training_snapshot(session, project),
-        warm_from=plan.warm_from,
-        provenance=provenance(plan.started_from, plan.warm_from),
-        progress=progress,
-    )
+    snapshot = train_snapshot or training_snapshot(session, project)
+    mv, _ = train_version(session, project, plan, snapshot=snapshot, progress=progress)
     if mv is not None and (promote or force_promote):
         set_promoted(session, mv)
     return mv
