@@ -187,16 +187,8 @@ def put_annotations(
     refused instances in ``rejected``); 403 when a non-fraud role changes a fake-damage flag
     or note. An outline that crosses itself is split where it crosses."""
     with service_errors():
-        detail = workflow.save(
-            session,
-            user,
-            project=project,
-            image_id=image_id,
-            expected_version=body.version,
-            annotations=body.annotations,
-            keep_going=body.keep_going,
-            kept=kept,
-        )
+        change = workflow.PhotoSave(image_id, body.version, body.annotations, body.keep_going)
+        detail = workflow.save(session, user, project, change, kept)
     return SaveResult.model_validate(detail)
 
 
@@ -211,14 +203,8 @@ def post_status(
     """Move the image through new → in_progress → labelled → reviewed | rejected (with a
     comment); 403 when the role may not set that status."""
     with service_errors():
-        summary = workflow.set_status(
-            session,
-            user,
-            project=project,
-            image_id=image_id,
-            status=body.status,
-            comment=body.comment,
-        )
+        change = workflow.StatusChange(image_id, body.status, body.comment)
+        summary = workflow.set_status(session, user, project, change)
     return ImageSummary.model_validate(summary)
 
 

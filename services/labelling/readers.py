@@ -70,17 +70,18 @@ def annotation_dicts(session: Session, image_id: int) -> list[dict[str, Any]]:
 
 def dicts_to_instances(items: list[dict[str, Any]]) -> Instances:
     """Annotations as :func:`annotation_to_dict` writes them (and the history keeps them) ->
-    ``Instances`` with ``data["annotation_id"]`` and ``data["source"]``."""
+    ``Instances`` with ``data["annotation_id"]``, and ``data["source"]`` when the items say.
+    The one converter from stored annotations to ``Instances`` (the exports' records too)."""
     if not items:
         return Instances.empty()
+    data: dict[str, list[Any]] = {"annotation_id": [a.get("id") for a in items]}
+    if any("source" in a for a in items):
+        data["source"] = [a.get("source") for a in items]
     return Instances(
         shapes=[Shape.from_json(a["geometry"], trusted=True) for a in items],
-        class_ids=np.array([a["class_id"] for a in items]),
+        class_ids=np.array([a["class_id"] for a in items], dtype=np.int64),
         attributes=[dict(a.get("attributes") or {}) for a in items],
-        data={
-            "annotation_id": [a.get("id") for a in items],
-            "source": [a.get("source") for a in items],
-        },
+        data=data,
     )
 
 

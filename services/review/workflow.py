@@ -6,6 +6,7 @@ activity and renews the saver's lease. What the REST API and the workspace call.
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 from sqlmodel import Session
@@ -33,49 +34,54 @@ def open_photo(
     return {**detail, **lease}
 
 
+@dataclass(frozen=True)
+class PhotoSave:
+    """One save of a photo's whole annotation set, as the workspace and the API send it."""
+
+    image_id: int
+    expected_version: int
+    annotations: list[dict[str, Any]]
+    keep_going: bool = False
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """One move of a photo through new → in progress → labelled → reviewed | rejected."""
+
+    image_id: int
+    status: ImageStatus | str
+    comment: str | None = None
+
+
 def save(
-    session: Session,
-    user: User,
-    *,
-    project: Project,
-    image_id: int,
-    expected_version: int,
-    annotations: list[dict[str, Any]],
-    keep_going: bool = False,
-    kept: Collection[int] = (),
+    session: Session, user: User, project: Project, change: PhotoSave, kept: Collection[int] = ()
 ) -> dict[str, Any]:
     """Save ``user``'s annotation set of the photo and return the detail they see after it
-    (``annotations.save_annotations_as``'s, or their own set's on a routed photo). Raises
+    (``saves.save_annotations_as``'s, or their own set's on a routed photo). Raises
     VersionConflict, AnnotationInvalid and Forbidden as those do. The lease renewal keeps the
     photos of ``kept``, as :func:`open_photo` does."""
     target = {
         "project": project,
-        "image_id": image_id,
-        "expected_version": expected_version,
-        "annotations": annotations,
+        "image_id": change.image_id,
+        "expected_version": change.expected_version,
+        "annotations": change.annotations,
     }
     detail = quality.save_routed(session, user, **target)
     if not detail:
-        detail = saves.save_annotations_as(session, user, **target, keep_going=keep_going)
-    lease_service.take(session, readers.get_image(session, image_id, project), user, kept=kept)
+        detail = saves.save_annotations_as(session, user, **target, keep_going=change.keep_going)
+    image = readers.get_image(session, change.image_id, project)
+    lease_service.take(session, image, user, kept=kept)
     return detail
 
 
 def set_status(
-    session: Session,
-    user: User,
-    *,
-    project: Project,
-    image_id: int,
-    status: ImageStatus | str,
-    comment: str | None = None,
+    session: Session, user: User, project: Project, change: StatusChange
 ) -> dict[str, Any]:
-    """Move the photo to ``status`` as ``user``; on a routed photo, ``labelled`` submits the
-    user's own set instead. Returns the photo's summary as the user sees it."""
-    routed = quality.submit_routed(session, user, project=project, image_id=image_id, status=status)
+    """Move the photo to ``change.status`` as ``user``; on a routed photo, ``labelled``
+    submits the user's own set instead. Returns the photo's summary as the user sees it."""
+    photo = {"project": project, "image_id": change.image_id, "status": change.status}
+    routed = quality.submit_routed(session, user, **photo)
     if routed is not None:
         return routed
-    image = statuses.set_status_as(
-        session, user, project=project, image_id=image_id, status=status, comment=comment
-    )
+    image = statuses.set_status_as(session, user, **photo, comment=change.comment)
     return readers.image_summary(image)

@@ -7,18 +7,17 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-import numpy as np
 import orjson
 from sqlalchemy import String, type_coerce
 from sqlmodel import Session, select
 
 from core.bulk import without_gc
-from core.geometry import Shape
 from core.instances import Instances
 from core.records import SPLITS, ImageRecord
 from core.taxonomy import GROUPS
 from db.models import Annotation, Image, ImageStatus, ModelVersion, Prediction, Project
 from services.errors import Invalid
+from services.labelling.readers import dicts_to_instances
 from services.training.predictions import predictions_by_image
 
 
@@ -80,16 +79,11 @@ def collect_records(
     preds_by_image = _pending_predictions(session, wanted, group) if include_predictions else {}
     records = []
     for img in images:
-        rows = by_image.get(img.id, [])
-        instances = (
-            Instances(
-                shapes=[Shape.from_json(g, trusted=True) for _, _, g, _ in rows],
-                class_ids=np.array([c for _, c, _, _ in rows], dtype=np.int64),
-                attributes=[_attributes(a) for *_, a in rows],
-                data={"annotation_id": [i for i, *_ in rows]},
-            )
-            if rows
-            else Instances.empty()
+        instances = dicts_to_instances(
+            [
+                {"id": ann_id, "class_id": c, "geometry": g, "attributes": _attributes(a)}
+                for ann_id, c, g, a in by_image.get(img.id, [])
+            ]
         )
         meta: dict[str, Any] = {"path": img.path, "image_id": img.id, "status": img.status.value}
         if include_predictions:
