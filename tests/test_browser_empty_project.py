@@ -48,7 +48,8 @@ def shot(page, name: str) -> None:
 
 
 def empty_text(page) -> str:
-    page.wait_for_selector(".pb-empty:not([hidden])")
+    # the placeholder says "No photo" until the queue has answered and the canvas says why
+    page.wait_for_selector(".pb-app[data-empty]")
     return page.locator(".pb-empty").text_content()
 
 
