@@ -1,4 +1,4 @@
-"""End-to-end, headless Chromium (issue 24 §1 and §2): the dashboard lists a version below the
+"""End-to-end, headless Chromium: the dashboard lists a version below the
 bar to pre-annotate with its sentence, promoting it needs the confirmation box, and its
 predictions never reach the workspace until then; a failed job shows one sentence in the jobs
 table, with the full error behind its details. Screenshots go to artifacts/screenshots/."""
