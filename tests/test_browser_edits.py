@@ -188,7 +188,13 @@ def test_leaving_unsaved_work_asks_and_a_reopened_tab_offers_it_back(page, world
     for what, act in (
         ("Previous", lambda: page.click(".pb-prev")),
         ("Next", lambda: page.click(".pb-next")),
-        ("a filter", lambda: page.select_option(".pb-f-status", "labelled")),
+        (
+            "a filter",
+            lambda: (
+                page.click(".pb-filters summary"),
+                page.select_option(".pb-f-status", "labelled"),
+            ),
+        ),
     ):
         n = len(page.dialogs)
         act()

@@ -441,3 +441,72 @@ def test_hits_at_orders_own_polygons_then_smaller(page, pt, shapes, expected):
 )
 def test_cycle_wraps_round(page, refs, current, direction, expected):
     assert call(page, "cycle", refs, current, direction) == expected
+
+
+def _place_labels(boxes: list[dict], gap: float, indent: float) -> list[dict]:
+    """Reference: a label that meets one placed before it goes `indent` right and to the first
+    placed bottom (plus `gap`), from the top, where it meets none; every pair checked."""
+    placed: list[dict] = []
+    out = []
+
+    def clear(x: float, y: float, b: dict) -> bool:
+        return all(
+            not (
+                x < p["x"] + p["w"] + gap
+                and p["x"] < x + b["w"] + gap
+                and y < p["y"] + p["h"] + gap
+                and p["y"] < y + b["h"] + gap
+            )
+            for p in placed
+        )
+
+    for b in boxes:
+        x, y = b["x"], b["y"]
+        if not clear(x, y, b):
+            x = b["x"] + indent
+            y = min(
+                t for t in (p["y"] + p["h"] + gap for p in placed) if t >= b["y"] and clear(x, t, b)
+            )
+        placed.append({"x": x, "y": y, "w": b["w"], "h": b["h"]})
+        out.append({"x": x, "y": y, "moved": (x, y) != (b["x"], b["y"])})
+    return out
+
+
+def test_place_labels_stacks_overlapping_labels_below_each_other(page):
+    # Four labels wanted at nearly one spot: the first stays, the others step down in turn.
+    boxes = [{"x": 10 + k, "y": 20 + k, "w": 40, "h": 12} for k in range(4)]
+    got = call(page, "placeLabels", boxes, 1, 5)
+    assert got[0] == {"x": 10, "y": 20, "moved": False}
+    assert [g["y"] for g in got] == [20, 33, 46, 59]
+    assert [g["x"] for g in got[1:]] == [16, 17, 18]
+    # Apart, nothing moves.
+    far = [{"x": 0, "y": 0, "w": 10, "h": 5}, {"x": 30, "y": 0, "w": 10, "h": 5}]
+    assert [g["moved"] for g in call(page, "placeLabels", far, 1, 5)] == [False, False]
+
+
+def test_place_labels_matches_reference_and_never_overlaps(page):
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        n = int(rng.integers(1, 12))
+        boxes = [
+            {
+                "x": float(rng.integers(0, 60)),
+                "y": float(rng.integers(0, 40)),
+                "w": float(rng.integers(5, 40)),
+                "h": 12.0,
+            }
+            for _ in range(n)
+        ]
+        got = call(page, "placeLabels", boxes, 1, 4)
+        assert got == _place_labels(boxes, 1, 4)
+        for i, a in enumerate(got):
+            assert a["y"] >= boxes[i]["y"]
+            for j in range(i):
+                b = got[j]
+                apart = (
+                    a["x"] >= b["x"] + boxes[j]["w"] + 1
+                    or b["x"] >= a["x"] + boxes[i]["w"] + 1
+                    or a["y"] >= b["y"] + 12 + 1
+                    or b["y"] >= a["y"] + 12 + 1
+                )
+                assert apart, (boxes, got, i, j)

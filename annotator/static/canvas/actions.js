@@ -45,6 +45,9 @@ function PBActions(app) {
     if (t !== 'assist') clearAssist(true);
     root.querySelectorAll('[data-tool]').forEach((b) => b.classList.toggle('pb-active', b.dataset.tool === t));
     const shell = root.querySelector('.pb-app'); if (shell) shell.dataset.tool = t;
+    // The Assist card's controls only act while the tool is on: out of sight otherwise, so
+    // the predictions stay above the fold.
+    const card = root.querySelector('.pb-assist-card'); if (card) card.hidden = t !== 'assist';
     app.renderDraw();
   }
   // The drawn ring becomes a new annotation, another part of the selected one, or a hole in the

@@ -86,6 +86,29 @@ const PBGeometry = (function () {
     return best;
   }
 
+  // ---- class labels that never overlap ----
+  // Where each label goes, given [{x, y, w, h}] boxes (top left, size; any one unit) at the
+  // places wanted, in the order to place them: each keeps its place unless its box would come
+  // closer than `gap` to a label already placed; then it moves `indent` right (room for a leader
+  // line) and down to the highest clear spot just under a placed label (its bottom plus `gap`).
+  // Returns [{x, y, moved}] in the same order: the first label never moves, a label never moves
+  // up, and no two placed boxes come closer than `gap`.
+  function placeLabels(boxes, gap = 0, indent = 0) {
+    const placed = [];
+    const clear = (x, y, b) => !placed.some((p) => x < p.x + p.w + gap && p.x < x + b.w + gap && y < p.y + p.h + gap && p.y < y + b.h + gap);
+    return boxes.map((b) => {
+      let x = b.x, y = b.y;
+      if (!clear(x, y, b)) {
+        x = b.x + indent;
+        // Below the lowest placed label is always clear, so one of these fits.
+        const under = [...new Set(placed.map((p) => p.y + p.h + gap))].filter((v) => v >= b.y).sort((u, v) => u - v);
+        y = under.find((v) => clear(x, v, b));
+      }
+      placed.push({ x, y, w: b.w, h: b.h });
+      return { x, y, moved: x !== b.x || y !== b.y };
+    });
+  }
+
   // ---- picking among overlapping shapes ----
   // The refs of the shapes ([{ref, geometry, rank}]) that hold pt, in the order a click picks
   // them: lower rank first (the canvas ranks the user's own polygons before pending
@@ -212,7 +235,7 @@ const PBGeometry = (function () {
 
   return Object.freeze({
     rings, ringOf, distance, bbox, normalBox, ringArea, polygonArea, shapeArea,
-    inRing, inPolygon, inShape, closestOnSegment, nearestEdge, translated, partSuggestion, hitsAt, cycle,
+    inRing, inPolygon, inShape, closestOnSegment, nearestEdge, translated, partSuggestion, placeLabels, hitsAt, cycle,
     roundTo, check, splitRing, repair,
   });
 })();

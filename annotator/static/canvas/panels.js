@@ -14,16 +14,18 @@ function PBPanels(app) {
     shell.innerHTML = `
       <div class="pb-toolbar">
         <select class="pb-mode" title="mode"></select>
-        <button class="pb-prev" title="previous photo (← or S)">◀ Prev</button>
-        <button class="pb-next" title="next photo (→ or D)">Next ▶</button>
+        <button class="pb-prev" title="previous photo (← or S)">◀</button>
+        <button class="pb-next" title="next photo (→ or D)">▶</button>
         <span class="pb-progress"></span>
         <button class="pb-rejections" hidden title="rejected photos waiting for you to fix them; click to open the oldest"></button>
         <span class="pb-sep"></span>
-        <label>status <select class="pb-f-status"><option value="">open</option><option>new</option><option>in_progress</option><option>labelled</option><option>reviewed</option><option>rejected</option><option value="new,in_progress,labelled,reviewed,rejected">all</option></select></label>
-        <label>flag <select class="pb-f-flagged"><option value="">any</option><option value="true">flagged</option><option value="false">not flagged</option></select></label>
-        <label>split <select class="pb-f-split"><option value="">any</option><option>train</option><option>val</option><option>test</option></select></label>
-        <label>class <select class="pb-f-class"><option value="">any</option></select></label>
-        <label>inspection <select class="pb-f-inspection"><option value="">any</option></select></label>
+        <details class="pb-filters"><summary title="filter the queue: status, flag, split, class, inspection">Filters<span class="pb-filter-n"></span></summary><div class="pb-filter-pop">
+          <label>status <select class="pb-f-status"><option value="">open</option><option>new</option><option>in_progress</option><option>labelled</option><option>reviewed</option><option>rejected</option><option value="new,in_progress,labelled,reviewed,rejected">all</option></select></label>
+          <label>flag <select class="pb-f-flagged"><option value="">any</option><option value="true">flagged</option><option value="false">not flagged</option></select></label>
+          <label>split <select class="pb-f-split"><option value="">any</option><option>train</option><option>val</option><option>test</option></select></label>
+          <label>class <select class="pb-f-class"><option value="">any</option></select></label>
+          <label>inspection <select class="pb-f-inspection"><option value="">any</option></select></label>
+        </div></details>
         <span class="pb-sep"></span>
         <span class="pb-tools">
           <button data-tool="select" title="select / edit (V)">Edit</button>
@@ -32,9 +34,9 @@ function PBPanels(app) {
           <button data-tool="part" title="add part (M)">Part</button>
           <button data-tool="assist" title="assist (A)">Assist</button>
         </span>
-        <button class="pb-undo" title="undo (Ctrl+Z)">Undo</button>
-        <button class="pb-redo" title="redo (Ctrl+Shift+Z)">Redo</button>
-        <span class="pb-zoombar"><button class="pb-zoom-out" title="zoom out (-)">−</button><span class="pb-zoom-level" title="zoom: screen pixels per photo pixel">100%</span><button class="pb-zoom-in" title="zoom in (+)">+</button><button class="pb-zoom-fit" title="fit the photo to the window (0)">Fit</button><button class="pb-zoom-sel" title="zoom to the selected polygon (F)">Zoom to selected</button><button class="pb-labels-btn" title="show or hide class names on polygons (L)">Labels</button></span>
+        <button class="pb-undo" title="undo (Ctrl+Z)">↶</button>
+        <button class="pb-redo" title="redo (Ctrl+Shift+Z)">↷</button>
+        <span class="pb-zoombar"><button class="pb-zoom-out" title="zoom out (-)">−</button><span class="pb-zoom-level" title="zoom: screen pixels per photo pixel">100%</span><button class="pb-zoom-in" title="zoom in (+)">+</button><button class="pb-zoom-fit" title="fit the photo to the window (0)">Fit</button><button class="pb-zoom-sel" title="zoom to the selected polygon (F)">Zoom sel</button><button class="pb-labels-btn" title="show or hide class names on polygons (L)">Labels</button></span>
         <button class="pb-helpbtn" title="shortcuts (?)">?</button>
         <span class="pb-save"></span>
       </div>
@@ -48,11 +50,7 @@ function PBPanels(app) {
         <div class="pb-side">
           <div class="pb-card pb-sides-card" hidden><b>Sides to resolve</b><div class="pb-sides"></div></div>
           <div class="pb-card pb-workflow"><div class="pb-imginfo"></div><div class="pb-review-comment"></div><div class="pb-wf-buttons"></div></div>
-          <div class="pb-card"><b>Class</b> <span class="pb-current-class"></span>
-            <input class="pb-class-search" placeholder="type to search classes (/)"/>
-            <div class="pb-recent"></div><div class="pb-classlist"></div></div>
-          <div class="pb-card pb-attrs"></div>
-          <div class="pb-card pb-assist-card"><b>Assist</b> <span class="pb-assist-info"></span><br/>
+          <div class="pb-card pb-assist-card" hidden><b>Assist</b> <span class="pb-assist-info"></span><br/>
             <label>simplify <input type="range" class="pb-tol" min="0" max="10" step="0.5" value="1"/> <span class="pb-tol-v">1</span> px</label>
             <button class="pb-assist-accept">Accept (Enter)</button> <button class="pb-assist-clear">Clear (Esc)</button></div>
           <div class="pb-card pb-preds-card"><b>Predictions</b>
@@ -60,6 +58,10 @@ function PBPanels(app) {
             <label>threshold <input type="number" class="pb-thr" min="0" max="1" step="0.05" value="0.5"/></label>
             <button class="pb-accept-all" title="Shift+Y">Accept all ≥ threshold</button>
             <div class="pb-predlist"></div></div>
+          <div class="pb-card"><b>Class</b> <span class="pb-current-class"></span>
+            <input class="pb-class-search" placeholder="type to search classes (/)"/>
+            <div class="pb-recent"></div><div class="pb-classlist"></div></div>
+          <div class="pb-card pb-attrs"></div>
         </div>
       </div>
       <div class="pb-msg"></div>
@@ -79,6 +81,7 @@ function PBPanels(app) {
       finsp.value = S.filters.inspection_id || '';
     }).catch(() => { finsp.parentElement.hidden = true; });
     for (const [k, sel] of app.FILTERS) $(sel).value = S.filters[k] || '';
+    renderFilterCount();
     const table = $('.pb-help-table');
     for (const [k, v] of app.SHORTCUTS) { const tr = el('tr'); tr.appendChild(el('td', { class: 'pb-key' }, k)); tr.appendChild(el('td', {}, v)); table.appendChild(tr); }
     const groups = $('.pb-groups');
@@ -96,7 +99,7 @@ function PBPanels(app) {
   // class new drawings get; a selected polygon's class changes in its own card (renderAttrs).
   function classButton(c, withGroup) {
     const b = el('button', { 'data-id': String(c.id), class: 'pb-class-btn' + (c.id === S.currentClass ? ' pb-current' : '') }, c.display_name + (withGroup ? ` · ${c.group}` : ''));
-    b.style.borderLeft = '4px solid ' + c.color;
+    b.style.borderLeft = '4px solid ' + app.colorOf(c.id); // this photo's colour (render.js)
     b.title = c.name + (c.synonyms && c.synonyms.length ? ' (' + c.synonyms.join(', ') + ')' : '');
     b.addEventListener('click', () => app.pickClass(c.id));
     return b;
@@ -130,6 +133,7 @@ function PBPanels(app) {
     rec.textContent = '';
     S.recent.forEach((id, i) => {
       const b = el('button', { class: 'pb-recent-btn', 'data-id': String(id) }, `${i + 1} ${app.cls(id).display_name}`);
+      b.style.borderLeft = '4px solid ' + app.colorOf(id);
       b.addEventListener('click', () => app.pickClass(id));
       rec.appendChild(b);
     });
@@ -269,7 +273,15 @@ function PBPanels(app) {
   }
   function renderProgress() {
     const q = S.queue, p = q && q.progress;
+    renderFilterCount();
     $('.pb-progress').textContent = q ? `${q.position || '-'} / ${q.queue_length} in queue · ${p.done} / ${p.total} done` : '';
+  }
+  // The Filters button says how many filters narrow the queue, as its selects are out of sight.
+  function renderFilterCount() {
+    const n = app.FILTERS.filter(([k]) => S.filters[k]).length, d = $('.pb-filters');
+    if (!d) return;
+    d.classList.toggle('pb-filtered', n > 0);
+    $('.pb-filter-n').textContent = n ? ` (${n})` : '';
   }
   // Both versions side by side after a 409; the user picks one (bound in input.js).
   function showConflict(d) {

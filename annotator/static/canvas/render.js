@@ -43,7 +43,10 @@ function PBRender(app) {
   function photoPalette() {
     const ids = new Set([...S.anns.map((a) => a.class_id), ...app.pendingPreds().map((p) => p.class_id)]);
     const present = [...ids].map((id) => app.cls(id));
+    const before = JSON.stringify(S.photoColors || {});
     S.photoColors = PBPalette.photoColors(present, Object.fromEntries(present.map((c) => [c.id, c.color])));
+    // The class picker shows each class in the colour its outlines have on this photo.
+    if (JSON.stringify(S.photoColors) !== before && app.renderClassList && $('.pb-classlist')) app.renderClassList();
   }
   const colorOf = (id) => (S.photoColors && S.photoColors[id]) || app.cls(id).color;
   function renderAnns() {
@@ -86,21 +89,40 @@ function PBRender(app) {
     }
   }
   // Each saved polygon's class name above its box, in the class's colour (L shows or hides them).
-  // Text ignores the pointer, so a label never stands between a click and a polygon.
+  // Text ignores the pointer, so a label never stands between a click and a polygon. Labels are
+  // placed in turn (PBGeometry.placeLabels): one that would cover a label already placed moves
+  // down and a little right, with a leader line back to its box's corner.
   function renderLabels() {
     const g = $('.pb-l-labels'); if (!g) return; g.textContent = '';
     g.dataset.shown = S.showLabels ? '1' : '0';
     if (!S.showLabels || !S.image) return;
-    const s = scale(), fs = 12 / s;
-    const frag = document.createDocumentFragment();
+    const s = scale(), fs = 12 / s, indent = 10 / s;
+    const items = [];
     for (const a of S.anns) {
       if (S.hidden.has(a.group) || !a.geometry.length) continue;
-      const c = app.cls(a.class_id), [x0, y0] = G.bbox(a.geometry);
-      const t = sv('text', { x: x0, y: Math.max(y0 - 3 / s, fs), class: 'pb-ann-label' + (a.key === S.sel ? ' pb-selected' : ''), 'font-size': fs, fill: colorOf(a.class_id), 'data-key': a.key });
+      const [x0, y0] = G.bbox(a.geometry), base = Math.max(y0 - 3 / s, fs);
+      const t = sv('text', { x: x0, y: base, class: 'pb-ann-label' + (a.key === S.sel ? ' pb-selected' : ''), 'font-size': fs, fill: colorOf(a.class_id), 'data-key': a.key });
       t.textContent = annName(a);
-      frag.appendChild(t);
+      g.appendChild(t);
+      items.push({ a, t, x0, y0, base });
     }
-    g.appendChild(frag);
+    // Boxes as drawn (the font's whole line, in photo pixels); an estimate while the stage is
+    // out of sight, as nothing is laid out then.
+    const boxes = items.map(({ t, x0, base }) => {
+      // On screen, the outline drawn round the letters makes the label larger than its glyphs.
+      let b = null, r = null; try { b = t.getBBox(); r = t.getBoundingClientRect(); } catch (e) { b = null; }
+      if (!b || !b.width || !r.width) return { x: x0, y: base - 1.45 * fs, w: 0.65 * fs * t.textContent.length + fs, h: 1.9 * fs };
+      const w = Math.max(b.width, r.width / s), h = Math.max(b.height, r.height / s);
+      return { x: b.x + (b.width - w) / 2, y: b.y + (b.height - h) / 2, w, h };
+    });
+    const spots = G.placeLabels(boxes, 1 / s, indent);
+    items.forEach(({ a, t, x0, y0, base }, i) => {
+      const q = spots[i], b = boxes[i];
+      if (!q.moved) return;
+      t.setAttribute('x', x0 + q.x - b.x); t.setAttribute('y', base + q.y - b.y); t.classList.add('pb-label-moved');
+      const line = sv('line', { x1: x0, y1: y0, x2: q.x, y2: q.y + b.h / 2, class: 'pb-label-leader', stroke: colorOf(a.class_id), 'data-key': a.key });
+      g.insertBefore(line, g.firstChild);
+    });
     g.dataset.scale = String(s);
   }
   // The classes on this photo, each with its colour and how many polygons (and pending
