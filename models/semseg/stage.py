@@ -399,7 +399,11 @@ class SemanticSegStage(TorchStage):
             if share >= 1.0:
                 break
         t_bn = time.perf_counter()
-        self.recalibrate_batch_norm(xs, cfg.batch_size)
+        if cfg.batch_norm_photos is not None and len(xs) > cfg.batch_norm_photos:
+            pick = np.sort(rng.choice(len(xs), cfg.batch_norm_photos, replace=False))
+            self.recalibrate_batch_norm(xs[pick], cfg.batch_size)
+        else:
+            self.recalibrate_batch_norm(xs, cfg.batch_size)
         net.eval()
         k = max(1, min(5, len(losses) // 4))
         metrics: dict[str, Any] = {
