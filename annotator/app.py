@@ -50,6 +50,7 @@ from services.errors import TooManyAttempts
 from services.labelling import leases as lease_service
 from services.review import decisions as review_service
 from services.training.assist_training import autotrain_summary
+from services.training.damage_seg_training import autotrain_summary as damage_seg_summary
 from services.training.part_seg_training import autotrain_summary as part_seg_summary
 
 #: Stages whose promoted version the dashboard may run on one photo at a lower threshold.
@@ -190,7 +191,9 @@ def dashboard(token: str) -> tuple:
     with session_scope() as session:
         project = served_project(session, user)
         data = dashboard_service.dashboard_data(session, project)
-        autotrain = f"{part_seg_summary(session, project)}  \n{autotrain_summary(session, project)}"
+        autotrain = "  \n".join(
+            f(session, project) for f in (part_seg_summary, damage_seg_summary, autotrain_summary)
+        )
         rates = review_service.rejection_rates_markdown(session, project)
     st = data["stats"]
     summary = (

@@ -66,6 +66,20 @@ class Settings(BaseSettings):
     part_seg_autotrain_growth: float = Field(default=0.5, gt=0)
     part_seg_autotrain_config: Literal["tiny", "cpu", "gpu", "small", "base"] | None = None
     part_seg_time_budget_s: float = Field(default=600.0, gt=0)
+
+    #: The damage segmenter that trains itself (``services.training.damage_seg_training``): once
+    #: a project with no promoted ``damage_seg`` holds ``damage_seg_autotrain_min_photos``
+    #: labelled photos with damage (and, after a run that lost, each time they grow by
+    #: ``damage_seg_autotrain_growth``), a background job trains damage_seg (preset
+    #: ``damage_seg_autotrain_config``; unset: ``gpu`` on a CUDA worker, else ``cpu``) for
+    #: ``damage_seg_time_budget_s`` seconds and promotes it only when its held-out damage mask
+    #: AP50 beats the promoted damage model's (ALBERT, Mask R-CNN), when there is one.
+    #: ``PANELBEATER_DAMAGE_SEG_AUTOTRAIN=false`` turns it off.
+    damage_seg_autotrain: bool = True
+    damage_seg_autotrain_min_photos: int = Field(default=50, ge=1)
+    damage_seg_autotrain_growth: float = Field(default=0.5, gt=0)
+    damage_seg_autotrain_config: Literal["tiny", "cpu", "gpu", "small", "base"] | None = None
+    damage_seg_time_budget_s: float = Field(default=1800.0, gt=0, le=3600)
     #: stage -> the held-out minimum it must reach to pre-annotate, over the stage's own
     #: (``StageBase.pre_annotate_minimum``), e.g. ``{"yolo_seg": 0.3}``; 0 turns it off
     pre_annotate_minimum: dict[str, float] = Field(default_factory=dict)

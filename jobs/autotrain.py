@@ -22,15 +22,20 @@ from sqlmodel import Session
 from db.models import Job, Project
 from jobs.service import create_job
 from services.events import take_labels_changed
-from services.training import assist_training, part_seg_training
+from services.training import assist_training, damage_seg_training, part_seg_training
 from services.training.autotrain import CREATED_BY, AutoTrainPolicy
 
 log = logging.getLogger(__name__)
 
-#: In the order their jobs are queued. part_seg's comes first: on an import that crosses both
-#: thresholds one worker then runs it before the assistance's, and a project with nothing to
-#: pre-annotate with gains most from the part model.
-POLICIES: tuple[AutoTrainPolicy, ...] = (part_seg_training.POLICY, assist_training.POLICY)
+#: In the order their jobs are queued. part_seg's comes first: on an import that crosses the
+#: thresholds one worker then runs it before the others, and a project with nothing to
+#: pre-annotate with gains most from the part model, which then tells each damage of the
+#: damage model's (next) which part it sits on.
+POLICIES: tuple[AutoTrainPolicy, ...] = (
+    part_seg_training.POLICY,
+    damage_seg_training.POLICY,
+    assist_training.POLICY,
+)
 
 #: ``session.info`` key: project id -> job kinds worth a full check after the commit.
 _WORTH_CHECKING = "autotrain_worth_checking"

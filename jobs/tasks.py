@@ -17,7 +17,13 @@ from db.models import ModelVersion
 from db.session import session_scope
 from jobs.context import JobContext
 from jobs.rounds import run_round
-from services.training import assist_training, lifecycle, model_runs, part_seg_training
+from services.training import (
+    assist_training,
+    damage_seg_training,
+    lifecycle,
+    model_runs,
+    part_seg_training,
+)
 
 
 def version_summary(mv: ModelVersion | None) -> dict[str, Any] | None:
@@ -181,6 +187,28 @@ def run_part_seg_autotrain(
         )
 
 
+def run_damage_seg_autotrain(
+    ctx: JobContext,
+    *,
+    config: str | None = None,
+    time_budget_s: float | None = None,
+    device: str | None = None,
+    photos: int | None = None,
+) -> dict:
+    """Train damage_seg for its time budget and promote it only if its held-out damage mask
+    AP50 beats the current damage model's (``services.training.damage_seg_training``).
+    ``photos``: the count of labelled photos with damage that queued the job."""
+    with session_scope() as s:
+        return damage_seg_training.train_and_compare(
+            s,
+            ctx.project(s),
+            config=config,
+            time_budget_s=time_budget_s,
+            device=device,
+            progress_for=ctx.progress_callback,
+        )
+
+
 def run_fraud_screen(ctx: JobContext, *, image_ids: list[int] | None = None) -> dict:
     """Queue photos for a fraud check by their damage's colour and texture
     (``services.claims.fraud_screen``): no fake-damage model needed. Commits every few photos,
@@ -216,4 +244,5 @@ HANDLERS: dict[str, Callable[..., dict]] = {
     "fraud_screen": run_fraud_screen,
     assist_training.JOB_KIND: run_assist_autotrain,
     part_seg_training.JOB_KIND: run_part_seg_autotrain,
+    damage_seg_training.JOB_KIND: run_damage_seg_autotrain,
 }

@@ -227,9 +227,13 @@ class StageBase:
     #: dotted paths into a version's metrics, first found wins: what "better" means when a
     #: new version is compared with the one it would replace (higher is better)
     primary_metrics: ClassVar[tuple[str, ...]] = ()
-    #: another stage doing the same job: with no promoted version of its own, a new version
-    #: must beat the rival's promoted one on the same primary metric
-    rival: ClassVar[str | None] = None
+    #: another stage doing the same job (or several): with no promoted version of its own, a
+    #: new version must beat the rival's promoted one (the strongest of them) on the same
+    #: primary metric
+    rival: ClassVar[str | tuple[str, ...] | None] = None
+    #: a part stage whose promoted version (else its rival's) says which part each predicted
+    #: instance sits on (``data["part"]``, :mod:`core.damage_parts`); None: no such column
+    parts_from: ClassVar[str | None] = None
     #: ``(name, "module:Class")`` of the weight-free back end the stage's first version
     #: replaces (GrabCut for assist_net): it must beat that back end, measured on the same
     #: held-out photos

@@ -41,6 +41,19 @@ DSMLR_LABEL_MAP: dict[str, str] = {
     "wheel": "wheel",
 }
 
+#: car_damage_bilgi's Turkish damage names -> project taxonomy names. ``car`` is Roboflow's
+#: parent category, which no annotation uses; it maps to nothing.
+BILGI_LABEL_MAP: dict[str, str] = {
+    "cizik": "scratch",  # scratch
+    "gocuk": "dent",  # dent
+    "kirik-kayip": "missingpart",  # broken or missing part
+    "astar": "scrape",  # paint worn down to the primer: an abrasion
+    "far_hasar": "brokenlight",  # damaged headlight
+    "cam_catlagi": "brokenglass",  # cracked glass
+    "airbag": "damage",  # a deployed airbag: no damage type of its own
+    "kaput_hasar": "deformation",  # a damaged (crumpled) bonnet
+}
+
 
 def coco_training_set(
     json_path: str | Path,
@@ -104,4 +117,14 @@ def dsmlr_training_set(datasets_dir: str | Path, limit: int | None = None) -> Tr
     root = Path(datasets_dir) / "car_parts_dsmlr" / "trainingset"
     return coco_training_set(
         root / "annotations.json", root / "JPEGImages", label_map=DSMLR_LABEL_MAP, limit=limit
+    )
+
+
+def bilgi_training_set(
+    datasets_dir: str | Path, split: str = "train", limit: int | None = None
+) -> TrainingSet:
+    """The car_damage_bilgi set (1491 train + 492 valid photos, 640x640, 8 damage types)."""
+    root = Path(datasets_dir) / "car_damage_bilgi" / split
+    return coco_training_set(
+        root / "_annotations.coco.json", root, label_map=BILGI_LABEL_MAP, limit=limit
     )

@@ -7,7 +7,7 @@
 - :func:`evaluate_predictions`: both, per taxonomy group, of a stage's predictions over a
   labelled :class:`models.data.TrainingSet` (what ``Stage.evaluate`` does unless a stage
   measures something else: assist_net scores box prompts instead).
-- :class:`SemanticIoU`: per-class IoU of label maps (the part segmenter's mIoU).
+- :class:`SemanticIoU`: per-class IoU of label maps (the semantic segmenters' mIoU).
 """
 
 from __future__ import annotations
@@ -192,11 +192,12 @@ def evaluate_predictions(
 
 
 class SemanticIoU:
-    """Per part class, intersection over union of predicted and labelled label maps, summed
-    over the photos; the mean is over the classes either side shows."""
+    """Per class of ``groups`` (label ``1 + k``: the ``k``-th of their classes, in group
+    order), intersection over union of predicted and labelled label maps, summed over the
+    photos; the mean is over the classes either side shows."""
 
-    def __init__(self, taxonomy: Taxonomy) -> None:
-        self.parts = taxonomy.group("part")
+    def __init__(self, taxonomy: Taxonomy, groups: Sequence[str] = ("part",)) -> None:
+        self.parts = tuple(c for g in groups for c in taxonomy.group(g))
         self.inter = np.zeros(1 + len(self.parts))
         self.union = np.zeros(1 + len(self.parts))
 

@@ -26,6 +26,7 @@ _BUILTIN: dict[str, str] = {
     "mask_rcnn": "models.mask_rcnn:MaskRCNNStage",
     "assist_net": "models.assist.learned:AssistNetStage",
     "part_seg": "models.part_seg.stage:PartSegStage",
+    "damage_seg": "models.damage_seg.stage:DamageSegStage",
     "pipeline": "models.pipeline:PipelineStage",
 }
 _REGISTRY: dict[str, type] = {}
@@ -75,12 +76,20 @@ class StageInfo:
     #: the registered stages it is made of
     built_from: tuple[str, ...]
     primary_metrics: tuple[str, ...] = ()
-    rival: str | None = None
+    rival: str | tuple[str, ...] | None = None
     weight_free_baseline: tuple[str, str] | None = None
     serves_unpromoted: bool = False
     embedding_rank: int | None = None
     round_default: bool = False
     pre_annotate_minimum: tuple[str, float] | None = None
+    parts_from: str | None = None
+
+    @property
+    def rivals(self) -> tuple[str, ...]:
+        """The rival stages, in the order declared (none: empty)."""
+        if self.rival is None:
+            return ()
+        return (self.rival,) if isinstance(self.rival, str) else tuple(self.rival)
 
 
 def stage_info(name: str) -> StageInfo:
@@ -106,6 +115,7 @@ def stage_info(name: str) -> StageInfo:
         embedding_rank=declared("embedding_rank"),
         round_default=bool(declared("round_default")),
         pre_annotate_minimum=declared("pre_annotate_minimum"),
+        parts_from=declared("parts_from"),
     )
 
 

@@ -1,12 +1,11 @@
 """``part_seg``: a fast semantic part segmenter that a CPU can train on a project's own
-labels. torchvision's LRASPP-MobileNetV3-Large (``net``) labels every pixel background or one
-of the taxonomy's part classes; ``postprocess`` turns its arg-max map into Instances (sided
-pairs settled by position) and labelled instances into training maps; ``stage`` trains,
-predicts and measures it as the registered ``part_seg`` stage, set up by ``config``. Only
-``net`` and ``stage`` use torch, and only inside their functions."""
+labels. It is the shared LRASPP-MobileNetV3 segmenter (:mod:`models.semseg`) over background
++ the taxonomy's part classes; ``postprocess`` adds what parts need (sided pairs settled by
+position, the small-part windows, the guided filter); ``stage`` registers it as ``part_seg``,
+set up by ``config``. Only the network and the stages use torch, and only inside their
+functions."""
 
 from models.part_seg.config import PartSegConfig
-from models.part_seg.net import EMBED_DIM, MEAN, STD, build_net, dice_loss
 from models.part_seg.postprocess import (
     TRACE_MAX_SIDE,
     components,
@@ -19,6 +18,7 @@ from models.part_seg.postprocess import (
     traced_size,
 )
 from models.part_seg.stage import PartSegStage
+from models.semseg.net import EMBED_DIM, MEAN, STD, build_net, dice_loss
 
 __all__ = [
     "EMBED_DIM",

@@ -1,38 +1,16 @@
-"""The ``part_seg`` stage's settings and presets (sizes, the training clock, augmentation,
-tracing and inference options)."""
+"""The ``part_seg`` stage's settings and presets: the shared semantic-segmentation settings
+(:class:`models.semseg.config.SemSegConfig`) plus its own inference options."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from models.base import StageConfig
+from models.semseg.config import SemSegConfig
 
 
 @dataclass
-class PartSegConfig(StageConfig):
-    #: photos are resized to size x size for training and prediction
-    size: int = 192
-    batch_size: int = 8
-    lr: float = 2e-3
-    weight_decay: float = 1e-2
-    #: the most epochs; with a time budget training usually stops on the clock first
-    epochs: int = 1000
-    #: wall-clock seconds of training (None: run ``epochs``); the cosine follows this clock
-    time_budget_s: float | None = 600.0
-    #: optimiser steps of linear warm-up
-    warmup_steps: int = 30
-    dice_weight: float = 0.5
-    #: augmentation: brightness/contrast jitter (share), scale range, shift (share of size)
-    jitter: float = 0.2
-    scale_min: float = 0.8
-    scale_max: float = 1.2
-    shift: float = 0.1
-    flip_p: float = 0.5
-    #: a component smaller than this share of the photo is not an instance
-    min_area_frac: float = 0.002
-    #: Douglas-Peucker tolerance of the traced polygons, in traced pixels
-    tolerance: float = 1.5
+class PartSegConfig(SemSegConfig):
     #: instances whose mean class probability is below this are dropped (bench_part_seg.py:
     #: at 0.5 a 10-minute model offers 1% fewer right polygons and 18% fewer wrong ones)
     score_threshold: float = 0.5
@@ -51,8 +29,6 @@ class PartSegConfig(StageConfig):
     #: in traced pixels (0: off) and the regularisation (larger: smoother)
     refine_radius: int = 0
     refine_eps: float = 1e-2
-    #: local torchvision MobileNetV3-Large weights (e.g. ImageNet) for the backbone
-    backbone_weights: str | None = None
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {

@@ -1,12 +1,9 @@
-"""Label maps and Instances, both ways: numpy and OpenCV only, tested on hand-made maps.
+"""Part label maps and Instances, both ways: numpy and OpenCV only, tested on hand-made maps.
 
-Instances (:func:`label_map_instances`): per class, the connected components of the arg-max
-map covering at least ``min_area_frac`` of the photo, traced with their holes
-(:func:`core.geometry.mask_to_shape`: ``RETR_CCOMP`` + Douglas-Peucker). Score: the mean
-probability of the class inside the component; ``probs["part"]``: the part-class probability
-vector averaged over the component, renormalised over the part classes; ``embeddings``: the
-backbone's last features pooled over the component; ``image_embedding``: those features
-pooled over the whole photo (960 floats), for active learning.
+Instances (:func:`label_map_instances`): the shared tracing of every semantic segmenter
+(:mod:`models.semseg.labels`: per class, the connected components of the arg-max map covering
+at least ``min_area_frac`` of the photo, traced with their holes; score, ``probs["part"]``
+and a pooled embedding per instance), plus what only parts need: sided pairs.
 
 Sided classes: when a sided class (``front_left_door``) has exactly two components and its
 mirror (``front_right_door``) none, the photo shows both sides and one of them is mislabelled.
@@ -25,30 +22,45 @@ small parts and the boundary refinement.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from core.geometry import mask_to_shape
 from core.instances import Instances
 from core.taxonomy import Taxonomy
+from models.semseg.labels import (
+    TRACE_MAX_SIDE,
+    SemanticClasses,
+    components,
+    components_instances,
+    flip_sample,
+    large_components,
+    traced_size,
+)
+from models.semseg.labels import label_map as classes_label_map
 
-#: predictions are traced at the photo's size, its longer side capped here (a 4000 px photo
-#: would cost 62 class maps of 16 M pixels for no visible gain)
-TRACE_MAX_SIDE = 640
+__all__ = [
+    "TRACE_MAX_SIDE",
+    "components",
+    "flip_sample",
+    "guided_filter",
+    "label_map",
+    "label_map_instances",
+    "mirror_lut",
+    "part_classes",
+    "small_part_windows",
+    "traced_size",
+]
+
+
+def part_classes(taxonomy: Taxonomy) -> SemanticClasses:
+    """The labels of a part map: background + the taxonomy's part classes."""
+    return SemanticClasses(taxonomy, ("part",))
 
 
 def mirror_lut(taxonomy: Taxonomy) -> np.ndarray:
     """``(1 + P,)`` int64: label -> label of the mirrored photo (background stays 0)."""
-    return np.concatenate([[0], 1 + taxonomy.mirror_index("part")]).astype(np.int64)
-
-
-def flip_sample(
-    image: np.ndarray, labels: np.ndarray, lut: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The photo and its label map mirrored left-right, sided classes swapped through ``lut``."""
-    return np.ascontiguousarray(image[:, ::-1]), lut[labels[:, ::-1]]
+    return part_classes(taxonomy).mirror_lut()
 
 
 def label_map(
@@ -56,43 +68,12 @@ def label_map(
 ) -> np.ndarray:
     """``(height, width)`` int64 label map of the part instances scaled by ``(sx, sy)``;
     larger parts are painted first so a small part lying on a large one stays visible."""
-    out = np.zeros((height, width), np.int64)
-    parts = [
-        (s.area, s, int(c))
-        for s, c in zip(instances.shapes, instances.class_ids, strict=True)
-        if taxonomy.by_id(int(c)).group == "part"
-    ]
-    for _, s, c in sorted(parts, key=lambda t: -t[0]):
-        out[s.scaled(sx, sy).to_mask(height, width)] = 1 + taxonomy.head_index(c)
-    return out
-
-
-def traced_size(h: int, w: int) -> tuple[int, int]:
-    """The size at which a photo's probabilities are traced into polygons: the photo's, with
-    its longer side capped at ``TRACE_MAX_SIDE``."""
-    k = min(1.0, TRACE_MAX_SIDE / max(h, w))
-    return max(1, round(h * k)), max(1, round(w * k))
+    return classes_label_map(instances, part_classes(taxonomy), height, width, sx, sy)
 
 
 def _side(name: str) -> str | None:
     words = name.split("_")
     return "left" if "left" in words else "right" if "right" in words else None
-
-
-def components(labels: np.ndarray) -> Iterator[tuple[int, np.ndarray, int, float, float]]:
-    """``(label, mask, area, centre_y, centre_x)`` of each 8-connected component of each part
-    label of ``labels`` (background 0 excluded)."""
-    import cv2
-
-    for k in np.unique(labels):
-        if k == 0:
-            continue
-        n, cc, stats, cents = cv2.connectedComponentsWithStats(
-            (labels == k).astype(np.uint8), connectivity=8
-        )
-        for j in range(1, n):
-            area = int(stats[j, cv2.CC_STAT_AREA])
-            yield int(k), cc == j, area, float(cents[j][1]), float(cents[j][0])
 
 
 def label_map_instances(
@@ -112,63 +93,32 @@ def label_map_instances(
     and the sided classes left unresolved (see the module docstring for the rule).
     """
     h, w = labels.shape
-    min_px = max(1.0, min_area_frac * h * w)
-    parts = taxonomy.group("part")
-    comps = [  # specks dropped
-        {"k": k, "mask": mask, "cx": cx}
-        for k, mask, area, _, cx in components(labels)
-        if area >= min_px
-    ]
+    classes = part_classes(taxonomy)
+    comps = large_components(labels, min_area_frac)
     conflicts = _resolve_sides(comps, taxonomy)
-    lut = mirror_lut(taxonomy)
-    shapes, class_ids, scores, vecs, embs, notes = [], [], [], [], [], []
-    for c in comps:
-        shape = mask_to_shape(c["mask"], tolerance=tolerance, min_area=max(4.0, 0.1 * min_px))
-        if shape is None:
-            continue
-        inside = probs[:, c["mask"]].mean(1)  # (1+P,)
-        part_vec = inside[1:] / max(float(inside[1:].sum()), 1e-12)
-        shapes.append(shape)
-        class_ids.append(parts[c["k"] - 1].id)
-        scores.append(float(inside[c["k"]]))
-        vecs.append(part_vec)
-        name = parts[c["k"] - 1].name
+    inst, kept = components_instances(
+        comps,
+        probs,
+        classes,
+        min_px=max(1.0, min_area_frac * h * w),
+        tolerance=tolerance,
+        features=features,
+    )
+    lut = classes.mirror_lut()
+    notes = []
+    for i in kept:
+        k = comps[i]["k"]
+        name = classes.class_at(k).name
         notes.append(
             f"{name} appears more than once on this photo: check which side each one is "
-            f"(or whether one is the {parts[lut[c['k']] - 1].name})"
+            f"(or whether one is the {classes.class_at(int(lut[k])).name})"
             if name in conflicts
             else None
         )
-        if features is not None:
-            embs.append(_pooled(features, c["mask"]))
-    n = len(shapes)
-    inst = Instances(
-        shapes=shapes,
-        class_ids=np.asarray(class_ids, np.int64),
-        scores=np.asarray(scores, np.float32),
-        probs={"part": np.asarray(vecs, np.float32).reshape(n, len(parts))},
-        embeddings=(
-            np.asarray(embs, np.float32).reshape(n, features.shape[0])
-            if features is not None
-            else None
-        ),
+    if any(notes):
         # the annotator sees it beside the pre-annotation (stored in the prediction's extra)
-        data={"side_conflict": notes} if any(notes) else {},
-    )
+        inst.data["side_conflict"] = notes
     return inst, conflicts
-
-
-def _pooled(features: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``(D,)`` mean of ``features`` ``(D, h, w)`` over ``mask`` (any size) resampled to ``(h, w)``."""
-    import cv2
-
-    d, fh, fw = features.shape
-    wgt = cv2.resize(mask.astype(np.float32), (fw, fh), interpolation=cv2.INTER_AREA)
-    if wgt.sum() <= 1e-6:  # smaller than a feature cell: its nearest cell
-        ys, xs = np.nonzero(mask)
-        wgt = np.zeros((fh, fw), np.float32)
-        wgt[int(ys.mean() * fh / mask.shape[0]), int(xs.mean() * fw / mask.shape[1])] = 1.0
-    return (features * wgt).sum((1, 2)) / wgt.sum()
 
 
 def _resolve_sides(comps: list[dict[str, Any]], taxonomy: Taxonomy) -> list[str]:

@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from core.metrics import flatten_metrics
 from core.presets import DEFAULT_PRESET
 from db.models import ModelVersion, Project
 from models.base import StageConfig
@@ -150,16 +151,16 @@ def opponent(
     device: str = "cpu",
     progress: Progress | None = None,
 ) -> Opponent | None:
-    """What a new version of ``stage`` must beat (module docstring). A promoted version
-    without held-out figures is measured now; ``remeasure`` measures it now regardless (the
-    self-training jobs do, since the held-out split grows between their runs)."""
+    """What a new version of ``stage`` must beat (module docstring); among several promoted
+    rivals, the strongest on ``stage``'s primary metric. A promoted version without held-out
+    figures is measured now; ``remeasure`` measures it now regardless (the self-training jobs
+    do, since the held-out split grows between their runs)."""
     info = _stage_info(stage)
-    for name in (stage, info.rival):
-        if name is None:
-            continue
+
+    def promoted(name: str) -> Opponent | None:
         mv = current(session, name)
         if mv is None or (exclude is not None and mv.id == exclude.id):
-            continue
+            return None
         if remeasure or "holdout" not in (mv.metrics or {}):
             try:
                 model_runs.evaluate_stage(
@@ -168,7 +169,20 @@ def opponent(
             except Exception:  # a missing file: it is compared on what it has, or not at all
                 pass
         return Opponent(name=mv.name, metrics=dict(mv.metrics or {}), version=mv)
+
+    own = promoted(stage)
+    if own is not None:
+        return own
+    rivals = [o for o in (promoted(r) for r in info.rivals) if o is not None]
+    if rivals:
+        return max(rivals, key=lambda o: _figure(o.metrics, info.primary_metrics))
     return baseline_opponent(session, project, stage, progress=progress)
+
+
+def _figure(metrics: dict[str, Any], paths: tuple[str, ...]) -> float:
+    """The first of ``paths`` found in ``metrics`` (-inf when none is)."""
+    flat = flatten_metrics(metrics)
+    return next((float(flat[p]) for p in paths if p in flat), float("-inf"))
 
 
 @dataclass
@@ -341,7 +355,7 @@ def _unmeasured_opponent(session: Session, mv: ModelVersion) -> Opponent | None:
     """Without held-out figures nothing can be measured now: the promoted version (own or
     rival) as it stands, else the baseline by name only."""
     info = _stage_info(mv.stage)
-    for name in (mv.stage, info.rival):
+    for name in (mv.stage, *info.rivals):
         other = current(session, name) if name else None
         if other is not None and other.id != mv.id:
             return Opponent(name=other.name, metrics=dict(other.metrics or {}), version=other)

@@ -154,6 +154,50 @@ def load_version(mv: ModelVersion, taxonomy, device: str = "auto"):
 PREDICT_BATCH = 8
 
 
+def part_model_version(session: Session, stage: str) -> ModelVersion | None:
+    """The part model that says which part ``stage``'s instances sit on (the stage's
+    ``parts_from``): that part stage's promoted version, else its rival's; None when the stage
+    names none or none is promoted."""
+    from models.registry import stage_info
+    from services.training.registry import current
+
+    source = stage_info(stage).parts_from
+    if source is None:
+        return None
+    for name in (source, *stage_info(source).rivals):
+        mv = current(session, name)
+        if mv is not None:
+            return mv
+    return None
+
+
+class PartLocator:
+    """Adds ``data["part"]`` (:func:`core.damage_parts.locate_on_parts`) to a stage's results
+    from the promoted part model's predictions on the same photos; does nothing when the stage
+    names no part stage or none is promoted (its model loads on first use)."""
+
+    def __init__(self, session: Session, stage: str, taxonomy, device: str = "auto"):
+        self.version = part_model_version(session, stage)
+        self.taxonomy = taxonomy
+        self.device = device
+        self._model = None
+
+    def __call__(self, images: list, results: list) -> None:
+        from core.damage_parts import locate_on_parts
+
+        if self.version is None or not images:
+            return
+        if self._model is None:
+            self._model = load_version(self.version, self.taxonomy, self.device)
+        parts = self._model.predict(images)
+        for img, res, part in zip(images, results, parts, strict=True):
+            h, w = img.shape[:2]
+            found = locate_on_parts(res.instances, part.instances, self.taxonomy, h, w)
+            if len(res.instances):
+                res.instances.data["part"] = found
+            res.meta["parts_from"] = self.version.name
+
+
 def predict_stage(
     session: Session,
     project: Project,
@@ -203,12 +247,15 @@ def predict_stage(
     if not todo:
         return 0
     model = load_version(mv, taxonomy, device)
+    locate = PartLocator(session, stage, taxonomy, device)
     n = 0
     for start in range(0, len(todo), PREDICT_BATCH):
         if should_stop and should_stop():
             break
         batch = todo[start : start + PREDICT_BATCH]
-        results = model.predict([load_image_array(img) for img in batch])
+        arrays = [load_image_array(img) for img in batch]
+        results = model.predict(arrays)
+        locate(arrays, results)
         for img, res in zip(batch, results, strict=True):
             store_predictions(session, img, mv, res, taxonomy)
             session.commit()
@@ -287,7 +334,9 @@ def predict_photo(
     taxonomy = project_taxonomy(project)
     model = load_version(mv, taxonomy, device)
     model.config = model.config.with_(**{field[0]: float(threshold)})
-    result = model.predict([load_image_array(image)])[0]
+    array = load_image_array(image)
+    result = model.predict([array])[0]
+    PartLocator(session, stage, taxonomy, device)([array], [result])
     old = session.exec(
         select(Prediction).where(
             Prediction.image_id == image_id,

@@ -28,7 +28,22 @@ from sqlmodel import Session, func, select
 from core.config import env_name, get_settings
 from db.models import LABELLED_STATUSES, Image, JobStatus, ModelVersion, Project
 from services.training.autotrain import AutoTrainPolicy
-from services.training.lifecycle import ProgressFor, scaled_progress, self_train
+from services.training.lifecycle import ProgressFor
+from services.training.segmenter_jobs import (
+    backbone_in_weights_folder,
+    default_preset,
+    train_and_preannotate,
+)
+
+__all__ = [
+    "JOB_KIND",
+    "POLICY",
+    "autotrain_summary",
+    "backbone_in_weights_folder",
+    "default_preset",
+    "labelled_photos",
+    "train_and_compare",
+]
 
 log = logging.getLogger(__name__)
 
@@ -111,22 +126,6 @@ def autotrain_summary(session: Session, project: Project) -> str:
 # ---------- the job ----------
 
 
-def backbone_in_weights_folder():
-    """The newest torchvision MobileNetV3-Large file in the weights folder (``panelbeater
-    weights add``), which the job starts the backbone from; None when there is none."""
-    from services.training.weights import list_weights
-
-    found = [r for r in list_weights() if r.kind == "mobilenet_v3_large" and r.path.is_file()]
-    return max(found, key=lambda r: r.added_at) if found else None
-
-
-def default_preset(device: str) -> str:
-    """``gpu`` when ``device`` resolves to a CUDA GPU, else ``cpu``."""
-    from models.base import resolve_device
-
-    return "gpu" if resolve_device(device)[0].type == "cuda" else "cpu"
-
-
 def train_and_compare(
     session: Session,
     project: Project,
@@ -147,56 +146,18 @@ def train_and_compare(
     The backbone starts from the weights folder's MobileNetV3-Large when there is one
     (:func:`backbone_in_weights_folder`, named in ``"backbone"``), else from scratch.
 
-    Returns ``{"version", "figures", "rival", "promoted", "photos", "train_seconds",
-    "reason", "backbone", "preannotated"}``; ``version`` is None when the new model lost (not kept),
-    ``preannotated`` counts the photos pre-annotated. Raises Invalid when there is nothing
-    to train on or to measure.
+    Returns :func:`services.training.segmenter_jobs.train_and_preannotate`'s dict. Raises
+    Invalid when there is nothing to train on or to measure.
     """
-    from models.registry import config_class
-    from services.training.model_runs import predict_stage
-
     settings = get_settings()
     device = device or settings.device
-    config = config or settings.part_seg_autotrain_config or default_preset(device)
-    cfg = config_class(STAGE).from_preset(
-        config,
-        device=device,
-        time_budget_s=time_budget_s or settings.part_seg_time_budget_s,
-        epochs=epochs,
-    )
-    backbone = None if cfg.backbone_weights else backbone_in_weights_folder()
-    if backbone is not None:
-        cfg = cfg.with_(backbone_weights=str(backbone.path))
-    outcome = self_train(
+    return train_and_preannotate(
         session,
         project,
         POLICY,
-        cfg,
+        config=config or settings.part_seg_autotrain_config or default_preset(device),
+        time_budget_s=time_budget_s or settings.part_seg_time_budget_s,
+        epochs=epochs,
         device=device,
-        progress_for=scaled_progress(progress_for, (0.0, 0.9)),
+        progress_for=progress_for,
     )
-    mv = outcome.version
-    out: dict[str, Any] = {
-        "version": {"id": mv.id, "name": mv.name, "metrics": mv.metrics} if mv else None,
-        "figures": outcome.figures,
-        "rival": outcome.opponent.name if outcome.opponent is not None else None,
-        "promoted": outcome.promoted,
-        "photos": outcome.extra["photos"],
-        "train_seconds": round(outcome.train_seconds, 2),
-        "reason": outcome.reason,
-        "backbone": backbone.name if backbone is not None else None,
-        "preannotated": 0,
-    }
-    if mv is None or not outcome.promoted:
-        return out
-    # the promotion is committed before the photos are: a stop while pre-annotating keeps it
-    session.commit()
-    out["preannotated"] = predict_stage(
-        session,
-        project,
-        STAGE,
-        version=mv.name,
-        device=device,
-        progress=progress_for("pre-annotating with part_seg", (0.9, 1.0)) if progress_for else None,
-    )
-    return out

@@ -311,6 +311,12 @@ def is_better(
     if incumbent is None:
         return True, f"{candidate.name} is the stage's first version"
     old = primary_metric(incumbent.metrics or {}, incumbent.stage)
+    if new is not None and incumbent.stage != candidate.stage:
+        # a rival stage is compared on the candidate's own metric when it reports it (ALBERT's
+        # primary metric is macro F1, but it measures damage mask AP50 as well)
+        theirs = flatten_metrics(incumbent.metrics or {}).get(new[0])
+        if theirs is not None:
+            old = (new[0], theirs)
     if new is None:
         return False, f"{candidate.name} has no primary metric to compare"
     if old is None:

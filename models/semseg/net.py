@@ -1,9 +1,10 @@
-"""The network: torchvision's LRASPP-MobileNetV3-Large, its input normalisation and its loss.
+"""The network every semantic segmenter shares: torchvision's LRASPP-MobileNetV3-Large, its
+input normalisation and its loss.
 
 From scratch by default; a torchvision MobileNetV3-Large state dict from the weights folder
-starts the backbone when ``backbone_weights`` names one. Classes: background + the taxonomy's
-part classes (``1 + k`` is the part at head index ``k``); damage stays with the other stages.
-torch and torchvision are imported inside the functions, so importing this module stays cheap.
+starts the backbone when ``backbone_weights`` names one. Classes: background + the classes of
+the taxonomy groups a stage predicts (:class:`models.semseg.labels.SemanticClasses`). torch and
+torchvision are imported inside the functions, so importing this module stays cheap.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from models.base import CheckpointError
-from models.part_seg.config import PartSegConfig
+from models.semseg.config import SemSegConfig
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255
@@ -35,9 +36,9 @@ def dice_loss(logits: Any, target: Any) -> Any:
     return 1 - ((2 * inter + 1) / (denom + 1)).mean()
 
 
-def build_net(cfg: PartSegConfig, n_classes: int) -> Any:
+def build_net(cfg: SemSegConfig, n_classes: int, purpose: str = "the segmenter's backbone") -> Any:
     """LRASPP-MobileNetV3-Large with ``n_classes`` outputs; the backbone from
-    ``cfg.backbone_weights`` when set."""
+    ``cfg.backbone_weights`` when set; ``purpose`` names the stage in a file's errors."""
     from torchvision.models.segmentation import lraspp_mobilenet_v3_large
 
     net = lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=n_classes)
@@ -50,7 +51,7 @@ def build_net(cfg: PartSegConfig, n_classes: int) -> Any:
             )
         from models.weights import load_state_dict
 
-        sd = load_state_dict(p, "mobilenet_v3_large", purpose="part_seg's backbone starts from it")
+        sd = load_state_dict(p, "mobilenet_v3_large", purpose=f"{purpose} starts from it")
         # LRASPP's backbone is MobileNetV3's ``features``, its layers renumbered from 0
         own = net.backbone.state_dict()
         take = {k[len("features.") :]: v for k, v in sd.items() if k.startswith("features.")}
