@@ -165,48 +165,43 @@ def run_assist_autotrain(
         )
 
 
-def run_part_seg_autotrain(
-    ctx: JobContext,
-    *,
-    config: str | None = None,
-    time_budget_s: float | None = None,
-    device: str | None = None,
-    photos: int | None = None,
-) -> dict:
-    """Train part_seg for its time budget and promote it only if its held-out mask AP50 beats
-    the promoted YOLO part model's (``services.training.part_seg_training``). ``photos``: the
-    labelled-photo count that queued the job (the trigger reads it back)."""
-    with session_scope() as s:
-        return part_seg_training.train_and_compare(
-            s,
-            ctx.project(s),
-            config=config,
-            time_budget_s=time_budget_s,
-            device=device,
-            progress_for=ctx.progress_callback,
-        )
+def _segmenter_autotrain(train_and_compare, doc: str):
+    """A self-training segmenter's job (part_seg, damage_seg): train for the time budget,
+    promote only if better, pre-annotate (``train_and_compare``). ``photos``: the count that
+    queued the job (the trigger reads it back)."""
+
+    def run(
+        ctx: JobContext,
+        *,
+        config: str | None = None,
+        time_budget_s: float | None = None,
+        device: str | None = None,
+        photos: int | None = None,
+    ) -> dict:
+        with session_scope() as s:
+            return train_and_compare(
+                s,
+                ctx.project(s),
+                config=config,
+                time_budget_s=time_budget_s,
+                device=device,
+                progress_for=ctx.progress_callback,
+            )
+
+    run.__doc__ = doc
+    return run
 
 
-def run_damage_seg_autotrain(
-    ctx: JobContext,
-    *,
-    config: str | None = None,
-    time_budget_s: float | None = None,
-    device: str | None = None,
-    photos: int | None = None,
-) -> dict:
-    """Train damage_seg for its time budget and promote it only if its held-out damage mask
-    AP50 beats the current damage model's (``services.training.damage_seg_training``).
-    ``photos``: the count of labelled photos with damage that queued the job."""
-    with session_scope() as s:
-        return damage_seg_training.train_and_compare(
-            s,
-            ctx.project(s),
-            config=config,
-            time_budget_s=time_budget_s,
-            device=device,
-            progress_for=ctx.progress_callback,
-        )
+run_part_seg_autotrain = _segmenter_autotrain(
+    part_seg_training.train_and_compare,
+    "Train part_seg for its time budget; promote it only if its held-out mask AP50 beats the "
+    "promoted YOLO part model's (``services.training.part_seg_training``).",
+)
+run_damage_seg_autotrain = _segmenter_autotrain(
+    damage_seg_training.train_and_compare,
+    "Train damage_seg for its time budget; promote it only if its held-out damage mask AP50 "
+    "beats the current damage model's (``services.training.damage_seg_training``).",
+)
 
 
 def run_fraud_screen(ctx: JobContext, *, image_ids: list[int] | None = None) -> dict:

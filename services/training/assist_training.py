@@ -74,10 +74,8 @@ POLICY = AutoTrainPolicy(
     stage=STAGE,
     job_kind=JOB_KIND,
     unit="polygons",
+    settings="assist",
     count=labelled_polygons,
-    enabled=lambda s: s.assist_autotrain,
-    minimum=lambda s: s.assist_autotrain_min_polygons,
-    growth=lambda s: s.assist_autotrain_growth,
     version_count=_version_polygons,
 )
 

@@ -25,6 +25,7 @@ from sqlmodel import Session, select
 
 from core.config import Settings, get_settings
 from db.models import Job, JobStatus, ModelVersion, Project
+from services.training.registry import current, primary_metric
 
 #: Who auto-training jobs are recorded as.
 CREATED_BY = "auto"
@@ -34,18 +35,27 @@ PENDING = (JobStatus.queued, JobStatus.running)
 @dataclass(frozen=True)
 class AutoTrainPolicy:
     """When ``stage`` trains itself. ``unit`` names what ``count`` counts; it is the key of
-    the count in the job's params and in a version's ``train_snapshot``."""
+    the count in the job's params and in a version's ``train_snapshot``. Its settings are
+    ``<settings>_autotrain`` (on or off), ``<settings>_autotrain_min_<unit>`` (the first
+    threshold) and ``<settings>_autotrain_growth`` (the share the count must grow by)."""
 
     stage: str
     job_kind: str
     unit: str
+    settings: str
     count: Callable[[Session, Project], int]
-    enabled: Callable[[Settings], bool]
-    minimum: Callable[[Settings], int]
-    growth: Callable[[Settings], float]
     #: the snapshot count of a version trained otherwise (a round, ``panelbeater train``)
     version_count: Callable[[Session, ModelVersion], int]
     blocked: Callable[[Session, Project], bool] = lambda session, project: False
+
+    def enabled(self, settings: Settings) -> bool:
+        return bool(getattr(settings, f"{self.settings}_autotrain"))
+
+    def minimum(self, settings: Settings) -> int:
+        return int(getattr(settings, f"{self.settings}_autotrain_min_{self.unit}"))
+
+    def growth(self, settings: Settings) -> float:
+        return float(getattr(settings, f"{self.settings}_autotrain_growth"))
 
     def pending_job(self, session: Session, project: Project) -> Job | None:
         """``project``'s queued or running auto-training job of this stage, if any."""
@@ -103,3 +113,50 @@ class AutoTrainPolicy:
         if n < self.next_threshold(session, project) or self.pending_job(session, project):
             return None
         return {self.unit: n}
+
+    def waiting_line(
+        self, session: Session, project: Project, title: str, counted: str, minutes: float
+    ) -> str:
+        """The dashboard's line while the stage waits to train itself: its queued or running
+        job, else ``counted`` (e.g. "40 labelled photos") and the next threshold, with how
+        the last run ended."""
+        job = self.pending_job(session, project)
+        if job is not None:
+            return (
+                f"{title} auto-training: job {job.id} {job.status.value} (about {minutes:.0f} min)"
+            )
+        line = f"{title} auto-training: {counted}, next training at "
+        line += str(self.next_threshold(session, project))
+        last = self.last_job(session, project)
+        if last is not None and last.status == JobStatus.failed:
+            line += f"; the last run failed: {last.error or 'see its job'}"
+        elif last is not None and (last.result or {}).get("reason"):
+            line += f"; the last run was {last.result['reason']}"
+        return line
+
+
+def photos_in_snapshot(session: Session, mv: ModelVersion) -> int:
+    """The labelled-photo count a version was trained at (its snapshot's)."""
+    snap = mv.train_snapshot or {}
+    return int(snap.get("photos", snap.get("count", 0)) or 0)
+
+
+def while_unpromoted(stage: str) -> Callable[[Session, Project], bool]:
+    """A ``blocked`` rule: the stage trains itself only until a version is promoted (then
+    rounds carry it on, warm-started)."""
+    return lambda session, project: current(session, stage) is not None
+
+
+def promoted_line(session: Session, stage: str, title: str) -> tuple[str, ModelVersion] | None:
+    """``"<title>: <version> promoted, held-out mask AP50 0.40; rounds retrain it"`` and the
+    version, or None while none is promoted."""
+    mv = current(session, stage)
+    if mv is None:
+        return None
+    primary = primary_metric(mv.metrics or {}, stage)
+    figure = ""
+    if primary is not None:
+        key, value = primary
+        name = {"AP50": "mask AP50", "miou": "mIoU"}.get(key.rsplit(".", 1)[-1], key)
+        figure = f", held-out {name} {value:.2f}"
+    return f"{title}: {mv.name} promoted{figure}; rounds retrain it", mv

@@ -19,8 +19,13 @@ from typing import Any
 from sqlmodel import Session, func, select
 
 from core.config import env_name, get_settings
-from db.models import LABELLED_STATUSES, Annotation, Image, JobStatus, ModelVersion, Project
-from services.training.autotrain import AutoTrainPolicy
+from db.models import LABELLED_STATUSES, Annotation, Image, Project
+from services.training.autotrain import (
+    AutoTrainPolicy,
+    photos_in_snapshot,
+    promoted_line,
+    while_unpromoted,
+)
 from services.training.lifecycle import ProgressFor
 from services.training.segmenter_jobs import default_preset, train_and_preannotate
 
@@ -66,29 +71,16 @@ def labelled_classes(session: Session, project: Project) -> set[int]:
     )
 
 
-def _version_photos(session: Session, mv: ModelVersion) -> int:
-    snap = mv.train_snapshot or {}
-    return int(snap.get("photos", snap.get("count", 0)) or 0)
-
-
-def _promoted(session: Session, project: Project) -> bool:
-    from services.training.registry import current
-
-    return current(session, STAGE) is not None
-
-
 #: Trains once the project holds ``damage_seg_autotrain_min_photos`` labelled photos with
 #: damage and has no promoted damage_seg (once one is, rounds carry it on, warm-started).
 POLICY = AutoTrainPolicy(
     stage=STAGE,
     job_kind=JOB_KIND,
     unit="photos",
+    settings="damage_seg",
     count=labelled_photos_with_damage,
-    enabled=lambda s: s.damage_seg_autotrain,
-    minimum=lambda s: s.damage_seg_autotrain_min_photos,
-    growth=lambda s: s.damage_seg_autotrain_growth,
-    version_count=_version_photos,
-    blocked=_promoted,
+    version_count=photos_in_snapshot,
+    blocked=while_unpromoted(STAGE),
 )
 
 
@@ -116,19 +108,12 @@ def autotrain_summary(session: Session, project: Project) -> str:
     """One line for the dashboard: where the project's damage pre-annotator stands, and which
     classes it cannot predict yet."""
     from services.accounts.projects import project_taxonomy
-    from services.training.registry import current, primary_metric
 
     settings = get_settings()
-    mv = current(session, STAGE)
-    if mv is not None:
-        primary = primary_metric(mv.metrics or {}, STAGE)
-        figure = ""
-        if primary is not None:
-            key, value = primary
-            name = {"AP50": "mask AP50", "miou": "mIoU"}.get(key.rsplit(".", 1)[-1], key)
-            figure = f", held-out {name} {value:.2f}"
-        missing = list((mv.metrics or {}).get("unpredicted_classes") or [])
-        return f"{TITLE}: {mv.name} promoted{figure}; rounds retrain it{cannot_predict(missing)}"
+    promoted = promoted_line(session, STAGE, TITLE)
+    if promoted is not None:
+        line, mv = promoted
+        return line + cannot_predict(list((mv.metrics or {}).get("unpredicted_classes") or []))
     if not settings.damage_seg_autotrain:
         return f"{TITLE} auto-training: off ({env_name('damage_seg_autotrain')})"
     n = labelled_photos_with_damage(session, project)
@@ -137,17 +122,9 @@ def autotrain_summary(session: Session, project: Project) -> str:
             f"{TITLE}: this project's labels hold no damage yet, so there is nothing to train "
             f"it on; it trains itself once {POLICY.minimum(settings)} labelled photos show damage"
         )
-    job = POLICY.pending_job(session, project)
-    if job is not None:
-        minutes = settings.damage_seg_time_budget_s / 60
-        return f"{TITLE} auto-training: job {job.id} {job.status.value} (about {minutes:.0f} min)"
-    line = f"{TITLE} auto-training: {n} labelled photos with damage, next training at "
-    line += str(POLICY.next_threshold(session, project))
-    last = POLICY.last_job(session, project)
-    if last is not None and last.status == JobStatus.failed:
-        line += f"; the last run failed: {last.error or 'see its job'}"
-    elif last is not None and (last.result or {}).get("reason"):
-        line += f"; the last run was {last.result['reason']}"
+    minutes = settings.damage_seg_time_budget_s / 60
+    counted = f"{n} labelled photos with damage"
+    line = POLICY.waiting_line(session, project, TITLE, counted, minutes)
     seen = labelled_classes(session, project)
     tax = project_taxonomy(project)
     missing = [c.name for g in GROUPS for c in tax.group(g) if c.id not in seen]

@@ -26,8 +26,13 @@ from typing import Any
 from sqlmodel import Session, func, select
 
 from core.config import env_name, get_settings
-from db.models import LABELLED_STATUSES, Image, JobStatus, ModelVersion, Project
-from services.training.autotrain import AutoTrainPolicy
+from db.models import LABELLED_STATUSES, Image, Project
+from services.training.autotrain import (
+    AutoTrainPolicy,
+    photos_in_snapshot,
+    promoted_line,
+    while_unpromoted,
+)
 from services.training.lifecycle import ProgressFor
 from services.training.segmenter_jobs import (
     backbone_in_weights_folder,
@@ -65,62 +70,31 @@ def labelled_photos(session: Session, project: Project) -> int:
     ).one()
 
 
-def _version_photos(session: Session, mv: ModelVersion) -> int:
-    snap = mv.train_snapshot or {}
-    return int(snap.get("photos", snap.get("count", 0)) or 0)
-
-
-def _promoted(session: Session, project: Project) -> bool:
-    from services.training.registry import current
-
-    return current(session, STAGE) is not None
-
-
 #: Trains once the project holds ``part_seg_autotrain_min_photos`` labelled photos and has no
 #: promoted part_seg (once one is, rounds carry it on, warm-started).
 POLICY = AutoTrainPolicy(
     stage=STAGE,
     job_kind=JOB_KIND,
     unit="photos",
+    settings="part_seg",
     count=labelled_photos,
-    enabled=lambda s: s.part_seg_autotrain,
-    minimum=lambda s: s.part_seg_autotrain_min_photos,
-    growth=lambda s: s.part_seg_autotrain_growth,
-    version_count=_version_photos,
-    blocked=_promoted,
+    version_count=photos_in_snapshot,
+    blocked=while_unpromoted(STAGE),
 )
 
 
 def autotrain_summary(session: Session, project: Project) -> str:
     """One line for the dashboard: where the project's part pre-annotator stands."""
-    from services.training.registry import current, primary_metric
-
     settings = get_settings()
     title = "Part pre-annotator (part_seg)"
-    mv = current(session, STAGE)
-    if mv is not None:
-        primary = primary_metric(mv.metrics or {}, STAGE)
-        figure = ""
-        if primary is not None:
-            key, value = primary
-            name = {"AP50": "mask AP50", "miou": "mIoU"}.get(key.rsplit(".", 1)[-1], key)
-            figure = f", held-out {name} {value:.2f}"
-        return f"{title}: {mv.name} promoted{figure}; rounds retrain it"
+    promoted = promoted_line(session, STAGE, title)
+    if promoted is not None:
+        return promoted[0]
     if not settings.part_seg_autotrain:
         return f"{title} auto-training: off ({env_name('part_seg_autotrain')})"
-    job = POLICY.pending_job(session, project)
-    if job is not None:
-        minutes = settings.part_seg_time_budget_s / 60
-        return f"{title} auto-training: job {job.id} {job.status.value} (about {minutes:.0f} min)"
     n = labelled_photos(session, project)
-    line = f"{title} auto-training: {n} labelled photos, next training at "
-    line += str(POLICY.next_threshold(session, project))
-    last = POLICY.last_job(session, project)
-    if last is not None and last.status == JobStatus.failed:
-        line += f"; the last run failed: {last.error or 'see its job'}"
-    elif last is not None and (last.result or {}).get("reason"):
-        line += f"; the last run was {last.result['reason']}"
-    return line
+    minutes = settings.part_seg_time_budget_s / 60
+    return POLICY.waiting_line(session, project, title, f"{n} labelled photos", minutes)
 
 
 # ---------- the job ----------
