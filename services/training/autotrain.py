@@ -160,3 +160,19 @@ def promoted_line(session: Session, stage: str, title: str) -> tuple[str, ModelV
         name = {"AP50": "mask AP50", "miou": "mIoU"}.get(key.rsplit(".", 1)[-1], key)
         figure = f", held-out {name} {value:.2f}"
     return f"{title}: {mv.name} promoted{figure}; rounds retrain it", mv
+
+
+def segmenter_policy(
+    stage: str, job_kind: str, count: Callable[[Session, Project], int]
+) -> AutoTrainPolicy:
+    """The policy of a segmenter that trains itself until a version is promoted (part_seg,
+    damage_seg): ``count`` labelled photos, settings named after the stage."""
+    return AutoTrainPolicy(
+        stage=stage,
+        job_kind=job_kind,
+        unit="photos",
+        settings=stage,
+        count=count,
+        version_count=photos_in_snapshot,
+        blocked=while_unpromoted(stage),
+    )

@@ -20,12 +20,7 @@ from sqlmodel import Session, func, select
 
 from core.config import env_name, get_settings
 from db.models import LABELLED_STATUSES, Annotation, Image, Project
-from services.training.autotrain import (
-    AutoTrainPolicy,
-    photos_in_snapshot,
-    promoted_line,
-    while_unpromoted,
-)
+from services.training.autotrain import promoted_line, segmenter_policy
 from services.training.lifecycle import ProgressFor
 from services.training.segmenter_jobs import default_preset, train_and_preannotate
 
@@ -73,15 +68,7 @@ def labelled_classes(session: Session, project: Project) -> set[int]:
 
 #: Trains once the project holds ``damage_seg_autotrain_min_photos`` labelled photos with
 #: damage and has no promoted damage_seg (once one is, rounds carry it on, warm-started).
-POLICY = AutoTrainPolicy(
-    stage=STAGE,
-    job_kind=JOB_KIND,
-    unit="photos",
-    settings="damage_seg",
-    count=labelled_photos_with_damage,
-    version_count=photos_in_snapshot,
-    blocked=while_unpromoted(STAGE),
-)
+POLICY = segmenter_policy(STAGE, JOB_KIND, labelled_photos_with_damage)
 
 
 def cannot_predict(names: list[str]) -> str:

@@ -27,12 +27,7 @@ from sqlmodel import Session, func, select
 
 from core.config import env_name, get_settings
 from db.models import LABELLED_STATUSES, Image, Project
-from services.training.autotrain import (
-    AutoTrainPolicy,
-    photos_in_snapshot,
-    promoted_line,
-    while_unpromoted,
-)
+from services.training.autotrain import promoted_line, segmenter_policy
 from services.training.lifecycle import ProgressFor
 from services.training.segmenter_jobs import (
     backbone_in_weights_folder,
@@ -72,15 +67,7 @@ def labelled_photos(session: Session, project: Project) -> int:
 
 #: Trains once the project holds ``part_seg_autotrain_min_photos`` labelled photos and has no
 #: promoted part_seg (once one is, rounds carry it on, warm-started).
-POLICY = AutoTrainPolicy(
-    stage=STAGE,
-    job_kind=JOB_KIND,
-    unit="photos",
-    settings="part_seg",
-    count=labelled_photos,
-    version_count=photos_in_snapshot,
-    blocked=while_unpromoted(STAGE),
-)
+POLICY = segmenter_policy(STAGE, JOB_KIND, labelled_photos)
 
 
 def autotrain_summary(session: Session, project: Project) -> str:
