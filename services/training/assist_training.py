@@ -29,7 +29,7 @@ from sqlmodel import Session, func, select
 from core.config import env_name, get_settings
 from db.models import LABELLED_STATUSES, Annotation, Image, ModelVersion, Project
 from services.training.autotrain import AutoTrainPolicy
-from services.training.lifecycle import ProgressFor, scaled_progress, self_train
+from services.training.lifecycle import ProgressFor, self_train
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def train_and_compare(
         POLICY,
         cfg,
         device="cpu",
-        progress_for=scaled_progress(progress_for, (0.0, 1.0)),
+        progress_for=progress_for,
     )
     mv, figures = outcome.version, outcome.figures or {}
     against = outcome.opponent

@@ -78,18 +78,6 @@ class Outcome:
     train_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "stage": self.stage,
-            "version": self.version.name if self.version is not None else None,
-            "promoted": self.promoted,
-            "kept": self.version is not None,
-            "reason": self.reason,
-            "figures": self.figures,
-            "opponent": self.opponent.name if self.opponent is not None else None,
-            "train_seconds": round(self.train_seconds, 2),
-        }
-
 
 def scaled_progress(
     progress_for: ProgressFor | None, within: tuple[float, float]
@@ -323,32 +311,6 @@ def measure_and_decide(
         version=kept,
         extra={"evaluated": evaluated},
     )
-
-
-def evaluate_and_promote(
-    session: Session,
-    project: Project,
-    mv: ModelVersion,
-    *,
-    promote: bool = True,
-    force: bool = False,
-    device: str = "auto",
-    progress: Progress | None = None,
-) -> dict[str, Any]:
-    """:func:`measure_and_decide` for a version registered by a round or ``panelbeater
-    train``. Returns ``{"version", "evaluated", "promoted", "kept", "reason"}``; the
-    decision is also stored in ``mv.metrics["promotion"]``."""
-    name = mv.name
-    out = measure_and_decide(
-        session, project, mv, promote=promote, force=force, device=device, progress=progress
-    )
-    return {
-        "version": name,
-        "evaluated": out.extra["evaluated"],
-        "promoted": out.promoted,
-        "kept": out.version is not None,
-        "reason": out.reason,
-    }
 
 
 def _unmeasured_opponent(session: Session, mv: ModelVersion) -> Opponent | None:
