@@ -214,3 +214,68 @@ class SemanticIoU:
     def mean(self) -> float:
         per_class = self.per_class()
         return float(np.mean(list(per_class.values()))) if per_class else 0.0
+
+
+def collapsed(inst: Instances, taxonomy: Taxonomy, group: str, class_id: int) -> Instances:
+    """The group's instances, every one relabelled ``class_id``: the class-agnostic view
+    ("damage here") that AP and the found counts are also reported on."""
+    sel = _select(inst, taxonomy, group)
+    return Instances(
+        shapes=sel.shapes,
+        class_ids=np.full(len(sel), class_id, np.int64),
+        scores=sel.scores,
+        data=sel.data,
+    )
+
+
+def instances_found(
+    pairs: list[tuple[Instances, Instances, int, int]],
+    taxonomy: Taxonomy,
+    group: str,
+    thresholds: Sequence[float] = (0.5, 0.75),
+) -> dict[str, Any]:
+    """How many labelled instances of the group a prediction of the same class covers at
+    mask IoU >= each threshold, each prediction matched once (greedy by IoU), whatever its
+    score: what an annotator would accept instead of drawing.
+
+    ``{"labelled": n, "found@0.5": k, "share@0.5": k / n, ..., "per_class": {class id:
+    {"labelled", "found@0.5", ...}}}``."""
+    per: dict[int, Counter] = {}
+    for pred, gt, h, w in pairs:
+        p, g = _select(pred, taxonomy, group), _select(gt, taxonomy, group)
+        for c in {int(c) for c in g.class_ids}:
+            gi = np.nonzero(g.class_ids == c)[0]
+            pi = np.nonzero(p.class_ids == c)[0]
+            row = per.setdefault(c, Counter())
+            row["labelled"] += len(gi)
+            if not len(pi):
+                continue
+            iou = masks_iou_matrix(g[gi].masks(h, w), p[pi].masks(h, w))
+            for t in thresholds:
+                row[f"found@{t:g}"] += _greedy_matches(iou, t)
+    total: Counter = Counter()
+    for row in per.values():
+        total.update(row)
+    n = total["labelled"]
+    out: dict[str, Any] = {"labelled": n}
+    for t in thresholds:
+        out[f"found@{t:g}"] = total[f"found@{t:g}"]
+        out[f"share@{t:g}"] = total[f"found@{t:g}"] / n if n else 0.0
+    out["per_class"] = {
+        str(c): {"labelled": row["labelled"]}
+        | {f"found@{t:g}": row[f"found@{t:g}"] for t in thresholds}
+        for c, row in sorted(per.items())
+    }
+    return out
+
+
+def _greedy_matches(iou: np.ndarray, threshold: float) -> int:
+    """Pairs of (labelled, predicted) matched one to one, highest IoU first, at >= threshold."""
+    iou = iou.copy()
+    n = 0
+    while iou.size and iou.max() >= threshold:
+        i, j = np.unravel_index(int(iou.argmax()), iou.shape)
+        iou[i, :] = -1
+        iou[:, j] = -1
+        n += 1
+    return n

@@ -94,6 +94,21 @@ def _note_side_conflict(prediction_id: int) -> None:
         s.get(Prediction, prediction_id).extra = {"side_conflict": SIDE_NOTE}
 
 
+def _note_part(prediction_id: int, part: str) -> int:
+    """Mark a damage prediction as sitting on ``part`` (what damage_seg's part locator stores);
+    the part's class id back."""
+    from core.taxonomy import default_taxonomy
+    from db.models import Prediction
+    from db.session import session_scope
+
+    cls = default_taxonomy().get(part)
+    with session_scope() as s:
+        s.get(Prediction, prediction_id).extra = {
+            "part": {"class_id": cls.id, "name": cls.name, "share": 0.9}
+        }
+    return cls.id
+
+
 def shot(page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"))
@@ -103,6 +118,7 @@ def test_login_open_accept_prediction_drag_vertex(browser, world) -> None:
     server, seeded = world
     img, pred = seeded.image_ids[0], seeded.prediction_ids[0]
     _note_side_conflict(seeded.prediction_ids[2])
+    door = _note_part(pred, "front_left_door")
     ctx, page = new_page(browser, server)
     urls: list[str] = []
     page.on("request", lambda r: urls.append(r.url))
@@ -116,10 +132,23 @@ def test_login_open_accept_prediction_drag_vertex(browser, world) -> None:
     side = page.locator(f'.pb-pred-row[data-pid="{seeded.prediction_ids[2]}"] span')
     assert side.text_content().endswith("0.35 · side? ")
     assert side.get_attribute("title") == SIDE_NOTE
+    # a damage says which part it sits on, in the list, on the canvas and on its card
+    row = page.locator(f'.pb-pred-row[data-pid="{pred}"] span')
+    assert row.text_content() == "Damage on front left door 0.92 "
+    assert page.locator(f'.pb-pred-label[data-pid="{pred}"]').text_content() == (
+        "Damage on front left door 0.92"
+    )
+    row.click()
+    assert (
+        "Prediction: Damage on front left door (damage)"
+        in page.locator(".pb-sel-pred").text_content()
+    )
     shot(page, "01_workspace_with_predictions")
     page.locator(f'.pb-pred-row[data-pid="{pred}"] .pb-pred-accept').click()
     anns = wait_db(lambda: live_annotations(img), what="accepted prediction saved")
     assert anns[0]["prediction_id"] == pred and anns[0]["source"] == "accepted_prediction"
+    # accepting keeps the part, as the label's part_id
+    assert anns[0]["attributes"] == {"part_id": door}
     assert page.locator(f'.pb-pred[data-pid="{pred}"]').count() == 0  # no longer pending
     assert page.locator(".pb-ann").count() == 1
     # drag the first vertex (100, 100) to the image point under (screen + 40, + 30)

@@ -232,3 +232,72 @@ def test_damage_per_part_uses_predicted_parts_when_only_damage_is_labelled(
     flat = _pdf_words(pdf)
     assert "No parts are labelled" not in flat
     assert "hood" in flat and "0.91" in flat and "0.66" in flat and "yolo_seg-v2" in flat
+
+
+def test_predicted_damage_counts_on_the_part_its_mask_sits_on(db_session, project, tmp_path):
+    """Two damage_seg pre-annotations, each half over the hood's box and half over the door's,
+    but each saying which part its mask sits on (``extra["part"]``): the part table (and the
+    PDF, read by pdftotext) counts each on that part only, answering "which parts are
+    damaged" from the masks."""
+    import re
+
+    from db.models import ModelVersion, Prediction
+    from services.accounts.projects import project_taxonomy
+    from services.claims.inspections import create_inspection, create_vehicle, upload_into_slot
+    from services.claims.report import build_report, report_data
+
+    _require("pdftotext")
+    tax = project_taxonomy(project)
+    hood, door = tax.by_name("hood"), tax.by_name("front_left_door")
+    dent, scratch = tax.by_name("dent"), tax.by_name("scratch")
+    v = create_vehicle(db_session, project, plate="PB-13")
+    ret = create_inspection(db_session, project, vehicle_id=v.id, kind="return")
+    out = upload_into_slot(db_session, project, ret.id, "front", [("front.jpg", _jpeg(2))])
+    image_id = out.placed[0][2]
+    parts_mv = ModelVersion(
+        stage="part_seg", version=1, name="part_seg-v1", path="/x", sha256="0" * 64
+    )
+    damage_mv = ModelVersion(
+        stage="damage_seg", version=1, name="damage_seg-v1", path="/y", sha256="1" * 64
+    )
+    db_session.add_all([parts_mv, damage_mv])
+    db_session.flush()
+
+    def ring(x0, y0, x1, y1):
+        return [{"exterior": [[x0, y0], [x1, y0], [x1, y1], [x0, y1]], "holes": []}]
+
+    for cls, box in ((hood, (10, 10, 150, 150)), (door, (150, 10, 300, 150))):
+        db_session.add(
+            Prediction(
+                image_id=image_id,
+                model_version_id=parts_mv.id,
+                class_id=cls.id,
+                group="part",
+                geometry=ring(*box),
+                score=0.9,
+            )
+        )
+    for cls, box, on in ((dent, (100, 40, 200, 90), door), (scratch, (100, 100, 200, 140), hood)):
+        db_session.add(
+            Prediction(
+                image_id=image_id,
+                model_version_id=damage_mv.id,
+                class_id=cls.id,
+                group="damage",
+                geometry=ring(*box),
+                score=0.8,
+                extra={"part": {"class_id": on.id, "name": on.name, "share": 0.6}},
+            )
+        )
+    db_session.flush()
+
+    rows = {
+        (slot, part): classes
+        for slot, part, classes, *_ in report_data(db_session, project, ret.id).parts
+    }
+    assert rows == {("front", "hood"): "scratch", ("front", "front_left_door"): "dent"}
+    pdf = tmp_path / "r.pdf"
+    build_report(db_session, project, ret.id, pdf)
+    flat = _pdf_words(pdf)
+    assert re.search(r"front hood scratch\b", flat), flat
+    assert re.search(r"front front_left_door dent\b", flat), flat

@@ -36,6 +36,8 @@ class SemSegConfig(StageConfig):
     flip_p: float = 0.5
     #: a component smaller than this share of the photo is not an instance
     min_area_frac: float = 0.002
+    #: pieces of one class closer than about twice this (traced pixels) are one instance
+    merge_px: int = 0
     #: Douglas-Peucker tolerance of the traced polygons, in traced pixels
     tolerance: float = 1.5
     #: instances whose mean class probability is below this are dropped

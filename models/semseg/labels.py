@@ -94,30 +94,47 @@ def traced_size(h: int, w: int) -> tuple[int, int]:
     return max(1, round(h * k)), max(1, round(w * k))
 
 
-def components(labels: np.ndarray) -> Iterator[tuple[int, np.ndarray, int, float, float]]:
+def components(
+    labels: np.ndarray, merge_px: int = 0
+) -> Iterator[tuple[int, np.ndarray, int, float, float]]:
     """``(label, mask, area, centre_y, centre_x)`` of each 8-connected component of each
-    label of ``labels`` (background 0 excluded)."""
+    label of ``labels`` (background 0 excluded).
+
+    With ``merge_px``, pieces of one label less than about ``2 * merge_px`` apart are one
+    component (its mask keeps only their own pixels, so it may have several parts): a
+    scratch the map breaks into dashes is then one instance, as an annotator draws it."""
     import cv2
 
     for k in np.unique(labels):
         if k == 0:
             continue
-        n, cc, stats, cents = cv2.connectedComponentsWithStats(
-            (labels == k).astype(np.uint8), connectivity=8
-        )
+        m = (labels == k).astype(np.uint8)
+        if merge_px > 0:
+            disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * merge_px + 1,) * 2)
+            n, cc = cv2.connectedComponents(cv2.dilate(m, disc), connectivity=8)
+            cc = cc * m
+            for j in range(1, n):
+                mask = cc == j
+                ys, xs = np.nonzero(mask)
+                if len(ys):
+                    yield int(k), mask, len(ys), float(ys.mean()), float(xs.mean())
+            continue
+        n, cc, stats, cents = cv2.connectedComponentsWithStats(m, connectivity=8)
         for j in range(1, n):
             area = int(stats[j, cv2.CC_STAT_AREA])
             yield int(k), cc == j, area, float(cents[j][1]), float(cents[j][0])
 
 
-def large_components(labels: np.ndarray, min_area_frac: float) -> list[dict[str, Any]]:
-    """``{"k", "mask", "cx"}`` of each component covering at least ``min_area_frac`` of the
-    map (specks dropped)."""
+def large_components(
+    labels: np.ndarray, min_area_frac: float, merge_px: int = 0
+) -> list[dict[str, Any]]:
+    """``{"k", "mask", "cx"}`` of each component (:func:`components`) covering at least
+    ``min_area_frac`` of the map (specks dropped)."""
     h, w = labels.shape
     min_px = max(1.0, min_area_frac * h * w)
     return [
         {"k": k, "mask": mask, "cx": cx}
-        for k, mask, area, _, cx in components(labels)
+        for k, mask, area, _, cx in components(labels, merge_px)
         if area >= min_px
     ]
 

@@ -152,7 +152,7 @@ class SemanticSegStage(TorchStage):
         """Hook: the instances of an arg-max map and what the photo's ``meta`` adds."""
         th, tw = labels.shape
         cfg = self.config
-        comps = large_components(labels, cfg.min_area_frac)
+        comps = large_components(labels, cfg.min_area_frac, cfg.merge_px)
         inst, _ = components_instances(
             comps,
             p,
@@ -205,11 +205,19 @@ class SemanticSegStage(TorchStage):
         return out
 
     def evaluate(self, data: TrainingSet, progress: Progress | None = None) -> dict[str, Any]:
-        """``{group: {...classification figures, "coco": {AP, AP50}}}`` per group on ``data``;
+        """``{group: {...classification figures, "coco": {AP, AP50}, "found": instances matched
+        at IoU 0.5 / 0.75 (:func:`models.metrics.instances_found`), "agnostic_coco": AP with
+        every class of the group as one}}`` per group on ``data``;
         the first group also holds ``"miou"`` and ``"per_class_iou"``: semantic, per class,
         intersection over union of the arg-max map and the labels (traced size), summed over
         the photos, then averaged over the classes either side shows."""
-        from models.metrics import SemanticIoU, classification_metrics, coco_mask_ap
+        from models.metrics import (
+            SemanticIoU,
+            classification_metrics,
+            coco_mask_ap,
+            collapsed,
+            instances_found,
+        )
 
         iou = SemanticIoU(self.taxonomy, self.groups)
         pairs = []
@@ -227,6 +235,23 @@ class SemanticSegStage(TorchStage):
         for g in self.groups:
             figures: dict[str, Any] = classification_metrics(pairs, data.taxonomy, g)
             figures["coco"] = coco_mask_ap(pairs, data.taxonomy, g)
+            figures["found"] = instances_found(pairs, data.taxonomy, g)
+            # "something of this group is here", whatever its class: what the assistance can
+            # then refine and label
+            anyone = data.taxonomy.group(g)[0].id
+            figures["agnostic_coco"] = coco_mask_ap(
+                [
+                    (
+                        collapsed(p, data.taxonomy, g, anyone),
+                        collapsed(t, data.taxonomy, g, anyone),
+                        h,
+                        w,
+                    )
+                    for p, t, h, w in pairs
+                ],
+                data.taxonomy,
+                g,
+            )
             out[g] = figures
         out[self.groups[0]]["miou"] = iou.mean()
         out[self.groups[0]]["per_class_iou"] = iou.per_class()

@@ -249,11 +249,28 @@ def _photo_shapes(labelled: list[Annotation], predicted: list[Prediction]) -> li
             ]
             continue
         shown += [
-            (p.group, p.class_id, Shape.from_json(p.geometry, trusted=True), {}, "prediction", p.id)
+            (
+                p.group,
+                p.class_id,
+                Shape.from_json(p.geometry, trusted=True),
+                _predicted_attributes(p),
+                "prediction",
+                p.id,
+            )
             for p in predicted
             if p.group == group and p.state == PredictionState.pending
         ]
     return shown
+
+
+def _predicted_attributes(p: Prediction) -> dict[str, Any]:
+    """A predicted damage's part, as a label's ``part_id`` says it: the part model's map under
+    its mask (``extra["part"]``, :func:`core.damage_parts.locate_on_parts`), so the part table
+    counts it on the part it covers most rather than on every part its box overlaps."""
+    part = (p.extra or {}).get("part")
+    if p.group == "damage" and isinstance(part, dict) and part.get("class_id") is not None:
+        return {"part_id": int(part["class_id"])}
+    return {}
 
 
 def _author(labelled: list[Annotation], sid: int) -> str:

@@ -157,7 +157,13 @@ function PBActions(app) {
   }
 
   // ---- predictions ----
-  function predToAnn(p) { return { key: S.uid++, id: null, class_id: p.class_id, group: p.group, geometry: app.clone(p.geometry), attributes: {}, source: 'accepted_prediction', prediction_id: p.id }; }
+  // An accepted damage keeps the part the model placed it on (attributes.part_id), which the
+  // annotator may still change on its card.
+  function predToAnn(p) {
+    const part = p.group === 'damage' && p.extra && p.extra.part;
+    const attributes = part && part.class_id != null ? { part_id: part.class_id } : {};
+    return { key: S.uid++, id: null, class_id: p.class_id, group: p.group, geometry: app.clone(p.geometry), attributes, source: 'accepted_prediction', prediction_id: p.id };
+  }
   function acceptPred(pid) { const p = S.preds.find((x) => x.id === pid); if (!p) return; app.change(() => { const a = predToAnn(p); S.anns.push(a); S.sel = a.key; S.selPred = null; }); }
   async function rejectPred(pid) {
     try { await app.api('POST', `/predictions/${pid}/state`, { state: 'rejected' }); const p = S.preds.find((x) => x.id === pid); if (p) p.state = 'rejected'; S.selPred = null; app.renderPreds(); app.renderAttrs(); msg('Prediction rejected.'); } catch (e) { msg(e.message, true); }

@@ -227,7 +227,7 @@ function PBPanels(app) {
   // The selected pending prediction: what the model says, and the two decisions on it.
   function renderPredCard(box, p) {
     const side = app.sideConflict(p);
-    box.appendChild(el('div', { class: 'pb-sel-class pb-sel-pred' }, `Prediction: ${app.cls(p.class_id).display_name} (${p.group}) · score ${p.score.toFixed(2)}` + (side ? ' · side?' : '')));
+    box.appendChild(el('div', { class: 'pb-sel-class pb-sel-pred' }, `Prediction: ${app.predName(p)} (${p.group}) · score ${p.score.toFixed(2)}` + (side ? ' · side?' : '')));
     if (side) box.appendChild(el('div', { class: 'pb-hint' }, side));
     box.appendChild(el('button', { class: 'pb-pred-accept', onclick: () => app.acceptPred(p.id) }, 'Accept (Y)'));
     box.appendChild(el('button', { class: 'pb-pred-reject', onclick: () => app.rejectPred(p.id) }, 'Reject (X)'));
@@ -265,7 +265,7 @@ function PBPanels(app) {
       const row = el('div', { class: 'pb-pred-row' + (p.id === S.selPred ? ' pb-selected' : ''), 'data-pid': p.id });
       row.addEventListener('click', (e) => { if (e.target.tagName !== 'BUTTON') app.select('p:' + p.id); });
       const side = app.sideConflict(p);
-      row.appendChild(el('span', side ? { title: side } : {}, `${app.cls(p.class_id).display_name} ${p.score.toFixed(2)} ` + (side ? '· side? ' : '')));
+      row.appendChild(el('span', side ? { title: side } : {}, `${app.predName(p)} ${p.score.toFixed(2)} ` + (side ? '· side? ' : '')));
       row.appendChild(el('button', { class: 'pb-pred-accept', onclick: () => app.acceptPred(p.id) }, 'accept'));
       row.appendChild(el('button', { class: 'pb-pred-reject', onclick: () => app.rejectPred(p.id) }, 'reject'));
       list.appendChild(row);

@@ -21,6 +21,18 @@ function PBRender(app) {
   // A pre-annotation whose sided class appears twice on the photo (two "left" doors) carries the
   // model's sentence about it; it is shown beside the class name.
   function sideConflict(p) { return (p.extra && p.extra.side_conflict) || ''; }
+  // A damage pre-annotation says which part it sits on (the part model's map, extra.part): the
+  // annotator reads "Dent on front left door", as a damage report does.
+  function partOf(p) {
+    const part = p.extra && p.extra.part;
+    if (!part || part.class_id == null) return '';
+    const c = app.cls(part.class_id);
+    return (c ? c.display_name : String(part.name || '').replace(/_/g, ' ')).toLowerCase();
+  }
+  function predName(p) {
+    const part = partOf(p);
+    return app.cls(p.class_id).display_name + (part ? ' on ' + part : '');
+  }
   // A polygon imported from a label without a side (attributes.side 'unknown', see sides.js)
   // holds the side the label map guessed: its name leaves that side out and says "side?", as a
   // prediction with a side conflict does.
@@ -162,7 +174,7 @@ function PBRender(app) {
       g.appendChild(sv('path', { d: pathData(p.geometry), class: 'pb-pred' + (p.id === S.selPred ? ' pb-selected' : ''), 'data-pid': p.id, 'fill-rule': 'evenodd', stroke: colorOf(p.class_id) }));
       const [x0, y0] = G.bbox(p.geometry);
       const t = sv('text', { x: x0, y: y0 - 4 / s, class: 'pb-pred-label', 'font-size': 13 / s, 'data-pid': p.id });
-      t.textContent = `${c.display_name} ${p.score.toFixed(2)}` + (sideConflict(p) ? ' · side?' : '');
+      t.textContent = `${predName(p)} ${p.score.toFixed(2)}` + (sideConflict(p) ? ' · side?' : '');
       g.appendChild(t);
     }
     app.renderPredList(); renderLegend();
@@ -216,5 +228,5 @@ function PBRender(app) {
     });
   }
 
-  return { colorOf, sideConflict, annName, marks, renderMarks, scale, fit, applyVB, renderAll, renderAnns, renderLabels, renderLegend, renderComment, renderPreds, renderSel, renderDraw, scheduleDragPaint };
+  return { colorOf, sideConflict, partOf, predName, annName, marks, renderMarks, scale, fit, applyVB, renderAll, renderAnns, renderLabels, renderLegend, renderComment, renderPreds, renderSel, renderDraw, scheduleDragPaint };
 }
