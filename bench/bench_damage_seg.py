@@ -181,7 +181,9 @@ def main() -> None:
     args = ap.parse_args()
     apply_threads(args)
     if not (DATASETS / "car_damage_bilgi").is_dir():
-        raise SystemExit(f"{DATASETS / 'car_damage_bilgi'} does not exist: set PANELBEATER_SHARED_DATASETS")
+        raise SystemExit(
+            f"{DATASETS / 'car_damage_bilgi'} does not exist: set PANELBEATER_SHARED_DATASETS"
+        )
 
     from models.datasets import bilgi_training_set
 

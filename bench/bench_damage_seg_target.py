@@ -76,7 +76,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="JSON of every figure")
     args = ap.parse_args()
     if not (DATASETS / "car_damage_bilgi").is_dir():
-        raise SystemExit(f"{DATASETS / 'car_damage_bilgi'} does not exist: set PANELBEATER_SHARED_DATASETS")
+        raise SystemExit(
+            f"{DATASETS / 'car_damage_bilgi'} does not exist: set PANELBEATER_SHARED_DATASETS"
+        )
 
     tmp = Path(tempfile.mkdtemp(prefix="pb-damage-seg-target-"))
     os.environ["CUDA_VISIBLE_DEVICES"] = ""  # a CPU-only install, whatever this machine has
