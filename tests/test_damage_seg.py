@@ -125,6 +125,25 @@ def test_a_class_without_labels_is_never_predicted(tmp_path):
     assert set(stage.predict([photo])[0].instances.class_ids.tolist()) == {_id("dent")}
 
 
+def test_pieces_of_one_scratch_merge_into_one_instance_within_merge_px():
+    """A scratch the map breaks into three dashes 6 px apart: three components as they are,
+    one (of three parts, no pixel added) within merge_px 4; a dent between them stays apart,
+    and a far dash stays its own instance."""
+    from models.semseg.labels import large_components
+
+    labels = np.zeros((40, 80), np.int64)
+    for x0 in (2, 16, 30):
+        labels[10:13, x0 : x0 + 8] = 2  # dashes of label 2, 6 px gaps
+    labels[10:13, 70:78] = 2  # 32 px further on
+    labels[20:26, 16:22] = 1  # another label below the gaps
+    apart = large_components(labels, 0.0)
+    assert sorted(int(c["mask"].sum()) for c in apart if c["k"] == 2) == [24, 24, 24, 24]
+    merged = large_components(labels, 0.0, merge_px=4)
+    scratches = sorted(int(c["mask"].sum()) for c in merged if c["k"] == 2)
+    assert scratches == [24, 72]  # three dashes as one, no gap pixels added; the far one alone
+    assert [int(c["mask"].sum()) for c in merged if c["k"] == 1] == [36]
+
+
 # ---------- the part a damage sits on ----------
 
 
