@@ -155,13 +155,17 @@ def _check_unique(session: Session, project: Project, v: Vehicle) -> None:
         value = getattr(v, attr)
         if value is None:
             continue
-        other = session.exec(
-            select(Vehicle).where(
-                Vehicle.project_id == project.id,
-                func.upper(getattr(Vehicle, attr)) == value.upper(),
-                Vehicle.id != (v.id or -1),
-            )
-        ).first()
+        # An edited vehicle already carries the new value: flushing it before the query
+        # would meet the unique constraint first, and answer an IntegrityError instead
+        # of this sentence.
+        with session.no_autoflush:
+            other = session.exec(
+                select(Vehicle).where(
+                    Vehicle.project_id == project.id,
+                    func.upper(getattr(Vehicle, attr)) == value.upper(),
+                    Vehicle.id != (v.id or -1),
+                )
+            ).first()
         if other is not None:
             raise Invalid(f"{attr} {value!r} already belongs to vehicle {other.id}")
 
@@ -255,10 +259,7 @@ def create_inspection(
     kind = parse_kind(kind)
     when = parse_date(inspected_on)
     name = _text(name, "name") or f"{kind}-{when.isoformat() if when else 'undated'}"
-    if session.exec(
-        select(Inspection.id).where(Inspection.vehicle_id == v.id, Inspection.name == name)
-    ).first():
-        raise Invalid(f"vehicle {v.id} already has an inspection named {name!r}")
+    _check_name_free(session, v.id, name)
     i = Inspection(
         project_id=project.id,
         vehicle_id=v.id,
@@ -272,6 +273,23 @@ def create_inspection(
     session.add(i)
     session.flush()
     return i
+
+
+def _check_name_free(
+    session: Session, vehicle_id: int, name: str, inspection_id: int | None = None
+) -> None:
+    """Raise Invalid when another inspection of the vehicle than ``inspection_id`` is named
+    ``name`` (the unique constraint would otherwise answer, without a sentence)."""
+    with session.no_autoflush:  # the edited inspection is not flushed before the check
+        taken = session.exec(
+            select(Inspection.id).where(
+                Inspection.vehicle_id == vehicle_id,
+                Inspection.name == name,
+                Inspection.id != (inspection_id or -1),
+            )
+        ).first()
+    if taken:
+        raise Invalid(f"vehicle {vehicle_id} already has an inspection named {name!r}")
 
 
 def update_inspection(
@@ -291,7 +309,9 @@ def update_inspection(
     if "notes" in changes:
         i.notes = _notes(changes["notes"])
     if changes.get("name"):
-        i.name = _text(changes["name"], "name") or i.name
+        name = _text(changes["name"], "name") or i.name
+        _check_name_free(session, i.vehicle_id, name, i.id)
+        i.name = name
     session.add(i)
     session.flush()
     return i
