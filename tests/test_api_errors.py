@@ -4,10 +4,15 @@ file's name reaches no export with a way out of its folder."""
 
 from __future__ import annotations
 
+import io
+import json
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from browser_helpers import api_client
+from PIL import Image as PILImage
 
 
 @pytest.fixture
@@ -150,3 +155,77 @@ def test_the_conflict_sentence_names_the_field_not_the_values() -> None:
     assert sentence.startswith("another inspection already has this name (unique constraint ")
     assert "uq_inspection_vehicle_name" in sentence and "nothing was saved" in sentence
     assert "INSERT" not in sentence and "pick_up-2026" not in sentence
+
+
+# ---------- file names that reach an export ----------
+
+#: Names a client may send: Windows separators, parent and current folders, a drive, a root.
+HOSTILE_NAMES = ["..\\..\\evil.jpg", "../../evil.jpg", "C:\\Users\\x\\..\\evil.jpg", "/./evil.jpg"]
+
+
+def _photo(seed: int) -> bytes:
+    buf = io.BytesIO()
+    PILImage.fromarray(np.full((16, 20, 3), 40 + 50 * seed, np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _exported_names(client, lead: dict[str, str]) -> dict[str, list[str]]:
+    """The image file names the project stores and each export format carries."""
+    listed = client.get("/api/images?limit=100", headers=lead).json()["items"]
+    coco = client.get("/api/export/coco", headers=lead)
+    assert coco.status_code == 200, coco.text
+    names = {
+        "stored": [im["file_name"] for im in listed],
+        "coco": [im["file_name"] for im in coco.json()["images"]],
+    }
+    ls = client.get("/api/export/label-studio", headers=lead)
+    with zipfile.ZipFile(io.BytesIO(ls.content)) as z:
+        tasks = json.loads(z.read(next(n for n in z.namelist() if n.endswith(".json"))))
+    names["label-studio"] = [t["data"]["file_name"] for t in tasks]
+    yolo = client.get("/api/export/yolo", headers=lead)
+    with zipfile.ZipFile(io.BytesIO(yolo.content)) as z:
+        names["yolo"] = [n for n in z.namelist() if not n.endswith("/")]
+    return names
+
+
+def test_an_uploaded_name_reaches_every_export_as_its_safe_base_name(env) -> None:
+    client, _, login = env
+    lead = login("lead")
+    files = [("files", (n, _photo(k), "image/png")) for k, n in enumerate(HOSTILE_NAMES)]
+    r = client.post("/api/images/upload", files=files, headers=lead)
+    assert (r.status_code, r.json()["images_added"]) == (201, len(HOSTILE_NAMES)), r.text
+    names = _exported_names(client, lead)
+    assert names["stored"].count("evil.jpg") == len(HOSTILE_NAMES), names["stored"]
+    assert names["coco"].count("evil.jpg") == len(HOSTILE_NAMES), names["coco"]
+    assert names["label-studio"].count("evil.jpg") == len(HOSTILE_NAMES)
+    images = [n for n in names["yolo"] if n.startswith("images/")]
+    assert sum(n.endswith("evil.jpg") for n in images) == len(HOSTILE_NAMES), images
+    for fmt, found in names.items():
+        assert not any("\\" in n or ".." in n.split("/") for n in found), (fmt, found)
+
+
+def test_a_label_file_naming_a_way_out_exports_the_safe_name(env) -> None:
+    """A COCO file that names its photo ``..\\..\\evil.jpg`` (sent with the photo): the name
+    stored, and every export, keep only what stays inside a folder."""
+    client, _, login = env
+    lead = login("lead")
+    coco = {
+        "images": [{"id": 1, "file_name": "sub\\..\\..\\evil.jpg", "width": 20, "height": 16}],
+        "categories": [],
+        "annotations": [],
+    }
+    r = client.post(
+        "/api/imports",
+        data={"format": "coco"},
+        files=[
+            ("label_file", ("labels.json", json.dumps(coco).encode(), "application/json")),
+            ("images", ("evil.jpg", _photo(2), "image/png")),
+        ],
+        headers=lead,
+    )
+    assert r.status_code == 201 and r.json()["images_added"] == 1, r.text
+    names = _exported_names(client, lead)
+    assert "sub/evil.jpg" in names["stored"], names["stored"]
+    assert "sub/evil.jpg" in names["coco"], names["coco"]
+    for fmt, found in names.items():
+        assert not any("\\" in n or ".." in n.split("/") for n in found), (fmt, found)

@@ -35,6 +35,7 @@ from db.models import (
     Vehicle,
 )
 from exports.errors import FormatError, ImageReadError
+from exports.file_names import safe_base_name
 from exports.image_files import is_image_file, list_image_files, read_regular_file
 from services.data_io.imports import import_status, read_all, resolve_path, store_photo
 from services.errors import Invalid, NotFound, check_comment_length
@@ -736,7 +737,7 @@ def upload_into_slot(
     free = _free_slots(first, held)
     target = next(free)
     for (name, _), sha in zip(files, hashes, strict=True):
-        shown = Path(name).name
+        shown = safe_base_name(name)  # as import_uploads names it
         image_id = stored.get(sha)
         if image_id is None or not is_image_file(shown):
             continue  # import_uploads already said why, by name
