@@ -86,9 +86,11 @@ def create_app(*, start_worker: bool = False) -> FastAPI:
         lifespan=lifespan,
     )
 
+    from api.errors import install_error_handlers
     from api.router import api_router
 
     fastapi_app.include_router(api_router, prefix="/api")
+    install_error_handlers(fastapi_app)
 
     @fastapi_app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

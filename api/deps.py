@@ -22,6 +22,7 @@ from services.accounts import users as user_service
 from services.accounts.projects import served_project
 from services.accounts.users import Permission
 from services.errors import (
+    Conflict,
     Forbidden,
     Invalid,
     NotFound,
@@ -121,6 +122,8 @@ def service_errors() -> Iterator[None]:
                 "current_annotations": e.current_annotations,
             },
         ) from e
+    except Conflict as e:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(e)) from e
     except NotFound as e:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(e)) from e
     except Invalid as e:

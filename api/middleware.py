@@ -1,4 +1,5 @@
-"""ASGI middleware for every response: security headers and a request-body size limit.
+"""ASGI middleware for every response, errors included: security headers and a request-body
+size limit.
 
 Both are plain ASGI (not ``BaseHTTPMiddleware``), so streamed responses (Gradio's server-sent
 events) and streamed request bodies pass through untouched apart from what they are for.
@@ -43,7 +44,8 @@ _SCRIPT_TAG = re.compile(rb"<script(?=[\s>])", re.IGNORECASE)
 
 class SecurityHeadersMiddleware:
     """Adds ``Content-Security-Policy``, ``X-Content-Type-Options: nosniff``,
-    ``X-Frame-Options: DENY`` and ``Referrer-Policy: same-origin`` to every HTTP response.
+    ``X-Frame-Options: DENY`` and ``Referrer-Policy: same-origin`` to every HTTP response,
+    including the 500 for an exception no handler took (answered here, see ``__call__``).
 
     HTML pages (the UI under ``ui_path``, /docs, /redoc) get a fresh nonce on each of their
     ``<script>`` tags and in the policy, so only the scripts the server wrote run inline. The
@@ -75,15 +77,12 @@ class SecurityHeadersMiddleware:
         rewrite = scope["method"] != "HEAD"
         start: Message | None = None
         chunks: list[bytes] = []
+        started = False  # whether a response start has gone out to the client
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal start
+            nonlocal start, started
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers.setdefault("content-security-policy", policy)
-                headers.setdefault("x-content-type-options", "nosniff")
-                headers.setdefault("x-frame-options", "DENY")
-                headers.setdefault("referrer-policy", "same-origin")
+                headers = _secured(message, policy)
                 html = headers.get("content-type", "").startswith("text/html")
                 if template and html and rewrite and "content-encoding" not in headers:
                     start = message  # held back until the page's body is complete
@@ -94,12 +93,53 @@ class SecurityHeadersMiddleware:
                     return
                 body = _SCRIPT_TAG.sub(f'<script nonce="{nonce}"'.encode(), b"".join(chunks))
                 MutableHeaders(scope=start)["content-length"] = str(len(body))
+                started = True
                 await send(start)
                 await send({"type": "http.response.body", "body": body})
                 return
+            started = started or message["type"] == "http.response.start"
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            # Starlette's ServerErrorMiddleware, outside every middleware, would answer this
+            # with the bare ``send`` it holds, so without these headers. Answer it here; it
+            # sees the response started and only re-raises, and the server logs the error.
+            if not started:
+                for message in _server_error(policy):
+                    await send(message)
+            raise
+
+
+def _secured(message: Message, policy: str) -> MutableHeaders:
+    """The headers of the response start ``message``, with the security headers added where
+    the app did not set its own."""
+    headers = MutableHeaders(scope=message)
+    headers.setdefault("content-security-policy", policy)
+    headers.setdefault("x-content-type-options", "nosniff")
+    headers.setdefault("x-frame-options", "DENY")
+    headers.setdefault("referrer-policy", "same-origin")
+    return headers
+
+
+def _server_error(policy: str) -> tuple[Message, Message]:
+    """A 500 that says what to do, not what failed (that goes to the server's log)."""
+    detail = (
+        "The server failed on this request, and the error is in its log. Try again; if it "
+        "keeps failing, tell an admin the time it happened."
+    )
+    body = json.dumps({"detail": detail}).encode()
+    start: Message = {
+        "type": "http.response.start",
+        "status": 500,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+    }
+    _secured(start, policy)
+    return start, {"type": "http.response.body", "body": body}
 
 
 class BodyLimitMiddleware:

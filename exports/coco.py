@@ -27,6 +27,7 @@ from core.records import SPLITS, ImageRecord, LabelResolver, ParseReport
 from core.taxonomy import Taxonomy
 
 from .errors import FormatError
+from .file_names import record_file_name
 from .rings import shape_from_flat_rings
 
 BACKGROUND_NAMES = frozenset({"_background_", "__background__", "background"})
@@ -454,7 +455,7 @@ def build(
     for img_id, rec in enumerate(records, start=1):
         entry: dict[str, Any] = {
             "id": img_id,
-            "file_name": rec.file_name,
+            "file_name": record_file_name(rec),  # never a way out of the images folder
             "width": int(rec.width),
             "height": int(rec.height),
         }

@@ -32,6 +32,7 @@ from core.records import SPLITS, ImageRecord, LabelResolver, ParseReport
 from core.taxonomy import Taxonomy
 
 from .errors import FormatError, ImageReadError
+from .file_names import record_file_name
 from .image_files import read_image_info, resolve_inside
 
 IMAGE = "image"
@@ -222,12 +223,12 @@ def build_tasks(
     ``data.image`` is ``image_url_fn(record)`` (default: the record's file name); ``data``
     also keeps file_name, size, sha256 and split so a round trip loses nothing.
     """
-    url = image_url_fn or (lambda r: r.file_name)
+    url = image_url_fn or record_file_name
     tasks = []
     for rec in records:
         data: dict[str, Any] = {
             IMAGE: url(rec),
-            "file_name": rec.file_name,
+            "file_name": record_file_name(rec),  # never a way out of the images folder
             "width": rec.width,
             "height": rec.height,
         }

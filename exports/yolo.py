@@ -39,6 +39,7 @@ from core.records import SPLITS, ImageRecord, LabelResolver, ParseReport
 from core.taxonomy import LabelClass, Taxonomy
 
 from .errors import FormatError, ImageReadError
+from .file_names import record_file_name, safe_base_name
 from .image_files import list_image_files, read_image_info, read_regular_file, resolve_inside
 from .rings import fast_ring
 from .splits import split_for
@@ -143,7 +144,7 @@ def label_lines(
 def _unique_name(rec: ImageRecord, used: set[str], i: int) -> str:
     """The image's base name, prefixed when its stem is taken: ``x.jpg`` and ``x.jpeg`` would
     otherwise share the label file ``x.txt``."""
-    name = rec.file_name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = safe_base_name(record_file_name(rec))
     stem = name.rsplit(".", 1)[0]
     if stem in used:
         name, stem = f"{i:06d}_{name}", f"{i:06d}_{stem}"

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from core.config import env_name, get_settings
+from db.integrity import Violation, violation
 
 
 class ServiceError(Exception):
@@ -38,6 +41,49 @@ class VersionConflict(ServiceError):
             f"image {image_id} was saved by someone else (you edited version {expected}, "
             f"it is now version {current_version}); reload to see their changes, then reapply yours"
         )
+
+
+class Conflict(ServiceError):
+    """409: the change collides with what is stored (a value another row already has, a row
+    that another still refers to); nothing was saved."""
+
+    @classmethod
+    def from_integrity(cls, error: IntegrityError) -> Conflict:
+        """The sentence for a constraint the database refused where no service check caught
+        it first (two requests racing past one): it names the table, the field and the
+        constraint, and never the SQL or the values."""
+        what, advice = _refusal(violation(error))
+        return cls(f"{what}, so nothing was saved; {advice}")
+
+
+def _fields(v: Violation) -> str:
+    """The columns a user chose: a unique key's ``*_id`` columns only scope it (the project,
+    the vehicle), so they are left out when others remain."""
+    chosen = [c for c in v.columns if not c.endswith("_id")] or list(v.columns)
+    return ", ".join(chosen) or "value"
+
+
+def _refusal(v: Violation) -> tuple[str, str]:
+    """What the constraint refused, and what to do about it."""
+    table = v.table or "record"
+    named = f" {v.constraint}" if v.constraint else ""
+    on = f" on {table} ({', '.join(v.columns)})" if v.columns else ""
+    if v.kind == "unique":
+        return (
+            f"another {table} already has this {_fields(v)} (unique constraint{named}{on})",
+            f"choose another {_fields(v)}, or change the {table} that has it",
+        )
+    if v.kind == "not_null":
+        return f"a {table} needs a {_fields(v)}", f"give a {_fields(v)}"
+    if v.kind == "foreign_key":
+        return (
+            f"the {table} refers to a row that does not exist, or is still referred to "
+            f"(foreign key{named}{on})",
+            "reload and try again",
+        )
+    if v.kind == "check":
+        return f"a value of the {table} is out of bounds (check{named}{on})", "correct it"
+    return "the change conflicts with what is stored", "reload and try again"
 
 
 class TooManyAttempts(ServiceError):

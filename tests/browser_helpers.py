@@ -207,10 +207,12 @@ def seeded_api_client(seeded: Seeded):
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
+    from api.errors import install_error_handlers
     from api.router import api_router
 
     app = FastAPI()
     app.include_router(api_router, prefix="/api")
+    install_error_handlers(app)
     client = TestClient(app)
 
     def login(role: str) -> dict[str, str]:

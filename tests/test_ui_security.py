@@ -244,13 +244,41 @@ def test_every_response_carries_the_security_headers(anonymous, path: str) -> No
     assert r.headers.get("x-frame-options") == "DENY"
 
 
+def _assert_security_headers(r) -> None:
+    assert "frame-ancestors 'none'" in r.headers.get("content-security-policy", ""), r.status_code
+    assert r.headers.get("x-content-type-options") == "nosniff", r.status_code
+    assert r.headers.get("x-frame-options") == "DENY", r.status_code
+
+
 def test_a_refused_or_missing_path_carries_the_headers_too(anonymous) -> None:
     for r in (
         anonymous.post("/ui/gradio_api/upload", files={"files": ("a", b"a")}),
         anonymous.get("/api/nowhere"),
     ):
-        assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
-        assert r.headers["x-content-type-options"] == "nosniff"
+        _assert_security_headers(r)
+
+
+def test_error_answers_carry_the_headers_too(
+    world, anonymous, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """4xx from routing, validation and sign-in, and a 500 from an exception no handler
+    takes (Starlette answers that one outside every middleware)."""
+    answers = {
+        404: anonymous.get("/api/nowhere"),
+        422: anonymous.post("/api/login", json={"username": "x"}),
+        401: anonymous.get("/api/images"),
+    }
+
+    def broken(*_a, **_k):
+        raise RuntimeError("a fault the route does not expect")
+
+    monkeypatch.setattr("services.accounts.users.authenticate", broken)
+    crashing = TestClient(world.app, raise_server_exceptions=False)
+    answers[500] = crashing.post("/api/login", json={"username": "x", "password": "y"})
+    for status, r in answers.items():
+        assert r.status_code == status, (status, r.text)
+        _assert_security_headers(r)
+    assert "a fault" not in answers[500].text  # the exception's text stays in the log
 
 
 def test_the_ui_page_runs_only_its_own_inline_scripts(anonymous) -> None:

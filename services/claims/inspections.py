@@ -35,6 +35,7 @@ from db.models import (
     Vehicle,
 )
 from exports.errors import FormatError, ImageReadError
+from exports.file_names import safe_base_name
 from exports.image_files import is_image_file, list_image_files, read_regular_file
 from services.data_io.imports import import_status, read_all, resolve_path, store_photo
 from services.errors import Invalid, NotFound, check_comment_length
@@ -155,13 +156,17 @@ def _check_unique(session: Session, project: Project, v: Vehicle) -> None:
         value = getattr(v, attr)
         if value is None:
             continue
-        other = session.exec(
-            select(Vehicle).where(
-                Vehicle.project_id == project.id,
-                func.upper(getattr(Vehicle, attr)) == value.upper(),
-                Vehicle.id != (v.id or -1),
-            )
-        ).first()
+        # An edited vehicle already carries the new value: flushing it before the query
+        # would meet the unique constraint first, and answer an IntegrityError instead
+        # of this sentence.
+        with session.no_autoflush:
+            other = session.exec(
+                select(Vehicle).where(
+                    Vehicle.project_id == project.id,
+                    func.upper(getattr(Vehicle, attr)) == value.upper(),
+                    Vehicle.id != (v.id or -1),
+                )
+            ).first()
         if other is not None:
             raise Invalid(f"{attr} {value!r} already belongs to vehicle {other.id}")
 
@@ -255,10 +260,7 @@ def create_inspection(
     kind = parse_kind(kind)
     when = parse_date(inspected_on)
     name = _text(name, "name") or f"{kind}-{when.isoformat() if when else 'undated'}"
-    if session.exec(
-        select(Inspection.id).where(Inspection.vehicle_id == v.id, Inspection.name == name)
-    ).first():
-        raise Invalid(f"vehicle {v.id} already has an inspection named {name!r}")
+    _check_name_free(session, v.id, name)
     i = Inspection(
         project_id=project.id,
         vehicle_id=v.id,
@@ -272,6 +274,23 @@ def create_inspection(
     session.add(i)
     session.flush()
     return i
+
+
+def _check_name_free(
+    session: Session, vehicle_id: int, name: str, inspection_id: int | None = None
+) -> None:
+    """Raise Invalid when another inspection of the vehicle than ``inspection_id`` is named
+    ``name`` (the unique constraint would otherwise answer, without a sentence)."""
+    with session.no_autoflush:  # the edited inspection is not flushed before the check
+        taken = session.exec(
+            select(Inspection.id).where(
+                Inspection.vehicle_id == vehicle_id,
+                Inspection.name == name,
+                Inspection.id != (inspection_id or -1),
+            )
+        ).first()
+    if taken:
+        raise Invalid(f"vehicle {vehicle_id} already has an inspection named {name!r}")
 
 
 def update_inspection(
@@ -291,7 +310,9 @@ def update_inspection(
     if "notes" in changes:
         i.notes = _notes(changes["notes"])
     if changes.get("name"):
-        i.name = _text(changes["name"], "name") or i.name
+        name = _text(changes["name"], "name") or i.name
+        _check_name_free(session, i.vehicle_id, name, i.id)
+        i.name = name
     session.add(i)
     session.flush()
     return i
@@ -716,7 +737,7 @@ def upload_into_slot(
     free = _free_slots(first, held)
     target = next(free)
     for (name, _), sha in zip(files, hashes, strict=True):
-        shown = Path(name).name
+        shown = safe_base_name(name)  # as import_uploads names it
         image_id = stored.get(sha)
         if image_id is None or not is_image_file(shown):
             continue  # import_uploads already said why, by name

@@ -63,6 +63,7 @@ from db.models import (
     utcnow,
 )
 from exports.errors import FormatError, ImageReadError
+from exports.file_names import safe_base_name, safe_file_name
 from exports.image_files import (
     ImageInfo,
     image_info_from_bytes,
@@ -341,7 +342,7 @@ def import_uploads(
     written: list[Path] = []
     try:
         for name, data in files:
-            shown = Path(name).name
+            shown = safe_base_name(name)  # the client's folders, either separator, are dropped
             if not is_image_file(shown):
                 rejected.append(
                     f"{name}: not an image file name (jpg, png, webp, bmp or tiff); skipped"
@@ -569,7 +570,8 @@ def store_photo(
                 {
                     "project_id": project.id,
                     "path": str(path),
-                    "file_name": record.file_name,
+                    # what the source called it, less any way out of a folder (exports/file_names)
+                    "file_name": safe_file_name(record.file_name) or Path(path).name,
                     "sha256": info.sha256,
                     "width": info.width,
                     "height": info.height,
