@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     damage_seg_autotrain_min_photos: int = Field(default=50, ge=1)
     damage_seg_autotrain_growth: float = Field(default=0.5, gt=0)
     damage_seg_autotrain_config: Literal["tiny", "cpu", "gpu", "small", "base"] | None = None
-    damage_seg_time_budget_s: float = Field(default=1800.0, gt=0, le=3600)
+    damage_seg_time_budget_s: float = Field(default=2700.0, gt=0, le=3600)
     #: stage -> the held-out minimum it must reach to pre-annotate, over the stage's own
     #: (``StageBase.pre_annotate_minimum``), e.g. ``{"yolo_seg": 0.3}``; 0 turns it off
     pre_annotate_minimum: dict[str, float] = Field(default_factory=dict)

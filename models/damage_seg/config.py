@@ -11,13 +11,15 @@ from models.semseg.config import SemSegConfig
 
 @dataclass
 class DamageSegConfig(SemSegConfig):
-    #: a thin scratch vanishes when a photo is squashed to part_seg's 192 px: damage works on
-    #: a larger photo, trains on crops of it and predicts on all of it
-    size: int = 512
-    crop: int | None = 256
+    #: measured on the Bilgi valid split after 10 minutes of training on a 2-core CPU: the
+    #: whole photo at 384 px (511 steps) reached damage mask AP50 0.024, random 256 px crops
+    #: of a 512 px photo (416 steps) 0.004; the crops see more detail but less context and
+    #: fewer photos a minute (bench/bench_damage_seg.py)
+    size: int = 384
+    crop: int | None = None
     #: most crops are centred on labelled damage (a photo is mostly undamaged paint)
     focus_p: float = 0.75
-    time_budget_s: float | None = 1800.0
+    time_budget_s: float | None = 2700.0
     #: damage is smaller than parts: a component of 0.05% of the traced photo (205 px at
     #: 640 x 640) is kept
     min_area_frac: float = 0.0005
@@ -38,7 +40,7 @@ class DamageSegConfig(SemSegConfig):
             "score_threshold": 0.0,
             "flip_tta": False,
         },
-        "cpu": {"size": 512, "crop": 256, "batch_size": 8, "time_budget_s": 1800.0},
+        "cpu": {"size": 384, "crop": None, "batch_size": 8, "time_budget_s": 2700.0},
         "gpu": {
             "size": 768,
             "crop": 384,
@@ -47,7 +49,7 @@ class DamageSegConfig(SemSegConfig):
             "warmup_steps": 100,
         },
         # the names every stage answers to (the UI's and the rounds' presets)
-        "small": {"size": 512, "crop": 256, "batch_size": 8, "time_budget_s": 1800.0},
+        "small": {"size": 384, "crop": None, "batch_size": 8, "time_budget_s": 2700.0},
         "base": {
             "size": 768,
             "crop": 384,
