@@ -113,9 +113,15 @@ class Settings(BaseSettings):
     #: the workspace's keys 1-9 pick the first nine.
     recent_classes_max: int = Field(default=9, ge=1, le=100)
 
-    #: Request bodies larger than this many bytes are refused with 413, whether declared by
-    #: Content-Length or streamed (every route: /api uploads and the UI's own uploads).
+    #: Request bodies larger than these many bytes are refused with 413 before they are read,
+    #: whether declared by Content-Length or streamed (``api.middleware.BodyLimitMiddleware``;
+    #: which route has which limit: ``app.body_limits``). ``max_request_bytes``: the routes
+    #: that take files (``/api/images/upload``, ``/api/imports``, the UI's own uploads);
+    #: ``max_login_body_bytes``: ``/api/login``, a user name and a password;
+    #: ``max_json_body_bytes``: every other route (JSON: an annotation save is the largest).
     max_request_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
+    max_login_body_bytes: int = Field(default=2048, gt=0)
+    max_json_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     #: Image files larger than this many bytes are refused (imports, uploads, reads).
     max_image_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     #: Images with more pixels than this (width x height) are refused before they are
