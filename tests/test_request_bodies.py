@@ -78,6 +78,16 @@ def test_the_limits_are_settings_with_small_defaults_for_what_anyone_may_send(mo
     assert Settings().max_login_body_bytes == 4096
 
 
+def test_a_sign_in_limit_too_small_for_the_longest_name_and_password_fails_at_start() -> None:
+    from pydantic import ValidationError
+
+    from core.config import Settings
+
+    with pytest.raises(ValidationError, match="PANELBEATER_MAX_LOGIN_BODY_BYTES=2048 is too small"):
+        Settings(max_password_chars=1000)
+    assert Settings(max_password_chars=1000, max_login_body_bytes=8192).max_password_chars == 1000
+
+
 # ---------- the sign-in ----------
 
 
