@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
+from api.middleware import BodyLimit
 from core.config import Settings, get_settings
 
 log = logging.getLogger("panelbeater")
@@ -99,6 +100,35 @@ def create_app(*, start_worker: bool = False) -> FastAPI:
     return _with_ui(fastapi_app, settings)
 
 
+#: The routes that take files, under /api: photos, and a dataset's label file with its photos.
+API_UPLOAD_PATHS = ("/api/images/upload", "/api/imports")
+#: Gradio's own upload route, under the UI's path (the dashboard's imports, inspection photos).
+UI_UPLOAD_PATH = "/gradio_api/upload"
+
+
+def body_limits(settings: Settings, *, ui_path: str) -> tuple[BodyLimit, dict[str, BodyLimit]]:
+    """Each route's request-body limit (``api.middleware.BodyLimitMiddleware``): the default,
+    for JSON, and the routes that differ. Only the routes that take files may send
+    ``max_request_bytes``; a sign-in, which anyone may send, holds a name and a password.
+    """
+    upload = BodyLimit(
+        settings.max_request_bytes, "max_request_bytes", "Send fewer or smaller files at a time."
+    )
+    login = BodyLimit(
+        settings.max_login_body_bytes,
+        "max_login_body_bytes",
+        'A sign-in sends {"username": ..., "password": ...} and nothing else.',
+    )
+    json_body = BodyLimit(
+        settings.max_json_body_bytes,
+        "max_json_body_bytes",
+        "Send less at a time (files go to /api/images/upload or /api/imports).",
+    )
+    routes = dict.fromkeys((*API_UPLOAD_PATHS, ui_path.rstrip("/") + UI_UPLOAD_PATH), upload)
+    routes["/api/login"] = login
+    return json_body, routes
+
+
 def _with_ui(fastapi_app: FastAPI, settings: Settings) -> FastAPI:
     """Mount the Gradio UI at /ui behind its session guard, and wrap every route in the body
     limit and the security headers (the last added runs first)."""
@@ -112,11 +142,8 @@ def _with_ui(fastapi_app: FastAPI, settings: Settings) -> FastAPI:
     fastapi_app.include_router(ui_session.router)  # before the mount, which would take its path
     gr.mount_gradio_app(fastapi_app, blocks, path=ui_session.UI_PATH, **mount_options())
     fastapi_app.add_middleware(ui_session.UiSessionGuard, anonymous_fns=anonymous_fn_ids(blocks))
-    fastapi_app.add_middleware(
-        BodyLimitMiddleware,
-        max_bytes=settings.max_request_bytes,
-        setting="max_request_bytes",
-    )
+    default, routes = body_limits(settings, ui_path=ui_session.UI_PATH)
+    fastapi_app.add_middleware(BodyLimitMiddleware, default=default, routes=routes)
     fastapi_app.add_middleware(SecurityHeadersMiddleware, ui_path=ui_session.UI_PATH)
     return fastapi_app
 

@@ -1,5 +1,5 @@
-"""ASGI middleware for every response, errors included: security headers and a request-body
-size limit.
+"""ASGI middleware for every response, errors included: security headers and request-body
+size limits by route.
 
 Both are plain ASGI (not ``BaseHTTPMiddleware``), so streamed responses (Gradio's server-sent
 events) and streamed request bodies pass through untouched apart from what they are for.
@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -142,27 +144,44 @@ def _server_error(policy: str) -> tuple[Message, Message]:
     return start, {"type": "http.response.body", "body": body}
 
 
+@dataclass(frozen=True)
+class BodyLimit:
+    """The most bytes a request body may have, the field of ``core.config.Settings`` that
+    raises it (for the 413 to name its variable), and what to send instead."""
+
+    max_bytes: int
+    setting: str = ""
+    advice: str = "Send a smaller request."
+
+
 class BodyLimitMiddleware:
-    """Answers 413 to a request whose body is larger than ``max_bytes``: at once when its
-    ``Content-Length`` says so, else as soon as a streamed body passes the limit (the app then
-    sees the client as gone, and its own answer is dropped). ``setting`` names the field of
-    ``core.config.Settings`` that raises the limit, for the answer to name its variable.
+    """Answers 413 to a request whose body is larger than its route's :class:`BodyLimit`: at
+    once when its ``Content-Length`` says so, else as soon as a streamed (chunked) body passes
+    the limit, so no more of it is read. The app then sees the client as gone, and its own
+    answer is dropped. ``routes`` maps a path (as the app routes on it, without a trailing
+    slash) to its limit; every other path has ``default``.
 
     Not FastAPI's own ``max_body_size``: that one answers a bare "Content Too Large" from
     outside the app's middleware (so without the security headers), and signals by raising
     inside the app, where a mounted app's error handling may turn it into another answer.
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, setting: str = "") -> None:
+    def __init__(
+        self, app: ASGIApp, *, default: BodyLimit, routes: Mapping[str, BodyLimit] | None = None
+    ) -> None:
         self.app = app
-        self.max_bytes = max_bytes
-        self.setting = setting
+        self.default = default
+        self.routes = dict(routes or {})
 
-    def _too_large(self) -> tuple[Message, Message]:
-        where = f" (setting {env_name(self.setting)})" if self.setting else ""
+    def limit_for(self, path: str) -> BodyLimit:
+        return self.routes.get(path.rstrip("/") or "/", self.default)
+
+    @staticmethod
+    def _too_large(path: str, limit: BodyLimit) -> tuple[Message, Message]:
+        where = f" (setting {env_name(limit.setting)})" if limit.setting else ""
         detail = (
-            f"The request body is larger than this server accepts: at most {self.max_bytes} "
-            f"bytes{where}. Send fewer or smaller files at a time."
+            f"The request body is larger than {path} accepts: at most {limit.max_bytes} "
+            f"bytes{where}. {limit.advice}"
         )
         body = json.dumps({"detail": detail}).encode()
         return (
@@ -178,17 +197,20 @@ class BodyLimitMiddleware:
             {"type": "http.response.body", "body": body},
         )
 
-    async def _reject(self, send: Send) -> None:
-        for message in self._too_large():
-            await send(message)
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path = route_path(scope)
+        limit = self.limit_for(path)
+
+        async def reject() -> None:
+            for message in self._too_large(path, limit):
+                await send(message)
+
         declared = Headers(scope=scope).get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(send)
+        if declared.isdigit() and int(declared) > limit.max_bytes:
+            await reject()
             return
         received = 0
         rejected = False
@@ -201,10 +223,10 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit.max_bytes:
                     rejected = True
                     if not started:
-                        await self._reject(send)
+                        await reject()
                     return {"type": "http.disconnect"}
             return message
 

@@ -9,10 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.presets import Preset
+
+#: Bytes one character of a user name or password may take in a sign-in's JSON: a \uXXXX
+#: escape, what most JSON writers send for non-ASCII (raw UTF-8 takes at most 4).
+LOGIN_JSON_BYTES_PER_CHAR = 6
+#: The rest of ``{"username": "", "password": ""}``, with room for spaces.
+LOGIN_JSON_OVERHEAD_BYTES = 64
 
 
 class Settings(BaseSettings):
@@ -113,9 +119,19 @@ class Settings(BaseSettings):
     #: the workspace's keys 1-9 pick the first nine.
     recent_classes_max: int = Field(default=9, ge=1, le=100)
 
-    #: Request bodies larger than this many bytes are refused with 413, whether declared by
-    #: Content-Length or streamed (every route: /api uploads and the UI's own uploads).
+    #: Request bodies larger than these many bytes are refused with 413 before they are read,
+    #: whether declared by Content-Length or streamed (``api.middleware.BodyLimitMiddleware``;
+    #: which route has which limit: ``app.body_limits``). ``max_request_bytes``: the routes
+    #: that take files (``/api/images/upload``, ``/api/imports``, the UI's own uploads);
+    #: ``max_login_body_bytes``: ``/api/login``, a user name and a password;
+    #: ``max_json_body_bytes``: every other route (JSON: an annotation save is the largest).
     max_request_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
+    max_login_body_bytes: int = Field(default=2048, gt=0)
+    max_json_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    #: Longest user name and password, in characters (``services.accounts.users``). A password
+    #: needs 8 characters at least, so its limit may not be lower.
+    max_username_chars: int = Field(default=64, ge=1)
+    max_password_chars: int = Field(default=128, ge=8)
     #: Image files larger than this many bytes are refused (imports, uploads, reads).
     max_image_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     #: Images with more pixels than this (width x height) are refused before they are
@@ -213,6 +229,21 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, v: Path) -> Path:
         return v.expanduser()
+
+    @model_validator(mode="after")
+    def _a_sign_in_fits_its_body_limit(self) -> Settings:
+        """The longest user name and password must fit in a sign-in's body, or such a user
+        could never sign in: say so at start-up rather than answer 413 at each attempt."""
+        chars = self.max_username_chars + self.max_password_chars
+        needed = chars * LOGIN_JSON_BYTES_PER_CHAR + LOGIN_JSON_OVERHEAD_BYTES
+        if self.max_login_body_bytes < needed:
+            raise ValueError(
+                f"{env_name('max_login_body_bytes')}={self.max_login_body_bytes} is too small "
+                f"for a user name of {self.max_username_chars} and a password of "
+                f"{self.max_password_chars} characters ({env_name('max_username_chars')}, "
+                f"{env_name('max_password_chars')}): set it to {needed} or more."
+            )
+        return self
 
     @property
     def db_url(self) -> str:

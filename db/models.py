@@ -11,8 +11,10 @@ from datetime import date, datetime, timezone
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint, event
 from sqlmodel import Field, SQLModel
+
+from core.names import fold_username
 
 
 def utcnow() -> datetime:
@@ -83,7 +85,13 @@ class Project(SQLModel, table=True):
 
 class User(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
+    #: The name as shown and written into authors' columns; folded (``core.names``) for users
+    #: created since 0011, as typed for older ones.
     username: str = Field(index=True, unique=True)
+    #: ``core.names.fold_username(username)``, kept by :func:`_fold_username`: what a sign-in
+    #: or an admin's command looks a name up by, so ``Ana`` finds ``ana``. Not unique: two
+    #: accounts created before 0011 may fold alike, and are then told apart by the exact name.
+    username_key: str = Field(default="", index=True)
     password_hash: str
     role: Role = Field(default=Role.annotator)
     active: bool = True
@@ -91,6 +99,13 @@ class User(SQLModel, table=True):
     #: The classes the user picked last, most recent first (``services.accounts.recent_classes``):
     #: the workspace's keys 1-9, in every browser the user signs in from.
     recent_classes: list[int] | None = Field(default=None, sa_column=Column(JSON))
+
+
+@event.listens_for(User, "before_insert")
+@event.listens_for(User, "before_update")
+def _fold_username(_mapper: Any, _connection: Any, user: User) -> None:
+    """Keep ``username_key`` the fold of ``username`` however a row is written."""
+    user.username_key = fold_username(user.username)
 
 
 class ProjectMember(SQLModel, table=True):

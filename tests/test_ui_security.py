@@ -3,7 +3,6 @@ headers; request bodies are bounded."""
 
 from __future__ import annotations
 
-import json
 import re
 import tempfile
 from collections.abc import Iterator
@@ -308,7 +307,9 @@ def test_the_request_body_limit_is_a_setting_with_a_sane_default(monkeypatch) ->
     assert Settings().max_request_bytes == 1234
 
 
-def test_a_body_over_the_limit_gets_413_declared_or_streamed(tmp_path, monkeypatch) -> None:
+def test_an_upload_over_the_limit_gets_413_declared_or_streamed(tmp_path, monkeypatch) -> None:
+    """The routes that take files have ``max_request_bytes``; the sign-in and JSON routes
+    have their own, smaller limits (tests/test_request_bodies.py)."""
     from core.config import configure, get_settings
     from db.session import reset_engine
 
@@ -317,8 +318,12 @@ def test_a_body_over_the_limit_gets_413_declared_or_streamed(tmp_path, monkeypat
     app, seeded = _build(tmp_path, monkeypatch, PANELBEATER_MAX_REQUEST_BYTES=str(limit))
     try:
         with TestClient(app) as client:
-            big = json.dumps({"username": "lead1", "password": "x" * (2 * limit)})
-            r = client.post("/api/login", content=big, headers={"Content-Type": "application/json"})
+            token = client.post(
+                "/api/login", json={"username": seeded.users["lead"], "password": PASSWORD}
+            ).json()["token"]
+            bearer = {"Authorization": f"Bearer {token}"}
+            big = [("files", ("big.jpg", b"x" * (2 * limit), "image/jpeg"))]
+            r = client.post("/api/images/upload", files=big, headers=bearer)
             assert r.status_code == 413
             detail = r.json()["detail"]
             assert str(limit) in detail and "PANELBEATER_MAX_REQUEST_BYTES" in detail
@@ -328,17 +333,11 @@ def test_a_body_over_the_limit_gets_413_declared_or_streamed(tmp_path, monkeypat
                 for _ in range(8):
                     yield b"y" * (limit // 4)
 
-            r = client.post(
-                "/api/login", content=chunks(), headers={"Content-Type": "application/json"}
-            )
+            form = {"Content-Type": "multipart/form-data; boundary=b", **bearer}
+            r = client.post("/api/images/upload", content=chunks(), headers=form)
             assert r.status_code == 413 and str(limit) in r.json()["detail"]
-            small = {"username": "lead1", "password": "wrong password"}
-            assert client.post("/api/login", json=small).status_code == 401
             # the UI's upload too, for a signed-in user, and nothing is kept
-            token = client.post(
-                "/api/login", json={"username": seeded.users["lead"], "password": PASSWORD}
-            ).json()["token"]
-            client.post("/ui/session", headers={"Authorization": f"Bearer {token}"})
+            client.post("/ui/session", headers=bearer)
             before = _files(tmp_path / "gradio")
             r = client.post(
                 "/ui/gradio_api/upload",

@@ -24,6 +24,7 @@ from sqlalchemy import and_, case, delete, select, update
 from sqlmodel import Session
 
 from core.config import Settings, get_settings
+from core.names import fold_username
 from db.models import LoginThrottle
 from services.errors import TooManyAttempts
 
@@ -50,8 +51,14 @@ def _address_subject(address: str) -> str:
     return str(ip)
 
 
+def _name_key(username: str) -> str:
+    """A user name counts folded (``core.names.fold_username``), as sign-ins look it up:
+    else ``ANA``, ``Ana`` and ``ana`` would each get their own failures against one account."""
+    return _key("user", fold_username(username))
+
+
 def _keys(username: str, address: str | None, settings: Settings) -> list[tuple[str, int]]:
-    keys = [(_key("user", username.strip()), settings.login_max_failures_per_user)]
+    keys = [(_name_key(username), settings.login_max_failures_per_user)]
     if address:
         keys.append(
             (_key("address", _address_subject(address)), settings.login_max_failures_per_address)
@@ -98,7 +105,7 @@ def record_login_failure(session: Session, *, username: str, address: str | None
 def record_login_success(session: Session, *, username: str) -> None:
     """Clear the name's count after a successful sign-in (the address's count stays)."""
     table = LoginThrottle.__table__
-    session.execute(delete(table).where(table.c.key == _key("user", username.strip())))
+    session.execute(delete(table).where(table.c.key == _name_key(username)))
 
 
 def clear_user(session: Session, *, username: str) -> None:

@@ -2,6 +2,9 @@
 
 Passwords are hashed with stdlib ``hashlib.scrypt`` at OWASP's cost (N=2^17, r=8, p=1) and a
 random salt; a hash made with a lower cost is replaced at the user's next successful sign-in.
+User names are stored folded (``core.names``: NFKC, case-folded) and looked up folded, and
+a new name that would pass for an existing one on screen (another case, a look-alike letter,
+an invisible character) is refused; names and passwords have length limits (settings).
 Bearer tokens are random strings of which only the sha256 is stored (``db.models.ApiToken``);
 a new password, or disabling the user, revokes them all. Sign-ins are throttled per user name
 and per client address (``services.accounts.throttle``). There is no default user or password: the
@@ -28,7 +31,8 @@ from typing import Any
 from sqlalchemy import delete
 from sqlmodel import Session, func, select
 
-from core.config import get_settings
+from core.config import env_name, get_settings
+from core.names import fold_username, is_invisible, username_skeleton
 from db.models import ApiToken, Project, Role, User, utcnow
 from services.accounts import projects as project_service
 from services.accounts import throttle
@@ -187,7 +191,60 @@ def list_users(session: Session) -> list[User]:
 
 
 def get_user(session: Session, username: str) -> User | None:
-    return session.exec(select(User).where(User.username == username)).first()
+    """The user of that name, compared folded (``core.names.fold_username``): ``Ana`` finds
+    ``ana``. Two accounts from before names were folded (``Bob`` and ``bob``) answer only to
+    their exact names, since a folded one could be either."""
+    same = session.exec(select(User).where(User.username_key == fold_username(username))).all()
+    if len(same) == 1:
+        return same[0]
+    return next((u for u in same if u.username == username.strip()), None)
+
+
+def _look_alike(session: Session, username: str) -> str | None:
+    """An existing user name that passes for ``username`` on screen (the same skeleton:
+    ``core.names.username_skeleton``), else None. Every name is compared, since a stored
+    skeleton would go stale whenever the table of look-alike letters grows."""
+    skeleton = username_skeleton(username)
+    names = session.exec(select(User.username)).all()
+    return next((n for n in names if username_skeleton(n) == skeleton), None)
+
+
+def _checked_username(session: Session, username: str) -> str:
+    """``username`` folded, as it is stored; UserError for an empty, long, spaced or invisible
+    name, and for one that differs from an existing name only by letter case, a look-alike
+    letter or an invisible character (``u_аdmin`` with a Cyrillic а next to ``u_admin``)."""
+    _check_length("user name", username, get_settings().max_username_chars, "max_username_chars")
+    name = fold_username(username)  # after the check: NFKC makes some characters 18 long
+    _check_length("user name", name, get_settings().max_username_chars, "max_username_chars")
+    if not name:
+        raise UserError("The user name is empty; give the account a name.")
+    twin = _look_alike(session, name)
+    if twin is not None and fold_username(twin) == name:
+        raise UserError(f"A user named {twin!r} already exists.")
+    if twin is not None:
+        raise UserError(
+            f"The user name {username!r} looks like the existing user {twin!r}: names that "
+            "differ only by letter case, a look-alike letter or an invisible character are "
+            "refused. Choose another name."
+        )
+    if any(c.isspace() or is_invisible(c) for c in name):
+        raise UserError("The user name must contain no spaces and no invisible characters.")
+    return name
+
+
+def _check_password(password: str) -> None:
+    """UserError for a password shorter than 8 or longer than ``max_password_chars``."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise UserError(f"The password must have at least {MIN_PASSWORD_LENGTH} characters.")
+    _check_length("password", password, get_settings().max_password_chars, "max_password_chars")
+
+
+def _check_length(what: str, value: str, limit: int, setting: str) -> None:
+    if len(value) > limit:
+        raise UserError(
+            f"The {what} has {len(value)} characters; at most {limit} are allowed "
+            f"(setting {env_name(setting)})."
+        )
 
 
 def create_user(
@@ -198,21 +255,18 @@ def create_user(
     role: Role | str,
     projects: Sequence[str] | None = None,
 ) -> User:
-    """Add a user, a member of ``projects`` (None: the project this server serves; admins
-    may work in every project anyway). Raises :class:`UserError` for a taken name, an
-    unknown role, a short password or an unknown project."""
-    username = username.strip()
-    if not username or any(c.isspace() for c in username):
-        raise UserError("The user name must be non-empty and contain no spaces.")
+    """Add a user, stored under its folded name (``Ana`` becomes ``ana``), a member of
+    ``projects`` (None: the project this server serves; admins may work in every project
+    anyway). Raises :class:`UserError` for a name that is taken, looks like a taken one, is
+    too long or holds spaces; an unknown role; a password too short or too long; or an
+    unknown project. Nothing is written then."""
+    username = _checked_username(session, username)
     try:
         role = Role(role)
     except ValueError:
         valid = ", ".join(r.value for r in Role)
         raise UserError(f"Unknown role {role!r}; use one of: {valid}.") from None
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise UserError(f"The password must have at least {MIN_PASSWORD_LENGTH} characters.")
-    if get_user(session, username) is not None:
-        raise UserError(f"A user named {username!r} already exists.")
+    _check_password(password)
     names = [get_settings().project_name] if projects is None else list(projects)
     joined = _projects(session, names)
     user = User(username=username, password_hash=hash_password(password), role=role)
@@ -245,8 +299,7 @@ def _existing(session: Session, username: str) -> User:
 def set_password(session: Session, *, username: str, password: str) -> User:
     """Give ``username`` a new password, revoke every token it holds, and lift any lockout."""
     user = _existing(session, username)
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise UserError(f"The password must have at least {MIN_PASSWORD_LENGTH} characters.")
+    _check_password(password)
     user.password_hash = hash_password(password)
     session.add(user)
     revoke_user_tokens(session, user)
@@ -341,9 +394,8 @@ def authenticate(
     caller's 401 would otherwise roll it back. A hash weaker than today's cost is replaced on
     success (the caller commits that with the token it issues).
     """
-    name = username.strip()
-    throttle.check_login_allowed(session, username=name, address=address)
-    user = get_user(session, name)
+    throttle.check_login_allowed(session, username=username, address=address)
+    user = get_user(session, username)
     if user is None or not user.active:
         # Hash anyway so a wrong name takes as long as a wrong password.
         verify_password(password, _dummy_hash())
@@ -351,10 +403,10 @@ def authenticate(
     else:
         ok = verify_password(password, user.password_hash)
     if not ok or user is None:
-        throttle.record_login_failure(session, username=name, address=address)
+        throttle.record_login_failure(session, username=username, address=address)
         session.commit()
         return None
-    throttle.record_login_success(session, username=name)
+    throttle.record_login_success(session, username=username)
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
         session.add(user)
