@@ -27,11 +27,10 @@ def _first_start_hint() -> None:
 
 
 def proxy_options(settings: Settings) -> dict[str, object]:
-    """uvicorn's options for a TLS proxy in front (the ``forwarded_allow_ips`` setting): only
-    then are X-Forwarded-For and -Proto believed, so no client can claim another address."""
-    if not settings.forwarded_allow_ips:
-        return {"proxy_headers": False}
-    return {"proxy_headers": True, "forwarded_allow_ips": settings.forwarded_allow_ips}
+    """uvicorn's options: it reads no forwarded header, whatever ``settings`` say. The app's
+    ``api.hosts.HostGuard`` believes them from the ``forwarded_allow_ips`` proxies only; were
+    uvicorn to apply them first, the guard could no longer tell which peer sent them."""
+    return {"proxy_headers": False}
 
 
 def _withdraw_predictions_below_the_bar() -> None:
@@ -99,11 +98,12 @@ def create_app(*, start_worker: bool = False) -> FastAPI:
 
 def _with_ui(fastapi_app: FastAPI, settings: Settings) -> FastAPI:
     """Mount the Gradio UI at /ui behind its session guard, and wrap every route in the body
-    limit and the security headers (the last added runs first)."""
+    limit, the host check and the security headers (the last added runs first)."""
     import gradio as gr
 
     from annotator import session as ui_session
     from annotator.app import anonymous_fn_ids, build_ui, mount_options
+    from api.hosts import HostGuard
     from api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 
     blocks = build_ui()
@@ -114,6 +114,9 @@ def _with_ui(fastapi_app: FastAPI, settings: Settings) -> FastAPI:
         BodyLimitMiddleware,
         max_bytes=settings.max_request_bytes,
         setting="max_request_bytes",
+    )
+    fastapi_app.add_middleware(
+        HostGuard, allowed_hosts=settings.host_names, proxies=settings.forwarded_allow_ips
     )
     fastapi_app.add_middleware(SecurityHeadersMiddleware, ui_path=ui_session.UI_PATH)
     return fastapi_app

@@ -1,0 +1,178 @@
+"""Origins, sessions and hosts: no forged Host or forwarded header reaches the links the UI
+writes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from browser_helpers import PASSWORD, seed_workspace
+from fastapi.testclient import TestClient
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+#: A page on another port of the same host: the same site, another origin.
+OTHER_PORT = "http://localhost:7861"
+OWN = {"Host": "localhost:7860"}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Iterator[SimpleNamespace]:
+    from app import create_app
+    from core.config import reset_settings
+    from db.session import reset_engine
+
+    tmp = tmp_path_factory.mktemp("ui-origins")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRADIO_TEMP_DIR", str(tmp / "gradio"))
+        mp.setenv("PANELBEATER_ALLOWED_HOSTS", "testserver,localhost")
+        seeded = seed_workspace(tmp / "data", n_synthetic=2)
+        app = create_app()
+        with TestClient(app) as client:  # the lifespan starts Gradio's queue
+
+            def token(role: str) -> str:
+                r = client.post(
+                    "/api/login", json={"username": seeded.users[role], "password": PASSWORD}
+                )
+                assert r.status_code == 200, r.text
+                return r.json()["token"]
+
+            yield SimpleNamespace(app=app, client=client, token=token, cache=tmp / "gradio")
+    reset_engine()
+    reset_settings()
+
+
+def _signed_in(world, role: str) -> tuple[TestClient, str]:
+    client = world.client
+    client.cookies.clear()
+    token = world.token(role)
+    r = client.post("/ui/session", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 204, r.text
+    return client, token
+
+
+def _export(world) -> Path:
+    from annotator.exports_panel import export_file
+
+    return Path(export_file(world.token("lead"), "coco"))
+
+
+# ---------- hosts and forwarded headers ----------
+
+
+@pytest.mark.parametrize("path", ["/ui/config", "/ui/", "/api/health", "/"])
+def test_a_host_the_server_is_not_gets_400(world, path: str) -> None:
+    r = world.client.get(path, headers={"Host": "evil.test"}, follow_redirects=False)
+    assert r.status_code == 400 and "evil.test" not in r.headers.get("location", "")
+    assert "PANELBEATER_ALLOWED_HOSTS" in r.json()["detail"]
+    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        {"X-Forwarded-Host": "evil.test"},
+        {"X-Forwarded-Host": "evil.test", "X-Forwarded-Proto": "https"},
+        {"X-Gradio-Server": "https://evil.test/"},
+    ],
+)
+def test_forwarded_headers_from_a_client_are_not_believed(world, forged) -> None:
+    world.client.cookies.clear()
+    root = world.client.get("/ui/config", headers=forged).json()["root"]
+    assert root == "http://testserver/ui"
+    page = world.client.get("/ui/", headers={**forged, "Accept": "text/html"})
+    assert page.status_code == 200 and "evil.test" not in page.text
+    assert "https://testserver" not in page.text
+
+
+# ---------- the host guard on its own, behind a proxy ----------
+
+
+def _echo_app(**guard) -> TestClient:
+    from api.hosts import HostGuard
+
+    async def echo(request: Request) -> JSONResponse:
+        return JSONResponse(
+            {
+                "scheme": request.url.scheme,
+                "client": request.client.host if request.client else None,
+                "forwarded_host": request.headers.get("x-forwarded-host"),
+            }
+        )
+
+    app = Starlette(routes=[Route("/", echo)])
+    return TestClient(HostGuard(app, **guard))
+
+
+def test_a_configured_proxy_is_believed_within_the_allowed_hosts() -> None:
+    proxy = _echo_app(allowed_hosts=["testserver", "labels.example.com"], proxies="testclient")
+    forwarded = {
+        "X-Forwarded-For": "203.0.113.7",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "labels.example.com",
+    }
+    assert proxy.get("/", headers=forwarded).json() == {
+        "scheme": "https",
+        "client": "203.0.113.7",
+        "forwarded_host": "labels.example.com",
+    }
+    r = proxy.get("/", headers={**forwarded, "X-Forwarded-Host": "labels.example.com, evil.test"})
+    assert r.status_code == 400 and "evil.test" in r.json()["detail"]
+
+
+def test_a_client_that_is_no_configured_proxy_is_not_believed() -> None:
+    direct = _echo_app(allowed_hosts=["testserver"], proxies="10.0.0.1, 10.1.0.0/16")
+    forged = {
+        "X-Forwarded-For": "203.0.113.7",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "evil.test",
+    }
+    assert direct.get("/", headers=forged).json() == {
+        "scheme": "http",
+        "client": "testclient",
+        "forwarded_host": None,
+    }
+
+
+# ---------- the host check, pure ----------
+
+
+@pytest.mark.parametrize(
+    "host,allowed,expected",
+    [
+        ("localhost:7860", ["localhost"], True),
+        ("LOCALHOST.", ["localhost"], True),
+        ("[::1]:7860", ["::1"], True),
+        ("[::1]", ["[::1]"], True),
+        ("a.example.com", ["*.example.com"], True),
+        ("example.com", ["*.example.com"], False),
+        ("evilexample.com", ["*.example.com"], False),
+        ("evil.test", ["localhost", "127.0.0.1"], False),
+        ("anything", ["*"], True),
+        ("", ["localhost"], False),
+    ],
+)
+def test_host_allowed(host: str, allowed: list[str], expected: bool) -> None:
+    from core.origins import host_allowed
+
+    assert host_allowed(host, allowed) is expected
+
+
+def test_allowed_hosts_default_to_the_local_names_and_the_configured_host(monkeypatch) -> None:
+    from pydantic import ValidationError
+
+    from core.config import Settings
+
+    monkeypatch.delenv("PANELBEATER_ALLOWED_HOSTS", raising=False)
+    monkeypatch.delenv("PANELBEATER_HOST", raising=False)
+    assert Settings().host_names == ["localhost", "127.0.0.1", "::1"]
+    assert Settings(host="labels.lan").host_names[-1] == "labels.lan"
+    assert "0.0.0.0" not in Settings(host="0.0.0.0").host_names
+    monkeypatch.setenv("PANELBEATER_ALLOWED_HOSTS", "labels.example.com, *.lan")
+    assert Settings().host_names == ["labels.example.com", "*.lan", "127.0.0.1"]
+    with pytest.raises(ValidationError, match="PANELBEATER_ALLOWED_HOSTS"):
+        Settings(allowed_hosts="https://labels.example.com/")
