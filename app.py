@@ -97,9 +97,11 @@ def create_app(*, start_worker: bool = False) -> FastAPI:
 
 
 def _with_ui(fastapi_app: FastAPI, settings: Settings) -> FastAPI:
-    """Mount the Gradio UI at /ui behind its session guard, and wrap every route in the body
-    limit, the host check and the security headers (the last added runs first)."""
+    """Mount the Gradio UI at /ui behind its session guard, and wrap every route in the
+    same-origin CORS policy, the body limit, the host check and the security headers (the
+    last added runs first)."""
     import gradio as gr
+    from fastapi.middleware.cors import CORSMiddleware
 
     from annotator import session as ui_session
     from annotator.app import anonymous_fn_ids, build_ui, mount_options
@@ -110,6 +112,11 @@ def _with_ui(fastapi_app: FastAPI, settings: Settings) -> FastAPI:
     fastapi_app.include_router(ui_session.router)  # before the mount, which would take its path
     gr.mount_gradio_app(fastapi_app, blocks, path=ui_session.UI_PATH, **mount_options())
     fastapi_app.add_middleware(ui_session.UiSessionGuard, anonymous_fns=anonymous_fn_ids(blocks))
+    # No origin is allowed across: the UI's page is the app's own origin and needs no CORS
+    # header. Gradio's own CORS (which lets a page on another port of localhost, or any
+    # origin on another host, read with credentials) stands aside when the parent app has a
+    # CORSMiddleware (gr.mount_gradio_app's documentation).
+    fastapi_app.add_middleware(CORSMiddleware, allow_origins=())
     fastapi_app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_request_bytes,

@@ -1,5 +1,5 @@
-"""Origins, sessions and hosts: no forged Host or forwarded header reaches the links the UI
-writes."""
+"""Origins, sessions and hosts: no other origin reads or changes what a signed-in user may,
+and no forged Host or forwarded header reaches the links the UI writes."""
 
 from __future__ import annotations
 
@@ -176,3 +176,109 @@ def test_allowed_hosts_default_to_the_local_names_and_the_configured_host(monkey
     assert Settings().host_names == ["labels.example.com", "*.lan", "127.0.0.1"]
     with pytest.raises(ValidationError, match="PANELBEATER_ALLOWED_HOSTS"):
         Settings(allowed_hosts="https://labels.example.com/")
+
+
+# ---------- cross-origin reads ----------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {**OWN, "Origin": OTHER_PORT},  # Gradio lets any localhost port read a localhost app
+        {"Origin": "https://evil.test"},  # and any origin read an app on another name
+    ],
+)
+def test_no_other_origin_reads_an_export_with_the_session(world, headers) -> None:
+    path = _export(world)
+    client, _ = _signed_in(world, "lead")
+    r = client.get(f"/ui/gradio_api/file={path}", headers=headers)
+    assert r.status_code == 200  # the browser, not the server, withholds it from the page
+    assert "access-control-allow-origin" not in r.headers
+    assert "access-control-allow-credentials" not in r.headers
+    for path in ("/ui/session", "/ui/gradio_api/upload"):
+        preflight = client.options(
+            path,
+            headers={
+                **headers,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization",
+            },
+        )
+        assert "access-control-allow-origin" not in preflight.headers, path
+        assert "access-control-allow-credentials" not in preflight.headers, path
+
+
+# ---------- session fixation and changes from other origins ----------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Sec-Fetch-Site": "same-site", "Origin": OTHER_PORT, **OWN},
+        {"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.test"},
+        {"Origin": OTHER_PORT, **OWN},  # a browser without Sec-Fetch-Site
+        {"Origin": "https://testserver"},  # another scheme is another origin
+        {"Origin": "null"},
+    ],
+)
+def test_a_cross_origin_request_never_replaces_or_ends_the_session(world, headers) -> None:
+    from annotator.session import COOKIE
+
+    client, lead = _signed_in(world, "lead")
+    attacker = world.token("annotator")
+    r = client.post("/ui/session", headers={**headers, "Authorization": f"Bearer {attacker}"})
+    assert r.status_code == 403 and "another site" in r.json()["detail"]
+    assert "set-cookie" not in r.headers and client.cookies.get(COOKIE) == lead
+    r = client.delete("/ui/session", headers=headers)
+    assert r.status_code == 403 and "set-cookie" not in r.headers
+    # nor does it sign in, upload or run an event in the user's session
+    for path in ("/ui/gradio_api/queue/join", "/ui/gradio_api/upload"):
+        assert client.post(path, headers=headers, json={}).status_code == 403
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},  # a script, not a browser
+        {"Sec-Fetch-Site": "same-origin", "Origin": "http://testserver"},
+        {"Origin": "http://localhost:7860", **OWN},
+        {"Origin": "http://testserver"},
+    ],
+)
+def test_the_pages_own_requests_still_start_and_end_a_session(world, headers) -> None:
+    client = world.client
+    client.cookies.clear()
+    token = world.token("annotator")
+    r = client.post("/ui/session", headers={**headers, "Authorization": f"Bearer {token}"})
+    assert r.status_code == 204, r.text
+    assert client.delete("/ui/session", headers=headers).status_code == 204
+
+
+# ---------- the same-origin check, pure ----------
+
+
+@pytest.mark.parametrize(
+    "headers,scheme,expected",
+    [
+        ({}, "http", False),
+        ({"sec-fetch-site": "same-origin", "origin": "http://x"}, "http", False),
+        ({"sec-fetch-site": "none"}, "http", False),
+        ({"sec-fetch-site": "same-site"}, "http", True),
+        ({"sec-fetch-site": "cross-site"}, "http", True),
+        ({"origin": "http://localhost:7860", "host": "localhost:7860"}, "http", False),
+        ({"origin": "http://localhost:7861", "host": "localhost:7860"}, "http", True),
+        ({"origin": "https://labels.example.com", "host": "labels.example.com"}, "https", False),
+        (
+            {"origin": "https://labels.example.com", "host": "labels.example.com:443"},
+            "https",
+            False,
+        ),
+        ({"origin": "http://labels.example.com", "host": "labels.example.com"}, "https", True),
+        ({"origin": "http://[::1]:7860", "host": "[::1]:7860"}, "http", False),
+        ({"origin": "null", "host": "localhost"}, "http", True),
+    ],
+)
+def test_is_cross_origin(headers: dict[str, str], scheme: str, expected: bool) -> None:
+    from core.origins import is_cross_origin
+
+    assert is_cross_origin(headers, scheme=scheme) is expected
