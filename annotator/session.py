@@ -8,7 +8,8 @@ to ``POST /ui/session`` (:data:`START_SESSION_JS`), which answers with an HttpOn
 SameSite=Strict cookie for ``/ui`` only (Secure when the request came over TLS).
 :class:`UiSessionGuard` then lets through, without a session, only the page, its static
 parts, its config, the queue's plumbing and the sign-in events themselves; everything else
-under ``/ui`` needs a valid token (the cookie, or an ``Authorization: Bearer`` header).
+under ``/ui`` needs a valid token (the cookie, or an ``Authorization: Bearer`` header), and
+an export's ``file=`` link the export permission in its project (``annotator.export_links``).
 
 SameSite=Strict keeps the cookie from other sites, but a page on another port of the same
 host is the same site: the guard refuses (403) every request under ``/ui`` that could change
@@ -29,6 +30,7 @@ from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from annotator import export_links
 from core.config import get_settings
 from core.origins import is_cross_origin
 from core.urls import route_path, under
@@ -183,8 +185,13 @@ class UiSessionGuard:
         if _is_public(sub):
             await self.app(scope, receive, send)
             return
-        if await self._valid_token(scope):
-            await self.app(scope, receive, send)
+        token = await self._valid_token(scope)
+        if token:
+            refused = await self._file_refusal(token, sub)
+            if refused:
+                await _deny(scope, send, status.HTTP_403_FORBIDDEN, refused)
+            else:
+                await self.app(scope, receive, send)
             return
         if scope["type"] == "http" and sub == QUEUE_JOIN and scope["method"] == "POST":
             body = await _read_body(receive, MAX_ANONYMOUS_BODY)
@@ -200,6 +207,14 @@ class UiSessionGuard:
         token = session_token(headers, cookies)
         valid = bool(token) and await anyio.to_thread.run_sync(token_is_valid, token)
         return token if valid else ""
+
+    async def _file_refusal(self, token: str, sub: str) -> str | None:
+        """Why Gradio may not serve the file ``sub`` asks for (an export, to someone who may
+        not download it), or None."""
+        path = export_links.file_path(sub)
+        if path is None:
+            return None
+        return await anyio.to_thread.run_sync(export_links.refusal, token, path)
 
 
 def _from_another_origin(scope: Scope) -> bool:

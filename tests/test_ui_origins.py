@@ -1,11 +1,15 @@
 """Origins, sessions and hosts: no other origin reads or changes what a signed-in user may,
-and no forged Host or forwarded header reaches the links the UI writes."""
+an export's link needs the export permission in its project, and no forged Host or forwarded
+header reaches the links the UI writes."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import quote
 
 import pytest
 from browser_helpers import PASSWORD, seed_workspace
@@ -282,3 +286,46 @@ def test_is_cross_origin(headers: dict[str, str], scheme: str, expected: bool) -
     from core.origins import is_cross_origin
 
     assert is_cross_origin(headers, scheme=scheme) is expected
+
+
+# ---------- export links ----------
+
+
+def test_an_export_link_needs_the_export_permission(world) -> None:
+    path = _export(world)
+    client, _ = _signed_in(world, "annotator")
+    for link in (f"/ui/gradio_api/file={path}", f"/ui/gradio_api/file/{path}"):
+        r = client.get(link)
+        assert r.status_code == 403 and "may not download exports" in r.json()["detail"], link
+        assert client.head(link).status_code == 403
+    # nor by a path relative to the server's working directory
+    relative = quote(os.path.relpath(path), safe="")  # unnormalised: "../../tmp/..."
+    assert client.get(f"/ui/gradio_api/file={relative}").status_code == 403
+    lead, _ = _signed_in(world, "lead")
+    r = lead.get(f"/ui/gradio_api/file={path}")
+    assert r.status_code == 200 and r.content == path.read_bytes()
+
+
+def test_an_export_link_needs_membership_of_its_project(world) -> None:
+    from annotator.export_links import export_dir
+    from db.session import session_scope
+    from services.accounts.projects import get_or_create_project
+
+    with session_scope() as session:
+        other = get_or_create_project(session, "another-project").id
+    theirs = Path(export_dir(other)) / "0123" / "another-project-coco.json"
+    theirs.parent.mkdir(parents=True)
+    shutil.copy(_export(world), theirs)
+    client, _ = _signed_in(world, "lead")
+    r = client.get(f"/ui/gradio_api/file={theirs}")
+    assert r.status_code == 403 and "not a member of project 'another-project'" in r.text
+    stray = Path(export_dir(0)).parent / "loose.json"
+    stray.write_text("{}")
+    assert client.get(f"/ui/gradio_api/file={stray}").status_code == 403
+
+
+def test_an_annotators_own_upload_is_still_served_to_them(world) -> None:
+    client, _ = _signed_in(world, "annotator")
+    r = client.post("/ui/gradio_api/upload", files={"files": ("n.txt", b"mine", "text/plain")})
+    (path,) = r.json()
+    assert client.get(f"/ui/gradio_api/file={path}").content == b"mine"
