@@ -28,11 +28,10 @@ def _first_start_hint() -> None:
 
 
 def proxy_options(settings: Settings) -> dict[str, object]:
-    """uvicorn's options for a TLS proxy in front (the ``forwarded_allow_ips`` setting): only
-    then are X-Forwarded-For and -Proto believed, so no client can claim another address."""
-    if not settings.forwarded_allow_ips:
-        return {"proxy_headers": False}
-    return {"proxy_headers": True, "forwarded_allow_ips": settings.forwarded_allow_ips}
+    """uvicorn's options: it reads no forwarded header, whatever ``settings`` say. The app's
+    ``api.hosts.HostGuard`` believes them from the ``forwarded_allow_ips`` proxies only; were
+    uvicorn to apply them first, the guard could no longer tell which peer sent them."""
+    return {"proxy_headers": False}
 
 
 def _withdraw_predictions_below_the_bar() -> None:
@@ -130,20 +129,31 @@ def body_limits(settings: Settings, *, ui_path: str) -> tuple[BodyLimit, dict[st
 
 
 def _with_ui(fastapi_app: FastAPI, settings: Settings) -> FastAPI:
-    """Mount the Gradio UI at /ui behind its session guard, and wrap every route in the body
-    limit and the security headers (the last added runs first)."""
+    """Mount the Gradio UI at /ui behind its session guard, and wrap every route in the
+    same-origin CORS policy, the body limit, the host check and the security headers (the
+    last added runs first)."""
     import gradio as gr
+    from fastapi.middleware.cors import CORSMiddleware
 
     from annotator import session as ui_session
     from annotator.app import anonymous_fn_ids, build_ui, mount_options
+    from api.hosts import HostGuard
     from api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 
     blocks = build_ui()
     fastapi_app.include_router(ui_session.router)  # before the mount, which would take its path
     gr.mount_gradio_app(fastapi_app, blocks, path=ui_session.UI_PATH, **mount_options())
     fastapi_app.add_middleware(ui_session.UiSessionGuard, anonymous_fns=anonymous_fn_ids(blocks))
+    # No origin is allowed across: the UI's page is the app's own origin and needs no CORS
+    # header. Gradio's own CORS (which lets a page on another port of localhost, or any
+    # origin on another host, read with credentials) stands aside when the parent app has a
+    # CORSMiddleware (gr.mount_gradio_app's documentation).
+    fastapi_app.add_middleware(CORSMiddleware, allow_origins=())
     default, routes = body_limits(settings, ui_path=ui_session.UI_PATH)
     fastapi_app.add_middleware(BodyLimitMiddleware, default=default, routes=routes)
+    fastapi_app.add_middleware(
+        HostGuard, allowed_hosts=settings.host_names, proxies=settings.forwarded_allow_ips
+    )
     fastapi_app.add_middleware(SecurityHeadersMiddleware, ui_path=ui_session.UI_PATH)
     return fastapi_app
 

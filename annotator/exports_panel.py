@@ -11,9 +11,9 @@ from pathlib import Path
 
 import gradio as gr
 from gradio.processing_utils import save_file_to_cache
-from gradio.utils import get_upload_folder
 
 from annotator.access import require
+from annotator.export_links import export_dir
 from core.records import SPLITS
 from core.taxonomy import GROUPS
 from db.models import ImageStatus
@@ -34,25 +34,28 @@ def export_file(
     split: str | None = None,
     group: str | None = None,
 ) -> str:
-    """The export as a file in Gradio's cache, which serves it to signed-in sessions only
-    (``annotator.session``) and deletes it after ``annotator.app.CACHE_MAX_AGE_S``; the folder
-    it was written in goes at once. The filters are the CLI's ``--status`` (several),
-    ``--split`` and ``--group``; empty ones export everything."""
+    """The export as a file in Gradio's cache, in its project's folder there, whose link
+    serves it only to members of the project with the export permission
+    (``annotator.export_links``); Gradio deletes it after ``annotator.app.CACHE_MAX_AGE_S``,
+    and the folder it was written in goes at once. The filters are the CLI's ``--status``
+    (several), ``--split`` and ``--group``; empty ones export everything."""
     user = require(token, Permission.export)
     status = ",".join(status) if isinstance(status, list) else status
     out_dir = Path(tempfile.mkdtemp(prefix="panelbeater-ui-export-"))
     try:
         with session_scope() as session:
+            project = served_project(session, user)
             out = export_archive(
                 session,
-                served_project(session, user),
+                project,
                 fmt,
                 out_dir,
                 status=status or None,
                 split=split or None,
                 group=group or None,
             )
-        return save_file_to_cache(out.path, cache_dir=get_upload_folder())
+            project_id = project.id
+        return save_file_to_cache(out.path, cache_dir=export_dir(project_id))
     except ServiceError as e:
         raise gr.Error(f"Not exported: {e}") from None
     finally:

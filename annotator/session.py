@@ -8,7 +8,15 @@ to ``POST /ui/session`` (:data:`START_SESSION_JS`), which answers with an HttpOn
 SameSite=Strict cookie for ``/ui`` only (Secure when the request came over TLS).
 :class:`UiSessionGuard` then lets through, without a session, only the page, its static
 parts, its config, the queue's plumbing and the sign-in events themselves; everything else
-under ``/ui`` needs a valid token (the cookie, or an ``Authorization: Bearer`` header).
+under ``/ui`` needs a valid token (the cookie, or an ``Authorization: Bearer`` header), and
+an export's ``file=`` link the export permission in its project (``annotator.export_links``).
+
+SameSite=Strict keeps the cookie from other sites, but a page on another port of the same
+host is the same site: the guard refuses (403) every request under ``/ui`` that could change
+something (any method but GET, HEAD and OPTIONS: the sign-in, the session, uploads, events)
+when the browser says another origin's page sent it, so such a page can neither replace the
+session with an account of its own nor act in the user's. What such a page may read is
+settled by CORS, which allows no other origin (``app._with_ui``).
 """
 
 from __future__ import annotations
@@ -22,7 +30,9 @@ from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from annotator import export_links
 from core.config import get_settings
+from core.origins import is_cross_origin
 from core.urls import route_path, under
 from db.session import session_scope
 from services.accounts import users as user_service
@@ -52,6 +62,13 @@ PUBLIC_PATHS = frozenset(
 )
 PUBLIC_PREFIXES = ("/assets/", "/static/", "/svelte/", "/pwa_icon", "/gradio_api/heartbeat/")
 QUEUE_JOIN = "/gradio_api/queue/join"
+#: Methods that change nothing, which another origin's page may send (CORS decides whether
+#: it may read the answer).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CROSS_ORIGIN = (
+    "Refused: another site's page sent this request. Panelbeater's UI takes sign-ins and "
+    "changes only from its own pages; open it at its own address."
+)
 #: An anonymous event carries a user name and password at most.
 MAX_ANONYMOUS_BODY = 64 * 1024
 
@@ -90,7 +107,9 @@ def token_is_valid(token: str) -> bool:
 
 @router.post(SESSION_PATH, status_code=status.HTTP_204_NO_CONTENT)
 def start_session(request: Request) -> Response:
-    """Turn the bearer token of a fresh sign-in into the UI's session cookie."""
+    """Turn the bearer token of a fresh sign-in into the UI's session cookie. Another
+    origin's page never gets here (:class:`UiSessionGuard` refuses it), so no other site can
+    replace a session with an account of its own."""
     token = bearer(request.headers)
     if not token_is_valid(token):
         raise HTTPException(
@@ -159,9 +178,20 @@ class UiSessionGuard:
         if not under(path, self.path):
             await self.app(scope, receive, send)
             return
+        if _from_another_origin(scope):
+            await _deny(scope, send, status.HTTP_403_FORBIDDEN, CROSS_ORIGIN)
+            return
         sub = path[len(self.path) :]
-        if _is_public(sub) or await self._signed_in(scope):
+        if _is_public(sub):
             await self.app(scope, receive, send)
+            return
+        token = await self._valid_token(scope)
+        if token:
+            refused = await self._file_refusal(token, sub)
+            if refused:
+                await _deny(scope, send, status.HTTP_403_FORBIDDEN, refused)
+            else:
+                await self.app(scope, receive, send)
             return
         if scope["type"] == "http" and sub == QUEUE_JOIN and scope["method"] == "POST":
             body = await _read_body(receive, MAX_ANONYMOUS_BODY)
@@ -170,11 +200,29 @@ class UiSessionGuard:
                 return
         await _deny(scope, send)
 
-    async def _signed_in(self, scope: Scope) -> bool:
+    async def _valid_token(self, scope: Scope) -> str:
+        """The request's token when it signs someone in, else ''."""
         headers = Headers(scope=scope)
         cookies = HTTPConnection(scope).cookies
         token = session_token(headers, cookies)
-        return bool(token) and await anyio.to_thread.run_sync(token_is_valid, token)
+        valid = bool(token) and await anyio.to_thread.run_sync(token_is_valid, token)
+        return token if valid else ""
+
+    async def _file_refusal(self, token: str, sub: str) -> str | None:
+        """Why Gradio may not serve the file ``sub`` asks for (an export, to someone who may
+        not download it), or None."""
+        path = export_links.file_path(sub)
+        if path is None:
+            return None
+        return await anyio.to_thread.run_sync(export_links.refusal, token, path)
+
+
+def _from_another_origin(scope: Scope) -> bool:
+    """Whether a request that may change something came from another origin's page."""
+    if scope["type"] == "http" and scope["method"] in SAFE_METHODS:
+        return False
+    scheme = {"ws": "http", "wss": "https"}.get(scope["scheme"], scope["scheme"])
+    return is_cross_origin(Headers(scope=scope), scheme=scheme)
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:
@@ -207,19 +255,26 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _deny(scope: Scope, send: Send) -> None:
+SIGN_IN_FIRST = (
+    "Sign in first: this part of the UI needs a signed-in session, and yours has ended or "
+    "never began. Reload the page to sign in again."
+)
+
+
+async def _deny(
+    scope: Scope,
+    send: Send,
+    code: int = status.HTTP_401_UNAUTHORIZED,
+    detail: str = SIGN_IN_FIRST,
+) -> None:
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1008})
         return
-    detail = (
-        "Sign in first: this part of the UI needs a signed-in session, and yours has ended or "
-        "never began. Reload the page to sign in again."
-    )
     body = json.dumps({"detail": detail}).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": status.HTTP_401_UNAUTHORIZED,
+            "status": code,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),

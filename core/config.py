@@ -33,9 +33,15 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 7860
     #: Addresses of a TLS proxy in front of the app (comma-separated, e.g. "127.0.0.1"),
-    #: whose X-Forwarded-For and X-Forwarded-Proto are trusted: the client's address then
-    #: counts for login throttling, and the sign-in cookie is marked Secure. Empty: none.
+    #: whose X-Forwarded-For, -Proto and -Host are trusted: the client's address then
+    #: counts for login throttling, and the sign-in cookie is marked Secure. Empty: none;
+    #: every other client's forwarded headers are dropped (``api.hosts``).
     forwarded_allow_ips: str = ""
+    #: The names this server answers to (comma-separated; ``*.example.com`` also takes its
+    #: subdomains, ``*`` any name), with ``host`` when it names one interface: a request whose
+    #: Host or believed X-Forwarded-Host is another gets 400, so a forged name never reaches
+    #: the links the UI writes. Behind a proxy or on a LAN, list the name people type.
+    allowed_hosts: str = "localhost,127.0.0.1,::1"
 
     #: ``auto`` picks CUDA when present.
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -244,6 +250,28 @@ class Settings(BaseSettings):
                 f"{env_name('max_password_chars')}): set it to {needed} or more."
             )
         return self
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names_only(cls, v: str) -> str:
+        names = [n.strip() for n in v.split(",") if n.strip()]
+        wrong = [n for n in names if "/" in n or " " in n]
+        if not names or wrong:
+            raise ValueError(
+                f"{env_name('allowed_hosts')} lists the names this server answers to, "
+                f"comma-separated, without scheme or path (e.g. 'labels.example.com,localhost'); "
+                f"got {v!r}"
+            )
+        return v
+
+    @property
+    def host_names(self) -> list[str]:
+        """:attr:`allowed_hosts` as a list, with :attr:`host` when it names one interface
+        (``0.0.0.0`` and ``::`` listen on every interface, and name none)."""
+        names = [n.strip() for n in self.allowed_hosts.split(",") if n.strip()]
+        if self.host not in ("", "0.0.0.0", "::") and self.host not in names:
+            names.append(self.host)
+        return names
 
     @property
     def db_url(self) -> str:

@@ -21,6 +21,7 @@ def _build(tmp: Path, monkeypatch: pytest.MonkeyPatch, **env: str):
     from app import create_app
 
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp / "gradio"))
+    monkeypatch.setenv("PANELBEATER_ALLOWED_HOSTS", "testserver")  # the TestClient's Host
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     seeded = seed_workspace(tmp / "data", n_synthetic=2)

@@ -21,9 +21,10 @@ from core.bulk import without_gc
 from core.config import env_name, get_settings
 from core.files import write_bytes_atomic, write_text_atomic
 from core.records import ImageRecord
-from db.models import Project
-from services.accounts.projects import project_taxonomy
-from services.errors import Invalid, NotFound
+from db.models import Project, User
+from services.accounts.projects import project_taxonomy, require_member
+from services.accounts.users import Permission, can
+from services.errors import Forbidden, Invalid, NotFound
 from services.training.records import collect_records
 
 
@@ -205,3 +206,18 @@ def export_archive(
     export_yolo(session, project, out_dir / "yolo", **filters)
     zipped = shutil.make_archive(str(out_dir / f"{project.name}-yolo"), "zip", out_dir / "yolo")
     return ExportFile(Path(zipped), "application/zip")
+
+
+def check_export_download(session: Session, user: User, project_id: int) -> Project:
+    """The project whose export ``user`` fetches by its link, once they may: an export holds
+    a whole project's labels, so it takes what making one takes, the export permission and
+    membership of that project. Raises Forbidden, or NotFound for a project that is gone."""
+    if not can(user, Permission.export):
+        raise Forbidden(
+            f"Your role ({user.role.value}) may not download exports; ask a lead or admin."
+        )
+    project = session.get(Project, project_id)
+    if project is None:
+        raise NotFound("This export's project no longer exists.")
+    require_member(session, user, project)
+    return project
