@@ -40,6 +40,7 @@ def world(tmp_path_factory) -> Iterator[SimpleNamespace]:
         mp.delenv("PANELBEATER_MAX_LOGIN_BODY_BYTES", raising=False)
         mp.setenv("PANELBEATER_MAX_JSON_BODY_BYTES", str(JSON_LIMIT))
         mp.setenv("PANELBEATER_MAX_REQUEST_BYTES", str(UPLOAD_LIMIT))
+        mp.setenv("PANELBEATER_ALLOWED_HOSTS", "testserver")  # the TestClient's Host
         seeded = seed_workspace(tmp / "data", n_synthetic=1)
         app = create_app()
         with TestClient(app) as client:
@@ -92,6 +93,7 @@ def test_a_sign_in_limit_too_small_for_the_longest_name_and_password_fails_at_st
 
 
 def _scope(path: str, headers: dict[str, str]) -> dict:
+    headers = {"Host": "testserver", **headers}  # a host the server answers to (HostGuard)
     return {
         "type": "http",
         "asgi": {"version": "3.0"},
