@@ -85,8 +85,8 @@ def test_dashboard_plots_csv_versions_and_the_empty_fraud_queue(world, browser) 
     )
     summary = page.locator("#pb-dash-summary").inner_text()
     assert (
-        "Part pre-annotator (part_seg) auto-training: 4 labelled photos, next training at 50"
-        in summary
+        "Part pre-annotator (part_seg) auto-training: 2 labelled photos with parts, next training "
+        "at 50" in summary
     ), summary
     assert summary.index("Part pre-annotator") < summary.index("Assist net"), summary
     page.locator("#pb-dash-summary").screenshot(path=str(SHOTS / "dashboard_summary.png"))

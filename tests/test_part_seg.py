@@ -312,6 +312,46 @@ def test_the_after_save_check_needs_no_second_pooled_connection(
     assert len(jobs) == 1
 
 
+def test_a_project_that_labels_damage_only_gets_a_sentence_not_a_part_job(
+    db_session, project, monkeypatch
+):
+    """Photos labelled with damage alone (a damage set such as Bilgi): no part_seg job that
+    would fail for want of part polygons, and the dashboard says why."""
+    from db.models import Annotation, Image
+    from services.events import labels_changed
+    from services.training import part_seg_training as pst
+
+    for i in range(3):
+        im = Image(
+            project_id=project.id,
+            path=f"/x/d{i}.jpg",
+            file_name=f"d{i}.jpg",
+            sha256=f"{i:064d}",
+            width=64,
+            height=64,
+            status="labelled",
+        )
+        db_session.add(im)
+        db_session.flush()
+        db_session.add(
+            Annotation(
+                image_id=im.id,
+                class_id=1,
+                group="damage",
+                geometry=[{"exterior": [[1, 1], [9, 1], [9, 9]], "holes": []}],
+            )
+        )
+    _settings(monkeypatch, part_seg_autotrain_min_photos=1)
+    labels_changed(db_session, project.id)
+    db_session.commit()
+    db_session.expire_all()
+    assert not db_session.exec(select(Job).where(Job.kind == pst.JOB_KIND)).all()
+    assert pst.autotrain_summary(db_session, project) == (
+        "Part pre-annotator (part_seg): this project's labels hold no parts yet, so there is "
+        "nothing to train it on; it trains itself once 1 labelled photos show parts"
+    )
+
+
 def test_an_import_over_both_thresholds_queues_the_part_model_first(
     db_session, labelled_project, monkeypatch
 ):
@@ -323,9 +363,9 @@ def test_an_import_over_both_thresholds_queues_the_part_model_first(
 
     db_session.commit()
     line = pst.autotrain_summary(db_session, labelled_project)
-    assert (
-        line
-        == "Part pre-annotator (part_seg) auto-training: 6 labelled photos, next training at 50"
+    assert line == (
+        "Part pre-annotator (part_seg) auto-training: 6 labelled photos with parts, next "
+        "training at 50"
     )
     _settings(monkeypatch, part_seg_autotrain_min_photos=6, assist_autotrain_min_polygons=1)
     labels_changed(db_session, labelled_project.id)

@@ -21,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from sqlmodel import Session, select
+from sqlmodel import Session, func, select
 
 from core.config import Settings, get_settings
-from db.models import Job, JobStatus, ModelVersion, Project
+from db.models import LABELLED_STATUSES, Annotation, Image, Job, JobStatus, ModelVersion, Project
 from services.training.registry import current, primary_metric
 
 #: Who auto-training jobs are recorded as.
@@ -160,6 +160,27 @@ def promoted_line(session: Session, stage: str, title: str) -> tuple[str, ModelV
         name = {"AP50": "mask AP50", "miou": "mIoU"}.get(key.rsplit(".", 1)[-1], key)
         figure = f", held-out {name} {value:.2f}"
     return f"{title}: {mv.name} promoted{figure}; rounds retrain it", mv
+
+
+def labelled_photos_with(group: str) -> Callable[[Session, Project], int]:
+    """A count of a project's labelled or reviewed photos holding at least one (live) polygon
+    of the taxonomy ``group``, held-out ones included: one COUNT. A segmenter of parts waits
+    for part labels, and a project of damage photos alone never queues it."""
+
+    def count(session: Session, project: Project) -> int:
+        return session.exec(
+            select(func.count(func.distinct(Image.id)))
+            .join(Annotation, Annotation.image_id == Image.id)
+            .where(
+                Image.project_id == project.id,
+                Image.status.in_(LABELLED_STATUSES),
+                Annotation.group == group,
+                Annotation.deleted == False,  # noqa: E712
+            )
+        ).one()
+
+    count.__name__ = f"labelled_photos_with_{group}"
+    return count
 
 
 def segmenter_policy(

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlmodel import Session, func, select
+from sqlmodel import Session, select
 
 from core.config import env_name, get_settings
 from db.models import LABELLED_STATUSES, Annotation, Image, Project
-from services.training.autotrain import promoted_line, segmenter_policy
+from services.training.autotrain import labelled_photos_with, promoted_line, segmenter_policy
 from services.training.lifecycle import ProgressFor
 from services.training.segmenter_jobs import default_preset, train_and_preannotate
 
@@ -34,19 +34,8 @@ GROUPS = ("damage", "fake")
 # ---------- the trigger ----------
 
 
-def labelled_photos_with_damage(session: Session, project: Project) -> int:
-    """``project``'s labelled or reviewed photos holding at least one damage polygon: one
-    COUNT."""
-    return session.exec(
-        select(func.count(func.distinct(Image.id)))
-        .join(Annotation, Annotation.image_id == Image.id)
-        .where(
-            Image.project_id == project.id,
-            Image.status.in_(LABELLED_STATUSES),
-            Annotation.group == "damage",
-            Annotation.deleted == False,  # noqa: E712
-        )
-    ).one()
+#: ``project``'s labelled or reviewed photos holding at least one damage polygon: one COUNT
+labelled_photos_with_damage = labelled_photos_with("damage")
 
 
 def labelled_classes(session: Session, project: Project) -> set[int]:

@@ -3,11 +3,12 @@
 it only when it beats the promoted YOLO part model, if any, on held-out mask AP50.
 
 Its :data:`POLICY` (``services.training.autotrain``) queues the job once the project holds
-``part_seg_autotrain_min_photos`` labelled photos and no part_seg is promoted (once one is,
+``part_seg_autotrain_min_photos`` labelled photos with part polygons and no part_seg is promoted (once one is,
 rounds carry it on, warm-started), then again only after ``part_seg_autotrain_growth``.
 
 "Labelled photos" are the project's photos whose status is ``labelled`` or ``reviewed``
-(held-out ones included).
+(held-out ones included) and that hold a part polygon: a project that labels damage only gets
+a sentence on the dashboard, never a job that fails for want of parts.
 
 The job (:func:`train_and_compare`, job kind :data:`JOB_KIND`) trains on the labelled, not
 held-out photos for ``part_seg_time_budget_s`` seconds, measures the new model on the
@@ -23,11 +24,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlmodel import Session, func, select
+from sqlmodel import Session
 
 from core.config import env_name, get_settings
-from db.models import LABELLED_STATUSES, Image, Project
-from services.training.autotrain import promoted_line, segmenter_policy
+from db.models import Project
+from services.training.autotrain import labelled_photos_with, promoted_line, segmenter_policy
 from services.training.lifecycle import ProgressFor
 from services.training.segmenter_jobs import (
     backbone_in_weights_folder,
@@ -56,16 +57,11 @@ RIVAL = "yolo_seg"
 # ---------- the trigger ----------
 
 
-def labelled_photos(session: Session, project: Project) -> int:
-    """``project``'s photos that are labelled or reviewed: one COUNT."""
-    return session.exec(
-        select(func.count(Image.id)).where(
-            Image.project_id == project.id, Image.status.in_(LABELLED_STATUSES)
-        )
-    ).one()
+#: ``project``'s labelled or reviewed photos holding at least one part polygon: one COUNT
+labelled_photos = labelled_photos_with("part")
 
 
-#: Trains once the project holds ``part_seg_autotrain_min_photos`` labelled photos and has no
+#: Trains once the project holds ``part_seg_autotrain_min_photos`` labelled photos with parts and has no
 #: promoted part_seg (once one is, rounds carry it on, warm-started).
 POLICY = segmenter_policy(STAGE, JOB_KIND, labelled_photos)
 
@@ -80,8 +76,13 @@ def autotrain_summary(session: Session, project: Project) -> str:
     if not settings.part_seg_autotrain:
         return f"{title} auto-training: off ({env_name('part_seg_autotrain')})"
     n = labelled_photos(session, project)
+    if n == 0:
+        return (
+            f"{title}: this project's labels hold no parts yet, so there is nothing to train it "
+            f"on; it trains itself once {POLICY.minimum(settings)} labelled photos show parts"
+        )
     minutes = settings.part_seg_time_budget_s / 60
-    return POLICY.waiting_line(session, project, title, f"{n} labelled photos", minutes)
+    return POLICY.waiting_line(session, project, title, f"{n} labelled photos with parts", minutes)
 
 
 # ---------- the job ----------
