@@ -447,6 +447,27 @@ def reach_of(shape: Shape, width: int, height: int) -> tuple[bool, bool]:
     return wholly, partly
 
 
+def geometry_counts(geometry: object) -> tuple[int, int]:
+    """``(rings, points)`` of a geometry in its JSON form (rings as lists or arrays), counted
+    without parsing it: each polygon's outline and holes, and their points (a flat
+    ``[x0, y0, ...]`` ring has half as many). What is not shaped like a list of polygons counts
+    as nothing, for the rules to name; so a size limit can be checked before costly work."""
+    if not isinstance(geometry, list):
+        return 0, 0
+    rings = points = 0
+    for poly in geometry:
+        if not isinstance(poly, dict):
+            continue
+        holes = poly.get("holes")
+        for ring in (poly.get("exterior"), *(holes if isinstance(holes, list) else ())):
+            if isinstance(ring, np.ndarray):
+                rings, points = rings + 1, points + len(ring)
+            elif isinstance(ring, list):
+                flat = bool(ring) and not isinstance(ring[0], list | tuple)
+                rings, points = rings + 1, points + (len(ring) // 2 if flat else len(ring))
+    return rings, points
+
+
 def check_vertex_limit(shape: Shape, max_vertices: int) -> None:
     """Raise GeometryError when ``shape`` has more than ``max_vertices`` points: in one polygon
     (outline and holes together), or in all its parts together, so that splitting an outline
