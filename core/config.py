@@ -142,6 +142,9 @@ class Settings(BaseSettings):
     max_vertices_per_polygon: int = Field(default=10_000, gt=0)
     #: Annotated instances on one photo, and their polygons (each part and each hole counts).
     max_polygons_per_image: int = Field(default=1_000, gt=0)
+    #: Points (clicks) in one assistance request (``POST /api/images/{id}/assist``): a person
+    #: clicks a handful; two million cost 15 s of CPU.
+    max_assist_points: int = Field(default=1_000, gt=0)
     #: Longest review comment or fake-damage note, in characters.
     max_comment_chars: int = Field(default=2_000, gt=0)
     #: Largest ``attributes`` object of one annotation, as JSON text.

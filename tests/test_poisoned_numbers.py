@@ -189,3 +189,47 @@ def test_imports_count_parts_against_the_polygon_limit(env, monkeypatch) -> None
     r = post_label_file(client, lead, preds, **AS_PREDICTIONS)
     assert r.status_code == 201, r.text
     assert r.json()["instances_added"] == 1 and r.json()["instances_failed"] == 1
+
+
+# -- the assistance -------------------------------------------------------------------------------
+
+ASSIST_CASES = [  # (the body as sent, the field the answer names)
+    ('{"points": [[NaN, 5]], "labels": [1]}', "points[0]"),
+    ('{"points": [[5, Infinity]], "labels": [1]}', "points[0]"),
+    ('{"points": [[5, 5], [1e308, 5]], "labels": [1, 1]}', "points[1]"),
+    ('{"points": [[-Infinity, 5]], "labels": [1]}', "points[0]"),
+    ('{"points": [[5, 5]], "labels": [NaN]}', "labels[0]"),
+    ('{"points": [[5, 5]], "labels": [Infinity]}', "labels[0]"),
+    ('{"points": [[5, 5]], "labels": [1e308]}', "labels[0]"),
+    ('{"box": [0, 0, NaN, 50]}', "box"),
+    ('{"box": [0, 0, Infinity, 50]}', "box"),
+    ('{"box": [0, 0, 1e308, 50]}', "box"),
+    ('{"box": [-1e308, -1e308, 1e308, 1e308]}', "box"),
+    ('{"box": [0, 0, 50, 50], "tolerance": NaN}', "tolerance"),
+]
+
+
+@pytest.mark.parametrize("body,field", ASSIST_CASES, ids=[b for b, _ in ASSIST_CASES])
+def test_assist_prompt_numbers_get_422_naming_the_field(env, body: str, field: str) -> None:
+    client, seeded, login = env
+    h = {**login("annotator"), **JSON}
+    r = client.post(f"/api/images/{seeded.image_ids[0]}/assist", headers=h, content=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"].startswith(field), r.text
+
+
+def test_assist_points_are_bounded_by_a_setting(env, monkeypatch) -> None:
+    client, seeded, login = env
+    h = {**login("annotator"), **JSON}
+    url = f"/api/images/{seeded.image_ids[0]}/assist"
+    ok = {"points": [[320, 240]] * 10, "labels": [1] * 10}
+    assert client.post(url, headers=h, json=ok).status_code == 200
+    monkeypatch.setattr(get_settings(), "max_assist_points", 9)
+    r = client.post(url, headers=h, json=ok)
+    assert r.status_code == 422 and "PANELBEATER_MAX_ASSIST_POINTS" in r.json()["detail"]
+    monkeypatch.undo()
+    flood = json.dumps({"points": [[5, 5]] * 200_000, "labels": [1] * 200_000})
+    start = time.process_time()
+    r = client.post(url, headers=h, content=flood)
+    assert r.status_code == 422 and r.json()["detail"].startswith("points: 200,000 points")
+    assert time.process_time() - start < 5  # parsing the body, no more
