@@ -233,3 +233,56 @@ def test_assist_points_are_bounded_by_a_setting(env, monkeypatch) -> None:
     r = client.post(url, headers=h, content=flood)
     assert r.status_code == 422 and r.json()["detail"].startswith("points: 200,000 points")
     assert time.process_time() - start < 5  # parsing the body, no more
+
+
+# -- exports refuse a number they will not write -------------------------------------------------
+
+
+def poison(geometry: list[dict], image_id: int) -> int:
+    """Store ``geometry`` on a photo as a save before this fix could: unchecked."""
+    with session_scope() as s:
+        row = Annotation(image_id=image_id, class_id=26, group="damage", geometry=geometry)
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+@pytest.mark.parametrize("fmt", ["coco", "yolo", "label-studio"])
+@pytest.mark.parametrize(
+    "geometry,words",
+    [
+        (FAR, "(1e+300, 0) lies far outside the 640x480 image"),
+        ([{"exterior": [[0, 0], [None, 0], [0, 9]], "holes": []}], "is not finite"),
+    ],
+    ids=["1e300", "null"],
+)
+def test_exports_refuse_a_poisoned_row_naming_it(env, fmt: str, geometry, words: str) -> None:
+    client, seeded, login = env
+    ann_id = poison(geometry, seeded.image_ids[0])
+    r = client.get(f"/api/export/{fmt}", headers=login("lead"))
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert f"annotation {ann_id}" in detail and words in detail and "synthetic_00.jpg" in detail
+
+
+def test_the_converters_refuse_before_writing_anything(tmp_path) -> None:
+    """The pure converters check every record first: a YOLO folder is not half written, and
+    a prediction's NaN score stops a Label Studio export with its predictions."""
+    from core.geometry import Shape
+    from core.instances import Instances
+    from core.records import ImageRecord
+    from core.taxonomy import default_taxonomy
+    from exports import label_studio, yolo
+    from exports.errors import ExportRefused
+
+    good = Instances(shapes=[Shape.from_json(SQUARE, trusted=True)], class_ids=[26])
+    far = Instances(shapes=[Shape.from_json(FAR, trusted=True)], class_ids=[26])
+    records = [ImageRecord("a.jpg", 640, 480, good), ImageRecord("b.jpg", 640, 480, far)]
+    with pytest.raises(ExportRefused, match="photo b.jpg, instance 1"):
+        yolo.write(records, default_taxonomy(), tmp_path / "yolo", copy_images=False)
+    assert not (tmp_path / "yolo").exists()
+    scored = Instances(shapes=good.shapes, class_ids=[26], scores=[float("nan")])
+    rec = ImageRecord("a.jpg", 640, 480, good, meta={"predictions": scored})
+    assert label_studio.build_tasks([rec], default_taxonomy())  # predictions not asked for
+    with pytest.raises(ExportRefused, match="its predictions, instance 1: its score nan"):
+        label_studio.build_tasks([rec], default_taxonomy(), include_predictions=True)
