@@ -286,3 +286,42 @@ def test_the_converters_refuse_before_writing_anything(tmp_path) -> None:
     assert label_studio.build_tasks([rec], default_taxonomy())  # predictions not asked for
     with pytest.raises(ExportRefused, match="its predictions, instance 1: its score nan"):
         label_studio.build_tasks([rec], default_taxonomy(), include_predictions=True)
+
+
+# -- migration 0011 repairs rows stored before ------------------------------------------------------
+
+
+def test_migration_0011_clips_stored_rows_and_reports_the_rest(tmp_path, caplog) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from db.session import MIGRATIONS_DIR, get_engine, init_db
+
+    client, seeded, login = api_client(tmp_path / "data", n_synthetic=1)
+    lead = login("lead")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with get_engine().begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0010")  # no schema change: today's models fit 0010's tables
+    img = seeded.image_ids[0]
+    far, fine = poison(FAR, img), poison(SQUARE, img)
+    bad = poison([{"exterior": [[0, 0], [None, 0], [0, 9]], "holes": []}], img)
+    with session_scope() as s:
+        pred = s.exec(select(Prediction)).first()
+        pred.geometry = FAR
+        s.add(pred)
+    assert client.get("/api/export/coco", headers=lead).status_code == 422
+    with caplog.at_level("WARNING"):
+        init_db()  # what every start does
+    with session_scope() as s:
+        rows = {a.id: a for a in s.exec(select(Annotation))}
+        assert rows[far].geometry == WHOLE_PHOTO and rows[far].version == 2
+        assert rows[fine].geometry == SQUARE and rows[fine].version == 1
+        assert s.get(Prediction, pred.id).geometry == WHOLE_PHOTO
+    said = caplog.text
+    assert f"clipped 1 annotation row(s) to their photo: {far}" in said
+    assert f"clipped 1 prediction row(s) to their photo: {pred.id}" in said
+    assert f"annotation {bad} (image {img})" in said and "cannot be clipped" in said
+    r = client.get("/api/export/coco", headers=lead)
+    assert r.status_code == 422 and f"annotation {bad}" in r.json()["detail"]  # reported, kept
