@@ -11,6 +11,10 @@ child process, so a segfault fails the test instead of ending pytest.
 from __future__ import annotations
 
 import json
+import math
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -325,3 +329,56 @@ def test_migration_0011_clips_stored_rows_and_reports_the_rest(tmp_path, caplog)
     assert f"annotation {bad} (image {img})" in said and "cannot be clipped" in said
     r = client.get("/api/export/coco", headers=lead)
     assert r.status_code == 422 and f"annotation {bad}" in r.json()["detail"]  # reported, kept
+
+
+# -- the COCO export of an attacked project reads back in pycocotools ----------------------------
+
+READ_BACK = textwrap.dedent(
+    """
+    import math, sys
+    from pycocotools import mask
+    from pycocotools.coco import COCO
+
+    coco = COCO(sys.argv[1])
+    for ann in coco.loadAnns(coco.getAnnIds()):
+        img = coco.imgs[ann["image_id"]]
+        if isinstance(ann["segmentation"], list):
+            mask.frPyObjects(ann["segmentation"], img["height"], img["width"])
+        m = coco.annToMask(ann)
+        assert m.shape == (img["height"], img["width"]) and m.any(), ann["id"]
+        assert all(math.isfinite(v) for v in ann["bbox"]), ann["id"]
+        assert ann["area"] is not None and math.isfinite(ann["area"]), ann["id"]
+    print(len(coco.anns))
+    """
+)
+
+
+def test_the_coco_export_of_an_attacked_project_reads_back_in_pycocotools(env, tmp_path) -> None:
+    client, seeded, login = env
+    ann, lead = login("annotator"), login("lead")
+    a, b = seeded.image_ids
+    assert put(client, ann, a, [{"class_id": 26, "geometry": FAR}]).status_code == 200
+    saved = put(client, ann, b, [{"class_id": 26, "geometry": FAR_HOLE}])
+    assert saved.status_code == 200
+    assert (
+        put(
+            client, ann, b, [{"class_id": 26, "geometry": [TRIANGLE] * 20_000}], version=1
+        ).status_code
+        == 422
+    )
+    far = coco_file([[0, 0, 1e300, 0, 0, 1e300], [10, 10, -1e300, 10, 10, -1e300]], n_images=2)
+    assert post_label_file(client, lead, far, format="coco").status_code == 201
+    for body, _ in ASSIST_CASES:
+        r = client.post(f"/api/images/{a}/assist", headers={**ann, **JSON}, content=body)
+        assert r.status_code == 422
+    r = client.get("/api/export/coco", headers=lead)
+    assert r.status_code == 200, r.text
+    path = tmp_path / "export.json"
+    path.write_bytes(r.content)
+    anns = json.loads(r.content)["annotations"]
+    assert len(anns) == 4 and all(math.isfinite(x["area"]) for x in anns)
+    child = subprocess.run(
+        [sys.executable, "-c", READ_BACK, str(path)], capture_output=True, text=True, timeout=300
+    )
+    assert child.returncode == 0, (child.returncode, child.stderr[-2000:])  # -11: a segfault
+    assert child.stdout.strip().splitlines()[-1] == "4"
