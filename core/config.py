@@ -159,10 +159,14 @@ class Settings(BaseSettings):
     #: ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` set to the same folder.
     label_studio_document_root: Path | None = None
     label_studio_image_url: str = ""
-    #: Points in one polygon (its outline and holes together).
+    #: Points in one polygon (its outline and holes together), and in one annotation's
+    #: parts together.
     max_vertices_per_polygon: int = Field(default=10_000, gt=0)
-    #: Annotated instances on one photo.
+    #: Annotated instances on one photo, and their polygons (each part and each hole counts).
     max_polygons_per_image: int = Field(default=1_000, gt=0)
+    #: Points (clicks) in one assistance request (``POST /api/images/{id}/assist``): a person
+    #: clicks a handful; two million cost 15 s of CPU.
+    max_assist_points: int = Field(default=1_000, gt=0)
     #: Longest review comment or fake-damage note, in characters.
     max_comment_chars: int = Field(default=2_000, gt=0)
     #: Largest ``attributes`` object of one annotation, as JSON text.

@@ -421,18 +421,77 @@ def _stored_ring_ok(ring: np.ndarray) -> bool:
     return n >= 3
 
 
+def image_reach(width: float, height: float) -> tuple[float, float, float, float]:
+    """``[x0, y0, x1, y1]``: the image grown on every side by half its longer side. A stored
+    coordinate lies inside it: a polygon may reach past the photo's edge, where a drag ends,
+    but a vertex beyond it is a slip or a bad number (the canvas's check uses the same box)."""
+    slack = 0.5 * max(width, height)
+    return -slack, -slack, width + slack, height + slack
+
+
+def ring_extent(shape: Shape) -> np.ndarray:
+    """``[x0, y0, x1, y1]`` over every ring, holes too (``Shape.bbox`` reads the exteriors
+    only; a hole stored far outside its exterior must not escape the bounds)."""
+    pts = np.concatenate([r for p in shape.polygons for r in p.rings()])
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    return np.array([lo[0], lo[1], hi[0], hi[1]], dtype=np.float64)
+
+
+def reach_of(shape: Shape, width: int, height: int) -> tuple[bool, bool]:
+    """``(wholly, partly)``: whether ``shape`` (every ring, holes too) lies wholly beyond
+    :func:`image_reach` of a ``width`` x ``height`` image, and whether it reaches beyond it."""
+    x0, y0, x1, y1 = ring_extent(shape)
+    lx0, ly0, lx1, ly1 = image_reach(width, height)
+    wholly = bool(x1 < lx0 or y1 < ly0 or x0 > lx1 or y0 > ly1)
+    partly = bool(x0 < lx0 or y0 < ly0 or x1 > lx1 or y1 > ly1)
+    return wholly, partly
+
+
+def geometry_counts(geometry: object) -> tuple[int, int]:
+    """``(rings, points)`` of a geometry in its JSON form (rings as lists or arrays), counted
+    without parsing it: each polygon's outline and holes, and their points (a flat
+    ``[x0, y0, ...]`` ring has half as many). What is not shaped like a list of polygons counts
+    as nothing, for the rules to name; so a size limit can be checked before costly work."""
+    if not isinstance(geometry, list):
+        return 0, 0
+    rings = points = 0
+    for poly in geometry:
+        if not isinstance(poly, dict):
+            continue
+        holes = poly.get("holes")
+        for ring in (poly.get("exterior"), *(holes if isinstance(holes, list) else ())):
+            if isinstance(ring, np.ndarray):
+                rings, points = rings + 1, points + len(ring)
+            elif isinstance(ring, list):
+                flat = bool(ring) and not isinstance(ring[0], list | tuple)
+                rings, points = rings + 1, points + (len(ring) // 2 if flat else len(ring))
+    return rings, points
+
+
 def check_vertex_limit(shape: Shape, max_vertices: int) -> None:
-    """Raise GeometryError when a polygon of ``shape`` has more than ``max_vertices`` points
-    (outline and holes together)."""
+    """Raise GeometryError when ``shape`` has more than ``max_vertices`` points: in one polygon
+    (outline and holes together), or in all its parts together, so that splitting an outline
+    into many small parts does not escape the limit."""
+    total = 0
     for i, p in enumerate(shape.polygons):
         n = sum(len(r) for r in p.rings())
         if n > max_vertices:
-            from core.config import env_name  # pydantic, only on the way to an error
-
             raise GeometryError(
                 f"polygon {i + 1} has {n:,} points, more than the limit of {max_vertices:,}; "
-                f"simplify it, or raise the limit (setting {env_name('max_vertices_per_polygon')})"
+                f"simplify it, or raise the limit ({_vertex_setting()})"
             )
+        total += n
+    if total > max_vertices:
+        raise GeometryError(
+            f"its {len(shape.polygons):,} parts have {total:,} points together, more than the "
+            f"limit of {max_vertices:,}; simplify them, or raise the limit ({_vertex_setting()})"
+        )
+
+
+def _vertex_setting() -> str:
+    from core.config import env_name  # pydantic, only on the way to an error
+
+    return f"setting {env_name('max_vertices_per_polygon')}"
 
 
 def fit_to_image(
@@ -461,11 +520,9 @@ def fit_to_image(
             raise GeometryError(
                 f"polygon {i + 1} needs at least 3 distinct points with finite coordinates"
             )
-    slack = 0.5 * max(width, height)
-    bx0, by0, bx1, by1 = shape.bbox
-    if bx1 < -slack or by1 < -slack or bx0 > width + slack or by0 > height + slack:
+    wholly, clipped = reach_of(shape, width, height)
+    if wholly:
         raise GeometryError(f"the polygon lies outside the {width}x{height} image")
-    clipped = bool(bx0 < -slack or by0 < -slack or bx1 > width + slack or by1 > height + slack)
     if clipped:
         cut = clip_shape(shape, 0.0, 0.0, float(width), float(height))
         if cut is None:
@@ -509,9 +566,11 @@ def check_geometry(
     (coordinates rounded to ``ndigits``).
 
     In order: a list of polygons with finite rings of 3 or more points (:meth:`Shape.from_json`),
-    at most ``max_vertices`` points per polygon, then on the rounded coordinates that will be
-    stored (so a stored shape always saves again): 3 or more points per ring, not far outside
-    the image (beyond half its longer side), and a positive area, counted exactly.
+    at most ``max_vertices`` points per polygon and in all parts together, then on the rounded
+    coordinates that will be stored (so a stored shape always saves again): 3 or more points
+    per ring, not wholly outside :func:`image_reach` (the image grown by half its longer
+    side), and a positive area, counted exactly. A shape that reaches beyond
+    :func:`image_reach` is clipped to the image first, as imports clip it (:func:`fit_to_image`).
 
     Raises:
         GeometryError: the first rule broken, as a sentence (the canvas shows the same one).
@@ -519,10 +578,17 @@ def check_geometry(
     shape = Shape.from_json(data)
     check_vertex_limit(shape, max_vertices)
     shape = Shape.from_json(shape.to_json(ndigits))
-    x0, y0, x1, y1 = shape.bbox
-    slack = 0.5 * max(width, height)
-    if x1 < -slack or y1 < -slack or x0 > width + slack or y0 > height + slack:
+    wholly, partly = reach_of(shape, width, height)
+    if wholly:
         raise GeometryError(f"polygon lies outside the {width}x{height} image")
+    if partly:
+        # A vertex far off (a slip, or a number like 1e300) would poison areas, boxes and
+        # masks downstream; the part inside the photo is what was meant.
+        cut = _clip_to_image(shape, width, height)
+        if cut is None:
+            raise GeometryError(f"polygon lies outside the {width}x{height} image")
+        shape = Shape.from_json(cut.to_json(ndigits))
+        check_vertex_limit(shape, max_vertices)
     total = 0
     for p in shape.polygons:
         total += max(
@@ -531,6 +597,27 @@ def check_geometry(
     if total <= 0:
         raise GeometryError("polygon has zero area")
     return shape
+
+
+def _clip_to_image(shape: Shape, width: int, height: int) -> Shape | None:
+    """Every ring of ``shape`` clipped to the image (Sutherland-Hodgman, :func:`clip_ring`
+    without its area test: the caller counts the area exactly, as the canvas does, which
+    repeats these steps float for float); a ring left with fewer than 3 points is dropped, a
+    polygon with its outline. None when no polygon is left."""
+    box = ((0, 0.0, True), (0, float(width), False), (1, 0.0, True), (1, float(height), False))
+
+    def clip(ring: np.ndarray) -> np.ndarray | None:
+        for axis, bound, keep_above in box:
+            ring = _clip_ring_half(ring, axis, bound, keep_above)
+        return ring if len(ring) >= 3 else None
+
+    polys = []
+    for p in shape.polygons:
+        ext = clip(p.exterior)
+        if ext is not None:
+            holes = (clip(h) for h in p.holes)
+            polys.append(Polygon(ext, tuple(h for h in holes if h is not None)))
+    return Shape(tuple(polys)) if polys else None
 
 
 def _orient(p: list[float], q: list[float], r: list[float]) -> float:

@@ -26,6 +26,7 @@ from core.instances import Instances
 from core.records import SPLITS, ImageRecord, LabelResolver, ParseReport
 from core.taxonomy import Taxonomy
 
+from .bounds import check_records
 from .errors import FormatError
 from .file_names import record_file_name
 from .rings import shape_from_flat_rings
@@ -449,7 +450,12 @@ def build(
 
     Images carry extra ``split`` and ``sha256`` keys when known; annotations carry
     ``attributes`` (with ``include_attributes``) and ``score`` when it is not 1.
+
+    Raises:
+        ExportRefused: a coordinate or score that is not finite, or a point far outside its
+            image (``exports.bounds``).
     """
+    records = check_records(records)
     images, anns = [], []
     ann_id = 0
     for img_id, rec in enumerate(records, start=1):

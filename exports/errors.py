@@ -12,3 +12,9 @@ class FormatError(ValueError):
 
 class ImageReadError(ValueError):
     """An image file that cannot be opened or fully decoded."""
+
+
+class ExportRefused(ValueError):
+    """A record an exporter will not write: a coordinate that is NaN, infinite or far outside
+    its image, or a score that is not finite (``exports.bounds``). The message names the
+    photo and the instance, and what to do."""

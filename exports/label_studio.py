@@ -31,6 +31,7 @@ from core.instances import SEVERITIES, Instances
 from core.records import SPLITS, ImageRecord, LabelResolver, ParseReport
 from core.taxonomy import Taxonomy
 
+from .bounds import check_records
 from .errors import FormatError, ImageReadError
 from .file_names import record_file_name
 from .image_files import read_image_info, resolve_inside
@@ -222,7 +223,12 @@ def build_tasks(
 
     ``data.image`` is ``image_url_fn(record)`` (default: the record's file name); ``data``
     also keeps file_name, size, sha256 and split so a round trip loses nothing.
+
+    Raises:
+        ExportRefused: a coordinate or score that is not finite, or a point far outside its
+            image (``exports.bounds``), in the annotations or the predictions.
     """
+    records = check_records(records, predictions=include_predictions)
     url = image_url_fn or record_file_name
     tasks = []
     for rec in records:

@@ -38,6 +38,7 @@ from core.instances import Instances
 from core.records import SPLITS, ImageRecord, LabelResolver, ParseReport
 from core.taxonomy import LabelClass, Taxonomy
 
+from .bounds import check_records
 from .errors import FormatError, ImageReadError
 from .file_names import record_file_name, safe_base_name
 from .image_files import list_image_files, read_image_info, read_regular_file, resolve_inside
@@ -172,7 +173,12 @@ def write(
     A record's split is ``record.split``, else derived from its sha256 (leak-free), else
     train. With ``copy_images`` each image is copied from ``record.meta["path"]``; without,
     only labels and data.yaml are written (fast path).
+
+    Raises:
+        ExportRefused: before anything is written, for a coordinate that is not finite or
+            lies far outside its image (``exports.bounds``): clipping it to [0, 1] would hide it.
     """
+    records = check_records(records)
     out = Path(out_dir)
     classes = export_classes(taxonomy, group)
     index_of = {c.id: i for i, c in enumerate(classes)}

@@ -8,11 +8,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from browser_helpers import seed_workspace
 from conftest import REPO_ROOT
 
-from core.geometry import GeometryError, Shape, check_geometry, repair_geometry, split_ring
+from core.geometry import (
+    GeometryError,
+    Shape,
+    check_geometry,
+    fit_to_image,
+    repair_geometry,
+    split_ring,
+)
 from db.models import AnnotationRevision, Image
 from services.accounts.projects import get_or_create_project
 from services.errors import Forbidden, Invalid, VersionConflict
@@ -48,6 +56,55 @@ def test_the_cases_cover_what_the_issue_names():
     assert by["bow_tie"]["reason"] == "polygon has zero area"
     assert by["bow_tie"]["repaired_reason"] is None and len(by["bow_tie"]["repaired"]) == 2
     assert by["tiny_area"]["reason"] is None and by["self_touching"]["reason"] is None
+    assert by["vertex_at_1e300"]["reason"] is None  # stored clipped, not refused
+    assert by["far_beside_the_photo"]["reason"] == "polygon lies outside the 100x80 image"
+    assert "2 parts have 6 points" in by["parts_over_vertex_limit"]["reason"]
+
+
+def test_a_vertex_far_off_is_clipped_to_the_photo_and_saves_again():
+    """A vertex at 1e300 was stored as sent: COCO's area became null, pycocotools crashed."""
+    far = [{"exterior": [[0, 0], [1e300, 0], [0, 1e300]], "holes": []}]
+    stored = check_geometry(far, 640, 480, max_vertices=100)
+    assert stored.to_json() == [
+        {"exterior": [[0.0, 0.0], [640.0, 0.0], [640.0, 480.0], [0.0, 480.0]], "holes": []}
+    ]
+    assert check_geometry(stored.to_json(), 640, 480, max_vertices=100).almost_equal(stored)
+    beside = [{"exterior": [[-10, -10], [1e6, -10], [-10, -5]], "holes": []}]
+    with pytest.raises(GeometryError, match="outside the 640x480 image"):
+        check_geometry(beside, 640, 480, max_vertices=100)
+
+
+@pytest.mark.parametrize("rule", ["save", "import"])
+def test_a_hole_reaching_far_is_clipped_too(rule):
+    """The far test read the outlines only (``Shape.bbox``), so a hole kept its 1e300."""
+    holed = [
+        {
+            "exterior": [[10, 10], [600, 10], [600, 470], [10, 470]],
+            "holes": [[[20, 20], [30, 20], [25, 1e300]]],
+        }
+    ]
+    if rule == "save":
+        shape = check_geometry(holed, 640, 480, max_vertices=100)
+    else:
+        shape, clipped = fit_to_image(Shape.from_json(holed), 640, 480, max_vertices=100)
+        assert clipped
+    points = np.concatenate([r for p in shape.polygons for r in p.rings()])
+    assert (points >= 0).all() and (points <= [640, 480]).all()
+    assert len(shape.polygons[0].holes) == 1
+
+
+@pytest.mark.parametrize("rule", ["save", "import"])
+def test_the_points_of_all_parts_count_against_the_vertex_limit(rule):
+    triangles = [
+        {"exterior": [[0, 0], [10, 0], [0, 10]], "holes": []},
+        {"exterior": [[20, 20], [30, 20], [20, 30]], "holes": []},
+    ]
+    with pytest.raises(GeometryError, match="its 2 parts have 6 points together"):
+        if rule == "save":
+            check_geometry(triangles, 100, 80, max_vertices=5)
+        else:
+            fit_to_image(Shape.from_json(triangles), 100, 80, max_vertices=5)
+    assert check_geometry(triangles, 100, 80, max_vertices=6)
 
 
 def test_a_bow_tie_splits_into_its_two_triangles_with_the_same_pixels():

@@ -2,7 +2,9 @@
 
 ``services.training.records.collect_records`` reads the store into format-neutral ``ImageRecord``s; the pure
 converters in ``exports/`` turn those into files. Files are written to a temporary name
-and renamed, so a failed export never leaves a half-written file behind.
+and renamed, so a failed export never leaves a half-written file behind; a stored number an
+exporter will not write (NaN, infinite, far outside its photo: ``exports.bounds``) refuses the
+export as Invalid, naming the photo and the annotation.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +25,21 @@ from core.config import env_name, get_settings
 from core.files import write_bytes_atomic, write_text_atomic
 from core.records import ImageRecord
 from db.models import Project, User
+from exports.errors import ExportRefused
 from services.accounts.projects import project_taxonomy, require_member
 from services.accounts.users import Permission, can
 from services.errors import Forbidden, Invalid, NotFound
 from services.training.records import collect_records
+
+
+@contextmanager
+def refused_as_invalid() -> Iterator[None]:
+    """An exporter's refusal of a number it will not write (``exports.bounds``) as Invalid,
+    its sentence naming the photo and the instance."""
+    try:
+        yield
+    except ExportRefused as e:
+        raise Invalid(f"export refused: {e}") from None
 
 
 @without_gc
@@ -35,7 +49,8 @@ def export_coco(
     from exports import coco
 
     records = collect_records(session, project, **filters)
-    data = coco.build(records, project_taxonomy(project))
+    with refused_as_invalid():
+        data = coco.build(records, project_taxonomy(project))
     write_bytes_atomic(Path(out_path), orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY))
     return {"images": len(data["images"]), "annotations": len(data["annotations"])}
 
@@ -48,9 +63,10 @@ def export_yolo(
 
     group = filters.get("group")
     records = collect_records(session, project, **filters)
-    yolo.write(
-        records, project_taxonomy(project), Path(out_dir), copy_images=copy_images, group=group
-    )
+    with refused_as_invalid():
+        yolo.write(
+            records, project_taxonomy(project), Path(out_dir), copy_images=copy_images, group=group
+        )
     return {"images": len(records), "annotations": sum(len(r.instances) for r in records)}
 
 
@@ -77,12 +93,13 @@ def export_label_studio(
     records = collect_records(session, project, include_predictions=include_predictions, **filters)
     taxonomy = project_taxonomy(project)
     root = label_studio_document_root(records)
-    tasks = label_studio.build_tasks(
-        records,
-        taxonomy,
-        include_predictions=include_predictions,
-        image_url_fn=image_url_fn or (lambda r: _label_studio_url(r, root)),
-    )
+    with refused_as_invalid():
+        tasks = label_studio.build_tasks(
+            records,
+            taxonomy,
+            include_predictions=include_predictions,
+            image_url_fn=image_url_fn or (lambda r: _label_studio_url(r, root)),
+        )
     out_path = Path(out_path)
     write_text_atomic(out_path, json.dumps(tasks, indent=1))
     write_text_atomic(out_path.with_suffix(".config.xml"), label_studio.labeling_config(taxonomy))

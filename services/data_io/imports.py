@@ -21,7 +21,7 @@ Inputs are bounded, and a bad entry is reported by name while the rest is import
 - instances are checked as the save path checks them (``core.geometry.fit_to_image`` and
   ``services.labelling.validation.normalise_attributes``), so every imported photo saves again as
   it is; a polygon reaching far outside its image is clipped to it, and a photo holds at
-  most ``max_polygons_per_image`` instances.
+  most ``max_polygons_per_image`` polygons (each part and each hole counted).
 
 Statuses (``import_status`` and ``_status_after_import``): a photo whose entry in a label
 file brings at least one instance becomes ``labelled``, so a labelled dataset trains at
@@ -50,7 +50,7 @@ from sqlmodel import Session, select
 from core.bulk import without_gc
 from core.config import env_name, get_settings
 from core.files import write_bytes_atomic
-from core.geometry import GeometryError, fit_to_image
+from core.geometry import GeometryError, fit_to_image, geometry_counts
 from core.records import ImageRecord, LabelResolver, ParseReport
 from core.taxonomy import Taxonomy
 from db.models import (
@@ -629,7 +629,7 @@ def store_photo(
             )
         ):
             known.add((image_id, _geometry_key(class_id, geometry)))
-            held[image_id] += 1
+            held[image_id] += geometry_counts(geometry)[0]
     limit = settings.max_polygons_per_image
     new_annotations = []
     for sha, file_name, rows in pending_annotations:
@@ -640,11 +640,12 @@ def store_photo(
             if key in known:
                 out.instances_skipped += 1
                 continue
-            if held[image_id] >= limit:
+            rings = geometry_counts(row["geometry"])[0]
+            if held[image_id] + rings > limit:
                 left_out += 1
                 continue
             known.add(key)
-            held[image_id] += 1
+            held[image_id] += rings
             new_annotations.append(
                 {
                     **row,
@@ -661,8 +662,8 @@ def store_photo(
             out.instances_failed += left_out
             out.messages.append(
                 f"{file_name}: {left_out} instance(s) left out, because a photo holds at most "
-                f"{limit:,} (setting {env_name('max_polygons_per_image')}); split the labels "
-                "or raise the limit"
+                f"{limit:,} polygons, each part and each hole counted (setting "
+                f"{env_name('max_polygons_per_image')}); split the labels or raise the limit"
             )
     if new_annotations:
         session.connection().execute(Annotation.__table__.insert(), new_annotations)

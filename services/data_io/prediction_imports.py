@@ -19,7 +19,8 @@ Rules:
   labelled imports' rule, with the same ``--map`` file);
 - a photo that already holds this version's predictions is skipped, so importing the same
   file under the same name again adds nothing;
-- each shape is checked and clipped as the save path does (``core.geometry.fit_to_image``).
+- each shape is checked and clipped as the save path does (``core.geometry.fit_to_image``),
+  and a photo takes no more polygons (parts and holes counted) than ``max_polygons_per_image``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any
 import numpy as np
 from sqlmodel import Session, select
 
-from core.config import get_settings
+from core.config import Settings, env_name, get_settings
 from core.geometry import GeometryError, fit_to_image
 from core.instances import ImageResult, Instances
 from core.records import ImageRecord, LabelResolver, ParseReport
@@ -159,9 +160,10 @@ class PhotoIndex:
 
 
 def _fitted(
-    rec: ImageRecord, image: Image, max_vertices: int, out: PredictionImportReport
+    rec: ImageRecord, image: Image, settings: Settings, out: PredictionImportReport
 ) -> Instances:
-    """The record's instances in the photo's pixels, each checked as the save path checks it."""
+    """The record's instances in the photo's pixels, each checked as the save path checks it,
+    and no more polygons (each part and each hole counted) than a saved photo may hold."""
     inst = rec.instances
     sx = sy = 1.0
     if rec.meta.get("relative") and rec.width and rec.height:
@@ -172,6 +174,7 @@ def _fitted(
             f"{image.width}x{image.height}; kept in the photo's pixel space as given"
         )
     keep, shapes = [], []
+    held, limit, left_out = 0, settings.max_polygons_per_image, 0
     for k, shape in enumerate(inst.shapes):
         where = f"{rec.file_name}: prediction {k + 1}"
         score = float(inst.scores[k])
@@ -183,16 +186,28 @@ def _fitted(
             shape = shape.scaled(sx, sy)
         try:
             shape, clipped = fit_to_image(
-                shape, image.width, image.height, max_vertices=max_vertices
+                shape, image.width, image.height, max_vertices=settings.max_vertices_per_polygon
             )
         except GeometryError as e:
             out.instances_failed += 1
             out.messages.append(f"{where}: {e}; left out")
             continue
+        rings = sum(len(p.holes) + 1 for p in shape.polygons)
+        if held + rings > limit:
+            left_out += 1
+            continue
         if clipped:
             out.messages.append(f"{where}: reached far outside the photo; clipped to it")
+        held += rings
         keep.append(k)
         shapes.append(shape)
+    if left_out:
+        out.instances_failed += left_out
+        out.messages.append(
+            f"{rec.file_name}: {left_out} prediction(s) left out, because a photo holds at most "
+            f"{limit:,} polygons, each part and each hole counted (setting "
+            f"{env_name('max_polygons_per_image')}); split the file or raise the limit"
+        )
     if not keep:
         return Instances.empty()
     return Instances(
@@ -261,7 +276,7 @@ def import_predictions(
             select(ImagePrediction.image_id).where(ImagePrediction.model_version_id == version.id)
         ).all()
     )
-    max_vertices = get_settings().max_vertices_per_polygon
+    settings = get_settings()
     for i, rec in enumerate(records):
         if progress:
             progress(i + 1, len(records))
@@ -275,7 +290,7 @@ def import_predictions(
             out.images_skipped += 1
             out.instances_skipped += len(rec.instances)
             continue
-        inst = _fitted(rec, image, max_vertices, out)
+        inst = _fitted(rec, image, settings, out)
         store_predictions(session, image, version, ImageResult(inst), taxonomy)
         done.add(image.id)
         out.images_added += 1

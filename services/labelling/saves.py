@@ -43,6 +43,7 @@ from services.labelling.validation import (
     AnnotationInvalid,
     check_request,
     check_shapes,
+    check_sizes,
     normalise_annotation,
     repaired,
     whole_number,
@@ -303,6 +304,7 @@ def save_annotations_as(
     image = get_image(session, image_id, project)
     whole_number(expected_version, "version")
     check_current(session, image, expected_version)
+    check_sizes(annotations)  # before the costly steps: an oversized set is refused at once
     if not keep_going:
         check_shapes(annotations)
     check_fake_edits(session, image_id, annotations, user)

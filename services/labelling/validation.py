@@ -8,7 +8,13 @@ import json
 from typing import Any
 
 from core.config import env_name, get_settings
-from core.geometry import GeometryError, Shape, check_geometry, repair_geometry
+from core.geometry import (
+    GeometryError,
+    Shape,
+    check_geometry,
+    geometry_counts,
+    repair_geometry,
+)
 from core.instances import SEVERITIES
 from core.taxonomy import Taxonomy, TaxonomyError
 from db.models import AnnotationSource, Image
@@ -124,13 +130,29 @@ def normalise_annotation(
 
 def check_request(expected_version: object, annotations: list[Any]) -> None:
     """What every save checks first, of the request as a whole: ``expected_version`` is a whole
-    number and the set is not larger than the per-photo limit."""
+    number and the set is within the per-photo limits (:func:`check_sizes`)."""
     whole_number(expected_version, "version")
+    check_sizes(annotations)
+
+
+def check_sizes(annotations: list[Any]) -> None:
+    """Refuse a set larger than the per-photo limit ``max_polygons_per_image``, counting the
+    annotations and, apart, their polygons: every part and every hole, so that one annotation
+    of 20,000 parts does not pass as one. Counted on the request as sent, before any polygon
+    is parsed or repaired, so an oversized set costs next to nothing to refuse."""
     limit = get_settings().max_polygons_per_image
+    setting = env_name("max_polygons_per_image")
     if len(annotations) > limit:
         raise AnnotationInvalid(
             f"{len(annotations):,} annotations on one photo is more than the limit of {limit:,} "
-            f"(setting {env_name('max_polygons_per_image')})"
+            f"(setting {setting})"
+        )
+    rings = sum(geometry_counts(a.get("geometry"))[0] for a in annotations if isinstance(a, dict))
+    if rings > limit:
+        raise AnnotationInvalid(
+            f"the {len(annotations):,} annotations hold {rings:,} polygons (each part and each "
+            f"hole counts), more than the limit of {limit:,} on one photo (setting {setting}); "
+            "merge or simplify them, or split the photo's labels"
         )
 
 
@@ -159,13 +181,16 @@ def has_nonfinite(value: Any) -> bool:
 def repaired(annotations: list[Any], stored: dict[int, Any]) -> list[Any]:
     """``annotations`` with the self-crossing outlines of new or changed geometry split;
     geometry equal to ``stored`` (annotation id -> stored geometry) stays as it is (an imported
-    outline is the importer's business)."""
+    outline is the importer's business), and so does geometry over the vertex limit."""
     out = []
+    max_points = get_settings().max_vertices_per_polygon
     for a in annotations:
         geom = a.get("geometry") if isinstance(a, dict) else None
         ann_id = a.get("id") if isinstance(a, dict) else None
         same = isinstance(ann_id, int) and stored.get(ann_id) == geom
-        if isinstance(geom, list) and not same:
+        # The search for crossings is quadratic: a shape the vertex limit refuses anyway is
+        # left for the rules to name, not searched.
+        if isinstance(geom, list) and not same and geometry_counts(geom)[1] <= max_points:
             try:
                 Shape.from_json(geom)  # malformed: left for the rules to name
                 a = {**a, "geometry": repair_geometry(geom)}

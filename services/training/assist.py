@@ -9,6 +9,8 @@ embeddings. Prompts arrive in original image pixels; the assistant sees a copy n
 
 from __future__ import annotations
 
+import json
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -20,8 +22,8 @@ from typing import Any
 import numpy as np
 from sqlmodel import Session
 
-from core.config import env_name
-from core.geometry import Polygon, Shape, simplify_ring
+from core.config import env_name, get_settings
+from core.geometry import Polygon, Shape, image_reach, simplify_ring
 from db.models import Image, Project, User
 from models.assist import Assistant, AssistResult
 from services.accounts.users import Permission
@@ -403,6 +405,67 @@ def simplify_shape(shape: Shape, tolerance: float) -> Shape:
     )
 
 
+#: Largest simplification a prompt may ask for, in image pixels.
+MAX_TOLERANCE_PX = 50.0
+
+
+def check_prompt(
+    points: Sequence[Any],
+    labels: Sequence[Any],
+    box: Sequence[Any] | None,
+    tolerance: float,
+    width: int,
+    height: int,
+) -> None:
+    """Refuse a prompt the assistant cannot take, as it was sent (JSON values), with an Invalid
+    naming the field: more points than ``max_assist_points`` (counted first, so a flood costs
+    nothing more); a point that is not ``[x, y]``; a NaN, an infinity or a coordinate beyond
+    :func:`core.geometry.image_reach` of the ``width`` x ``height`` photo (1e308 overflows the
+    back ends' window arithmetic); a label other than 1 or 0; a box that is not 4 such
+    numbers; a tolerance outside 0..:data:`MAX_TOLERANCE_PX`. Checked before the photo is
+    embedded, so a bad prompt costs nothing."""
+    limit = get_settings().max_assist_points
+    if len(points) > limit:
+        raise Invalid(
+            f"points: {len(points):,} points in one request is more than the limit of "
+            f"{limit:,} (setting {env_name('max_assist_points')})"
+        )
+    reach = image_reach(width, height)
+    photo = f"the {width}x{height} photo"
+    for i, p in enumerate(points):
+        if not (isinstance(p, list | tuple) and len(p) == 2 and all(map(_finite, p))):
+            raise Invalid(f"points[{i}] must be [x, y], two finite numbers, not {_shown(p)}")
+        if not _within(p[0], p[1], p[0], p[1], reach):
+            raise Invalid(f"points[{i}] {_shown(p)} lies far outside {photo}; click on it")
+    for i, label in enumerate(labels):
+        if isinstance(label, bool) or label not in (0, 1):
+            raise Invalid(f"labels[{i}] must be 1 (positive) or 0 (negative), not {_shown(label)}")
+    if box is not None:
+        if not (isinstance(box, list | tuple) and len(box) == 4 and all(map(_finite, box))):
+            raise Invalid(f"box must be [x0, y0, x1, y1], four finite numbers, not {_shown(box)}")
+        (x0, x1), (y0, y1) = sorted(box[0::2]), sorted(box[1::2])
+        if not _within(x0, y0, x1, y1, reach):
+            raise Invalid(f"box {_shown(box)} reaches far outside {photo}; draw it on the photo")
+    if not (_finite(tolerance) and 0 <= tolerance <= MAX_TOLERANCE_PX):
+        raise Invalid(
+            f"tolerance must be from 0 to {MAX_TOLERANCE_PX:g} pixels, not {_shown(tolerance)}"
+        )
+
+
+def _finite(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _within(x0: float, y0: float, x1: float, y1: float, reach: tuple[float, ...]) -> bool:
+    return reach[0] <= x0 and reach[1] <= y0 and x1 <= reach[2] and y1 <= reach[3]
+
+
+def _shown(value: object) -> str:
+    """``value`` as JSON spells it (NaN, Infinity), cut short: what the client sent."""
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def assist(
     session: Session,
     image_id: int,
@@ -418,9 +481,11 @@ def assist(
 
     The answer's ``shape`` is in image pixels, simplified by ``tolerance`` pixels, or None
     when the back end found nothing. Raises Invalid for a prompt the back end cannot answer
-    (no point or box, a label count that does not match the points, an empty box).
+    (:func:`check_prompt`; no point or box, a label count that does not match the points, an
+    empty box).
     """
-    get_image(session, image_id, project)  # another project's id is NotFound before all else
+    image = get_image(session, image_id, project)  # another project's id is NotFound first
+    check_prompt(points, labels, box, tolerance, image.width, image.height)
     if not len(points) and box is None:
         raise Invalid("give at least one point or a box")
     if len(labels) != len(points):

@@ -173,19 +173,68 @@ const PBGeometry = (function () {
     for (let i = 0, j = xs.length - 1; i < xs.length; j = i++) s += xs[j] * ys[i] - xs[i] * ys[j];
     return Math.abs(s);
   }
+  // core's check_vertex_limit: per polygon, then all parts together.
+  function checkVertices(shape, maxVertices) {
+    if (!maxVertices) return;
+    const limit = maxVertices.toLocaleString('en-US'), setting = 'setting PANELBEATER_MAX_VERTICES_PER_POLYGON';
+    let total = 0;
+    shape.forEach((p, i) => {
+      const n = rings(p).reduce((t, r) => t + r.length, 0);
+      if (n > maxVertices) throw new Error(`polygon ${i + 1} has ${n.toLocaleString('en-US')} points, more than the limit of ${limit}; simplify it, or raise the limit (${setting})`);
+      total += n;
+    });
+    if (total > maxVertices) throw new Error(`its ${shape.length.toLocaleString('en-US')} parts have ${total.toLocaleString('en-US')} points together, more than the limit of ${limit}; simplify them, or raise the limit (${setting})`);
+  }
+  // core's image_reach: the image grown on every side by half its longer side.
+  function imageReach(width, height) { const s = 0.5 * Math.max(width, height); return [-s, -s, width + s, height + s]; }
+  // One Sutherland-Hodgman pass (core's _clip_ring_half), float for float.
+  function clipHalf(ring, axis, bound, keepAbove) {
+    const out = [], n = ring.length;
+    for (let i = 0; i < n; i++) {
+      const p = ring[i], q = ring[(i + 1) % n], a = p[axis], b = q[axis];
+      const inA = keepAbove ? a >= bound : a <= bound, inB = keepAbove ? b >= bound : b <= bound;
+      if (inA) out.push(p);
+      if (inA !== inB) {
+        const t = (bound - a) / (b - a), c = [p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1])];
+        c[axis] = bound;
+        out.push(c);
+      }
+    }
+    return out;
+  }
+  // core's _clip_to_image: each ring clipped to the image; rings of fewer than 3 points dropped.
+  function clipToImage(shape, width, height) {
+    const clip = (ring) => {
+      for (const [axis, bound, above] of [[0, 0, true], [0, width, false], [1, 0, true], [1, height, false]]) ring = clipHalf(ring, axis, bound, above);
+      return ring.length >= 3 ? ring : null;
+    };
+    const out = [];
+    for (const p of shape) {
+      const exterior = clip(p.exterior);
+      if (exterior) out.push({ exterior, holes: p.holes.map(clip).filter((h) => h) });
+    }
+    return out;
+  }
   // Why a save would refuse this geometry on a width x height photo, as the server words it
-  // (after "annotation N: "), or null when it would store it.
+  // (after "annotation N: "), or null when it would store it (a shape reaching far outside the
+  // photo is stored clipped to it).
   function check(geometry, width, height, maxVertices, ndigits = 2) {
     try {
       let shape = parseShape(geometry);
-      shape.forEach((p, i) => {
-        const n = rings(p).reduce((t, r) => t + r.length, 0);
-        if (maxVertices && n > maxVertices) throw new Error(`polygon ${i + 1} has ${n.toLocaleString('en-US')} points, more than the limit of ${maxVertices.toLocaleString('en-US')}; simplify it, or raise the limit (setting PANELBEATER_MAX_VERTICES_PER_POLYGON)`);
-      });
+      checkVertices(shape, maxVertices);
       const r = (ring) => ring.map((q) => [roundTo(q[0], ndigits), roundTo(q[1], ndigits)]);
-      shape = parseShape(shape.map((p) => ({ exterior: r(p.exterior), holes: p.holes.map(r) })));
-      const [x0, y0, x1, y1] = bbox(shape), slack = 0.5 * Math.max(width, height);
-      if (x1 < -slack || y1 < -slack || x0 > width + slack || y0 > height + slack) throw new Error(`polygon lies outside the ${width}x${height} image`);
+      const rounded = (s) => parseShape(s.map((p) => ({ exterior: r(p.exterior), holes: p.holes.map(r) })));
+      shape = rounded(shape);
+      const outside = `polygon lies outside the ${width}x${height} image`;
+      const [x0, y0, x1, y1] = bbox(shape.flatMap((p) => rings(p).map((ring) => ({ exterior: ring }))));
+      const [lx0, ly0, lx1, ly1] = imageReach(width, height);
+      if (x1 < lx0 || y1 < ly0 || x0 > lx1 || y0 > ly1) throw new Error(outside);
+      if (x0 < lx0 || y0 < ly0 || x1 > lx1 || y1 > ly1) {
+        const cut = clipToImage(shape, width, height);
+        if (!cut.length) throw new Error(outside);
+        shape = rounded(cut);
+        checkVertices(shape, maxVertices);
+      }
       let total = 0;
       for (const p of shape) total += Math.max(0, areaUnits(p.exterior, ndigits) - p.holes.reduce((t, h) => t + areaUnits(h, ndigits), 0));
       if (total <= 0) throw new Error('polygon has zero area');
