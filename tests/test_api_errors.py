@@ -229,3 +229,24 @@ def test_a_label_file_naming_a_way_out_exports_the_safe_name(env) -> None:
     assert "sub/evil.jpg" in names["coco"], names["coco"]
     for fmt, found in names.items():
         assert not any("\\" in n or ".." in n.split("/") for n in found), (fmt, found)
+
+
+# ---------- numbers JSON cannot repeat ----------
+
+
+@pytest.mark.parametrize("raw", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_a_non_finite_number_in_any_body_answers_422_naming_the_field(env, raw) -> None:
+    """Python's JSON reader takes NaN and Infinity; a field with bounds refuses them, and the
+    422 that repeats the input must still encode (it answered 500 before)."""
+    client, _, login = env
+    lead = login("lead")
+    r = client.put(
+        "/api/quality/settings",
+        content=f'{{"iou_threshold": {raw}}}',
+        headers={**lead, "content-type": "application/json"},
+    )
+    assert r.status_code == 422, r.text
+    (err,) = r.json()["detail"]
+    assert err["loc"] == ["body", "iou_threshold"]
+    assert err["input"] in ("nan", "inf", "-inf")
+    assert client.get("/api/quality/settings", headers=lead).json()["iou_threshold"] != err["input"]
