@@ -134,13 +134,13 @@ def test_login_open_accept_prediction_drag_vertex(browser, world) -> None:
     assert side.get_attribute("title") == SIDE_NOTE
     # a damage says which part it sits on, in the list, on the canvas and on its card
     row = page.locator(f'.pb-pred-row[data-pid="{pred}"] span')
-    assert row.text_content() == "Damage on front left door 0.92 "
+    assert row.text_content() == "Damage (unspecified) on front left door 0.92 "
     assert page.locator(f'.pb-pred-label[data-pid="{pred}"]').text_content() == (
-        "Damage on front left door 0.92"
+        "Damage (unspecified) on front left door 0.92"
     )
     row.click()
     assert (
-        "Prediction: Damage on front left door (damage)"
+        "Prediction: Damage (unspecified) on front left door (damage)"
         in page.locator(".pb-sel-pred").text_content()
     )
     shot(page, "01_workspace_with_predictions")
