@@ -213,15 +213,24 @@ def load_xml(path: str | Path) -> ET.Element:
         raise FormatError(f"{path}: the file does not exist") from e
     except ImageReadError as e:
         raise FormatError(str(e)) from e
+    return root_of(raw, str(path))
+
+
+def root_of(raw: bytes, source: str) -> ET.Element:
+    """The ``<annotations>`` root of CVAT XML bytes; raises FormatError naming ``source``."""
     if b"<!DOCTYPE" in raw[:4096].upper() or b"<!ENTITY" in raw.upper():
-        raise FormatError(f"{path}: a CVAT file has no DOCTYPE or entities; is it the right file?")
+        raise FormatError(
+            f"{source}: a CVAT file has no DOCTYPE or entities; is it the right file?"
+        )
     try:
         root = ET.fromstring(raw)
     except ET.ParseError as e:
-        raise FormatError(f"{path}: not valid XML ({e}); is this a CVAT for images export?") from e
+        raise FormatError(
+            f"{source}: not valid XML ({e}); is this a CVAT for images export?"
+        ) from e
     if root.tag != "annotations":
         raise FormatError(
-            f"{path}: the root element is <{root.tag}>, not <annotations>; export the task "
+            f"{source}: the root element is <{root.tag}>, not <annotations>; export the task "
             "from CVAT as 'CVAT for images 1.1'"
         )
     return root
