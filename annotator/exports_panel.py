@@ -70,6 +70,7 @@ class ExportPanel:
     coco: gr.Button
     yolo: gr.Button
     label_studio: gr.Button
+    cvat: gr.Button
     download: gr.File
 
     @property
@@ -103,8 +104,9 @@ def export_panel() -> ExportPanel:
         coco = gr.Button("Export COCO", size="sm")
         yolo = gr.Button("Export YOLO (zip)", size="sm")
         label_studio = gr.Button("Export Label Studio (zip)", size="sm")
+        cvat = gr.Button("Export CVAT (zip)", size="sm")
     download = gr.File(label="Download", interactive=False)
-    return ExportPanel(status, split, group, coco, yolo, label_studio, download)
+    return ExportPanel(status, split, group, coco, yolo, label_studio, cvat, download)
 
 
 def wire(token: gr.State, panel: ExportPanel) -> None:
@@ -115,3 +117,4 @@ def wire(token: gr.State, panel: ExportPanel) -> None:
     panel.label_studio.click(
         lambda t, *f: export_file(t, "label-studio", *f), inputs, panel.download
     )
+    panel.cvat.click(lambda t, *f: export_file(t, "cvat", *f), inputs, panel.download)

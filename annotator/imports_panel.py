@@ -22,6 +22,7 @@ FORMAT_CHOICES = [
     ("VIA (JSON)", "via"),
     ("YOLO (zip of data.yaml + labels/)", "yolo"),
     ("Label Studio (JSON)", "label_studio"),
+    ("CVAT for images 1.1 (XML)", "cvat"),
 ]
 #: The status dropdown's default: the import's own rule (labelled with labels, else new).
 FROM_LABELS = "from the labels"
@@ -134,8 +135,8 @@ def import_panel() -> ImportPanel:
         with gr.Row():
             label_file = gr.File(
                 file_count="single",
-                file_types=[".json", ".zip"],
-                label="Label file (.json, or .zip for YOLO)",
+                file_types=[".json", ".zip", ".xml"],
+                label="Label file (.json, .xml for CVAT, or .zip for YOLO)",
                 elem_id="pb-import-label-file",
             )
             images = gr.File(

@@ -344,6 +344,19 @@ def import_label_studio_cmd(
     )
 
 
+@import_app.command("cvat")
+def import_cvat_cmd(
+    file: Path = typer.Argument(..., help="CVAT for images 1.1 XML (annotations.xml)."),
+    images: Path | None = IMAGES_OPT,
+    map_file: Path | None = MAP_OPT,
+    status: str | None = IMPORT_STATUS_OPT,
+    duplicates: str | None = DUPLICATES_OPT,
+) -> None:
+    """Import a CVAT for images 1.1 XML file (polygons, masks, boxes, attributes); without
+    --images the photos are looked up beside it and in its images/ folder."""
+    _run_import("cvat", file, images, map_file, status, duplicates)
+
+
 # -- export ---------------------------------------------------------------------
 
 SPLIT_OPT = typer.Option(None, "--split", help="Only this split: train, val or test.")
@@ -411,6 +424,19 @@ def export_label_studio_cmd(
         group=group,
         status=status,
     )
+
+
+@export_app.command("cvat")
+def export_cvat_cmd(
+    out: Path = typer.Argument(
+        ..., help="Output .xml file, or .zip for the XML plus the photos in images/."
+    ),
+    split: str | None = SPLIT_OPT,
+    group: str | None = GROUP_OPT,
+    status: str | None = STATUS_OPT,
+) -> None:
+    """CVAT for images 1.1 XML; a .zip path writes CVAT's own export layout."""
+    _run_export("export_cvat", out, split=split, group=group, status=status)
 
 
 # -- stats ----------------------------------------------------------------------

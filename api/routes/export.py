@@ -30,7 +30,8 @@ def export(
     status: str | None = None,
 ) -> FileResponse:
     """Download the project's annotations as ``coco`` (JSON), ``yolo`` (zip) or
-    ``label-studio`` (zip: the tasks JSON and the labelling config XML)."""
+    ``label-studio`` (zip: the tasks JSON and the labelling config XML) or ``cvat`` (zip:
+    CVAT for images 1.1 ``annotations.xml`` and the photos in ``images/``)."""
     tmp = Path(tempfile.mkdtemp(prefix="panelbeater-export-"))
     try:
         with service_errors():

@@ -1,4 +1,4 @@
-"""Exporting a project's labels as COCO, YOLO segmentation or Label Studio JSON.
+"""Exporting a project's labels as COCO, YOLO segmentation, Label Studio JSON or CVAT XML.
 
 ``services.training.records.collect_records`` reads the store into format-neutral ``ImageRecord``s; the pure
 converters in ``exports/`` turn those into files. Files are written to a temporary name
@@ -107,6 +107,32 @@ def export_label_studio(
     return {"tasks": len(tasks), "annotations": sum(len(r.instances) for r in records)}
 
 
+@without_gc
+def export_cvat(
+    session: Session,
+    project: Project,
+    out_path: str | Path,
+    *,
+    zipped: bool | None = None,
+    **filters,
+) -> dict[str, int]:
+    """CVAT for images 1.1 XML at ``out_path``; with ``zipped`` (the default for a ``.zip``
+    path) a zip as CVAT's own export lays it out, ``annotations.xml`` and ``images/``.
+    Raises Invalid, writing nothing, for a number it will not write or a missing photo."""
+    from exports import cvat
+    from exports.errors import FormatError
+
+    out_path = Path(out_path)
+    records = collect_records(session, project, **filters)
+    zipped = out_path.suffix.lower() == ".zip" if zipped is None else zipped
+    with refused_as_invalid():
+        try:
+            cvat.write(records, project_taxonomy(project), out_path, zipped=zipped)
+        except FormatError as e:
+            raise Invalid(f"export refused: {e}") from None
+    return {"images": len(records), "annotations": sum(len(r.instances) for r in records)}
+
+
 def label_studio_document_root(records: list[ImageRecord]) -> Path:
     """The folder a Label Studio export's image URLs are relative to: the setting
     ``label_studio_document_root`` when set, else the deepest folder that holds every
@@ -177,7 +203,7 @@ def _label_studio_readme(tasks: Path, root: Path) -> str:
 
 
 #: The formats :func:`export_archive` writes, as the API and the dashboard name them.
-EXPORT_FORMATS = ("coco", "yolo", "label-studio")
+EXPORT_FORMATS = ("coco", "yolo", "label-studio", "cvat")
 
 
 @dataclass(frozen=True)
@@ -199,11 +225,12 @@ def export_archive(
     status: str | None = None,
 ) -> ExportFile:
     """The project's labels in ``fmt`` as one file in ``out_dir``, ready to download:
-    ``<project>-coco.json``, ``<project>-label-studio.zip`` (the tasks JSON, the labelling
-    config XML and a README saying how to load them and where the photos are served from)
-    or ``<project>-yolo.zip`` (the YOLO folder, zipped). Empty filters are ignored.
+        ``<project>-coco.json``, ``<project>-label-studio.zip`` (the tasks JSON, the labelling
+        config XML and a README saying how to load them and where the photos are served from)
+        ``<project>-yolo.zip`` (the YOLO folder, zipped) or ``<project>-cvat.zip`` (CVAT for images
+    1.1: ``annotations.xml`` and the photos in ``images/``, as CVAT's own export). Empty filters are ignored.
 
-    Raises NotFound naming the formats for an unknown ``fmt``, Invalid for a bad filter.
+        Raises NotFound naming the formats for an unknown ``fmt``, Invalid for a bad filter.
     """
     if fmt not in EXPORT_FORMATS:
         raise NotFound(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
@@ -213,6 +240,10 @@ def export_archive(
         out = out_dir / f"{project.name}-coco.json"
         export_coco(session, project, out, **filters)
         return ExportFile(out, "application/json")
+    if fmt == "cvat":
+        out = out_dir / f"{project.name}-cvat.zip"
+        export_cvat(session, project, out, zipped=True, **filters)
+        return ExportFile(out, "application/zip")
     if fmt == "label-studio":
         folder = out_dir / "label-studio"
         folder.mkdir()

@@ -315,6 +315,12 @@ import_label_studio = _labelled_importer(
     "A Label Studio JSON export (polygons, brush RLE, rectangles).",
     passes_images_dir=True,
 )
+import_cvat = _labelled_importer(
+    "cvat",
+    "A CVAT for images 1.1 XML file (polygons, masks, boxes; photos beside it or in images/).",
+    reads_json=False,
+    passes_images_dir=True,
+)
 
 
 @without_gc
@@ -398,6 +404,7 @@ IMPORTERS: dict[str, Callable[..., ImportReport]] = {
     "via": import_via,
     "yolo": import_yolo,
     "label-studio": import_label_studio,
+    "cvat": import_cvat,
 }
 
 

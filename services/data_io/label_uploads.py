@@ -1,5 +1,5 @@
 """Label files uploaded through ``POST /api/imports`` or the dashboard, imported as the CLI
-imports them (``panelbeater import coco|via|yolo|label-studio``, ``--as-predictions``).
+imports them (``panelbeater import coco|via|yolo|label-studio|cvat``, ``--as-predictions``).
 
 An upload is one label file (JSON; for YOLO a zip of the dataset: data.yaml with its
 labels/ and, if wanted, images/ folders, or with ``as_predictions`` a zip of prediction
@@ -42,6 +42,7 @@ from core.config import env_name, get_settings
 from core.records import ImageRecord, UnknownLabelsError
 from core.taxonomy import TaxonomyError
 from db.models import Image, ModelVersion, Project
+from exports.cvat import root_of
 from exports.errors import FormatError, ImageReadError
 from exports.image_files import is_image_file, resolve_inside
 from services.data_io.imports import (
@@ -55,7 +56,7 @@ from services.data_io.prediction_imports import PhotoIndex, import_predictions
 from services.errors import Invalid
 
 #: The ``format`` values of an upload (the CLI's import kinds, "label-studio" also accepted).
-LABEL_FORMATS: tuple[str, ...] = ("coco", "via", "yolo", "label_studio")
+LABEL_FORMATS: tuple[str, ...] = ("coco", "via", "yolo", "label_studio", "cvat")
 #: The formats that can carry predictions (``as_predictions``).
 PREDICTION_FORMATS: tuple[str, ...] = ("coco", "yolo", "label_studio")
 
@@ -199,12 +200,23 @@ def _check_label_file(kind: str, name: str, data: bytes) -> None:
             f"label file {name!r} is larger than {settings.max_label_file_bytes:,} bytes; "
             f"split it, or raise the limit (setting {env_name('max_label_file_bytes')})"
         )
+    if kind == "cvat":
+        _check_xml(name, data)
+        return
     try:
         json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise Invalid(
             f"label file {name!r} is not valid JSON ({e}); upload the {kind} export itself"
         ) from e
+
+
+def _check_xml(name: str, data: bytes) -> None:
+    """Refuse an upload that is not a CVAT XML file before anything is unpacked."""
+    try:
+        root_of(data, name)
+    except FormatError as e:
+        raise Invalid(f"label file {e}; upload the CVAT for images 1.1 annotations.xml") from e
 
 
 @contextmanager
@@ -263,7 +275,8 @@ def _labels(
         path = work / label_name
         path.write_bytes(label_bytes)
         images_dir.mkdir()
-        names = _named_files(kind, json.loads(label_bytes))
+        content = root_of(label_bytes, label_name) if kind == "cvat" else json.loads(label_bytes)
+        names = _named_files(kind, content)
         used, missing = _place(images_dir, names, uploaded, index)
     written: list[Path] = []
     try:
@@ -296,6 +309,8 @@ def _named_files(kind: str, data: Any) -> list[str]:
             names = [im.get("file_name") for im in data.get("images", []) if isinstance(im, dict)]
         elif kind == "via":
             names = [e.get("filename") for _, e in via._entries(data, "label file")]
+        elif kind == "cvat":
+            names = [im.get("name") for im in data.iter("image")]
         elif kind == "label-studio":
             tasks = data.get("tasks") if isinstance(data, dict) else data
             names = [
