@@ -9,7 +9,9 @@ opencv-python-headless beside our opencv-python, pandas and pyarrow). Run them w
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
 import zipfile
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -251,9 +253,19 @@ def test_coco_car_damage_through_cvat_and_back(datasets_dir: Path, split: str) -
 # -- datumaro, CVAT's own library, as the judge ----------------------------------
 
 DATUMARO_MISSING = (
-    "datumaro (CVAT's dataset library, the judge of this format) is not importable; see "
-    "the module docstring of tests/test_formats_cvat.py for how to run these"
+    "datumaro (CVAT's dataset library, the judge of this format) is not importable: run "
+    "bash .ci/datumaro.sh (CI does), or set PANELBEATER_DATUMARO_VENV to a venv that has it"
 )
+
+
+def _datumaro():
+    """datumaro from its own venv (``.ci/datumaro.sh``), its site-packages after the
+    project's, so the project's numpy and cv2 stay the ones imported."""
+    venv = Path(os.environ.get("PANELBEATER_DATUMARO_VENV", "/opt/panelbeater-datumaro-venv"))
+    for site in sorted(venv.glob("lib/python*/site-packages")):
+        if str(site) not in sys.path:
+            sys.path.append(str(site))
+    return pytest.importorskip("datumaro", reason=DATUMARO_MISSING)
 
 
 def _export_folder(tmp_path: Path, recs: list[ImageRecord]) -> Path:
@@ -268,7 +280,7 @@ def _export_folder(tmp_path: Path, recs: list[ImageRecord]) -> Path:
 
 
 def test_datumaro_reads_every_instance_of_our_export(tmp_path: Path) -> None:
-    dm = pytest.importorskip("datumaro", reason=DATUMARO_MISSING)
+    dm = _datumaro()
     recs = _records()
     ds = dm.Dataset.import_from(str(_export_folder(tmp_path, recs)), "cvat")
     labels = ds.categories()[dm.AnnotationType.label]
@@ -295,7 +307,7 @@ def test_datumaro_reads_every_instance_of_our_export(tmp_path: Path) -> None:
 
 
 def test_we_read_what_datumaro_writes(tmp_path: Path) -> None:
-    dm = pytest.importorskip("datumaro", reason=DATUMARO_MISSING)
+    dm = _datumaro()
     recs = _records()
     ds = dm.Dataset.import_from(str(_export_folder(tmp_path, recs)), "cvat")
     ds.export(str(tmp_path / "by_datumaro"), "cvat", save_media=True)
