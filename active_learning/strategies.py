@@ -13,8 +13,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from active_learning.coverage import maxherding, typiclust
 from active_learning.diversity import kcenter_greedy
 from active_learning.ranking import exclusion_mask, top_k
+from active_learning.stratified import stratified_entropy
+
+#: ``auto`` picks by coverage while labelled photos < this x the classes seen. PROVISIONAL:
+#: a guess until the label-efficiency simulation runs measure where uncertainty overtakes
+#: coverage; that is why ``auto`` is nobody's default yet.
+AUTO_LABELLED_PER_CLASS = 2
+#: The coverage strategy ``auto`` uses in the small-label regime.
+AUTO_COVERAGE = "typiclust"
+#: The strategy ``auto`` switches to once enough is labelled.
+AUTO_UNCERTAINTY = "stratified_entropy"
 
 
 def random_selection(n: int, k: int, *, exclude: object | None = None, seed: int = 0) -> np.ndarray:
@@ -129,7 +140,9 @@ class PoolArrays:
 
     uncertainty: ``(N,)`` image uncertainty; committee: ``(N,)`` disagreement;
     embeddings: ``(N, D)``; descriptors: ``(N, D')`` cheap descriptors;
-    classes: ``(N,)`` dominant predicted class; labelled / exclude: ``(N,)`` bool.
+    classes: ``(N,)`` dominant predicted class; labelled / exclude: ``(N,)`` bool;
+    labelled_counts: class id -> labelled instances (None: counted from ``classes`` of the
+    labelled photos); round_index: retraining rounds completed before this selection.
     """
 
     n: int
@@ -140,6 +153,8 @@ class PoolArrays:
     classes: np.ndarray | None = None
     labelled: np.ndarray | None = None
     exclude: np.ndarray | None = None
+    labelled_counts: dict[int, int] | None = None
+    round_index: int = 0
 
 
 def _need(value: object, what: str, strategy: str) -> np.ndarray:
@@ -199,6 +214,62 @@ def _run_cold(p: PoolArrays, k: int, seed: int, balance: bool) -> np.ndarray:
     return cold_start(p.n, k, descriptors=p.descriptors, exclude=_blocked(p), seed=seed)
 
 
+def _run_maxherding(p: PoolArrays, k: int, seed: int, balance: bool) -> np.ndarray:
+    x = _need(p.embeddings, "image embeddings", "maxherding")
+    return maxherding(x, k, labelled=p.labelled, exclude=p.exclude, seed=seed)
+
+
+def _run_typiclust(p: PoolArrays, k: int, seed: int, balance: bool) -> np.ndarray:
+    x = _need(p.embeddings, "image embeddings", "typiclust")
+    return typiclust(x, k, labelled=p.labelled, exclude=p.exclude, seed=seed)
+
+
+def labelled_class_counts(p: PoolArrays) -> dict[int, int]:
+    """Class id -> labelled instances: ``p.labelled_counts``, else the dominant predicted
+    class of each labelled photo counted once (a stand-in when annotations were not read)."""
+    if p.labelled_counts is not None:
+        return dict(p.labelled_counts)
+    if p.classes is None or p.labelled is None:
+        return {}
+    values, counts = np.unique(np.asarray(p.classes)[p.labelled], return_counts=True)
+    return {int(v): int(c) for v, c in zip(values, counts, strict=True) if v >= 0}
+
+
+def _run_stratified_entropy(p: PoolArrays, k: int, seed: int, balance: bool) -> np.ndarray:
+    return stratified_entropy(
+        _need(p.uncertainty, "uncertainty scores", "stratified_entropy"),
+        _need(p.classes, "predicted classes", "stratified_entropy"),
+        k,
+        labelled_counts=labelled_class_counts(p),
+        round_index=p.round_index,
+        exclude=_blocked(p),
+        seed=seed,
+    )
+
+
+def auto_choice(p: PoolArrays) -> str:
+    """The strategy ``auto`` runs: :data:`AUTO_COVERAGE` while labelled photos <
+    :data:`AUTO_LABELLED_PER_CLASS` x classes seen (classes with a labelled instance or
+    predicted for some photo), else :data:`AUTO_UNCERTAINTY`.
+
+    Why: with a few labels per class the model's uncertainty is noise and covering the data
+    labels more per photo; past that, uncertainty wins. The threshold is provisional until the
+    label-efficiency runs measure the crossover.
+    """
+    counts = labelled_class_counts(p)
+    seen = {c for c, m in counts.items() if m > 0}
+    if p.classes is not None:
+        seen |= {int(c) for c in np.unique(p.classes) if c >= 0}
+    n_labelled = int(np.sum(p.labelled)) if p.labelled is not None else 0
+    if n_labelled < AUTO_LABELLED_PER_CLASS * len(seen) or not seen:
+        return AUTO_COVERAGE
+    return AUTO_UNCERTAINTY
+
+
+def _run_auto(p: PoolArrays, k: int, seed: int, balance: bool) -> np.ndarray:
+    return STRATEGIES[auto_choice(p)](p, k, seed, balance)
+
+
 STRATEGIES: dict[str, Callable[[PoolArrays, int, int, bool], np.ndarray]] = {
     "random": _run_random,
     "stratified": _run_stratified,
@@ -207,6 +278,10 @@ STRATEGIES: dict[str, Callable[[PoolArrays, int, int, bool], np.ndarray]] = {
     "kcenter": _run_kcenter,
     "hybrid": _run_hybrid,
     "cold_start": _run_cold,
+    "maxherding": _run_maxherding,
+    "typiclust": _run_typiclust,
+    "stratified_entropy": _run_stratified_entropy,
+    "auto": _run_auto,
 }
 
 

@@ -20,7 +20,7 @@ def select_cmd(
         "hybrid",
         "--strategy",
         "-s",
-        help="random, stratified, uncertainty, committee, kcenter, hybrid, cold_start",
+        help="random, stratified, uncertainty, committee, kcenter, hybrid, cold_start, maxherding, typiclust, stratified_entropy, auto (coverage while few are labelled; provisional)",
     ),
     k: int = typer.Option(50, "--k", "-k", help="How many photos to put at the head of the queue."),
     balance: bool = typer.Option(False, "--balance", help="Class-balance constraint (hybrid)."),

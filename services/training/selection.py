@@ -30,10 +30,13 @@ from active_learning.strategies import STRATEGIES, PoolArrays, run_strategy
 from core.instances import Instances
 from db.models import (
     LABELLED_STATUSES,
+    Annotation,
     Image,
     ImagePrediction,
     ImageScore,
     ImageStatus,
+    Job,
+    JobStatus,
     ModelVersion,
     Project,
 )
@@ -204,6 +207,8 @@ def load_pool(
     pool = Pool(ids, PoolArrays(n=n, labelled=labelled, exclude=exclude), versions)
     if n == 0:
         return pool
+    pool.arrays.labelled_counts = labelled_class_counts(session, ids[labelled].tolist())
+    pool.arrays.round_index = rounds_completed(session, project)
     preds: StagePredictions = {
         stage: version_predictions(session, mv.id, image_ids=set(row))
         for stage, mv in versions.items()
@@ -227,6 +232,31 @@ def load_pool(
     if with_descriptors or pool.arrays.embeddings is None:
         pool.arrays.descriptors = load_descriptors(images)
     return pool
+
+
+def labelled_class_counts(session: Session, image_ids: list[int]) -> dict[int, int]:
+    """Class id -> live annotations of that class on the given (labelled) photos."""
+    if not image_ids:
+        return {}
+    rows = session.exec(
+        sql_select(Annotation.class_id).where(
+            Annotation.image_id.in_(image_ids),
+            Annotation.deleted == False,  # noqa: E712
+        )
+    ).all()
+    values, counts = np.unique(np.asarray(rows, dtype=np.int64), return_counts=True)
+    return {int(v): int(c) for v, c in zip(values, counts, strict=True)}
+
+
+def rounds_completed(session: Session, project: Project) -> int:
+    """Retraining rounds of the project that completed: the round index whose noise
+    ``stratified_entropy`` uses (a round's own selection runs before it completes)."""
+    rows = session.exec(
+        sql_select(Job.id).where(
+            Job.project_id == project.id, Job.kind == "round", Job.status == JobStatus.completed
+        )
+    ).all()
+    return len(rows)
 
 
 def _uncertainty(
