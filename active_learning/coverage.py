@@ -16,7 +16,7 @@ import heapq
 
 import numpy as np
 
-from active_learning.diversity import _embeddings, min_sq_dist_to
+from active_learning.diversity import as_embeddings, min_sq_dist_to
 from active_learning.ranking import exclusion_mask
 
 #: Candidate points MaxHerding scores (sampled from the eligible pool) and coverage points it
@@ -86,7 +86,7 @@ def maxherding(
     Bandwidth: the median pairwise distance of a sample of the pool (:func:`rbf_bandwidth`).
     Returns ``(k,)`` int64 indices in pick order.
     """
-    x = _embeddings(embeddings)
+    x = as_embeddings(embeddings)
     n = len(x)
     ex = exclusion_mask(n, exclude)
     lab = exclusion_mask(n, labelled) & ~ex
@@ -276,7 +276,7 @@ def typiclust(
     up to that size, then random eligible ones); picks come from that sample only.
     Returns ``(k,)`` int64 indices in pick order.
     """
-    x = _embeddings(embeddings)
+    x = as_embeddings(embeddings)
     n = len(x)
     ex = exclusion_mask(n, exclude)
     lab = exclusion_mask(n, labelled) & ~ex

@@ -17,7 +17,7 @@ BLOCKED_MIN_N = 8192
 CHUNK = 8192
 
 
-def _embeddings(x: object) -> np.ndarray:
+def as_embeddings(x: object) -> np.ndarray:
     arr = np.asarray(x)
     if arr.ndim != 2:
         raise ValueError(f"embeddings must be (N, D), got shape {arr.shape}.")
@@ -75,7 +75,7 @@ def kcenter_greedy(
             (exact, same picks up to float rounding); default on for N >= ``BLOCKED_MIN_N``.
     Returns ``(k,)`` int64 indices in pick order.
     """
-    x = _embeddings(embeddings)
+    x = as_embeddings(embeddings)
     n = len(x)
     sqn = (x * x).sum(axis=1)
     blocked = exclusion_mask(n, exclude)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from active_learning.diversity import CHUNK, _embeddings
+from active_learning.diversity import CHUNK, as_embeddings
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ def neighbour_purity(
     pairs each photo with a random other photo (seeded). An embedding is useful when
     ``neighbour`` clearly exceeds ``random``.
     """
-    x = _embeddings(embeddings)
+    x = as_embeddings(embeddings)
     c = np.asarray(dominant_class).reshape(-1)
     if len(c) != len(x):
         raise ValueError(f"dominant_class has {len(c)} entries for {len(x)} embeddings.")
