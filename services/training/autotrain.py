@@ -131,7 +131,7 @@ class AutoTrainPolicy:
         if last is not None and last.status == JobStatus.failed:
             line += f"; the last run failed: {last.error or 'see its job'}"
         elif last is not None and (last.result or {}).get("reason"):
-            line += f"; the last run was {last.result['reason']}"
+            line += f"; the last run: {last.result['reason']}"
         return line
 
 
