@@ -56,6 +56,7 @@ def test_import_then_export_round_trip(db_session, project, tmp_path: Path) -> N
     assert not rep.failed
     want = [ImageRecord("a.jpg", 100, 80, recs[0].instances)]
     assert compare_records(want, back, atol=0.0, min_iou=1.0) == []
+    assert back[0].meta["cvat_tags"] == ["rain"]  # the photo's tag, through the store
 
     out = export_archive(db_session, project, "cvat", tmp_path / "dl", status="labelled")
     with zipfile.ZipFile(out.path) as z:

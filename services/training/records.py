@@ -86,6 +86,11 @@ def collect_records(
             ]
         )
         meta: dict[str, Any] = {"path": img.path, "image_id": img.id, "status": img.status.value}
+        # a photo's tags as CVAT gave them (kept with its source metadata at import), so a
+        # CVAT export carries them back
+        tags = ((img.meta or {}).get("source_meta") or {}).get("cvat_tags")
+        if tags:
+            meta["cvat_tags"] = list(tags)
         if include_predictions:
             meta["predictions"] = preds_by_image.get(img.id, Instances.empty())
         records.append(
