@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     part_seg_autotrain_min_photos: int = Field(default=50, ge=1)
     part_seg_autotrain_growth: float = Field(default=0.5, gt=0)
     part_seg_autotrain_config: Literal["tiny", "cpu", "gpu", "small", "base"] | None = None
-    part_seg_time_budget_s: float = Field(default=600.0, gt=0)
+    part_seg_time_budget_s: float = Field(default=720.0, gt=0)
 
     #: The damage segmenter that trains itself (``services.training.damage_seg_training``): once
     #: a project with no promoted ``damage_seg`` holds ``damage_seg_autotrain_min_photos``

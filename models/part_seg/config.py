@@ -41,9 +41,9 @@ class PartSegConfig(SemSegConfig):
             "score_threshold": 0.0,
             "flip_tta": False,
         },
-        "cpu": {"size": 192, "batch_size": 8, "time_budget_s": 600.0},
+        "cpu": {"size": 192, "batch_size": 8, "time_budget_s": 720.0},
         "gpu": {"size": 448, "batch_size": 16, "time_budget_s": 600.0, "warmup_steps": 100},
         # the names every stage answers to (the UI's and the rounds' presets)
-        "small": {"size": 192, "batch_size": 8, "time_budget_s": 600.0},
+        "small": {"size": 192, "batch_size": 8, "time_budget_s": 720.0},
         "base": {"size": 448, "batch_size": 16, "time_budget_s": 600.0, "warmup_steps": 100},
     }
