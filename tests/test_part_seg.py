@@ -247,7 +247,7 @@ def test_autotrain_queues_once_due_and_promotes_only_over_yolo(
     line = pst.autotrain_summary(db_session, labelled_project)
     assert (
         line
-        == f"Part pre-annotator (part_seg) auto-training: job {queued[0].id} queued (about 10 min)"
+        == f"Part pre-annotator (part_seg) auto-training: job {queued[0].id} queued (about 12 min)"
     )
     assert pst.POLICY.due(db_session, labelled_project) is None  # one is pending
 

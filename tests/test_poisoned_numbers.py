@@ -168,7 +168,9 @@ def test_200_000_parts_are_refused_before_any_shape_is_parsed(env, monkeypatch) 
     start = time.process_time()
     r = client.put(f"/api/images/{seeded.image_ids[0]}/annotations", headers=h, content=body)
     assert r.status_code == 422 and "200,000 polygons" in r.json()["detail"]
-    assert time.process_time() - start < 5
+    # the spies prove no per-shape work; this generous bound (CPU seconds, measured 2 to 5 on
+    # a loaded 2-core machine) only catches a return to per-part cost (19.7 s before)
+    assert time.process_time() - start < 12
     assert stored_geometries() == []
 
 
@@ -236,7 +238,7 @@ def test_assist_points_are_bounded_by_a_setting(env, monkeypatch) -> None:
     start = time.process_time()
     r = client.post(url, headers=h, content=flood)
     assert r.status_code == 422 and r.json()["detail"].startswith("points: 200,000 points")
-    assert time.process_time() - start < 5  # parsing the body, no more
+    assert time.process_time() - start < 12  # parsing the body, no more (generous: loaded CI)
 
 
 # -- exports refuse a number they will not write -------------------------------------------------

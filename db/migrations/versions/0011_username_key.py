@@ -30,12 +30,16 @@ def _fold(name: str) -> str:
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("user", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column(
-                "username_key", sqlmodel.sql.sqltypes.AutoString(), nullable=False, server_default=""
-            )
-        )
+    # Plain ALTER TABLE ... ADD COLUMN and CREATE INDEX: on SQLite a batch operation would
+    # rebuild ``user`` (copy, drop, rename), and the drop fails while other tables' foreign
+    # keys point at it. The empty server default stays on SQLite (changing it means that
+    # rebuild); the ORM fills the key on every write.
+    op.add_column(
+        "user",
+        sa.Column(
+            "username_key", sqlmodel.sql.sqltypes.AutoString(), nullable=False, server_default=""
+        ),
+    )
     user = sa.table("user", sa.column("id", sa.Integer), sa.column("username", sa.String))
     key = sa.table("user", sa.column("id", sa.Integer), sa.column("username_key", sa.String))
     connection = op.get_bind()
@@ -43,9 +47,9 @@ def upgrade() -> None:
         connection.execute(
             key.update().where(key.c.id == row.id).values(username_key=_fold(row.username))
         )
-    with op.batch_alter_table("user", schema=None) as batch_op:
-        batch_op.alter_column("username_key", server_default=None)
-        batch_op.create_index(batch_op.f("ix_user_username_key"), ["username_key"], unique=False)
+    if connection.dialect.name != "sqlite":
+        op.alter_column("user", "username_key", server_default=None)
+    op.create_index("ix_user_username_key", "user", ["username_key"], unique=False)
 
 
 def downgrade() -> None:
