@@ -43,6 +43,18 @@ SMALL_PAIRS = 16_384
 KMEANSPP_MAX = 256
 
 
+def _pool(
+    embeddings: object, k: int, labelled: object, exclude: object
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """What both coverage strategies start from: the embeddings, the excluded and labelled
+    masks (labelled never excluded), the eligible indices, and ``k`` capped at their count."""
+    x = as_embeddings(embeddings)
+    ex = exclusion_mask(len(x), exclude)
+    lab = exclusion_mask(len(x), labelled) & ~ex
+    eligible = np.flatnonzero(~ex & ~lab)
+    return x, ex, lab, eligible, min(int(k), len(eligible))
+
+
 def rbf_bandwidth(x: np.ndarray, rng: np.random.Generator, sample: int = BANDWIDTH_SAMPLE) -> float:
     """Median pairwise Euclidean distance of a random sample of rows of ``x`` (the usual
     median heuristic); 1.0 when every sampled point coincides."""
@@ -86,12 +98,7 @@ def maxherding(
     Bandwidth: the median pairwise distance of a sample of the pool (:func:`rbf_bandwidth`).
     Returns ``(k,)`` int64 indices in pick order.
     """
-    x = as_embeddings(embeddings)
-    n = len(x)
-    ex = exclusion_mask(n, exclude)
-    lab = exclusion_mask(n, labelled) & ~ex
-    eligible = np.flatnonzero(~ex & ~lab)
-    k = min(int(k), len(eligible))
+    x, ex, lab, eligible, k = _pool(embeddings, k, labelled, exclude)
     if k <= 0:
         return np.zeros(0, dtype=np.int64)
     rng = np.random.default_rng(seed)
@@ -276,12 +283,7 @@ def typiclust(
     up to that size, then random eligible ones); picks come from that sample only.
     Returns ``(k,)`` int64 indices in pick order.
     """
-    x = as_embeddings(embeddings)
-    n = len(x)
-    ex = exclusion_mask(n, exclude)
-    lab = exclusion_mask(n, labelled) & ~ex
-    eligible = np.flatnonzero(~ex & ~lab)
-    k = min(int(k), len(eligible))
+    x, ex, lab, eligible, k = _pool(embeddings, k, labelled, exclude)
     if k <= 0:
         return np.zeros(0, dtype=np.int64)
     rng = np.random.default_rng(seed)

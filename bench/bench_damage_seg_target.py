@@ -16,7 +16,7 @@ photo, and the per-class table.
 
     .venv/bin/python bench/bench_damage_seg_target.py [--limit-min 75]
 
-Targets (issue 25): promoted within 60 minutes of the import starting; held-out mask AP50 >=
+Targets: promoted within 60 minutes of the import starting; held-out mask AP50 >=
 0.25 (stretch 0.35); >= 35% of the valid damage instances found at IoU 0.5; <= 300 ms per
 photo. Needs the real datasets (PANELBEATER_SHARED_DATASETS points elsewhere).
 """
