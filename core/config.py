@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     #: preset's) and promotes it only when it beats the current back end on held-out parts.
     #: ``PANELBEATER_ASSIST_AUTOTRAIN=false`` turns it off.
     assist_autotrain: bool = True
+    #: The auto-training checks (``jobs.autotrain``) count a project's labelled work, which
+    #: takes longer as the project grows: a project's commits that change labels run them at
+    #: most once per this many seconds; a change inside the interval is checked at its end.
+    #: 0 checks on every commit.
+    autotrain_check_interval_s: float = Field(default=5.0, ge=0)
     assist_autotrain_min_polygons: int = Field(default=200, ge=1)
     assist_autotrain_growth: float = Field(default=0.5, gt=0)
     assist_autotrain_config: Preset = Preset.small

@@ -8,6 +8,7 @@ within its group (``Taxonomy.head_index``), which is the order of the file.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -191,9 +192,19 @@ def _synonyms(raw: object, path: Path, index: int) -> tuple[str, ...]:
     return tuple(s.strip() for s in raw)
 
 
+_default_lock = threading.Lock()
+
+
 @cache
-def default_taxonomy() -> Taxonomy:
+def _default_taxonomy() -> Taxonomy:
     return Taxonomy.from_yaml(DEFAULT_TAXONOMY_PATH)
+
+
+def default_taxonomy() -> Taxonomy:
+    # A server's first requests arrive together: one thread reads the file while the others
+    # wait, instead of each parsing it (a third of a second each, holding the GIL).
+    with _default_lock:
+        return _default_taxonomy()
 
 
 def load_taxonomy(path: str | Path | None) -> Taxonomy:

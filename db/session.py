@@ -1,7 +1,8 @@
 """The engine, sessions, and schema migrations applied on start.
 
 SQLite (the default) runs in WAL mode with foreign keys on and a busy timeout, so the web
-process and a worker process can share one file. The ``database_url`` setting
+process and a worker process can share one file; within a process, writers queue on a lock
+(``db.sqlite_writes``). The ``database_url`` setting
 selects PostgreSQL instead.
 
 The data dir is created readable by its owner only (0700), and the SQLite file too (0600;
@@ -26,7 +27,12 @@ from sqlalchemy.pool import NullPool
 from sqlmodel import Session, create_engine
 
 from core.config import Settings, get_settings
+from db.sqlite_writes import gate_for
+from db.sqlite_writes import install as install_write_gate
 
+#: How long a write waits for another connection's to end (SQLite's busy timeout, and the
+#: process's own write queue: ``db.sqlite_writes``).
+SQLITE_BUSY_TIMEOUT_S = 30.0
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _engine: Engine | None = None
 log = logging.getLogger(__name__)
@@ -83,7 +89,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
     cur.close()
 
 
@@ -96,9 +102,14 @@ def make_engine(url: str, **options: Any) -> Engine:
     json_args = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads, **options}
     if url.startswith("sqlite"):
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, **json_args
+            url,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S},
+            **json_args,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
+        database = make_url(url).database
+        if database and database != ":memory:":
+            install_write_gate(engine, gate_for(os.path.abspath(database), SQLITE_BUSY_TIMEOUT_S))
     else:
         engine = create_engine(url, pool_pre_ping=True, **json_args)
     return engine

@@ -24,6 +24,9 @@ requires_datasets = pytest.mark.skipif(
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+# Tests assert the auto-training job a commit queues right after it; the checks' interval
+# has its own test (test_autotrain_checks.py).
+os.environ.setdefault("PANELBEATER_AUTOTRAIN_CHECK_INTERVAL_S", "0")
 
 
 #: In CI every dependency, dataset and service is present, so a skip there hides a fault:

@@ -69,6 +69,7 @@ class LoadResult:
             "next_p95_ms": pct(self.next_s, 95),
             "save_p50_ms": pct(self.save_s, 50),
             "save_p95_ms": pct(self.save_s, 95),
+            "saves_per_s": round(len(self.save_s) / self.wall_s, 1) if self.wall_s else 0.0,
             "wall_s": round(self.wall_s, 2),
         }
 

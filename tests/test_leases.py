@@ -134,6 +134,25 @@ def test_activity_renews_and_peeking_hands_out_nothing(queue) -> None:
     assert _next(project, b, now=t0 + 1400) == ids[1]  # the peek leased nothing
 
 
+def test_a_save_writes_the_lease_only_once_it_has_run_half_its_time(queue) -> None:
+    from db.session import session_scope
+    from services.labelling import leases
+
+    project, ids, (a, b, *_) = queue
+    t0 = 1_000_000.0
+    assert _next(project, a, now=t0) == ids[0]
+    with session_scope() as session:
+        image = session.get(Image, ids[0])
+        # a save a minute on: the lease has 14 of its 15 minutes left, nothing is written
+        assert leases.take(session, image, a, now=t0 + 60, lazily=True)
+        assert image.lease_until == t0 + 900
+        # eight minutes on, under half is left: renewed from then
+        assert leases.take(session, image, a, now=t0 + 480, lazily=True)
+        assert (image.lease_since, image.lease_until) == (t0, t0 + 480 + 900)
+        # someone else's save never skips the rule: b does not get a's photo
+        assert not leases.take(session, image, b, now=t0 + 500, lazily=True)
+
+
 def test_release_on_skip_sign_out_and_by_a_lead(queue) -> None:
     from db.session import session_scope
     from services.accounts.users import issue_token

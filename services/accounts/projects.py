@@ -66,11 +66,21 @@ def find_project(session: Session, name: str) -> Project:
     return project
 
 
+#: ``session.info`` key: (project id, user id) -> whether the user is a member.
+_MEMBERSHIP = "project_membership"
+
+
 def is_member(session: Session, user: User, project: Project) -> bool:
     """Whether ``user`` may work in ``project``: admins everywhere, others where they are members."""
     if user.role == Role.admin:
         return True
-    return session.get(ProjectMember, (project.id, user.id)) is not None
+    # Asked several times per request (the route's project, then each service it calls):
+    # remembered for the session, which add_member and remove_member keep true.
+    known = session.info.setdefault(_MEMBERSHIP, {})
+    key = (project.id, user.id)
+    if key not in known:
+        known[key] = session.get(ProjectMember, key) is not None
+    return known[key]
 
 
 def _admin_names(session: Session) -> list[str]:
@@ -129,6 +139,7 @@ def member_project_names(session: Session, user: User) -> list[str]:
 
 def add_member(session: Session, user: User, project: Project) -> bool:
     """Make ``user`` a member of ``project``; False when they already were."""
+    session.info.pop(_MEMBERSHIP, None)
     if session.get(ProjectMember, (project.id, user.id)) is not None:
         return False
     session.add(ProjectMember(project_id=project.id, user_id=user.id))
@@ -138,6 +149,7 @@ def add_member(session: Session, user: User, project: Project) -> bool:
 
 def remove_member(session: Session, user: User, project: Project) -> bool:
     """End ``user``'s membership of ``project``; False when they were not a member."""
+    session.info.pop(_MEMBERSHIP, None)
     result = session.execute(
         delete(ProjectMember).where(
             ProjectMember.project_id == project.id, ProjectMember.user_id == user.id
@@ -150,6 +162,7 @@ def remove_member(session: Session, user: User, project: Project) -> bool:
 def set_member_projects(session: Session, user: User, names: Sequence[str]) -> list[str]:
     """Make ``user`` a member of exactly the projects ``names`` (each must exist, or be the
     served one); returns the names, sorted. Nothing changes when a name is unknown."""
+    session.info.pop(_MEMBERSHIP, None)
     wanted = {p.id: p for p in (find_project(session, n) for n in dict.fromkeys(names))}
     current = set(
         session.exec(select(ProjectMember.project_id).where(ProjectMember.user_id == user.id))

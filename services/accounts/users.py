@@ -436,13 +436,16 @@ def user_for_token(session: Session, token: str) -> User | None:
     """The active user a non-expired token belongs to, else None."""
     if not token:
         return None
-    row = session.exec(
-        select(ApiToken).where(ApiToken.token_sha256 == _token_digest(token))
+    # One query: every request of every signed-in user asks this first.
+    return session.exec(
+        select(User)
+        .join(ApiToken, ApiToken.user_id == User.id)
+        .where(
+            ApiToken.token_sha256 == _token_digest(token),
+            ApiToken.expires_at >= utcnow(),
+            User.active == True,  # noqa: E712
+        )
     ).first()
-    if row is None or row.expires_at < utcnow():
-        return None
-    user = session.get(User, row.user_id)
-    return user if user is not None and user.active else None
 
 
 def revoke_user_tokens(session: Session, user: User) -> int:

@@ -27,7 +27,11 @@ def _flagged(item: dict[str, Any]) -> bool:
 
 
 def check_fake_edits(
-    session: Session, image_id: int, incoming: list[dict[str, Any]], user: User
+    session: Session,
+    image_id: int,
+    incoming: list[dict[str, Any]],
+    user: User,
+    stored: list[dict[str, Any]] | None = None,
 ) -> None:
     """Raise Forbidden when ``user`` may not make the fake-damage changes in ``incoming``.
 
@@ -35,10 +39,13 @@ def check_fake_edits(
     instance: its verdict, its note, its class. Others may still refine a flagged polygon's
     outline. Deleting a flagged annotation and adding it again unflagged in the same save, or
     relabelling a fake-damage class as damage, is removing the flag and needs the same role.
+    ``stored``: the image's current annotations as ``annotation_dicts`` gives them, when the
+    caller has read them already.
     """
     if user_service.can(user, Permission.fraud):
         return
-    old = {a["id"]: a for a in annotation_dicts(session, image_id)}
+    stored = annotation_dicts(session, image_id) if stored is None else stored
+    old = {a["id"]: a for a in stored}
     taxonomy = project_taxonomy(session.get(Project, get_image(session, image_id).project_id))
     kept = set()
     for i, a in enumerate(incoming):

@@ -9,8 +9,9 @@ is simply free, so nothing has to sweep them.
 
 Two people asking at the same instant get two different photos:
 
-- SQLite serialises writers, so the hand-out is one conditional UPDATE whose WHERE picks the
-  first free candidate and checks again that it is free, ``RETURNING`` the photo it took;
+- SQLite serialises writers, so the hand-out reads which candidates are free, then takes the
+  first with a conditional UPDATE whose WHERE checks again that it is free, ``RETURNING`` the
+  photo it took (or nothing, when another took it in between: then it tries the next);
 - PostgreSQL takes the first free candidate with ``SELECT ... FOR UPDATE SKIP LOCKED``, so
   concurrent hand-outs pass over the row another is taking, then UPDATEs it.
 
@@ -152,15 +153,24 @@ def _take_first(
                 update(Image).where(Image.id == got).values(**values), execution_options=opts
             )
         return got
-    # SQLite: the first statement that writes takes the database's write lock, so the subquery
-    # and the re-check read the latest state and nobody else writes in between.
-    stmt = (
-        update(Image)
-        .where(Image.id == _first(chunk, user, now, still).scalar_subquery(), may_have(user, now))
-        .values(**values)
-        .returning(Image.id)
+    # SQLite: read which photos of the chunk may be had, then take the first of them with a
+    # conditional UPDATE that checks the same rule again under the write lock (SQLite lets
+    # one writer in at a time); if another took it in between, try the next one.
+    allowed = may_have(user, now)
+    free = set(
+        session.execute(select(Image.id).where(Image.id.in_(chunk), still, allowed)).scalars()
     )
-    return session.execute(stmt, execution_options=opts).scalar()
+    for image_id in (i for i in chunk if i in free):
+        stmt = (
+            update(Image)
+            .where(Image.id == image_id, still, allowed)
+            .values(**values)
+            .returning(Image.id)
+        )
+        got = session.execute(stmt, execution_options=opts).scalar()
+        if got is not None:
+            return got
+    return None
 
 
 def _scan(offered: list[int], pick: Callable[[list[int]], int | None]) -> int | None:
@@ -242,13 +252,22 @@ def take(
     *,
     kept: Collection[int] = (),
     now: float | None = None,
+    lazily: bool = False,
 ) -> bool:
     """Lease ``image`` to ``user`` if nobody else holds it (or renew the user's own lease), and
     then release the user's other leases in the project but those of ``kept``
     (:func:`hold_kept`); whether the user holds it now. Opening a photo by id and saving it both
     call this: activity renews the lease. Looking at a photo someone else holds leaves the
-    user's own lease alone."""
+    user's own lease alone.
+
+    ``lazily`` (a save): nothing is written while the user holds the lease for more than half
+    its time still and keeps no other photos, so saving every few seconds writes the lease
+    once per half-lease, not on every save."""
     now = _now(now)
+    half = get_settings().lease_ttl_seconds / 2
+    if lazily and not kept and image.lease_user_id == user.id:
+        if (image.lease_until or 0.0) - now > half:
+            return True
     # The lease rule alone: opening a photo by id is not the queue choosing one.
     got = session.execute(
         update(Image)

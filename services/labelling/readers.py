@@ -146,11 +146,14 @@ def prediction_dicts(session: Session, image_id: int) -> list[dict[str, Any]]:
     ]
 
 
-def image_detail(session: Session, image: Image) -> dict[str, Any]:
-    """The summary plus ``version`` (to send back with a save), annotations and predictions."""
+def image_detail(
+    session: Session, image: Image, annotations: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The summary plus ``version`` (to send back with a save), annotations and predictions
+    (``annotations``: the image's ``annotation_dicts``, when the caller has them)."""
     return {
         **image_summary(image),
         "version": image.annotation_version,
-        "annotations": annotation_dicts(session, image.id),
+        "annotations": annotation_dicts(session, image.id) if annotations is None else annotations,
         "predictions": prediction_dicts(session, image.id),
     }

@@ -307,9 +307,9 @@ def save_annotations_as(
     check_sizes(annotations)  # before the costly steps: an oversized set is refused at once
     if not keep_going:
         check_shapes(annotations)
-    check_fake_edits(session, image_id, annotations, user)
-    stored = {a.id: a.geometry for a in current_annotations(session, image_id)}
-    annotations = repaired(annotations, stored)
+    before = annotation_dicts(session, image_id)
+    check_fake_edits(session, image_id, annotations, user, stored=before)
+    annotations = repaired(annotations, {a["id"]: a["geometry"] for a in before})
     outcome = save_annotation_set(
         session,
         image_id=image_id,
@@ -319,12 +319,13 @@ def save_annotations_as(
         reopen_reviewed=not user_service.can(user, Permission.review),
         keep_going=keep_going,
     )
-    sync_prediction_states(session, image_id, annotation_dicts(session, image_id))
+    after = annotation_dicts(session, image_id)
+    sync_prediction_states(session, image_id, after)
     labels_changed(session, project.id)  # auto-training checks run on commit (jobs.autotrain)
     image = get_image(session, image_id)
     session.refresh(image)
     return {
-        **image_detail(session, image),
+        **image_detail(session, image, after),
         "version": outcome.version,
         "rejected": outcome.rejected,
         "created": outcome.created,

@@ -59,7 +59,8 @@ def save(
     """Save ``user``'s annotation set of the photo and return the detail they see after it
     (``saves.save_annotations_as``'s, or their own set's on a routed photo). Raises
     VersionConflict, AnnotationInvalid and Forbidden as those do. The lease renewal keeps the
-    photos of ``kept``, as :func:`open_photo` does."""
+    photos of ``kept``, as :func:`open_photo` does (``leases.take`` lazily: once the lease has
+    run half its time)."""
     target = {
         "project": project,
         "image_id": change.image_id,
@@ -70,7 +71,7 @@ def save(
     if not detail:
         detail = saves.save_annotations_as(session, user, **target, keep_going=change.keep_going)
     image = readers.get_image(session, change.image_id, project)
-    lease_service.take(session, image, user, kept=kept)
+    lease_service.take(session, image, user, kept=kept, lazily=True)
     return detail
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from sqlalchemy import ColumnElement
 from sqlmodel import Session, func, select
 
 from core.config import env_name, get_settings
@@ -40,17 +41,23 @@ STAGE = "assist_net"
 # ---------- the trigger ----------
 
 
-def labelled_polygons(session: Session, project: Project) -> int:
-    """Annotations (not deleted) on ``project``'s labelled or reviewed photos: one COUNT."""
-    return session.exec(
+def labelled_polygons_expr(project_id: int) -> ColumnElement[int]:
+    """Annotations (not deleted) on the project's labelled or reviewed photos: one COUNT."""
+    return (
         select(func.count(Annotation.id))
         .join(Image, Image.id == Annotation.image_id)
         .where(
-            Image.project_id == project.id,
+            Image.project_id == project_id,
             Image.status.in_(LABELLED_STATUSES),
             Annotation.deleted == False,  # noqa: E712
         )
-    ).one()
+        .scalar_subquery()
+    )
+
+
+def labelled_polygons(session: Session, project: Project) -> int:
+    """:func:`labelled_polygons_expr` of ``project``."""
+    return int(session.exec(select(labelled_polygons_expr(project.id))).one())
 
 
 def _version_polygons(session: Session, mv: ModelVersion) -> int:
@@ -75,7 +82,7 @@ POLICY = AutoTrainPolicy(
     job_kind=JOB_KIND,
     unit="polygons",
     settings="assist",
-    count=labelled_polygons,
+    count_expr=labelled_polygons_expr,
     version_count=_version_polygons,
 )
 

@@ -17,10 +17,11 @@ A policy's job is due when
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from sqlalchemy import ColumnElement, exists, or_
 from sqlmodel import Session, func, select
 
 from core.config import Settings, get_settings
@@ -43,10 +44,21 @@ class AutoTrainPolicy:
     job_kind: str
     unit: str
     settings: str
-    count: Callable[[Session, Project], int]
+    #: what is counted, as one SQL expression of the project's id (:meth:`count` runs it;
+    #: :func:`cheap_checks` runs every policy's in one query)
+    count_expr: Callable[[int], ColumnElement[int]]
     #: the snapshot count of a version trained otherwise (a round, ``panelbeater train``)
     version_count: Callable[[Session, ModelVersion], int]
-    blocked: Callable[[Session, Project], bool] = lambda session, project: False
+    #: what stops it, as one SQL condition (e.g. a promoted version); None: nothing does
+    blocked_expr: Callable[[], ColumnElement[bool]] | None = None
+
+    def count(self, session: Session, project: Project) -> int:
+        return int(session.exec(select(self.count_expr(project.id))).one())
+
+    def blocked(self, session: Session, project: Project) -> bool:
+        if self.blocked_expr is None:
+            return False
+        return bool(session.exec(select(self.blocked_expr())).one())
 
     def enabled(self, settings: Settings) -> bool:
         return bool(getattr(settings, f"{self.settings}_autotrain"))
@@ -97,8 +109,9 @@ class AutoTrainPolicy:
         return max(self.minimum(settings), int(np.ceil(basis * (1 + self.growth(settings)))))
 
     def worth_checking(self, session: Session, project: Project) -> bool:
-        """The cheap test run inside the saving transaction: enabled, and the count (one
-        COUNT query) reached the minimum. Never raises."""
+        """The cheap test of this policy alone: enabled, and the count (one COUNT query)
+        reached the minimum. Never raises. (``jobs.autotrain`` asks every policy's at once:
+        :func:`cheap_checks`.)"""
         settings = get_settings()
         try:
             return self.enabled(settings) and self.count(session, project) >= self.minimum(settings)
@@ -107,12 +120,18 @@ class AutoTrainPolicy:
 
     def due(self, session: Session, project: Project) -> dict[str, int] | None:
         """The params of the job to queue now (``{unit: count}``), or None when none is due."""
-        if not self.enabled(get_settings()) or self.blocked(session, project):
-            return None
+        return self.check(session, project)[0]
+
+    def check(self, session: Session, project: Project) -> tuple[dict[str, int] | None, int]:
+        """:meth:`due`, and the next threshold when it was computed (else the minimum)."""
+        settings = get_settings()
+        if not self.enabled(settings) or self.blocked(session, project):
+            return None, self.minimum(settings)
         n = self.count(session, project)
-        if n < self.next_threshold(session, project) or self.pending_job(session, project):
-            return None
-        return {self.unit: n}
+        threshold = self.next_threshold(session, project)
+        if n < threshold or self.pending_job(session, project):
+            return None, threshold
+        return {self.unit: n}, threshold
 
     def waiting_line(
         self, session: Session, project: Project, title: str, counted: str, minutes: float
@@ -141,10 +160,33 @@ def photos_in_snapshot(session: Session, mv: ModelVersion) -> int:
     return int(snap.get("photos", snap.get("count", 0)) or 0)
 
 
-def while_unpromoted(stage: str) -> Callable[[Session, Project], bool]:
-    """A ``blocked`` rule: the stage trains itself only until a version is promoted (then
+def while_unpromoted(stage: str) -> Callable[[], ColumnElement[bool]]:
+    """A ``blocked_expr``: the stage trains itself only until a version is promoted (then
     rounds carry it on, warm-started)."""
-    return lambda session, project: current(session, stage) is not None
+    return lambda: exists().where(
+        ModelVersion.stage == stage,
+        ModelVersion.promoted == True,  # noqa: E712
+    )
+
+
+def cheap_checks(
+    session: Session, project: Project, policies: Sequence[AutoTrainPolicy]
+) -> list[tuple[int, bool]]:
+    """Each policy's count, and whether it is held back (blocked, or its job already queued
+    or running), in one query: what the saving transaction asks on every commit that changed
+    labels (``jobs.autotrain``)."""
+    if not policies:
+        return []
+    columns = []
+    for policy in policies:
+        held_back = exists().where(
+            Job.project_id == project.id, Job.kind == policy.job_kind, Job.status.in_(PENDING)
+        )
+        if policy.blocked_expr is not None:
+            held_back = or_(held_back, policy.blocked_expr())
+        columns += [policy.count_expr(project.id), held_back]
+    row = session.exec(select(*columns)).one()
+    return [(int(row[2 * i]), bool(row[2 * i + 1])) for i in range(len(policies))]
 
 
 def promoted_line(session: Session, stage: str, title: str) -> tuple[str, ModelVersion] | None:
@@ -162,38 +204,40 @@ def promoted_line(session: Session, stage: str, title: str) -> tuple[str, ModelV
     return f"{title}: {mv.name} promoted{figure}; rounds retrain it", mv
 
 
-def labelled_photos_with(group: str) -> Callable[[Session, Project], int]:
-    """A count of a project's labelled or reviewed photos holding at least one (live) polygon
-    of the taxonomy ``group``, held-out ones included: one COUNT. A segmenter of parts waits
-    for part labels, and a project of damage photos alone never queues it."""
+def labelled_photos_with(group: str) -> Callable[[int], ColumnElement[int]]:
+    """The count of a project's labelled or reviewed photos holding at least one (live)
+    polygon of the taxonomy ``group``, held-out ones included, as a ``count_expr``. A
+    segmenter of parts waits for part labels, and a project of damage photos alone never
+    queues it."""
 
-    def count(session: Session, project: Project) -> int:
-        return session.exec(
+    def count_expr(project_id: int) -> ColumnElement[int]:
+        return (
             select(func.count(func.distinct(Image.id)))
             .join(Annotation, Annotation.image_id == Image.id)
             .where(
-                Image.project_id == project.id,
+                Image.project_id == project_id,
                 Image.status.in_(LABELLED_STATUSES),
                 Annotation.group == group,
                 Annotation.deleted == False,  # noqa: E712
             )
-        ).one()
+            .scalar_subquery()
+        )
 
-    count.__name__ = f"labelled_photos_with_{group}"
-    return count
+    count_expr.__name__ = f"labelled_photos_with_{group}"
+    return count_expr
 
 
 def segmenter_policy(
-    stage: str, job_kind: str, count: Callable[[Session, Project], int]
+    stage: str, job_kind: str, count_expr: Callable[[int], ColumnElement[int]]
 ) -> AutoTrainPolicy:
     """The policy of a segmenter that trains itself until a version is promoted (part_seg,
-    damage_seg): ``count`` labelled photos, settings named after the stage."""
+    damage_seg): ``count_expr`` labelled photos, settings named after the stage."""
     return AutoTrainPolicy(
         stage=stage,
         job_kind=job_kind,
         unit="photos",
         settings=stage,
-        count=count,
+        count_expr=count_expr,
         version_count=photos_in_snapshot,
-        blocked=while_unpromoted(stage),
+        blocked_expr=while_unpromoted(stage),
     )

@@ -34,10 +34,6 @@ GROUPS = ("damage", "fake")
 # ---------- the trigger ----------
 
 
-#: ``project``'s labelled or reviewed photos holding at least one damage polygon: one COUNT
-labelled_photos_with_damage = labelled_photos_with("damage")
-
-
 def labelled_classes(session: Session, project: Project) -> set[int]:
     """Class ids of the damage and fake-damage polygons on ``project``'s labelled photos."""
     return set(
@@ -57,7 +53,10 @@ def labelled_classes(session: Session, project: Project) -> set[int]:
 
 #: Trains once the project holds ``damage_seg_autotrain_min_photos`` labelled photos with
 #: damage and has no promoted damage_seg (once one is, rounds carry it on, warm-started).
-POLICY = segmenter_policy(STAGE, JOB_KIND, labelled_photos_with_damage)
+POLICY = segmenter_policy(STAGE, JOB_KIND, labelled_photos_with("damage"))
+
+#: ``project``'s labelled or reviewed photos holding at least one damage polygon: one COUNT
+labelled_photos_with_damage = POLICY.count
 
 
 def cannot_predict(names: list[str]) -> str:

@@ -57,13 +57,12 @@ RIVAL = "yolo_seg"
 # ---------- the trigger ----------
 
 
-#: ``project``'s labelled or reviewed photos holding at least one part polygon: one COUNT
-labelled_photos = labelled_photos_with("part")
-
-
 #: Trains once the project holds ``part_seg_autotrain_min_photos`` labelled photos with parts and has no
 #: promoted part_seg (once one is, rounds carry it on, warm-started).
-POLICY = segmenter_policy(STAGE, JOB_KIND, labelled_photos)
+POLICY = segmenter_policy(STAGE, JOB_KIND, labelled_photos_with("part"))
+
+#: ``project``'s labelled or reviewed photos holding at least one part polygon: one COUNT
+labelled_photos = POLICY.count
 
 
 def autotrain_summary(session: Session, project: Project) -> str:
