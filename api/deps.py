@@ -132,7 +132,7 @@ def service_errors() -> Iterator[None]:
     except Forbidden as e:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=str(e)) from e
     except TooLarge as e:
-        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, detail=str(e)) from e
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=str(e)) from e
     except TooManyAttempts as e:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,

@@ -95,7 +95,7 @@ def create_ls_backend() -> FastAPI:
 
     @app.post("/setup")
     def setup(
-        body: dict[str, Any] = Body(...),
+        body: Any = Body(...),
         who: tuple[User, Project] = Depends(caller),
         session: Session = Depends(db_session),
     ) -> dict[str, str]:
@@ -104,7 +104,7 @@ def create_ls_backend() -> FastAPI:
 
     @app.post("/predict")
     def predict(
-        body: dict[str, Any] = Body(...),
+        body: Any = Body(...),
         who: tuple[User, Project] = Depends(caller),
         session: Session = Depends(db_session),
     ) -> dict[str, Any]:
@@ -114,7 +114,7 @@ def create_ls_backend() -> FastAPI:
     @app.post("/webhook", status_code=status.HTTP_201_CREATED)
     def webhook(
         background: BackgroundTasks,
-        body: dict[str, Any] = Body(...),
+        body: Any = Body(...),
         who: tuple[User, Project] = Depends(caller),
     ) -> dict[str, Any]:
         with service_errors():

@@ -259,8 +259,8 @@ def test_label_studio_retrieves_our_polygons_and_an_interactive_click(server, ba
 
 
 def test_a_label_studio_webhook_brings_a_new_annotation_into_our_store(server, backend) -> None:
-    """A webhook Label Studio sends when an annotation is created (bearer token in its
-    headers) makes the backend pull the task through the SDK into the store, as labelled."""
+    """A webhook Label Studio sends when an annotation is created (the lead's basic auth in
+    its headers) makes the backend pull the task through the SDK into the store, labelled."""
     import time
 
     from label_studio_sdk import LabelStudio

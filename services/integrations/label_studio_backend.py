@@ -144,11 +144,13 @@ def saved_label_map(ls_project: str) -> dict[str, str]:
         return {}
 
 
-def setup(session: Session, project: Project, body: dict[str, Any]) -> dict[str, str]:
+def setup(session: Session, project: Project, body: Any) -> dict[str, str]:
     """Check the config's labels against the taxonomy, keep the form's label map for this
     Label Studio project, and answer the model version. Invalid names what is wrong."""
     from core.files import write_text_atomic
 
+    if not isinstance(body, dict):
+        raise Invalid("the body must be a JSON object with project, schema and extra_params")
     ls_project = ls_project_id(body.get("project"))
     label_map = label_map_from(body.get("extra_params"))
     read_config(body.get("schema"), project_taxonomy(project), label_map)
@@ -268,7 +270,7 @@ def _check_tasks(tasks: Any) -> list[Any]:
 def predict(
     session: Session,
     project: Project,
-    body: dict[str, Any],
+    body: Any,
     fetcher: ImageFetcher,
     *,
     clock: Callable[[], float] = time.monotonic,
