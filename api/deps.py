@@ -27,6 +27,7 @@ from services.errors import (
     Invalid,
     NotFound,
     ServiceError,
+    TooLarge,
     TooManyAttempts,
     VersionConflict,
 )
@@ -133,6 +134,8 @@ def service_errors() -> Iterator[None]:
         raise HTTPException(422, detail=str(e)) from e
     except Forbidden as e:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=str(e)) from e
+    except TooLarge as e:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=str(e)) from e
     except TooManyAttempts as e:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,

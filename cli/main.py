@@ -499,6 +499,7 @@ for _module in (
     "cli.al_cmd",
     "cli.weights_cmd",
     "cli.inspections_cmd",
+    "cli.ls_backend_cmd",
 ):
     try:
         _mod = importlib.import_module(_module)

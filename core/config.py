@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.presets import Preset
@@ -22,7 +22,11 @@ LOGIN_JSON_OVERHEAD_BYTES = 64
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PANELBEATER_", extra="ignore")
+    # populate_by_name: fields that also take a foreign variable's name (validation_alias)
+    # still take their own name in configure(**values)
+    model_config = SettingsConfigDict(
+        env_prefix="PANELBEATER_", extra="ignore", populate_by_name=True
+    )
 
     data_dir: Path = Path("panelbeater-data")
     #: SQLAlchemy URL; empty means SQLite at ``<data_dir>/panelbeater.db``.
@@ -164,6 +168,44 @@ class Settings(BaseSettings):
     #: ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` set to the same folder.
     label_studio_document_root: Path | None = None
     label_studio_image_url: str = ""
+    #: The Label Studio ML backend (``panelbeater ls-backend``,
+    #: ``services.integrations.label_studio_backend``). ``label_studio_url`` and
+    #: ``label_studio_api_key``: the Label Studio server and an API key (a legacy token or a
+    #: personal access token) the backend reads task images and pulls annotations with; also
+    #: read from ``LABEL_STUDIO_URL`` and ``LABEL_STUDIO_API_KEY``, the names Label Studio's own
+    #: backends use. The key is sent only to that server.
+    label_studio_url: str = Field(
+        default="",
+        validation_alias=AliasChoices("PANELBEATER_LABEL_STUDIO_URL", "LABEL_STUDIO_URL"),
+    )
+    label_studio_api_key: str = Field(
+        default="",
+        validation_alias=AliasChoices("PANELBEATER_LABEL_STUDIO_API_KEY", "LABEL_STUDIO_API_KEY"),
+    )
+    #: Tasks one ``/predict`` request may carry (more is refused with 413, naming the field);
+    #: bytes one task image may have (a larger one fails its task, read no further); seconds a
+    #: batch may run before it answers with the tasks done so far (Label Studio gives up after
+    #: 100 s, ``ML_TIMEOUT_PREDICT``); seconds one image download may take.
+    ls_backend_max_tasks: int = Field(default=100, gt=0)
+    ls_backend_max_image_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    ls_backend_time_budget_s: float = Field(default=80.0, gt=0)
+    ls_backend_fetch_timeout_s: float = Field(default=30.0, gt=0)
+    #: Task images fetched from Label Studio, kept by sha256 (unset: ``<data_dir>/cache/
+    #: label_studio``), at most ``ls_backend_cache_bytes`` together (the oldest go first).
+    ls_backend_cache_dir: Path | None = None
+    ls_backend_cache_bytes: int = Field(default=2 * 1024 * 1024 * 1024, gt=0)
+    #: Seconds a Label Studio basic-auth password, once checked, is taken again without
+    #: another scrypt check (Label Studio sends it with every request); 0: check every time.
+    #: A change of the user's password ends it at once.
+    ls_backend_auth_cache_s: float = Field(default=300.0, ge=0)
+    #: Tasks one webhook pulls from Label Studio (a START_TRAINING pulls the project's
+    #: annotated tasks; more are left for the next one, and the answer says so).
+    ls_backend_max_pull_tasks: int = Field(default=10_000, gt=0)
+    #: The lead's rule for Label Studio webhooks: after a webhook's annotations are pulled in,
+    #: a retraining round starts once the project holds this many more labelled training
+    #: photos than the last round trained on, no round is queued or running, and the user the
+    #: webhook authenticated as may retrain (a lead or an admin). 0: webhooks never start one.
+    ls_backend_round_every: int = Field(default=50, ge=0)
     #: Points in one polygon (its outline and holes together), and in one annotation's
     #: parts together.
     max_vertices_per_polygon: int = Field(default=10_000, gt=0)

@@ -281,10 +281,19 @@ def load_image_rgb(path: str | Path, max_side: int | None = None) -> np.ndarray:
 
     With ``max_side`` the image is shrunk (aspect kept) so its longer side is at most that.
     """
+    path = Path(path)
+    return rgb_from_bytes(_read_bytes(path), path, max_side=max_side)
+
+
+def rgb_from_bytes(data: bytes, name: str | Path, max_side: int | None = None) -> np.ndarray:
+    """:func:`load_image_rgb` for bytes already in memory (``name`` names them in messages).
+
+    Raises:
+        ImageReadError: over the pixel limit, not an image, truncated or corrupt.
+    """
     from PIL import Image, ImageOps
 
-    path = Path(path)
-    img = _open_decoded(path, _read_bytes(path))
+    img = _open_decoded(name, data)
     img = ImageOps.exif_transpose(img)
     img = img.convert("RGB")
     if max_side is not None and max(img.size) > max_side:

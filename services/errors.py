@@ -86,6 +86,11 @@ def _refusal(v: Violation) -> tuple[str, str]:
     return "the change conflicts with what is stored", "reload and try again"
 
 
+class TooLarge(ServiceError):
+    """413: the request asks for more than a limit allows; the message names the field and
+    the setting that holds the limit."""
+
+
 class TooManyAttempts(ServiceError):
     """429: too many failed sign-ins; wait ``retry_after`` seconds (send it as ``Retry-After``)."""
 

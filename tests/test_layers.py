@@ -88,6 +88,7 @@ ROOMS: tuple[str, ...] = (
     "review",
     "training",
     "data_io",
+    "integrations",
     "claims",
     "dashboard",
 )

@@ -336,8 +336,9 @@ class Prepared:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-#: Prepared photos by (image id, :attr:`ResolvedAssistance.key`): a new choice misses.
-_cache: OrderedDict[tuple[int, tuple[str, ...]], Prepared] = OrderedDict()
+#: Prepared photos by (image id, or the sha256 of photos the store does not hold, and
+#: :attr:`ResolvedAssistance.key`): a new choice misses.
+_cache: OrderedDict[tuple[int | str, tuple[str, ...]], Prepared] = OrderedDict()
 _cache_lock = threading.Lock()
 #: Serialises embedding: a "prepare" and the first click racing must not embed twice.
 _prepare_lock = threading.Lock()
@@ -347,6 +348,38 @@ def clear_cache() -> None:
     """Forget every prepared photo (tests; a new store)."""
     with _cache_lock:
         _cache.clear()
+
+
+def _prepared_for(
+    photo: int | str,
+    resolved: ResolvedAssistance,
+    pixels: Callable[[], np.ndarray],
+    width: int,
+) -> Prepared:
+    """The cached assistant for ``photo`` under ``resolved``, else one prepared on
+    ``pixels()`` (at most :data:`ASSIST_MAX_SIDE` on its longer side) of a ``width``-pixel
+    wide photo, then kept."""
+    key = (photo, resolved.key)
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
+            return hit
+    with _prepare_lock:
+        with _cache_lock:
+            if key in _cache:
+                return _cache[key]
+        from models.assist import make_assistant
+
+        seen = pixels()
+        assistant = make_assistant(resolved.settings, assist_net_path=resolved.assist_net_path)
+        assistant.set_image(seen)
+        item = Prepared(assistant, scale=seen.shape[1] / width)
+        with _cache_lock:
+            _cache[key] = item
+            while len(_cache) > CACHE_SIZE:
+                _cache.popitem(last=False)
+        return item
 
 
 def prepared(session: Session, image_id: int, project: Project | None = None) -> Prepared:
@@ -360,27 +393,12 @@ def prepared(session: Session, image_id: int, project: Project | None = None) ->
     if project is None:
         project = session.get(Project, image.project_id)
     resolved = resolve_assistance(session, project)
-    key = (image_id, resolved.key)
-    with _cache_lock:
-        hit = _cache.get(key)
-        if hit is not None:
-            _cache.move_to_end(key)
-            return hit
-    with _prepare_lock:
-        with _cache_lock:
-            if key in _cache:
-                return _cache[key]
-        from models.assist import make_assistant
-
-        pixels = load_image_array(image, max_side=ASSIST_MAX_SIDE)
-        assistant = make_assistant(resolved.settings, assist_net_path=resolved.assist_net_path)
-        assistant.set_image(pixels)
-        item = Prepared(assistant, scale=pixels.shape[1] / image.width)
-        with _cache_lock:
-            _cache[key] = item
-            while len(_cache) > CACHE_SIZE:
-                _cache.popitem(last=False)
-        return item
+    return _prepared_for(
+        image_id,
+        resolved,
+        lambda: load_image_array(image, max_side=ASSIST_MAX_SIDE),
+        image.width,
+    )
 
 
 def prepare(session: Session, image_id: int, *, project: Project) -> str:
@@ -491,6 +509,45 @@ def assist(
     if len(labels) != len(points):
         raise Invalid("give one label (1 positive, 0 negative) per point")
     item = prepared(session, image_id, project)
+    return _answer(session, item, points, labels, box, tolerance)
+
+
+def assist_pixels(
+    session: Session,
+    project: Project,
+    sha256: str,
+    pixels: Callable[[int], np.ndarray],
+    width: int,
+    height: int,
+    *,
+    points: Sequence[Sequence[float]] = (),
+    labels: Sequence[int] = (),
+    box: Sequence[float] | None = None,
+    tolerance: float = 1.0,
+) -> AssistResult:
+    """:func:`assist` on a photo the store does not hold (a Label Studio task's), known by the
+    ``sha256`` of its file: ``pixels(max_side)`` gives its ``width`` x ``height`` pixels
+    (HWC uint8 RGB, shrunk to ``max_side``). The prepared assistant is cached as the store's
+    photos are, keyed by the sha256, with the project's assistance back end."""
+    check_prompt(points, labels, box, tolerance, width, height)
+    if not len(points) and box is None:
+        raise Invalid("give at least one point or a box")
+    if len(labels) != len(points):
+        raise Invalid("give one label (1 positive, 0 negative) per point")
+    resolved = resolve_assistance(session, project)
+    item = _prepared_for(sha256, resolved, lambda: pixels(ASSIST_MAX_SIDE), width)
+    return _answer(session, item, points, labels, box, tolerance)
+
+
+def _answer(
+    session: Session,
+    item: Prepared,
+    points: Sequence[Sequence[float]],
+    labels: Sequence[int],
+    box: Sequence[float] | None,
+    tolerance: float,
+) -> AssistResult:
+    """The prepared assistant's answer to a checked prompt in image pixels, back in them."""
     s = item.scale
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2) * s
     labs = np.asarray(labels, dtype=np.int64)
