@@ -274,13 +274,14 @@ def simulate_photo(
     h, w = max(1, round(height * scale)), max(1, round(width * scale))
     t_masks = _masks(truth, h, w, scale)
     s_masks = _masks(shown, h, w, scale)
+    # each labelled outline as drawn by hand (original pixels), then in mask pixels
     verts = [
         np.concatenate([simplify_ring(r, VERTEX_TOLERANCE) for p in s.polygons for r in p.rings()])
         * scale
         for s in truth.shapes
     ]
     tol = VERTEX_TOLERANCE * scale + 0.5
-    tally = Tally(by_hand=sum(vertex_count(s) for s in truth.shapes))
+    tally = Tally(by_hand=sum(len(v) for v in verts))
     matched_truth = set()
     pairs = {s: (t, iou) for s, t, iou in match(t_masks, s_masks)}
     for s in range(len(shown)):
@@ -317,8 +318,3 @@ def simulate_photo(
         tally.draw_clicks += done.clicks
         tally.draw_vertices += done.vertices
     return tally
-
-
-def by_hand(truth: Instances) -> int:
-    """The vertices-by-hand baseline of one photo's labelled instances."""
-    return sum(vertex_count(s) for s in truth.shapes)

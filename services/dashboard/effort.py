@@ -31,7 +31,7 @@ from core.files import atomic_write
 from db.models import LABELLED_STATUSES, Image, ModelVersion, Project
 from exports.image_files import ImageReadError
 from services.errors import ServiceError
-from services.labelling.effort import shown_versions, stored_photo_effort
+from services.labelling.effort import shown_versions_of, stored_photo_effort
 from services.review.throughput import is_person
 from services.training import registry
 from services.training.assist import ASSIST_MAX_SIDE, project_assistant, resolve_assistance
@@ -73,11 +73,11 @@ def labelled_rounds(
         .where(Image.project_id == project.id, Image.status.in_(LABELLED_STATUSES))
         .order_by(Image.id)
     ).all()
+    images = [im for im in images if is_person((im.meta or {}).get("status_by"))]
+    shown = shown_versions_of(session, images)
     groups: dict[tuple[int, ...], tuple[list[ModelVersion], list[Image]]] = {}
     for im in images:
-        if not is_person((im.meta or {}).get("status_by")):
-            continue
-        versions = shown_versions(session, im)
+        versions = shown[im.id]
         key = tuple(mv.id for mv in versions)
         groups.setdefault(key, (versions, []))[1].append(im)
     return sorted(groups.values(), key=lambda g: min(im.updated_at for im in g[1]))

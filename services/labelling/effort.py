@@ -56,19 +56,27 @@ def assist_callable(assistant: Assistant, height: int, width: int) -> Assist:
 def shown_versions(session: Session, image: Image) -> list[ModelVersion]:
     """The model versions whose predictions ``image`` was shown (at most one per stage, by
     stage name), see the module docstring; empty when no model had processed it."""
-    rows = session.exec(
-        select(ModelVersion, ImagePrediction.created_at)
-        .join(ImagePrediction, ImagePrediction.model_version_id == ModelVersion.id)
-        .where(ImagePrediction.image_id == image.id, ImagePrediction.created_at <= image.updated_at)
-    ).all()
-    newest: dict[str, tuple[Any, ModelVersion]] = {}
-    for mv, at in rows:
-        if mv.stage not in newest or (at, mv.version) > (
-            newest[mv.stage][0],
-            newest[mv.stage][1].version,
-        ):
-            newest[mv.stage] = (at, mv)
-    return [newest[s][1] for s in sorted(newest)]
+    return shown_versions_of(session, [image])[image.id]
+
+
+def shown_versions_of(session: Session, images: list[Image]) -> dict[int, list[ModelVersion]]:
+    """:func:`shown_versions` of many photos in one query: image id -> versions."""
+    when = {im.id: im.updated_at for im in images}
+    newest: dict[int, dict[str, tuple[Any, ModelVersion]]] = {i: {} for i in when}
+    for chunk in range(0, len(images), 500):
+        ids = [im.id for im in images[chunk : chunk + 500]]
+        rows = session.exec(
+            select(ImagePrediction.image_id, ImagePrediction.created_at, ModelVersion)
+            .join(ModelVersion, ImagePrediction.model_version_id == ModelVersion.id)
+            .where(ImagePrediction.image_id.in_(ids))
+        ).all()
+        for image_id, at, mv in rows:
+            if at > when[image_id]:
+                continue  # processed after the photo was labelled: not shown for it
+            best = newest[image_id].get(mv.stage)
+            if best is None or (at, mv.version) > (best[0], best[1].version):
+                newest[image_id][mv.stage] = (at, mv)
+    return {i: [by[s][1] for s in sorted(by)] for i, by in newest.items()}
 
 
 def shown_predictions(
