@@ -1,5 +1,5 @@
-"""The lead dashboard's model and plot areas: why a promoted model shows nothing, the four
-plots with a CSV of each, the version table with promote and roll back, one photo at a
+"""The lead dashboard's model and plot areas: why a promoted model shows nothing, what a
+photo costs now, the five plots with a CSV of each, the version table with promote and roll back, one photo at a
 lower threshold, the fraud screen, and a job's full story. ``annotator.app`` places the
 groups, checks the user and refreshes them with the rest of the dashboard; the numbers come
 from ``services.dashboard.summary`` and ``services.dashboard.plots``.
@@ -32,6 +32,7 @@ PLOTS = (
     ("classes", "Instances per class (damage / fake / part; log scale)", "instances-per-class"),
     ("versions", "Held-out metric per model version (star = promoted)", "metric-per-version"),
     ("learning_curve", "Learning curve: held-out metric against labelled photos", "learning-curve"),
+    ("effort", "Actions per photo per round, against the learning curve", "effort-per-round"),
 )
 VERSION_HEADERS = [
     "version",
@@ -68,7 +69,7 @@ def plot_panel() -> PlotPanel:
     state = gr.Markdown(elem_id="pb-dash-model-state")
     images, csvs = [], []
     with gr.Accordion("Plots", open=True, elem_id="pb-dash-plots"):
-        for row in (PLOTS[:2], PLOTS[2:]):
+        for row in (PLOTS[:2], PLOTS[2:4], PLOTS[4:]):
             with gr.Row():
                 for name, title, _ in row:
                     with gr.Column(elem_id=f"pb-plot-{name}"):
@@ -152,6 +153,8 @@ def refresh(user: User) -> list[Any]:
             f"take {pace['days_to_finish']} more day{'s' if pace['days_to_finish'] != 1 else ''} "
             f"(until {pace['finish_on']}).",
         )
+    # what a photo costs now, its own paragraph at the top: the saving a lead looks for
+    lines.insert(0, _md(tables["effort"]["sentence"]) + "\n")
     table = [
         [
             r["name"],

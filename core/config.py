@@ -214,6 +214,10 @@ class Settings(BaseSettings):
     #: Points (clicks) in one assistance request (``POST /api/images/{id}/assist``): a person
     #: clicks a handful; two million cost 15 s of CPU.
     max_assist_points: int = Field(default=1_000, gt=0)
+    #: Labelled photos per round whose actions the dashboard counts with the simulated
+    #: annotator (``services.dashboard.effort``): each costs a few assistance calls once
+    #: (the counts are cached), so a large project is sampled.
+    effort_photos_per_round: int = Field(default=20, ge=1)
     #: Longest review comment or fake-damage note, in characters.
     max_comment_chars: int = Field(default=2_000, gt=0)
     #: Largest ``attributes`` object of one annotation, as JSON text.

@@ -23,15 +23,17 @@ pytestmark = pytest.mark.browser
 SQUARE = [
     {"exterior": [[100.0, 100.0], [220.0, 100.0], [220.0, 200.0], [100.0, 200.0]], "holes": []}
 ]
-PLOTS = ("pace", "classes", "versions", "learning_curve")
+PLOTS = ("pace", "classes", "versions", "learning_curve", "effort")
 
 require_chromium()
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Iterator[tuple[Server, Seeded]]:
-    """Six photos, four labelled by ana; three yolo_seg versions measured on the held-out
-    split, v2 promoted; no fake-damage flag or prediction anywhere."""
+    """Six photos, four labelled by ana, the last two after yolo_seg-v2 pre-annotated them;
+    three yolo_seg versions measured on the held-out split, v2 promoted; no fake-damage flag
+    anywhere."""
+    from db.models import ImagePrediction, Prediction
     from db.session import session_scope
     from services.labelling.saves import save_annotations
     from services.labelling.statuses import set_status
@@ -39,21 +41,41 @@ def world(tmp_path_factory) -> Iterator[tuple[Server, Seeded]]:
     data = tmp_path_factory.mktemp("dashboard") / "data"
     seeded = seed_workspace(data, n_synthetic=6, n_predictions=0)
     with session_scope() as s:
-        for i, image_id in enumerate(seeded.image_ids[:4]):
-            ann = {"class_id": 3 if i % 2 else 40, "geometry": SQUARE}
-            save_annotations(
-                s, image_id=image_id, expected_version=0, annotations=[ann], author="ana"
-            )
-            set_status(s, image_id=image_id, status="labelled", author="ana")
+        versions = {}
         for v, ap, n in ((1, 0.12, 40), (2, 0.31, 80), (3, 0.27, 120)):
             figures = {"coco": {"AP50": ap, "AP": ap / 2}, "macro_f1": ap + 0.1, "recall": 0.3}
             metrics = {
                 "holdout": {"part": figures},
                 "promotion": {"promoted": v == 2, "reason": f"rule verdict for v{v}"},
             }
-            s.add(
-                model_version("yolo_seg", v, metrics, promoted=v == 2, train_snapshot={"count": n})
+            versions[v] = model_version(
+                "yolo_seg", v, metrics, promoted=v == 2, train_snapshot={"count": n}
             )
+            s.add(versions[v])
+        s.flush()
+        # v2 pre-annotated photos 3 and 4 before ana labelled them: the second round of
+        # the effort plot, its square shown as it is
+        for image_id, (class_id, group) in zip(
+            seeded.image_ids[2:4], ((40, "part"), (3, "damage")), strict=True
+        ):
+            s.add(ImagePrediction(image_id=image_id, model_version_id=versions[2].id))
+            s.add(
+                Prediction(
+                    image_id=image_id,
+                    model_version_id=versions[2].id,
+                    class_id=class_id,
+                    group=group,
+                    geometry=SQUARE,
+                    score=0.9,
+                )
+            )
+    with session_scope() as s:
+        for i, image_id in enumerate(seeded.image_ids[:4]):
+            ann = {"class_id": 3 if i % 2 else 40, "geometry": SQUARE}
+            save_annotations(
+                s, image_id=image_id, expected_version=0, annotations=[ann], author="ana"
+            )
+            set_status(s, image_id=image_id, status="labelled", author="ana")
     with Server(data) as server:
         yield server, seeded
 
@@ -90,7 +112,14 @@ def test_dashboard_plots_csv_versions_and_the_empty_fraud_queue(world, browser) 
     ), summary
     assert summary.index("Part pre-annotator") < summary.index("Assist net"), summary
     page.locator("#pb-dash-summary").screenshot(path=str(SHOTS / "dashboard_summary.png"))
-    # the four plots, drawn as pictures, each with a CSV of its numbers
+    # what a photo costs now, against round 0 (no model): the accepted square costs 1 action
+    page.wait_for_function(
+        "() => document.querySelector('#pb-dash-model-state').innerText.includes('Each photo')"
+    )
+    state = page.locator("#pb-dash-model-state").inner_text()
+    assert "Each photo now costs 1 action, down from " in state, state
+    assert "in round 0 (no model). Counted on 2 photos of round 1 (yolo_seg-v2)" in state, state
+    # the five plots, drawn as pictures, each with a CSV of its numbers
     for name in PLOTS:
         img = page.locator(f"#pb-plot-{name}-img img")
         img.wait_for(timeout=60000)
@@ -117,6 +146,10 @@ def test_dashboard_plots_csv_versions_and_the_empty_fraud_queue(world, browser) 
     )
     assert cut == []
     page.locator("#pb-dash-plots").screenshot(path=str(SHOTS / "dashboard_plots.png"))
+    page.locator("#pb-dash-model-state").screenshot(
+        path=str(SHOTS / "dashboard_effort_sentence.png")
+    )
+    page.locator("#pb-plot-effort").screenshot(path=str(SHOTS / "dashboard_effort.png"))
     page.locator("#pb-dash-versions").screenshot(path=str(SHOTS / "dashboard_versions.png"))
     # promote by hand, then roll back to the parent-less previous version
     page.locator("#pb-version-pick input").fill("yolo_seg-v3")

@@ -84,7 +84,7 @@ def retrain(
     return RetrainAnswer(job_id=job.id, status=job.status, plan=plan)
 
 
-PlotName = Literal["pace", "classes", "versions", "learning_curve"]
+PlotName = Literal["pace", "classes", "versions", "learning_curve", "effort"]
 
 
 def _plot_table(session, project, name: str) -> dict:
@@ -101,7 +101,8 @@ def plot_png(
     session: SessionDep,
 ) -> Response:
     """A dashboard plot: ``pace`` (labelled photos per day and the projection), ``classes``
-    (instances per class), ``versions`` (held-out metric per version), ``learning_curve``."""
+    (instances per class), ``versions`` (held-out metric per version), ``learning_curve``,
+    ``effort`` (actions per photo per round against the learning curve)."""
     with service_errors():
         table = _plot_table(session, project, name)
     return Response(plot_service.render(name, table), media_type="image/png")

@@ -1,11 +1,13 @@
-"""The lead dashboard's four plots: their numbers (tables that also download as CSV) and
+"""The lead dashboard's five plots: their numbers (tables that also download as CSV) and
 their pictures (matplotlib PNG, Agg backend).
 
 - :func:`labelling_pace`: photos labelled per day and the projection to finish the queue;
 - :func:`class_counts`: instances per class, grouped damage / fake / part;
 - :func:`metric_across_versions`: each stage's held-out primary metric per version, the
   promoted one marked;
-- :func:`learning_curve`: primary metric against the labelled photos it was trained on.
+- :func:`learning_curve`: primary metric against the labelled photos it was trained on;
+- ``effort`` (``services.dashboard.effort``): actions per photo per round, counted by the
+  simulated annotator, against the learning curve of the versions shown.
 
 Each data function returns ``{"columns": [...], "rows": [[...], ...], ...}``; the renderers
 take that and return PNG bytes. A labelled photo is one the dashboard header counts as
@@ -31,6 +33,7 @@ from sqlmodel import Session, select
 from active_learning.plots import figure_png, new_figure
 from db.models import LABELLED_STATUSES, Annotation, Image, Project
 from services.accounts.projects import project_taxonomy
+from services.dashboard.effort import effort_png, effort_table
 from services.labelling.images import OPEN_STATUSES
 from services.review.throughput import is_person
 from services.training import registry
@@ -285,6 +288,7 @@ PLOTS = {
     "classes": (class_counts, classes_png),
     "versions": (lambda s, p: metric_across_versions(s), versions_png),
     "learning_curve": (lambda s, p: learning_curve(s), curve_png),
+    "effort": (effort_table, effort_png),
 }
 
 
