@@ -231,3 +231,31 @@ def test_the_dashboard_handler_imports_through_the_same_service(env, dsmlr, tmp_
     assert run_import(lead, "coco", None, None, FROM_LABELS, False, "", "") == (
         "Choose a label file first."
     )
+
+
+def test_cvat_xml_with_its_photo_over_http(env, dsmlr) -> None:
+    """A CVAT for images 1.1 file: a polygon, a box and a tag of a dsmlr photo, as CVAT
+    exports them; an unknown label is refused with its name and nothing is written."""
+    client, _seeded, login = env
+    lead = login("lead")
+    name, photo = dsmlr["photos"][0]
+    xml = f"""<?xml version="1.0" encoding="utf-8"?>
+<annotations><version>1.1</version>
+  <image id="0" name="{name}" width="{dsmlr["keep"][0]["width"]}" height="{dsmlr["keep"][0]["height"]}">
+    <polygon label="hood" occluded="0" source="manual" points="10,10;120,12;118,90;12,88" z_order="0"/>
+    <box label="front_bumper" occluded="1" source="auto" xtl="20" ytl="100" xbr="200" ybr="160" z_order="1"/>
+    <tag label="dent" source="manual"/>
+  </image>
+</annotations>""".encode()
+    r = post(client, lead, ("annotations.xml", xml), [(name, photo)], format="cvat")
+    assert r.status_code == 201, r.text
+    assert (r.json()["images_added"], r.json()["instances_added"]) == (1, 2)
+    with session_scope() as s:
+        classes = sorted(s.exec(select(Annotation.class_id)).all())
+    assert len(classes) == 2
+
+    before = stored_counts()
+    unknown = xml.replace(b'label="hood"', b'label="flux capacitor"')
+    r = post(client, lead, ("annotations.xml", unknown), [(name, photo)], format="cvat")
+    assert r.status_code == 422 and "flux capacitor" in r.json()["detail"]
+    assert stored_counts() == before
