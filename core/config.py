@@ -218,6 +218,10 @@ class Settings(BaseSettings):
     #: annotator (``services.dashboard.effort``): each costs a few assistance calls once
     #: (the counts are cached), so a large project is sampled.
     effort_photos_per_round: int = Field(default=20, ge=1)
+    #: Seconds one dashboard refresh may spend counting photos not counted before; the rest
+    #: wait for the next refresh (the sentence says how many), so a first look at a large
+    #: project never hangs the dashboard.
+    effort_count_budget_s: float = Field(default=5.0, ge=0)
     #: Longest review comment or fake-damage note, in characters.
     max_comment_chars: int = Field(default=2_000, gt=0)
     #: Largest ``attributes`` object of one annotation, as JSON text.

@@ -87,10 +87,19 @@ def labelled(store, tmp_path):
 
 
 def test_effort_per_round_and_the_sentence(labelled, monkeypatch):
+    from core.config import get_settings
     from db.session import session_scope
     from services.accounts.projects import get_or_create_project
     from services.dashboard import effort
     from services.dashboard.plots import PLOTS, render
+
+    # no time to count: nothing is counted, and the sentence says the photos wait
+    monkeypatch.setattr(get_settings(), "effort_count_budget_s", 0.0)
+    with session_scope() as s:
+        table = effort.effort_table(s, get_or_create_project(s))
+    assert [r[3] for r in table["rows"]] == [0, 0] and table["waiting"] == 4
+    assert table["sentence"].endswith("4 more photos will be counted on the next refresh.")
+    monkeypatch.setattr(get_settings(), "effort_count_budget_s", 60.0)
 
     with session_scope() as s:
         table = effort.effort_table(s, get_or_create_project(s))

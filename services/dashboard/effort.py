@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -109,9 +110,11 @@ def effort_table(session: Session, project: Project) -> dict[str, Any]:
     cache = _read_cache(cache_path)
     assistance = resolve_assistance(session, project)
     assistant = None
-    rows, unreadable, changed = [], 0, False
+    rows, unreadable, waiting, changed = [], 0, 0, False
     curve: dict[str, list[tuple[int, float]]] = {}
-    per_round = get_settings().effort_photos_per_round
+    settings = get_settings()
+    per_round = settings.effort_photos_per_round
+    deadline = time.monotonic() + settings.effort_count_budget_s
     for n, (versions, images) in enumerate(rounds):
         shown = " + ".join(mv.name for mv in versions) or NO_MODEL
         held = _heldout(versions)
@@ -121,6 +124,9 @@ def effort_table(session: Session, project: Project) -> dict[str, Any]:
                 [str(im.id), str(im.annotation_version), shown, *map(str, assistance.key)]
             )
             if key not in cache:
+                if time.monotonic() >= deadline:
+                    waiting += 1  # counted on a later refresh
+                    continue
                 if assistant is None:
                     assistant = project_assistant(session, project)
                 try:
@@ -159,6 +165,7 @@ def effort_table(session: Session, project: Project) -> dict[str, Any]:
         "curve": curve,
         "backend": assistance.backend,
         "unreadable": unreadable,
+        "waiting": waiting,
     }
     table["sentence"] = effort_sentence(table)
     return table
@@ -167,12 +174,16 @@ def effort_table(session: Session, project: Project) -> dict[str, Any]:
 def effort_sentence(table: dict[str, Any]) -> str:
     """ "Each photo now costs N actions, down from M": N of the last round, M of the first
     (or drawing every vertex by hand while there is one round); plainly "not enough data"
-    when nothing was counted."""
+    when nothing was counted; and how many photos wait for the next refresh (the counting
+    budget, ``effort_count_budget_s``, ran out)."""
     rows = [r for r in table["rows"] if r[3]]
+    later = ""
+    if table.get("waiting"):
+        later = f" {_n(table['waiting'], 'more photo')} will be counted on the next refresh."
     if not rows:
         return (
             "Not enough data for the cost per photo yet: no photo labelled in the workspace "
-            "could be counted."
+            "could be counted." + later
         )
     last = rows[-1]
     now = last[4]
@@ -185,7 +196,7 @@ def effort_sentence(table: dict[str, Any]) -> str:
     return (
         f"Each photo now costs {_n(now, 'action')}, {word} {then:g} {since}. Counted on "
         f"{_n(last[3], 'photo')} of round {last[0]} ({last[1]}) with {table['backend']} "
-        f"assistance{early}."
+        f"assistance{early}." + later
     )
 
 
