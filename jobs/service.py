@@ -179,13 +179,15 @@ def start_round(
     from_scratch: list[str] | None = None,
     weights: dict[str, str] | None = None,
     options: dict[str, list[str]] | None = None,
+    pseudo_labels: bool | None = None,
 ) -> Job:
     """Queue a retraining round (:mod:`jobs.rounds`) of ``project`` (default: the served
     one); a worker runs it. Without ``session`` a new one is used.
 
     ``weights``: stage -> weights name or path to start from (a stage given a file is one
     to train, named in ``stages`` or not); ``options``: stage -> ``["key=value", ...]``
-    config overrides (refused now when a key is unknown)."""
+    config overrides (refused now when a key is unknown); ``pseudo_labels``: train on
+    confident predictions of unlabelled photos too (None: the ``pseudo_labels`` setting)."""
     if weights and stages:
         stages = list(dict.fromkeys([*stages, *weights]))
     elif weights:
@@ -208,6 +210,8 @@ def start_round(
         params["weights"] = dict(weights)
     if options:
         params["options"] = {stage: list(pairs) for stage, pairs in options.items()}
+    if pseudo_labels is not None:
+        params["pseudo_labels"] = bool(pseudo_labels)
     if session is None:
         with session_scope() as s:
             return create_job(s, "round", params, created_by=created_by, project=project)

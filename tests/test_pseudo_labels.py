@@ -222,3 +222,11 @@ def test_pseudo_labels_are_off_unless_asked(pool_project):
         # on, but nothing promoted yet: no version to take pseudo-labels from
         on = with_pseudo_labels(s, project, "part_seg", snap, enabled=True)
         assert on["pseudo"]["version"] is None and on["pseudo"]["photos"] == 0
+
+
+def test_a_round_job_carries_the_choice_and_leaves_the_setting_otherwise(store):
+    from jobs.service import start_round
+
+    assert start_round(pseudo_labels=True, created_by="t").params["pseudo_labels"] is True
+    assert start_round(pseudo_labels=False, created_by="t").params["pseudo_labels"] is False
+    assert "pseudo_labels" not in start_round(created_by="t").params
