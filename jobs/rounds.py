@@ -88,13 +88,7 @@ def run_round(
                 s, ctx.project(s), stage, snap, enabled=pseudo_labels
             )
             if "pseudo" in stage_snap:
-                ctx.log.info(
-                    "%s: %d pseudo-labelled photos (%d instances) from %s",
-                    stage,
-                    stage_snap["pseudo"]["photos"],
-                    stage_snap["pseudo"]["instances"],
-                    stage_snap["pseudo"]["version"],
-                )
+                steps.record("snapshot", pseudo.pseudo_sentence(stage, stage_snap["pseudo"]))
             outcome = lifecycle.run_plan(
                 s,
                 ctx.project(s),

@@ -158,12 +158,13 @@ def test_a_round_trains_on_confident_predictions_that_never_become_annotations(
     monkeypatch.setattr(get_settings(), "pseudo_label_min_score", 0.9)
 
     trained: list = []
+    measured: list = []
     real_training_set = runs.training_set
 
     def recording_training_set(session, project, split_filter, snapshot=None):
         data = real_training_set(session, project, split_filter, snapshot)
-        if snapshot is not None:  # training, not the held-out evaluation
-            trained.extend(data.records)
+        # training reads a snapshot; the held-out measurement reads the labelled photos
+        (trained if snapshot is not None else measured).extend(data.records)
         return data
 
     monkeypatch.setattr(runs, "training_set", recording_training_set)
@@ -181,6 +182,8 @@ def test_a_round_trains_on_confident_predictions_that_never_become_annotations(
     assert [r.meta["image_id"] for r in pseudo] == [pool_id]
     assert pseudo[0].instances.data["prediction_id"] == [preds["confident"]]
     assert pseudo[0].instances.data["pseudo"] == [True]
+    assert measured and not any(r.meta.get("pseudo") for r in measured)
+    assert {r.meta["status"] for r in measured} == {"labelled"}
     people = [r for r in trained if not r.meta.get("pseudo")]
     assert people and not any("pseudo" in r.instances.data for r in people)
     assert out["stages"]["part_seg"]["pseudo"] == {
@@ -188,6 +191,10 @@ def test_a_round_trains_on_confident_predictions_that_never_become_annotations(
         "photos": 1,
         "instances": 1,
     }
+    assert {
+        "step": "snapshot",
+        "what": f"part_seg: 1 pseudo-labelled photos (1 instances, scores from 0.9) from {mv.name}",
+    } in out["steps"]
     with session_scope() as s:
         new = s.exec(select(ModelVersion).where(ModelVersion.id != mv.id)).one()
         assert new.train_snapshot["pseudo"]["prediction_ids"] == [preds["confident"]]

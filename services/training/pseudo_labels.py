@@ -221,6 +221,21 @@ def pseudo_phrase(snapshot: dict[str, Any] | None) -> str:
     return f"+ {pseudo['photos']} pseudo-labelled photos ({pseudo['instances']} instances)"
 
 
+def pseudo_sentence(stage: str, pseudo: dict[str, Any]) -> str:
+    """What a round's stage takes as pseudo-labels, for the round's steps."""
+    if pseudo.get("version") is None:
+        return f"{stage}: no pseudo-labels (neither it nor a rival has a promoted version)"
+    if not pseudo.get("photos"):
+        return (
+            f"{stage}: no pseudo-labels ({pseudo['version']} has no pending prediction of an "
+            f"unlabelled photo scoring {pseudo['min_score']:g} or more)"
+        )
+    return (
+        f"{stage}: {pseudo['photos']} pseudo-labelled photos ({pseudo['instances']} instances, "
+        f"scores from {pseudo['min_score']:g}) from {pseudo['version']}"
+    )
+
+
 def with_pseudo_labels(
     session: Session,
     project: Project,
