@@ -169,22 +169,21 @@ def pseudo_records(session: Session, project: Project, pseudo: dict[str, Any]) -
     ids = [int(i) for i in pseudo.get("prediction_ids", [])]
     if not ids:
         return []
-    rows = session.exec(
-        select(Prediction)
-        .where(Prediction.id.in_(ids))
-        .order_by(Prediction.image_id, Prediction.id)
-    ).all()
-    images = {
-        img.id: img
+    rows: list[Prediction] = []
+    for chunk in _chunks(ids):  # a pool of thousands would pass SQLite's parameter limit
+        rows += session.exec(select(Prediction).where(Prediction.id.in_(chunk))).all()
+    rows.sort(key=lambda p: (p.image_id, p.id))
+    images: dict[int, Image] = {}
+    for chunk in _chunks(sorted({p.image_id for p in rows})):
         for img in session.exec(
             select(Image).where(
                 Image.project_id == project.id,
-                Image.id.in_({p.image_id for p in rows}),
+                Image.id.in_(chunk),
                 Image.status.not_in(LABELLED_STATUSES),
                 Image.split != HOLDOUT_SPLIT,
             )
-        )
-    }
+        ):
+            images[img.id] = img
     by_image: dict[int, list[Prediction]] = {}
     for p in rows:
         if p.image_id in images:
@@ -210,6 +209,10 @@ def pseudo_records(session: Session, project: Project, pseudo: dict[str, Any]) -
             )
         )
     return records
+
+
+def _chunks(ids: list[int], size: int = 900) -> list[list[int]]:
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
 
 
 def pseudo_phrase(snapshot: dict[str, Any] | None) -> str:
