@@ -16,6 +16,7 @@ are dropped).
 Prints one JSON report (``--out`` writes it too).
 
     .venv/bin/python bench/bench_pseudo_labels.py --minutes1 2.5 --minutes2 2.5 --threads 2
+    .venv/bin/python bench/bench_pseudo_labels.py --round1 run/round1.pt --min-score 0.5
     .venv/bin/python bench/bench_pseudo_labels.py --minutes1 0.1 --minutes2 0.1 \\
         --labelled 8 --pool 8 --holdout 8 --preset tiny   # a smoke run
 
@@ -57,15 +58,18 @@ def train(cfg, data, out: Path, warm_from: Path | None) -> tuple[Any, float]:
     return stage, round(time.perf_counter() - t0, 1)
 
 
-def pseudo_labelled(stage, pool, min_score: float) -> list:
+def pseudo_labelled(stage, pool, min_score: float, scores: list[float]) -> list:
     """The pool's records with the model's confident predictions as their instances (those
-    with none left out), marked as a round marks them."""
+    with none left out), marked as a round marks them; every prediction's score is added to
+    ``scores``."""
     from services.training.pseudo_labels import class_thresholds, confident_instances
 
     thresholds = class_thresholds(pool.taxonomy, min_score)
     out = []
     for i, rec in enumerate(pool.records):
         res = stage.predict([pool.load_image(i)])[0]
+        if res.instances.scores is not None:
+            scores.extend(float(x) for x in res.instances.scores)
         inst = confident_instances(res.instances, thresholds, default=min_score)
         if len(inst):
             out.append(dataclasses.replace(rec, instances=inst, meta={**rec.meta, "pseudo": True}))
@@ -82,6 +86,13 @@ def main() -> None:
     ap.add_argument("--minutes2", type=float, default=2.5, help="round 2's budget, each arm")
     ap.add_argument("--min-score", type=float, default=0.9, help="pseudo-label threshold")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--round1",
+        type=Path,
+        default=None,
+        help="no round 1: continue this kept part_seg checkpoint (a run's round1.pt, --keep)",
+    )
+    ap.add_argument("--keep", type=Path, default=None, help="folder for the checkpoints")
     ap.add_argument("--out", type=Path, default=None, help="JSON of every figure")
     add_threads_option(ap)
     args = ap.parse_args()
@@ -104,7 +115,8 @@ def main() -> None:
         [dataclasses.replace(r, instances=Instances.empty()) for r in pool_recs], tax
     )
     held = TrainingSet(data.records[len(data) - args.holdout :], tax)
-    work = Path(tempfile.mkdtemp(prefix="pb-pseudo-"))
+    work = args.keep or Path(tempfile.mkdtemp(prefix="pb-pseudo-"))
+    work.mkdir(parents=True, exist_ok=True)
 
     def cfg(minutes: float) -> PartSegConfig:
         return PartSegConfig.from_preset(
@@ -112,19 +124,30 @@ def main() -> None:
         )
 
     report: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}}
-    first, secs = train(cfg(args.minutes1), labelled, work / "round1.pt", None)
-    report["round1"] = {"train_s": secs, **figures(first, held)}
+    if args.round1 is None:
+        round1 = work / "round1.pt"
+        first, secs = train(cfg(args.minutes1), labelled, round1, None)
+        report["round1"] = {"train_s": secs, **figures(first, held)}
+    else:
+        from models.part_seg import PartSegStage
+
+        round1 = args.round1
+        first = PartSegStage.load(round1, tax, device="cpu")
+        report["round1"] = {"checkpoint": str(round1)}
     t0 = time.perf_counter()
-    pseudo = pseudo_labelled(first, pool, args.min_score)
+    scores: list[float] = []
+    pseudo = pseudo_labelled(first, pool, args.min_score, scores)
     report["pseudo"] = {
         "photos": len(pseudo),
         "instances": sum(len(r.instances) for r in pseudo),
         "predict_s": round(time.perf_counter() - t0, 1),
+        # how many of the pool's predictions each threshold would keep
+        "predictions_at": {f"{t:g}": sum(x >= t for x in scores) for t in (0.5, 0.7, 0.8, 0.9)},
     }
     print(json.dumps(report), flush=True)
     arms = {"off": labelled, "on": TrainingSet(labelled.records + pseudo, tax)}
     for name, train_data in arms.items():
-        stage, secs = train(cfg(args.minutes2), train_data, work / f"{name}.pt", work / "round1.pt")
+        stage, secs = train(cfg(args.minutes2), train_data, work / f"{name}.pt", round1)
         report[f"round2_{name}"] = {
             "photos": len(train_data),
             "train_s": secs,
