@@ -76,6 +76,8 @@ def validate_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
             raise Invalid("params.k must be a whole number of images.") from None
         if params["k"] < 1:
             raise Invalid("params.k must be at least 1.")
+    if params.get("pseudo_labels") is not None and not isinstance(params["pseudo_labels"], bool):
+        raise Invalid("params.pseudo_labels must be true, false or null (the setting).")
     if params.get("image_ids") is not None:
         ids = params["image_ids"]
         if not isinstance(ids, list) or not all(

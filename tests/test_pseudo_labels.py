@@ -237,3 +237,23 @@ def test_a_round_job_carries_the_choice_and_leaves_the_setting_otherwise(store):
     assert start_round(pseudo_labels=True, created_by="t").params["pseudo_labels"] is True
     assert start_round(pseudo_labels=False, created_by="t").params["pseudo_labels"] is False
     assert "pseudo_labels" not in start_round(created_by="t").params
+    from jobs.service import validate_params
+
+    with pytest.raises(Invalid, match="params.pseudo_labels must be true, false or null"):
+        validate_params("round", {"pseudo_labels": "yes"})
+
+
+def test_post_retrain_carries_the_choice(tmp_path):
+    from browser_helpers import api_client
+
+    from db.models import Job
+    from db.session import session_scope
+
+    client, _, login = api_client(tmp_path / "data", n_synthetic=1)
+    h = login("lead")
+    on = client.post("/api/retrain", headers=h, json={"pseudo_labels": True})
+    plain = client.post("/api/retrain", headers=h, json={})
+    assert on.status_code == plain.status_code == 200, (on.text, plain.text)
+    with session_scope() as s:
+        assert s.get(Job, on.json()["job_id"]).params["pseudo_labels"] is True
+        assert "pseudo_labels" not in s.get(Job, plain.json()["job_id"]).params
