@@ -110,6 +110,12 @@ def round_start(
         "--from-scratch",
         help="Comma-separated stages that start over instead of fine-tuning their promoted version.",
     ),
+    pseudo_labels: bool | None = typer.Option(
+        None,
+        "--pseudo-labels/--no-pseudo-labels",
+        help="Also train on the promoted versions' confident predictions of unlabelled photos "
+        "(default: the pseudo_labels setting).",
+    ),
     wait: bool = typer.Option(False, "--wait", help="Follow the job's progress until it ends."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -129,6 +135,7 @@ def round_start(
             force_promote=force_promote,
             device=device,
             from_scratch=[x.strip() for x in from_scratch.split(",")] if from_scratch else None,
+            pseudo_labels=pseudo_labels,
             created_by="cli",
         )
         job_id = job.id

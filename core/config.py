@@ -101,6 +101,18 @@ class Settings(BaseSettings):
     damage_seg_autotrain_growth: float = Field(default=0.5, gt=0)
     damage_seg_autotrain_config: Literal["tiny", "cpu", "gpu", "small", "base"] | None = None
     damage_seg_time_budget_s: float = Field(default=2700.0, gt=0, le=3600)
+    #: Semi-supervised rounds (``services.training.pseudo_labels``): a round also trains each
+    #: stage on the confident pending predictions of its promoted version (else its promoted
+    #: rival's) on photos that are neither labelled nor reviewed nor held out, marked as
+    #: pseudo-labels; they are never written as annotations, so never exported nor shown as
+    #: accepted, and the held-out measurement never sees them. Off by default.
+    pseudo_labels: bool = False
+    #: the score a prediction must reach to become a pseudo-label
+    pseudo_label_min_score: float = Field(default=0.9, gt=0, le=1)
+    #: class name -> its own minimum score over ``pseudo_label_min_score``, e.g.
+    #: ``{"wheel": 0.8, "front_bumper": 0.95}`` (a class the held-out figures show weak wants a
+    #: higher one); a name outside the project's taxonomy is refused when a round starts
+    pseudo_label_class_scores: dict[str, float] = Field(default_factory=dict)
     #: stage -> the held-out minimum it must reach to pre-annotate, over the stage's own
     #: (``StageBase.pre_annotate_minimum``), e.g. ``{"yolo_seg": 0.3}``; 0 turns it off
     pre_annotate_minimum: dict[str, float] = Field(default_factory=dict)

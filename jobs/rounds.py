@@ -2,7 +2,9 @@
 
 1. snapshot the labelled set (held-out split chosen once, then excluded);
 2. train the chosen stages, every one on that same snapshot, each fine-tuned from its
-   promoted version (``from_scratch`` names the stages that start over);
+   promoted version (``from_scratch`` names the stages that start over); with the
+   pseudo-labels on, each stage also trains on its promoted version's confident predictions
+   on unlabelled photos (``services.training.pseudo_labels``), never stored as annotations;
 3. evaluate each new version on the held-out split;
 4. promote it only if it beats the promoted version on its primary metric (or when forced);
 5. pre-annotate the unlabelled images with the promoted versions (prompted stages such as
@@ -24,6 +26,7 @@ from jobs.context import JobContext
 from models.registry import config_class, pre_annotating_stages
 from services.errors import Invalid
 from services.training import lifecycle, model_runs, registry
+from services.training import pseudo_labels as pseudo
 
 
 def run_round(
@@ -39,9 +42,13 @@ def run_round(
     from_scratch: list[str] | None = None,
     weights: dict[str, str] | None = None,
     options: dict[str, list[str]] | None = None,
+    pseudo_labels: bool | None = None,
 ) -> dict[str, Any]:
     """``weights``: stage -> weights name or path the stage starts from (instead of its
-    promoted version); ``options``: stage -> ``["key=value", ...]`` config overrides."""
+    promoted version); ``options``: stage -> ``["key=value", ...]`` config overrides;
+    ``pseudo_labels``: each stage also trains on its promoted version's confident
+    predictions on unlabelled photos (:mod:`services.training.pseudo_labels`; None: the
+    ``pseudo_labels`` setting)."""
     steps = RoundSteps(ctx)
     # 1. snapshot
     steps.record("snapshot", "snapshot of the labelled set", progress=0.01)
@@ -77,11 +84,16 @@ def run_round(
                 weights=(weights or {}).get(stage),
                 from_scratch=stage in (from_scratch or ()),
             )
+            stage_snap = pseudo.with_pseudo_labels(
+                s, ctx.project(s), stage, snap, enabled=pseudo_labels
+            )
+            if "pseudo" in stage_snap:
+                steps.record("snapshot", pseudo.pseudo_sentence(stage, stage_snap["pseudo"]))
             outcome = lifecycle.run_plan(
                 s,
                 ctx.project(s),
                 plan,
-                train_snapshot=snap,
+                train_snapshot=stage_snap,
                 force=force_promote,
                 progress_for=lambda name, part, lo=lo: ctx.progress_callback(
                     name, (lo + part[0] * span, lo + part[1] * span)
@@ -98,6 +110,10 @@ def run_round(
                 "reason": outcome.reason,
                 "plan": outcome.extra["plan"],
             }
+            if "pseudo" in stage_snap:
+                out["stages"][stage]["pseudo"] = {
+                    k: stage_snap["pseudo"][k] for k in ("version", "photos", "instances")
+                }
             verdict = "promoted" if outcome.promoted else "kept the current version"
             ctx.log.info("%s: %s -> %s", stage, outcome.reason, verdict)
         # reported once the promotion is committed (SQLite allows one writer at a time)

@@ -76,6 +76,8 @@ def validate_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
             raise Invalid("params.k must be a whole number of images.") from None
         if params["k"] < 1:
             raise Invalid("params.k must be at least 1.")
+    if params.get("pseudo_labels") is not None and not isinstance(params["pseudo_labels"], bool):
+        raise Invalid("params.pseudo_labels must be true, false or null (the setting).")
     if params.get("image_ids") is not None:
         ids = params["image_ids"]
         if not isinstance(ids, list) or not all(
@@ -179,13 +181,15 @@ def start_round(
     from_scratch: list[str] | None = None,
     weights: dict[str, str] | None = None,
     options: dict[str, list[str]] | None = None,
+    pseudo_labels: bool | None = None,
 ) -> Job:
     """Queue a retraining round (:mod:`jobs.rounds`) of ``project`` (default: the served
     one); a worker runs it. Without ``session`` a new one is used.
 
     ``weights``: stage -> weights name or path to start from (a stage given a file is one
     to train, named in ``stages`` or not); ``options``: stage -> ``["key=value", ...]``
-    config overrides (refused now when a key is unknown)."""
+    config overrides (refused now when a key is unknown); ``pseudo_labels``: train on
+    confident predictions of unlabelled photos too (None: the ``pseudo_labels`` setting)."""
     if weights and stages:
         stages = list(dict.fromkeys([*stages, *weights]))
     elif weights:
@@ -208,6 +212,8 @@ def start_round(
         params["weights"] = dict(weights)
     if options:
         params["options"] = {stage: list(pairs) for stage, pairs in options.items()}
+    if pseudo_labels is not None:
+        params["pseudo_labels"] = bool(pseudo_labels)
     if session is None:
         with session_scope() as s:
             return create_job(s, "round", params, created_by=created_by, project=project)

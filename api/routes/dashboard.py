@@ -51,6 +51,11 @@ class RetrainBody(BaseModel):
         default_factory=dict,
         description='stage -> config overrides, e.g. {"yolo_seg": ["imgsz=320", "lr0=0.005"]}',
     )
+    pseudo_labels: bool | None = Field(
+        default=None,
+        description="also train on the promoted versions' confident predictions of unlabelled "
+        "photos, never stored as annotations (null: the pseudo_labels setting)",
+    )
 
 
 @router.post("/retrain")
@@ -73,6 +78,7 @@ def retrain(
             from_scratch=body.from_scratch,
             weights=body.weights,
             options=body.options,
+            pseudo_labels=body.pseudo_labels,
         )
         plan = plan_round(
             session,

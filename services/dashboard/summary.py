@@ -14,6 +14,7 @@ from services.dashboard.stats import project_stats
 from services.errors import ServiceError
 from services.review.throughput import annotator_throughput
 from services.training import registry
+from services.training.pseudo_labels import pseudo_phrase
 
 
 def model_version_rows(session: Session) -> list[dict[str, Any]]:
@@ -59,11 +60,20 @@ def version_table(session: Session) -> list[dict[str, Any]]:
                 "promoted": mv.promoted,
                 "primary": f"{pm[0].removeprefix('holdout.')} = {pm[1]:.3f}" if pm else "none",
                 "heldout": ", ".join(f"{k} {v:.3f}" for k, v in others[:HELDOUT_SHOWN]),
-                "trained_on": (mv.train_snapshot or {}).get("count", ""),
+                "trained_on": trained_on(mv.train_snapshot),
                 "why": (metrics.get("promotion") or {}).get("reason", ""),
             }
         )
     return out
+
+
+def trained_on(snapshot: dict[str, Any] | None) -> str:
+    """What a version trained on, for the version table: the labelled photos' count, and
+    its pseudo-labels when it had some ("40 + 12 pseudo-labelled photos (80 instances)")."""
+    snap = snapshot or {}
+    count = str(snap.get("count", ""))
+    phrase = pseudo_phrase(snap)
+    return f"{count} {phrase}".strip() if phrase else count
 
 
 #: Held-out figures besides the primary one that the dashboard's version table shows.

@@ -34,7 +34,8 @@ def training_set(
 ):
     """The labelled records that pass ``split_filter``; with a round's ``snapshot``, exactly
     its images with their annotations as they were when it was taken (later saves are read
-    back from the revision history)."""
+    back from the revision history), and the pseudo-labelled photos it names, if any
+    (``snapshot["pseudo"]``, :mod:`services.training.pseudo_labels`)."""
     from db.models import LABELLED_STATUSES
     from models.data import TrainingSet
     from services.accounts.projects import project_taxonomy
@@ -71,6 +72,10 @@ def _snapshot_records(
         taken = versions.get(image_id)
         if taken is not None and taken != current.get(image_id):
             rec.instances = revision_instances(session, image_id, taken)
+    if snapshot.get("pseudo"):
+        from services.training.pseudo_labels import pseudo_records
+
+        records += pseudo_records(session, project, snapshot["pseudo"])
     return records
 
 
