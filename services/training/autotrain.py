@@ -114,7 +114,10 @@ class AutoTrainPolicy:
         :func:`cheap_checks`.)"""
         settings = get_settings()
         try:
-            return self.enabled(settings) and self.count(session, project) >= self.minimum(settings)
+            if not self.enabled(settings):
+                return False
+            count, _held_back = cheap_checks(session, project, [self])[0]
+            return count >= self.minimum(settings)
         except Exception:
             return False
 

@@ -44,6 +44,7 @@ from db.models import (
 )
 from services.errors import Invalid
 from services.training.predictions import rows_to_instances
+from services.training.records import image_record
 
 
 def class_thresholds(
@@ -192,22 +193,7 @@ def pseudo_records(session: Session, project: Project, pseudo: dict[str, Any]) -
     for image_id, preds in sorted(by_image.items(), key=lambda kv: kv[0]):
         img = images[image_id]
         inst = confident_instances(rows_to_instances(preds), {}, default=0.0)
-        records.append(
-            ImageRecord(
-                file_name=img.file_name,
-                width=img.width,
-                height=img.height,
-                instances=inst,
-                split=img.split,
-                sha256=img.sha256,
-                meta={
-                    "path": img.path,
-                    "image_id": img.id,
-                    "status": img.status.value,
-                    "pseudo": True,
-                },
-            )
-        )
+        records.append(image_record(img, inst, pseudo=True))
     return records
 
 

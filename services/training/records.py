@@ -85,7 +85,7 @@ def collect_records(
                 for ann_id, c, g, a in by_image.get(img.id, [])
             ]
         )
-        meta: dict[str, Any] = {"path": img.path, "image_id": img.id, "status": img.status.value}
+        meta: dict[str, Any] = {}
         # a photo's tags as CVAT gave them (kept with its source metadata at import), so a
         # CVAT export carries them back
         tags = ((img.meta or {}).get("source_meta") or {}).get("cvat_tags")
@@ -93,18 +93,22 @@ def collect_records(
             meta["cvat_tags"] = list(tags)
         if include_predictions:
             meta["predictions"] = preds_by_image.get(img.id, Instances.empty())
-        records.append(
-            ImageRecord(
-                file_name=img.file_name,
-                width=img.width,
-                height=img.height,
-                instances=instances,
-                split=img.split,
-                sha256=img.sha256,
-                meta=meta,
-            )
-        )
+        records.append(image_record(img, instances, **meta))
     return records
+
+
+def image_record(img: Image, instances: Instances, **meta: Any) -> ImageRecord:
+    """``img`` as a training record holding ``instances``; ``meta`` carries at least the
+    photo's ``path``, ``image_id`` and ``status`` (more when given)."""
+    return ImageRecord(
+        file_name=img.file_name,
+        width=img.width,
+        height=img.height,
+        instances=instances,
+        split=img.split,
+        sha256=img.sha256,
+        meta={"path": img.path, "image_id": img.id, "status": img.status.value, **meta},
+    )
 
 
 def _attributes(raw: str | dict | None) -> dict[str, Any]:
